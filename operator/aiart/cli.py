@@ -1,0 +1,52 @@
+"""``aiart``: the command line. For now: build runtime images ahead of time."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import aiodocker
+
+from .docker_adapter import DockerCluster
+from .errors import PermanentError, TransientError
+from .image_builder import ImageBuilder
+from .recipes import RuntimeRecipe
+from .settings import Settings
+
+
+async def _build_runtime(args: argparse.Namespace) -> str:
+    settings = Settings.from_env()
+    recipe = RuntimeRecipe(
+        runtime="sklearn", sklearn=args.sklearn, numpy_major=args.numpy_major,
+        base_image=args.base_image or settings.base_image,
+        python_version=settings.python_version,
+    )
+    async with aiodocker.Docker() as docker:
+        builder = ImageBuilder(DockerCluster(docker), cache_dir=Path(args.cache_dir),
+                               timeout=settings.build_timeout_seconds)
+        return await builder.ensure_runtime(recipe)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aiart", description="AI Analytics Runtime for Swarm")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build-runtime", help="build a runtime image if it is missing")
+    build.add_argument("--sklearn", required=True, help="scikit-learn version, e.g. 1.9.1")
+    build.add_argument("--numpy-major", type=int, default=2, choices=(1, 2))
+    build.add_argument("--base-image", default="", help="image to build on (AIART_BASE_IMAGE)")
+    build.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "aiart"))
+    args = parser.parse_args(argv)
+    if args.command == "build-runtime":
+        try:
+            tag = asyncio.run(_build_runtime(args))
+        except (PermanentError, TransientError) as exc:
+            print(f"aiart: {exc}", file=sys.stderr)
+            return 1
+        print(tag)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

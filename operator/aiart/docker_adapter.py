@@ -1,0 +1,284 @@
+"""The operator's only door to the Docker Engine (through aiodocker).
+
+It returns plain frozen records, so that the reconcile logic never sees a
+raw API dictionary, and it maps every failure to ``TransientError`` (the
+engine or registry is away) or ``PermanentError`` (the input is at fault).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import tarfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiodocker
+import aiohttp
+
+from . import labels as L
+from .errors import PermanentError, TransientError
+
+log = logging.getLogger("aiart.docker")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigObject:
+    id: str
+    name: str
+    index: int  # Swarm object version, for optimistic concurrency
+    created_at: str
+    labels: Mapping[str, str]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceObject:
+    id: str
+    name: str
+    index: int
+    labels: Mapping[str, str]
+    spec: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    desired: int
+    running: int
+    failed: int
+    last_error: str
+
+
+def _config(raw: Mapping[str, Any]) -> ConfigObject:
+    spec = raw["Spec"]
+    return ConfigObject(
+        id=raw["ID"],
+        name=spec["Name"],
+        index=int(raw["Version"]["Index"]),
+        created_at=raw.get("CreatedAt", ""),
+        labels=dict(spec.get("Labels") or {}),
+        data=base64.b64decode(spec.get("Data") or ""),
+    )
+
+
+def _service(raw: Mapping[str, Any]) -> ServiceObject:
+    spec = raw["Spec"]
+    return ServiceObject(
+        id=raw["ID"],
+        name=spec["Name"],
+        index=int(raw["Version"]["Index"]),
+        labels=dict(spec.get("Labels") or {}),
+        spec=spec,
+    )
+
+
+def _filters(**kwargs: list[str]) -> dict[str, str]:
+    return {"filters": json.dumps(kwargs)}
+
+
+def tar_context(files: Mapping[str, bytes]) -> bytes:
+    """A build context tarball; fixed owner, mode and time so equal input gives equal bytes."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path, content in sorted(files.items()):
+            info = tarfile.TarInfo(path)
+            info.size = len(content)
+            info.mode = 0o644
+            info.mtime = 0
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+class DockerCluster:
+    def __init__(self, docker: aiodocker.Docker) -> None:
+        self.docker = docker
+
+    async def _json(self, path: str, method: str = "GET", **kwargs: Any) -> Any:
+        try:
+            return await self.docker._query_json(path, method, **kwargs)
+        except aiodocker.DockerError as exc:
+            if exc.status >= 500 or exc.status == 409:
+                raise TransientError(f"Docker Engine: {exc.message}") from exc
+            raise
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TransientError(f"Docker Engine unreachable: {exc}") from exc
+
+    # -- configs ----------------------------------------------------------
+
+    async def list_model_configs(self, model: str | None = None) -> list[ConfigObject]:
+        label = f"{L.MODEL}={model}" if model else L.MODEL
+        raw = await self._json("configs", params=_filters(label=[label]))
+        return [_config(c) for c in raw]
+
+    async def get_config(self, name: str) -> ConfigObject | None:
+        try:
+            raw = await self._json(f"configs/{name}")
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return _config(raw)
+
+    async def update_config_labels(
+        self, config: ConfigObject, labels: Mapping[str, str]
+    ) -> ConfigObject | None:
+        """Replace a config's labels; None when it changed or vanished meanwhile."""
+        spec = {
+            "Name": config.name,
+            "Labels": dict(labels),
+            "Data": base64.b64encode(config.data).decode(),
+        }
+        index = config.index
+        try:
+            await self.docker._query_json(
+                f"configs/{config.id}/update", "POST", params={"version": str(index)}, data=spec
+            )
+        except aiodocker.DockerError as exc:
+            # Another writer got there first, or the user removed the config:
+            # the next reconcile reads the new truth.
+            if exc.status in (404, 409) or "update out of sequence" in str(exc.message):
+                return None
+            if exc.status >= 500:
+                raise TransientError(f"Docker Engine: {exc.message}") from exc
+            raise
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransientError(f"Docker Engine unreachable: {exc}") from exc
+        return await self.get_config(config.id)
+
+    # -- services ---------------------------------------------------------
+
+    async def list_services(self, model: str | None = None) -> list[ServiceObject]:
+        wanted = [f"{L.MANAGED_BY}={L.MANAGED_BY_VALUE}"]
+        if model:
+            wanted.append(f"{L.MODEL}={model}")
+        raw = await self._json("services", params=_filters(label=wanted))
+        return [_service(s) for s in raw]
+
+    async def create_service(self, spec: Mapping[str, Any]) -> None:
+        try:
+            await self._json("services/create", "POST", data=dict(spec))
+        except aiodocker.DockerError as exc:
+            raise PermanentError(f"Swarm refused the service: {exc.message}") from exc
+
+    async def update_service(self, service: ServiceObject, spec: Mapping[str, Any]) -> None:
+        try:
+            await self._json(
+                f"services/{service.id}/update", "POST",
+                params={"version": str(service.index)}, data=dict(spec),
+            )
+        except aiodocker.DockerError as exc:
+            if "out of sequence" in str(exc.message):
+                raise TransientError("service changed while being updated") from exc
+            raise PermanentError(f"Swarm refused the update: {exc.message}") from exc
+
+    async def remove_service(self, service: ServiceObject) -> None:
+        try:
+            await self._json(f"services/{service.id}", "DELETE")
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                raise
+
+    async def task_summary(self, service: ServiceObject) -> TaskSummary:
+        tasks = await self._json("tasks", params=_filters(service=[service.id]))
+        image = service.spec["TaskTemplate"]["ContainerSpec"]["Image"]
+        current = [t for t in tasks if t["Spec"]["ContainerSpec"]["Image"] == image]
+        running = sum(1 for t in current if t["Status"]["State"] == "running"
+                      and t.get("DesiredState") == "running")
+        failed = [t for t in current if t["Status"]["State"] in ("failed", "rejected")]
+        failed.sort(key=lambda t: t["Status"].get("Timestamp", ""))
+        last_error = ""
+        if failed:
+            status = failed[-1]["Status"]
+            last_error = status.get("Err") or status.get("Message") or ""
+        desired = int(service.spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1))
+        return TaskSummary(desired=desired, running=running, failed=len(failed),
+                           last_error=last_error)
+
+    async def service_log_tail(self, service: ServiceObject, lines: int = 5) -> str:
+        try:
+            async with self.docker._query(
+                f"services/{service.id}/logs",
+                params={"stdout": "1", "stderr": "1", "tail": str(lines)},
+            ) as response:
+                raw = await response.read()
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            return ""
+        # Multiplexed stream: 8-byte frame headers before each chunk.
+        out, pos = [], 0
+        while pos + 8 <= len(raw):
+            size = int.from_bytes(raw[pos + 4 : pos + 8], "big")
+            out.append(raw[pos + 8 : pos + 8 + size])
+            pos += 8 + size
+        return b"".join(out).decode(errors="replace").strip()[-600:]
+
+    async def ensure_network(self, name: str) -> None:
+        networks = await self._json("networks", params=_filters(name=[name]))
+        if any(n["Name"] == name for n in networks):
+            return
+        try:
+            await self._json("networks/create", "POST", data={
+                "Name": name, "Driver": "overlay", "Attachable": True,
+                "Labels": {L.MANAGED_BY: L.MANAGED_BY_VALUE},
+            })
+        except aiodocker.DockerError as exc:
+            if exc.status != 409:
+                raise TransientError(f"cannot create network {name}: {exc.message}") from exc
+
+    # -- images -----------------------------------------------------------
+
+    async def image_exists(self, tag: str) -> bool:
+        try:
+            await self._json(f"images/{tag}/json")
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    async def build_image(
+        self, *, context: bytes, tag: str, labels: Mapping[str, str], timeout: float  # noqa: ASYNC109
+    ) -> None:
+        """Build from a tar context; PermanentError carries the failing step's output."""
+        tail: list[str] = []
+        try:
+            stream = self.docker.images.build(
+                fileobj=io.BytesIO(context), encoding="application/x-tar", tag=tag,
+                labels=dict(labels), rm=True, forcerm=True, stream=True, timeout=timeout,
+            )
+            async for chunk in stream:
+                if "error" in chunk:
+                    detail = "\n".join(tail[-8:])
+                    raise PermanentError(f"image build failed: {chunk['error'].strip()}\n{detail}")
+                text = (chunk.get("stream") or "").strip()
+                if text:
+                    tail.append(text)
+        except aiodocker.DockerError as exc:
+            if exc.status >= 500:
+                raise TransientError(f"image build interrupted: {exc.message}") from exc
+            raise PermanentError(f"image build refused: {exc.message}") from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TransientError(f"image build interrupted: {exc}") from exc
+
+    async def push_image(self, tag: str) -> None:
+        repo, _, version = tag.rpartition(":")
+        try:
+            async for chunk in self.docker.images.push(repo, tag=version, stream=True):
+                if "error" in chunk:
+                    raise TransientError(f"push to the registry failed: {chunk['error']}")
+        except aiodocker.DockerError as exc:
+            raise TransientError(f"push to the registry failed: {exc.message}") from exc
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TransientError(f"push to the registry failed: {exc}") from exc
+
+    # -- events -----------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Config and service events until the stream ends (the caller reconnects)."""
+        params = _filters(type=["config", "service"])
+        async with self.docker._query("events", params=params, timeout=None) as response:
+            async for line in response.content:
+                if line.strip():
+                    yield json.loads(line)

@@ -1,0 +1,26 @@
+"""The ``aiart.*`` label names: the operator's whole vocabulary on Docker objects."""
+
+from typing import Final
+
+MODEL: Final = "aiart.model"
+MANAGED_BY: Final = "aiart.managed-by"
+MANAGED_BY_VALUE: Final = "aiart"
+OWNER: Final = "aiart.owner"
+VERSION: Final = "aiart.version"
+SPEC_HASH: Final = "aiart.spec-hash"
+ROLE: Final = "aiart.role"
+
+STATUS: Final = "aiart.status"
+STATUS_PREFIX: Final = "aiart.status."
+STATUS_MESSAGE: Final = "aiart.status.message"
+STATUS_IMAGE: Final = "aiart.status.image"
+STATUS_ENDPOINT: Final = "aiart.status.endpoint"
+STATUS_REPLICAS: Final = "aiart.status.replicas"
+STATUS_CURRENT: Final = "aiart.status.current"
+STATUS_INPUTS: Final = "aiart.status.inputs"
+STATUS_OBSERVED: Final = "aiart.status.observed"
+
+# Labels on runtime images, so that a runtime image can be found by what is
+# inside it rather than by a name someone has to remember.
+RUNTIME: Final = "aiart.runtime"
+RUNTIME_RECIPE: Final = "aiart.runtime.recipe"

@@ -1,0 +1,133 @@
+"""The operator's main loop: list, watch, resync, and bounded parallel workers.
+
+Events are hints: each one enqueues the model it concerns (or every model,
+when it cannot tell which), every reconnect of the event stream enqueues
+every model, and so does a periodic resync. Workers take one model at a time
+per model, several models in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import labels as L
+from .docker_adapter import ConfigObject, ServiceObject
+from .errors import TransientError
+from .reconcile import Deps, Outcome, reconcile_model
+from .workqueue import WorkQueue
+
+log = logging.getLogger("aiart.loop")
+MAX_BACKOFF = 60.0
+
+
+class Operator:
+    def __init__(
+        self,
+        deps: Deps,
+        *,
+        reconcile: Callable[[Deps, str], Awaitable[Outcome]] = reconcile_model,
+    ) -> None:
+        self.deps = deps
+        self.queue = WorkQueue()
+        self.reconcile = reconcile
+        self._failures: dict[str, int] = {}
+        self._known: dict[str, str] = {}  # object id -> model name
+        self.passes = 0
+        self.synced = asyncio.Event()
+
+    async def enqueue_all(self) -> None:
+        configs = await self.deps.cluster.list_model_configs()
+        services = await self.deps.cluster.list_services()
+        keys = set()
+        objects: list[ConfigObject | ServiceObject] = [*configs, *services]
+        for obj in objects:
+            model = obj.labels.get(L.MODEL)
+            if model:
+                self._known[obj.id] = model
+                keys.add(model)
+        for key in keys:
+            self.queue.add(key)
+        self.synced.set()
+
+    def backoff(self, key: str) -> float:
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        return float(min(MAX_BACKOFF, 0.5 * 2.0 ** (failures - 1)) * random.uniform(0.8, 1.2))
+
+    async def work_one(self, key: str) -> None:
+        try:
+            outcome = await self.reconcile(self.deps, key)
+        except TransientError as exc:
+            delay = self.backoff(key)
+            log.warning("model %s: %s; retrying in %.1f s", key, exc, delay)
+            self.queue.add(key, delay)
+            return
+        except Exception:
+            delay = self.backoff(key)
+            log.exception("model %s: reconcile failed; retrying in %.1f s", key, delay)
+            self.queue.add(key, delay)
+            return
+        finally:
+            self.passes += 1
+        if outcome.transient:
+            self.queue.add(key, self.backoff(key))
+            return
+        self._failures.pop(key, None)
+        if outcome.requeue_after is not None:
+            self.queue.add(key, outcome.requeue_after)
+
+    async def worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.work_one(key)
+            finally:
+                self.queue.done(key)
+
+    async def ticker(self) -> None:
+        while True:
+            await asyncio.sleep(self.deps.settings.resync_seconds)
+            try:
+                await self.enqueue_all()
+            except TransientError as exc:
+                log.warning("resync failed: %s", exc)
+
+    def on_event(self, event: dict[str, Any]) -> bool:
+        """Enqueue the model an event concerns; False when it cannot tell which."""
+        actor = event.get("Actor") or {}
+        model = self._known.get(actor.get("ID", ""))
+        if model is None:
+            return False
+        self.queue.add(model)
+        return True
+
+    async def watcher(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                # List after subscribing would be ideal; the engine offers no
+                # resource versions, so list on every (re)connect instead.
+                stream = self.deps.cluster.events()
+                await self.enqueue_all()
+                delay = 0.5
+                async for event in stream:
+                    if not self.on_event(event):
+                        await self.enqueue_all()
+                log.warning("event stream ended; reconnecting")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("event stream failed: %s; reconnecting in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.watcher())
+            group.create_task(self.ticker())
+            for _ in range(self.deps.settings.workers):
+                group.create_task(self.worker())

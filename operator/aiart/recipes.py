@@ -1,0 +1,126 @@
+"""Image recipes: what goes into runtime and model images, and their tags.
+
+Pure apart from reading aiart's own runtime sources. Every tag is a hash of
+what went into the image, so an image that exists is never built again and a
+changed input always gives a new tag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+SERVER_REQUIREMENTS = (
+    "starlette>=0.40,<2",
+    "uvicorn>=0.30",
+    "uvloop>=0.19",
+    "httptools>=0.6",
+    "orjson>=3.10",
+    "prometheus-client>=0.20",
+)
+
+
+@cache
+def runtime_source_dir() -> Path:
+    """The aiart_runtime package's folder, found without importing it
+    (the operator does not have the model server's dependencies)."""
+    spec = importlib.util.find_spec("aiart_runtime")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the aiart_runtime package is not installed next to aiart")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def runtime_files() -> dict[str, bytes]:
+    """Relative path -> content of every runtime source file, sorted."""
+    root = runtime_source_dir()
+    files = {}
+    for path in sorted(root.rglob("*")):
+        wanted = path.suffix in (".py", ".j2", ".typed")
+        if path.is_file() and wanted and "__pycache__" not in path.parts:
+            files[path.relative_to(root).as_posix()] = path.read_bytes()
+    return files
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(runtime_source_dir() / "recipes"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+    )
+
+
+def _digest(*parts: bytes | str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RuntimeRecipe:
+    runtime: str
+    sklearn: str
+    numpy_major: int
+    base_image: str
+    python_version: str
+
+    @property
+    def requirements(self) -> tuple[str, ...]:
+        numpy = "numpy>=2,<3" if self.numpy_major == 2 else "numpy>=1.21,<2"
+        return (f"scikit-learn=={self.sklearn}", numpy, "joblib", *SERVER_REQUIREMENTS)
+
+    @property
+    def recipe_hash(self) -> str:
+        files = runtime_files()
+        return _digest(
+            self.base_image, self.python_version, *self.requirements,
+            *(f"{k}\x00" for k in files), *files.values(),
+        )[:12]
+
+    @property
+    def tag(self) -> str:
+        versions = f"{self.sklearn}-np{self.numpy_major}"
+        return f"aiart/runtime-{self.runtime}:{versions}-{self.recipe_hash}"
+
+    def dockerfile(self) -> str:
+        def quote(req: str) -> str:
+            return "'" + req.replace("'", "") + "'"
+
+        return _environment().get_template("runtime.Dockerfile.j2").render(
+            runtime=self.runtime,
+            recipe_hash=self.recipe_hash,
+            base_image=self.base_image,
+            python_version=self.python_version,
+            requirements=" ".join(quote(r) for r in self.requirements),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRecipe:
+    name: str
+    version: str
+    runtime_image: str
+    artifact_name: str
+    artifact: bytes
+    settings_json: bytes
+    registry: str
+
+    def dockerfile(self) -> str:
+        return _environment().get_template("model.Dockerfile.j2").render(
+            name=self.name, version=self.version, runtime_image=self.runtime_image
+        )
+
+    @property
+    def tag(self) -> str:
+        digest = _digest(
+            self.runtime_image, self.dockerfile(), self.artifact_name,
+            hashlib.sha256(self.artifact).hexdigest(), self.settings_json,
+        )[:16]
+        return f"{self.registry}/aiart/{self.name}:{self.version}-{digest}"

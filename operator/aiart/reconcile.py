@@ -1,0 +1,282 @@
+"""``reconcile_model``: one level-triggered pass over one model's versions.
+
+It re-reads live state, parses every config, renders the desired services,
+acts only on a difference and writes status only when it changed; running it
+twice in a row changes nothing. Work for one version never blocks another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from . import labels as L
+from .docker_adapter import ConfigObject, ServiceObject
+from .errors import PermanentError, TransientError
+from .pickle_facts import NotAPickle, read_pickle_facts
+from .plan import VersionPlan, choose_current, plan_versions
+from .ports import Builder, Cluster, GatewayProbe
+from .recipes import ModelRecipe, RuntimeRecipe
+from .render import (
+    carries_current_route,
+    model_settings,
+    render_service,
+    task_template_hash,
+)
+from .settings import Settings
+from .spec import Manifest
+from .status import Phase, Status, read_status, status_labels
+
+log = logging.getLogger("aiart.reconcile")
+POLL_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    requeue_after: float | None
+    transient: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deps:
+    cluster: Cluster
+    builder: Builder
+    gateway: GatewayProbe
+    settings: Settings
+
+
+def _artifact_file(manifest: Manifest) -> str:
+    fmt = manifest.spec.artifact.format
+    return "model.joblib" if fmt == "joblib" else "model.pkl"
+
+
+def _numpy_major(sklearn: str) -> int:
+    # scikit-learn supports numpy 2 from 1.4.2 on; older releases need numpy 1.
+    parts = tuple(int(p) for p in sklearn.split(".")[:3] if p.isdigit())
+    return 2 if parts >= (1, 4, 2) else 1
+
+
+class Prepared:
+    """A version's inputs resolved to images: what to deploy, or why not."""
+
+    def __init__(self, *, recipe: ModelRecipe, runtime: RuntimeRecipe, inputs: str) -> None:
+        self.recipe = recipe
+        self.runtime = runtime
+        self.inputs = inputs
+
+
+async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
+    """Read the artifact and pick the runtime; PermanentError says what is wrong."""
+    manifest = plan.manifest
+    assert manifest is not None
+    artifact_ref = manifest.spec.artifact
+    artifact = await deps.cluster.get_config(artifact_ref.config_name)
+    if artifact is None:
+        raise PermanentError(
+            f"artifact config {artifact_ref.config_name!r} does not exist; create it with "
+            f"'docker config create {artifact_ref.config_name} model.pkl'"
+        )
+    digest = hashlib.sha256(artifact.data).hexdigest()
+    if artifact_ref.sha256 and artifact_ref.sha256 != digest:
+        raise PermanentError(
+            f"artifact {artifact_ref.config_name!r} has sha256 {digest}, "
+            f"but the manifest expects {artifact_ref.sha256}"
+        )
+    try:
+        facts = read_pickle_facts(artifact.data)
+    except NotAPickle as exc:
+        raise PermanentError(f"artifact {artifact_ref.config_name!r}: {exc}") from None
+    framework = manifest.spec.framework
+    sklearn = framework.sklearn or facts.sklearn_version or deps.settings.default_sklearn
+    numpy_major = framework.numpy or facts.numpy_major or _numpy_major(sklearn)
+    runtime = RuntimeRecipe(
+        runtime=manifest.spec.runtime.value,
+        sklearn=sklearn,
+        numpy_major=numpy_major,
+        base_image=deps.settings.base_image,
+        python_version=deps.settings.python_version,
+    )
+    settings_file = model_settings(manifest, _artifact_file(manifest))
+    recipe = ModelRecipe(
+        name=manifest.metadata.name,
+        version=manifest.metadata.version,
+        runtime_image=runtime.tag,
+        artifact_name=settings_file.artifact,
+        artifact=artifact.data,
+        settings_json=settings_file.to_json(),
+        registry=deps.settings.registry,
+    )
+    inputs = hashlib.sha256(f"{plan.config.id}\0{recipe.tag}".encode()).hexdigest()[:16]
+    return Prepared(recipe=recipe, runtime=runtime, inputs=inputs)
+
+
+async def write_status(cluster: Cluster, config: ConfigObject, status: Status) -> ConfigObject:
+    """Write ``status`` if it differs; return the config as it now is."""
+    wanted = status_labels(config.labels, status)
+    if wanted == dict(config.labels):
+        return config
+    updated = await cluster.update_config_labels(config, wanted)
+    if updated is None:
+        # Someone else wrote meanwhile (or the config is gone): the event that
+        # caused brings us back with fresh state.
+        raise TransientError(f"config {config.name} changed while its status was written")
+    return updated
+
+
+def _endpoint(settings: Settings, name: str, version: str, current: bool) -> str:
+    base = f"{settings.public_url}/models/{name}"
+    return base if current else f"{base}/versions/{version}"
+
+
+async def reconcile_model(deps: Deps, model: str) -> Outcome:
+    cluster = deps.cluster
+    configs = await cluster.list_model_configs(model)
+    services = await cluster.list_services(model)
+    plans = plan_versions(model, configs)
+
+    for plan in plans:
+        if plan.manifest is None:
+            await write_status(cluster, plan.config, Status(
+                phase=Phase.INVALID, message="; ".join(plan.problems)))
+
+    valid = [p for p in plans if p.manifest is not None]
+    owners = {p.config.id for p in valid}
+    by_version: dict[str, ServiceObject] = {}
+    for service in services:
+        version = service.labels.get(L.VERSION, "")
+        if service.labels.get(L.OWNER) not in owners and not any(
+            p.manifest and p.manifest.metadata.version == version for p in valid
+        ):
+            log.info("removing %s: its config is gone", service.name)
+            await cluster.remove_service(service)
+        else:
+            by_version[version] = service
+
+    versions = [p.manifest.metadata.version for p in valid if p.manifest]
+    ready = {
+        v for v in versions
+        if v in by_version and await deps.gateway.version_ready(model, v)
+    }
+    routed = {v for v, s in by_version.items() if carries_current_route(dict(s.labels))}
+    served = await deps.gateway.current_version(model) if len(routed) > 1 or (
+        routed and ready - routed) else None
+    current, handing_over = choose_current(
+        valid=versions, ready=ready, routed=routed, served=served)
+
+    requeue: float | None = POLL_SECONDS if handing_over else None
+    transient: str | None = None
+    for plan in valid:
+        assert plan.manifest is not None
+        version = plan.manifest.metadata.version
+        try:
+            again = await reconcile_version(
+                deps, plan, by_version.get(version), current=version in current,
+                ready=version in ready,
+            )
+        except TransientError as exc:
+            transient = str(exc)
+            log.warning("%s version %s: %s; will retry", model, version, exc)
+            phase, _ = read_status(plan.config.labels)
+            keep = phase if phase in (Phase.PENDING, Phase.BUILDING, Phase.DEPLOYING) else (
+                Phase.PENDING)
+            await write_status(cluster, plan.config, Status(
+                phase=keep, message=f"retrying after a temporary failure: {exc}"))
+            continue
+        if again is not None:
+            requeue = again if requeue is None else min(requeue, again)
+    return Outcome(requeue_after=requeue, transient=transient)
+
+
+async def reconcile_version(
+    deps: Deps, plan: VersionPlan, service: ServiceObject | None, *, current: bool, ready: bool
+) -> float | None:
+    """Bring one version to its desired state; return seconds to the next look, if any."""
+    cluster, settings = deps.cluster, deps.settings
+    manifest = plan.manifest
+    assert manifest is not None
+    name, version = manifest.metadata.name, manifest.metadata.version
+    config = plan.config
+    phase, failed_inputs = read_status(config.labels)
+
+    try:
+        prepared = await prepare(deps, plan)
+    except PermanentError as exc:
+        await write_status(cluster, config, Status(phase=Phase.FAILED, message=str(exc)))
+        return None
+
+    image = prepared.recipe.tag
+    desired = render_service(
+        manifest=manifest, config_id=config.id, image=image, settings=settings,
+        current=current, ordinal=plan.ordinal,
+    )
+    if service is None or service.labels.get(L.SPEC_HASH) != desired["Labels"][L.SPEC_HASH]:
+        same_tasks = service is not None and task_template_hash(
+            dict(service.spec)) == task_template_hash(desired)
+        if phase is Phase.FAILED and failed_inputs == prepared.inputs and not same_tasks:
+            return None  # this exact input failed before: wait for the user
+        if not same_tasks:
+            try:
+                config = await write_status(cluster, config, Status(
+                    phase=Phase.BUILDING, message=f"building image {image}", image=image,
+                    extra={"inputs": prepared.inputs}))
+                await deps.builder.ensure_runtime(prepared.runtime)
+                await deps.builder.ensure_model_image(prepared.recipe)
+            except PermanentError as exc:
+                await write_status(cluster, config, Status(
+                    phase=Phase.FAILED, message=str(exc), image=image,
+                    extra={"inputs": prepared.inputs}))
+                return None
+        if service is None:
+            log.info("creating service %s", desired["Name"])
+            await cluster.create_service(desired)
+        else:
+            log.info("updating service %s", desired["Name"])
+            await cluster.update_service(service, desired)
+        config = await write_status(cluster, config, Status(
+            phase=Phase.DEPLOYING, message="service created; waiting for it to answer",
+            image=image, extra={"inputs": prepared.inputs}))
+        return POLL_SECONDS
+
+    tasks = await cluster.task_summary(service)
+    extra = {
+        "inputs": prepared.inputs,
+        "replicas": f"{tasks.running}/{tasks.desired}",
+        "current": "true" if current else "false",
+    }
+    endpoint = _endpoint(settings, name, version, current)
+    if ready:
+        note = "" if tasks.running >= tasks.desired else (
+            f" (degraded: {tasks.running} of {tasks.desired} replicas running)")
+        where = "the model's route" if current else "its versioned route"
+        await write_status(cluster, config, Status(
+            phase=Phase.READY, message=f"serving at {where}{note}", image=image,
+            endpoint=endpoint, extra=extra))
+        return None if tasks.running >= tasks.desired else POLL_SECONDS * 5
+    if tasks.desired == 0:
+        await write_status(cluster, config, Status(
+            phase=Phase.PENDING, message="scaled to 0 replicas: nothing serves it",
+            image=image, extra=extra))
+        return None
+    if tasks.failed >= settings.failed_task_threshold and tasks.running == 0:
+        logs = await cluster.service_log_tail(service)
+        message = f"the model's container keeps failing ({tasks.failed} tries): {tasks.last_error}"
+        if logs:
+            message += f"; last log lines: {logs}"
+        await write_status(cluster, config, Status(
+            phase=Phase.FAILED, message=message, image=image, extra=extra))
+        return POLL_SECONDS * 5
+    await write_status(cluster, config, Status(
+        phase=Phase.DEPLOYING,
+        message=f"{tasks.running} of {tasks.desired} replicas running; "
+                "waiting for the gateway to route to it",
+        image=image, extra=extra))
+    return POLL_SECONDS
+
+
+def model_keys(configs: list[ConfigObject], services: list[ServiceObject]) -> set[str]:
+    """Every model name that has a config or a managed service."""
+    keys = {c.labels[L.MODEL] for c in configs if c.labels.get(L.MODEL)}
+    keys |= {s.labels[L.MODEL] for s in services if s.labels.get(L.MODEL)}
+    return keys
+

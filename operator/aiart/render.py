@@ -1,0 +1,197 @@
+"""Desired Swarm services and Traefik routes for model versions. Pure: no I/O.
+
+Routes (Traefik's Swarm provider reads them from service labels):
+
+- ``/v2/models/<m>/versions/<v>[/...]``  -> version v, path unchanged
+- ``/models/<m>/versions/<v>[/...]``     -> version v, prefix stripped
+- ``/v2/models/<m>[/...]`` and ``/models/<m>[/...]`` -> the current version
+
+Versioned routers outrank the current ones. Every version's current routers
+have their own names and a priority that grows with the version's age order,
+so during a hand-over both versions carry them and the newer one wins; no
+request meets a gap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from . import labels as L
+from .settings import Settings
+from .spec import Manifest
+
+SERVER_PORT = 8080
+RUNTIME_USER = "10001:10001"
+VERSIONED_PRIORITY = 1_000_000
+CURRENT_PRIORITY_BASE = 10_000
+_SECOND = 1_000_000_000
+
+
+def service_name(name: str, version: str) -> str:
+    return f"aiart-{name}-{version}"
+
+
+def _prefix_rule(path: str) -> str:
+    # Path(p) || PathPrefix(p/): "/models/iris" must not also match "/models/iris2".
+    return f"Path(`{path}`) || PathPrefix(`{path}/`)"
+
+
+def route_labels(
+    *, name: str, version: str, current: bool, ordinal: int, entrypoint: str, network: str
+) -> dict[str, str]:
+    """Traefik labels for one version; ``current`` adds the unversioned routes."""
+    svc = service_name(name, version)
+    out: dict[str, str] = {
+        "traefik.enable": "true",
+        "traefik.swarm.network": network,
+        f"traefik.http.services.{svc}.loadbalancer.server.port": str(SERVER_PORT),
+    }
+
+    def router(router_name: str, path: str, priority: int, strip: bool) -> None:
+        key = f"traefik.http.routers.{router_name}"
+        out[f"{key}.rule"] = _prefix_rule(path)
+        out[f"{key}.entrypoints"] = entrypoint
+        out[f"{key}.service"] = svc
+        out[f"{key}.priority"] = str(priority)
+        if strip:
+            middleware = f"{router_name}-strip"
+            out[f"traefik.http.middlewares.{middleware}.stripprefix.prefixes"] = path
+            out[f"{key}.middlewares"] = middleware
+
+    router(f"{svc}-v2", f"/v2/models/{name}/versions/{version}", VERSIONED_PRIORITY, False)
+    router(f"{svc}-base", f"/models/{name}/versions/{version}", VERSIONED_PRIORITY, True)
+    if current:
+        priority = CURRENT_PRIORITY_BASE + ordinal
+        router(f"{svc}-current-v2", f"/v2/models/{name}", priority, False)
+        router(f"{svc}-current-base", f"/models/{name}", priority, True)
+    return out
+
+
+def carries_current_route(service_labels: dict[str, str]) -> bool:
+    return any(k.endswith("-current-v2.rule") for k in service_labels)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSettingsFile:
+    """What the model server reads from ``/model/model.json``."""
+
+    name: str
+    version: str
+    runtime: str
+    artifact: str
+    inputs: list[dict[str, Any]] | None
+    outputs: list[dict[str, Any]] | None
+
+    def to_json(self) -> bytes:
+        body = {
+            "name": self.name, "version": self.version, "runtime": self.runtime,
+            "artifact": self.artifact, "inputs": self.inputs, "outputs": self.outputs,
+        }
+        return json.dumps(body, sort_keys=True, indent=2).encode()
+
+
+def model_settings(manifest: Manifest, artifact_file: str) -> ModelSettingsFile:
+    spec = manifest.spec
+    return ModelSettingsFile(
+        name=manifest.metadata.name,
+        version=manifest.metadata.version,
+        runtime=spec.runtime.value,
+        artifact=artifact_file,
+        inputs=[t.model_dump(mode="json") for t in spec.inputs] if spec.inputs else None,
+        outputs=[t.model_dump(mode="json") for t in spec.outputs] if spec.outputs else None,
+    )
+
+
+def _resources(manifest: Manifest) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field, key in (("limits", "Limits"), ("reservations", "Reservations")):
+        res = getattr(manifest.spec.resources, field)
+        entry: dict[str, int] = {}
+        if res.cpus is not None:
+            entry["NanoCPUs"] = int(res.cpus * 1e9)
+        if res.memory_bytes is not None:
+            entry["MemoryBytes"] = res.memory_bytes
+        if entry:
+            out[key] = entry
+    return out
+
+
+def render_service(
+    *,
+    manifest: Manifest,
+    config_id: str,
+    image: str,
+    settings: Settings,
+    current: bool,
+    ordinal: int,
+) -> dict[str, Any]:
+    """The Docker service spec (Engine API JSON) for one model version."""
+    name, version = manifest.metadata.name, manifest.metadata.version
+    svc = service_name(name, version)
+    identity = {
+        L.MANAGED_BY: L.MANAGED_BY_VALUE,
+        L.MODEL: name,
+        L.VERSION: version,
+        L.OWNER: config_id,
+    }
+    env = {**manifest.spec.env, "AIART_MODEL_NAME": name, "AIART_MODEL_VERSION": version}
+    spec: dict[str, Any] = {
+        "Name": svc,
+        "Labels": {
+            **identity,
+            **route_labels(
+                name=name, version=version, current=current, ordinal=ordinal,
+                entrypoint=settings.entrypoint, network=settings.network,
+            ),
+        },
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": image,
+                "Labels": dict(identity),
+                "Env": [f"{k}={v}" for k, v in sorted(env.items())],
+                # Model code never needs root, a writable image or any
+                # capability; a pickle that runs code finds none of them.
+                "User": RUNTIME_USER,
+                "ReadOnly": True,
+                "CapabilityDrop": ["ALL"],
+                "Mounts": [
+                    {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 64 << 20}}
+                ],
+                "Healthcheck": {
+                    "Test": ["CMD", "/opt/aiart/bin/python", "-m", "aiart_runtime.probe"],
+                    "Interval": 2 * _SECOND,
+                    "Timeout": 2 * _SECOND,
+                    "Retries": 3,
+                    "StartPeriod": 120 * _SECOND,
+                },
+                "StopGracePeriod": 10 * _SECOND,
+            },
+            "Resources": _resources(manifest),
+            "RestartPolicy": {"Condition": "any", "Delay": 2 * _SECOND, "MaxAttempts": 0},
+            "Networks": [{"Target": settings.network}],
+        },
+        "Mode": {"Replicated": {"Replicas": manifest.spec.replicas}},
+        # start-first: a changed version starts its new task before the old
+        # one stops, so an update of a served model drops no request.
+        "UpdateConfig": {"Parallelism": 1, "Order": "start-first", "FailureAction": "pause"},
+        # No VIP: Traefik dials task addresses directly, which needs no IPVS.
+        "EndpointSpec": {"Mode": "dnsrr"},
+    }
+    spec["Labels"][L.SPEC_HASH] = spec_hash(spec)
+    return spec
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """A stable hash of a rendered spec, ignoring its own hash label."""
+    body = dict(spec)
+    body["Labels"] = {k: v for k, v in spec.get("Labels", {}).items() if k != L.SPEC_HASH}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def task_template_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(spec.get("TaskTemplate", {}), sort_keys=True).encode()
+    ).hexdigest()[:16]

@@ -1,0 +1,50 @@
+"""Operator settings, read once from ``AIART_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    registry: str = "localhost:5000"
+    network: str = "aiart-models"
+    entrypoint: str = "web"
+    public_url: str = "http://localhost:8080"
+    # Where the operator itself reaches the gateway to check readiness: inside
+    # the stack that is Traefik's name on the overlay network, not the host's.
+    gateway_url: str = "http://localhost:8080"
+    resync_seconds: float = 30.0
+    workers: int = 4
+    default_sklearn: str = "1.9.1"
+    default_numpy_major: int = 2
+    base_image: str = ""
+    python_version: str = "3.11"
+    cache_dir: str = "/var/cache/aiart"
+    build_timeout_seconds: float = 1800.0
+    # A model whose tasks failed this many times with none running is Failed.
+    failed_task_threshold: int = 3
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        public = env.get("AIART_PUBLIC_URL", cls.public_url).rstrip("/")
+        return cls(
+            registry=env.get("AIART_REGISTRY", cls.registry),
+            network=env.get("AIART_NETWORK", cls.network),
+            entrypoint=env.get("AIART_ENTRYPOINT", cls.entrypoint),
+            public_url=public,
+            gateway_url=env.get("AIART_GATEWAY_URL", public).rstrip("/"),
+            resync_seconds=float(env.get("AIART_RESYNC_SECONDS", cls.resync_seconds)),
+            workers=int(env.get("AIART_WORKERS", cls.workers)),
+            default_sklearn=env.get("AIART_DEFAULT_SKLEARN", cls.default_sklearn),
+            default_numpy_major=int(env.get("AIART_DEFAULT_NUMPY_MAJOR", cls.default_numpy_major)),
+            base_image=env.get("AIART_BASE_IMAGE", cls.base_image),
+            python_version=env.get("AIART_PYTHON_VERSION", cls.python_version),
+            cache_dir=env.get("AIART_CACHE_DIR", cls.cache_dir),
+            build_timeout_seconds=float(
+                env.get("AIART_BUILD_TIMEOUT_SECONDS", cls.build_timeout_seconds)
+            ),
+        )

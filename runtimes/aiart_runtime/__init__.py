@@ -1,0 +1,3 @@
+"""aiart's model server: one Open Inference Protocol surface for every runtime."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,64 @@
+"""``python -m aiart_runtime serve|check [MODEL_DIR]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from . import logs
+from .settings import ModelSettings
+from .sklearn_model import ModelLoadError, SklearnModel
+
+
+def load(model_dir: Path) -> SklearnModel:
+    settings = ModelSettings.load(model_dir)
+    if settings.runtime != "sklearn":
+        raise ModelLoadError(f"this image serves sklearn models, not {settings.runtime!r}")
+    model = SklearnModel(settings)
+    model.load()
+    return model
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="aiart_runtime")
+    parser.add_argument("command", choices=("serve", "check"))
+    parser.add_argument("model_dir", nargs="?", default="/model", type=Path)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--host", default="0.0.0.0")
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        # Run at image build time: a model that cannot load never ships.
+        try:
+            model = load(args.model_dir)
+        except (ModelLoadError, OSError, KeyError, ValueError) as exc:
+            print(f"aiart: the model does not load: {exc}", file=sys.stderr)
+            return 1
+        print(f"aiart: model loads; outputs {model.output_names()}")
+        return 0
+
+    logs.configure()
+    log = logging.getLogger("aiart_runtime")
+    started = time.perf_counter()
+    settings = ModelSettings.load(args.model_dir)
+    logs.model_context.set({"model": settings.name, "version": settings.version})
+    try:
+        model = load(args.model_dir)
+    except ModelLoadError as exc:
+        log.error("the model does not load: %s", exc)
+        return 1
+    import uvicorn
+
+    from .server import create_app
+
+    app = create_app(model)
+    app.state.metrics.load_seconds.set(time.perf_counter() - started)
+    log.info("model loaded in %.3f s", time.perf_counter() - started)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Open Inference Protocol (KServe V2) JSON tensors: decoding and encoding.
+
+Pure: no I/O. Everything a client can get wrong raises ``ProtocolError``
+with a message the client can act on; the server turns it into a 400.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+DATATYPES: dict[str, Any] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
+    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+    "BYTES": np.object_,
+}
+
+
+class ProtocolError(ValueError):
+    """A request that does not follow the protocol; answered with HTTP 400."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    data: npt.NDArray[Any]
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceRequest:
+    id: str | None
+    inputs: tuple[Tensor, ...]
+    requested_outputs: tuple[str, ...] | None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def _parameters(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{where}parameters must be an object")
+    for key, item in value.items():
+        if not isinstance(item, (str, int, float, bool)) or item is None:
+            raise ProtocolError(
+                f"{where}parameters.{key} must be a string, number or boolean"
+            )
+    return value
+
+
+def _flatten(data: Any) -> list[Any]:
+    if not isinstance(data, list):
+        return [data]
+    if data and isinstance(data[0], list):
+        out: list[Any] = []
+        stack = [data]
+        # Iterative flatten: a deeply nested body must not blow the stack.
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(reversed(item))
+            else:
+                out.append(item)
+        return out
+    return data
+
+
+def datatype_of(array: npt.NDArray[Any]) -> str:
+    kind = array.dtype
+    for name, dtype in DATATYPES.items():
+        if dtype is not np.object_ and kind == np.dtype(dtype):
+            return name
+    if kind.kind in ("U", "S", "O"):
+        return "BYTES"
+    raise ProtocolError(f"cannot express numpy dtype {kind} as a protocol datatype")
+
+
+def decode_tensor(item: Any, index: int) -> Tensor:
+    where = f"inputs[{index}]."
+    if not isinstance(item, dict):
+        raise ProtocolError(f"inputs[{index}] must be an object")
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        raise ProtocolError(f"{where}name must be a non-empty string")
+    datatype = item.get("datatype")
+    if datatype not in DATATYPES:
+        raise ProtocolError(
+            f"{where}datatype {datatype!r} is not one of {', '.join(DATATYPES)}"
+        )
+    shape = item.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+    ):
+        raise ProtocolError(f"{where}shape must be a list of non-negative integers")
+    _parameters(item.get("parameters"), where)
+    if "data" not in item:
+        raise ProtocolError(f"{where}data is missing")
+    flat = _flatten(item["data"])
+    expected = int(np.prod(shape)) if shape else 1
+    if len(flat) != expected:
+        raise ProtocolError(
+            f"{where}data has {len(flat)} elements but shape {shape} needs {expected}"
+        )
+    dtype = DATATYPES[datatype]
+    try:
+        if datatype == "BYTES":
+            array = np.array([v if isinstance(v, str) else str(v) for v in flat], dtype=object)
+        else:
+            if any(isinstance(v, (str, list, dict)) or v is None for v in flat):
+                raise ProtocolError(f"{where}data must hold {datatype} numbers only")
+            array = np.asarray(flat, dtype=dtype)
+            if datatype.startswith(("INT", "UINT")) and any(isinstance(v, float) for v in flat):
+                raise ProtocolError(f"{where}data has fractional values for {datatype}")
+    except (OverflowError, ValueError, TypeError) as exc:
+        if isinstance(exc, ProtocolError):
+            raise
+        raise ProtocolError(f"{where}data does not fit {datatype}: {exc}") from None
+    return Tensor(name=name, datatype=datatype, shape=tuple(shape), data=array.reshape(shape))
+
+
+def decode_request(body: Any) -> InferenceRequest:
+    if not isinstance(body, dict):
+        raise ProtocolError("the request body must be a JSON object with an inputs list")
+    request_id = body.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise ProtocolError("id must be a string")
+    parameters = _parameters(body.get("parameters"), "")
+    inputs = body.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise ProtocolError("inputs must be a non-empty list of tensors")
+    tensors = tuple(decode_tensor(item, i) for i, item in enumerate(inputs))
+    requested: tuple[str, ...] | None = None
+    outputs = body.get("outputs")
+    if outputs is not None:
+        if not isinstance(outputs, list):
+            raise ProtocolError("outputs must be a list")
+        names = []
+        for i, out in enumerate(outputs):
+            if not isinstance(out, dict) or not isinstance(out.get("name"), str):
+                raise ProtocolError(f"outputs[{i}].name must be a string")
+            _parameters(out.get("parameters"), f"outputs[{i}].")
+            names.append(out["name"])
+        requested = tuple(names)
+    return InferenceRequest(
+        id=request_id, inputs=tensors, requested_outputs=requested, parameters=parameters
+    )
+
+
+def encode_tensor(name: str, array: npt.NDArray[Any]) -> dict[str, Any]:
+    datatype = datatype_of(array)
+    if datatype == "BYTES":
+        data: list[Any] = [str(v) for v in array.reshape(-1).tolist()]
+    else:
+        data = array.reshape(-1).tolist()
+    return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}

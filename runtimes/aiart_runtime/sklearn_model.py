@@ -1,0 +1,144 @@
+"""The scikit-learn runtime: a pickle or joblib estimator behind the protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .protocol import ProtocolError, Tensor, datatype_of
+from .settings import ModelSettings, TensorSpec
+
+
+class ModelLoadError(RuntimeError):
+    """The artifact cannot be loaded; the message says why."""
+
+
+class SklearnModel:
+    platform = "sklearn"
+
+    def __init__(self, settings: ModelSettings) -> None:
+        self.settings = settings
+        self.estimator: Any = None
+        self.n_features: int | None = None
+        self.feature_names: list[str] | None = None
+        self.has_proba = False
+
+    def load(self) -> None:
+        import joblib  # joblib.load also reads plain pickles
+
+        try:
+            self.estimator = joblib.load(self.settings.artifact)
+        except Exception as exc:  # any failure here is the artifact's, reported whole
+            raise ModelLoadError(
+                f"cannot load {self.settings.artifact.name}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not callable(getattr(self.estimator, "predict", None)):
+            raise ModelLoadError(
+                f"{self.settings.artifact.name} holds a {type(self.estimator).__name__}, "
+                "which has no predict method"
+            )
+        n = getattr(self.estimator, "n_features_in_", None)
+        self.n_features = int(n) if n is not None else None
+        names = getattr(self.estimator, "feature_names_in_", None)
+        self.feature_names = [str(x) for x in names] if names is not None else None
+        self.has_proba = callable(getattr(self.estimator, "predict_proba", None))
+
+    # -- metadata ---------------------------------------------------------
+
+    def input_specs(self) -> list[TensorSpec]:
+        if self.settings.inputs:
+            return self.settings.inputs
+        return [TensorSpec("input-0", "FP64", [-1, self.n_features or -1])]
+
+    def output_specs(self) -> list[TensorSpec]:
+        if self.settings.outputs:
+            return self.settings.outputs
+        classes = getattr(self.estimator, "classes_", None)
+        if classes is not None:
+            dtype = datatype_of(np.asarray(classes))
+        else:
+            dtype = "FP64"
+        specs = [TensorSpec("predict", dtype, [-1])]
+        if self.has_proba:
+            n_classes = len(classes) if classes is not None else -1
+            specs.append(TensorSpec("predict_proba", "FP64", [-1, n_classes]))
+        return specs
+
+    def output_names(self) -> list[str]:
+        return [s.name for s in self.output_specs()]
+
+    # -- inference --------------------------------------------------------
+
+    def features(self, inputs: tuple[Tensor, ...]) -> npt.NDArray[Any]:
+        arrays = []
+        for tensor in inputs:
+            if tensor.datatype == "BYTES":
+                raise ProtocolError(f"input {tensor.name}: BYTES is not a numeric tensor")
+            data = tensor.data
+            if data.ndim == 1:
+                data = data.reshape(-1, 1) if len(inputs) > 1 else data.reshape(1, -1)
+            if data.ndim != 2:
+                raise ProtocolError(
+                    f"input {tensor.name} has shape {list(tensor.shape)}; "
+                    "expected [N, n_features]"
+                )
+            arrays.append(data)
+        rows = {a.shape[0] for a in arrays}
+        if len(rows) != 1:
+            raise ProtocolError("all inputs must have the same number of rows")
+        matrix = arrays[0] if len(arrays) == 1 else np.hstack(arrays)
+        if self.n_features is not None and matrix.shape[1] != self.n_features:
+            raise ProtocolError(
+                f"the model takes {self.n_features} features per row, got {matrix.shape[1]}"
+            )
+        return matrix
+
+    def predict(
+        self, matrix: npt.NDArray[Any], wanted: tuple[str, ...] | None
+    ) -> list[tuple[str, npt.NDArray[Any]]]:
+        names = self.output_names()
+        selected = list(wanted) if wanted is not None else names
+        for name in selected:
+            if name not in names:
+                raise ProtocolError(
+                    f"the model has no output {name!r}; it has {', '.join(names)}"
+                )
+        results: list[tuple[str, npt.NDArray[Any]]] = []
+        # Only the configured first two outputs map to predict / predict_proba.
+        for index, name in enumerate(names):
+            if name not in selected:
+                continue
+            if index == 0:
+                results.append((name, np.asarray(self.estimator.predict(matrix)).reshape(-1)))
+            elif index == 1 and self.has_proba:
+                results.append((name, np.asarray(self.estimator.predict_proba(matrix))))
+        return results
+
+    def rows_to_matrix(self, rows: Any) -> npt.NDArray[Any]:
+        """Plain JSON rows (lists, or objects keyed by feature name) to a matrix."""
+        if not isinstance(rows, list) or not rows:
+            raise ProtocolError("instances must be a non-empty list of rows")
+        if all(isinstance(r, dict) for r in rows):
+            if self.feature_names is None:
+                raise ProtocolError(
+                    "this model was trained without feature names; send rows as lists"
+                )
+            try:
+                rows = [[r[f] for f in self.feature_names] for r in rows]
+            except KeyError as exc:
+                raise ProtocolError(f"a row lacks feature {exc.args[0]!r}") from None
+        if not all(isinstance(r, list) for r in rows):
+            raise ProtocolError("each row must be a list of numbers or an object")
+        try:
+            matrix = np.asarray(rows, dtype=np.float64)
+        except (ValueError, TypeError) as exc:
+            raise ProtocolError(f"rows must hold numbers of equal length: {exc}") from None
+        if matrix.ndim != 2:
+            raise ProtocolError("rows must all have the same length")
+        if self.n_features is not None and matrix.shape[1] != self.n_features:
+            raise ProtocolError(
+                f"the model takes {self.n_features} features per row, got {matrix.shape[1]}"
+            )
+        return matrix
