@@ -177,11 +177,16 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
         except TransientError as exc:
             transient = str(exc)
             log.warning("%s version %s: %s; will retry", model, version, exc)
-            phase, _ = read_status(plan.config.labels)
+            # The pass may have written status already: start from the live config.
+            fresh = await cluster.get_config(plan.config.id)
+            if fresh is None:
+                continue
+            phase, _ = read_status(fresh.labels)
             keep = phase if phase in (Phase.PENDING, Phase.BUILDING, Phase.DEPLOYING) else (
                 Phase.PENDING)
-            await write_status(cluster, plan.config, Status(
-                phase=keep, message=f"retrying after a temporary failure: {exc}"))
+            await write_status(cluster, fresh, Status(
+                phase=keep, message=f"retrying after a temporary failure: {exc}",
+                image=fresh.labels.get(L.STATUS_IMAGE, "")))
             continue
         if again is not None:
             requeue = again if requeue is None else min(requeue, again)

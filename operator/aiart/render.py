@@ -150,7 +150,9 @@ def render_service(
         "TaskTemplate": {
             "ContainerSpec": {
                 "Image": image,
-                "Labels": dict(identity),
+                # No owner here: re-creating a config with the same content must
+                # not restart its tasks.
+                "Labels": {k: v for k, v in identity.items() if k != L.OWNER},
                 "Env": [f"{k}={v}" for k, v in sorted(env.items())],
                 # Model code never needs root, a writable image or any
                 # capability; a pickle that runs code finds none of them.

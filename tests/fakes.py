@@ -1,0 +1,172 @@
+"""In-memory stand-ins for the engine, the builder and the gateway.
+
+They let the reconcile loop's logic be tested fast and exhaustively; the
+claim that aiart works rests on the end-to-end tests against real ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import pickle
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+
+from aiart import labels as L
+from aiart.docker_adapter import ConfigObject, ServiceObject, TaskSummary
+from aiart.errors import PermanentError, TransientError
+from aiart.recipes import ModelRecipe, RuntimeRecipe
+from aiart.render import carries_current_route
+
+_clock = itertools.count(1)
+
+
+def tiny_model() -> bytes:
+    x = np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    return pickle.dumps(LogisticRegression().fit(x, [0, 1, 0, 1]))
+
+
+def manifest_yaml(name: str, version: str, artifact: str, **extra: str) -> bytes:
+    lines = [
+        "apiVersion: aiart/v1", "kind: Model", f"metadata: {{name: {name}, version: '{version}'}}",
+        "spec:", "  runtime: sklearn", f"  artifact: {{uri: 'config://{artifact}'}}",
+        *(f"  {k}: {v}" for k, v in extra.items()),
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+class FakeCluster:
+    def __init__(self) -> None:
+        self.configs: dict[str, ConfigObject] = {}
+        self.services: dict[str, ServiceObject] = {}
+        self.calls: list[str] = []
+        self.failing_services: set[str] = set()
+
+    # -- test helpers ---------------------------------------------------
+    def add_config(self, name: str, data: bytes, labels: Mapping[str, str] | None = None) -> str:
+        cid = f"cfg{next(_clock):04d}"
+        self.configs[cid] = ConfigObject(
+            id=cid, name=name, index=1, created_at=f"2026-01-01T00:00:{next(_clock):06d}Z",
+            labels=dict(labels or {}), data=data)
+        return cid
+
+    def remove_config(self, name: str) -> None:
+        for cid, c in list(self.configs.items()):
+            if c.name == name:
+                del self.configs[cid]
+
+    def config(self, name: str) -> ConfigObject:
+        return next(c for c in self.configs.values() if c.name == name)
+
+    def status(self, name: str) -> str | None:
+        return self.config(name).labels.get(L.STATUS)
+
+    # -- Cluster --------------------------------------------------------
+    async def list_model_configs(self, model: str | None = None) -> list[ConfigObject]:
+        return [c for c in self.configs.values() if L.MODEL in c.labels
+                and (model is None or c.labels[L.MODEL] == model)]
+
+    async def get_config(self, name: str) -> ConfigObject | None:
+        return next((c for c in self.configs.values() if name in (c.name, c.id)), None)
+
+    async def update_config_labels(
+        self, config: ConfigObject, labels: Mapping[str, str]
+    ) -> ConfigObject | None:
+        live = self.configs.get(config.id)
+        if live is None or live.index != config.index:
+            return None
+        self.calls.append(f"label {config.name} {labels.get(L.STATUS)}")
+        self.configs[config.id] = replace(live, labels=dict(labels), index=live.index + 1)
+        return self.configs[config.id]
+
+    async def list_services(self, model: str | None = None) -> list[ServiceObject]:
+        return [s for s in self.services.values()
+                if model is None or s.labels.get(L.MODEL) == model]
+
+    async def create_service(self, spec: Mapping[str, Any]) -> None:
+        if spec["Name"] in {s.name for s in self.services.values()}:
+            raise PermanentError(f"duplicate service {spec['Name']}")
+        sid = f"svc{next(_clock):04d}"
+        self.calls.append(f"create {spec['Name']}")
+        self.services[sid] = ServiceObject(id=sid, name=spec["Name"], index=1,
+                                           labels=dict(spec["Labels"]), spec=dict(spec))
+
+    async def update_service(self, service: ServiceObject, spec: Mapping[str, Any]) -> None:
+        self.calls.append(f"update {spec['Name']}")
+        self.services[service.id] = replace(service, labels=dict(spec["Labels"]),
+                                            spec=dict(spec), index=service.index + 1)
+
+    async def remove_service(self, service: ServiceObject) -> None:
+        self.calls.append(f"remove {service.name}")
+        self.services.pop(service.id, None)
+
+    async def task_summary(self, service: ServiceObject) -> TaskSummary:
+        desired = service.spec["Mode"]["Replicated"]["Replicas"]
+        if service.name in self.failing_services:
+            return TaskSummary(desired=desired, running=0, failed=5, last_error="exit code 1")
+        return TaskSummary(desired=desired, running=desired, failed=0, last_error="")
+
+    async def service_log_tail(self, service: ServiceObject, lines: int = 5) -> str:
+        return "Traceback: boom"
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        if False:  # pragma: no cover - an empty async generator
+            yield {}
+
+
+class FakeBuilder:
+    def __init__(self) -> None:
+        self.built: list[str] = []
+        self.fail_with: Exception | None = None
+
+    async def ensure_runtime(self, recipe: RuntimeRecipe) -> str:
+        if self.fail_with:
+            raise self.fail_with
+        return recipe.tag
+
+    async def ensure_model_image(self, recipe: ModelRecipe, *, push: bool = True) -> str:
+        if self.fail_with:
+            raise self.fail_with
+        self.built.append(recipe.tag)
+        return recipe.tag
+
+
+class FakeGateway:
+    """Routes as Traefik would: a running service answers its versioned route;
+    the unversioned route goes to the highest-priority service carrying it."""
+
+    def __init__(self, cluster: FakeCluster) -> None:
+        self.cluster = cluster
+        self.down = False
+
+    def _answering(self, s: ServiceObject) -> bool:
+        return (not self.down and s.name not in self.cluster.failing_services
+                and s.spec["Mode"]["Replicated"]["Replicas"] > 0)
+
+    async def version_ready(self, name: str, version: str) -> bool:
+        return any(s.labels.get(L.MODEL) == name and s.labels.get(L.VERSION) == version
+                   and self._answering(s) for s in self.cluster.services.values())
+
+    async def current_version(self, name: str) -> str | None:
+        routed = [s for s in self.cluster.services.values() if s.labels.get(L.MODEL) == name
+                  and carries_current_route(dict(s.labels)) and self._answering(s)]
+        if not routed:
+            return None
+
+        def priority(s: ServiceObject) -> int:
+            return int(next(v for k, v in s.labels.items() if k.endswith("current-v2.priority")))
+
+        return max(routed, key=priority).labels[L.VERSION]
+
+
+def raw_config(name: str, data: bytes, labels: dict[str, str]) -> dict[str, Any]:
+    return {"ID": name, "Version": {"Index": 1}, "CreatedAt": "",
+            "Spec": {"Name": name, "Labels": labels, "Data": base64.b64encode(data).decode()}}
+
+
+__all__ = ["FakeBuilder", "FakeCluster", "FakeGateway", "TransientError", "manifest_yaml",
+           "tiny_model"]

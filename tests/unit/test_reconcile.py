@@ -1,0 +1,236 @@
+"""The reconcile loop against in-memory fakes: idempotence, bad input,
+recovery, version hand-over, garbage collection."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiart import labels as L
+from aiart.errors import PermanentError, TransientError
+from aiart.reconcile import Deps, reconcile_model
+from aiart.render import carries_current_route
+from aiart.settings import Settings
+from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, manifest_yaml, tiny_model
+
+
+@pytest.fixture
+def world() -> tuple[Deps, FakeCluster, FakeBuilder, FakeGateway]:
+    cluster = FakeCluster()
+    builder = FakeBuilder()
+    gateway = FakeGateway(cluster)
+    deps = Deps(cluster=cluster, builder=builder, gateway=gateway,
+                settings=Settings(public_url="http://gw:8080"))
+    return deps, cluster, builder, gateway
+
+
+async def settle(deps: Deps, model: str, passes: int = 8) -> None:
+    for _ in range(passes):
+        outcome = await reconcile_model(deps, model)
+        if outcome.requeue_after is None and outcome.transient is None:
+            return
+
+
+def declare(cluster: FakeCluster, name: str, version: str, artifact: str | None = None,
+            **extra: str) -> str:
+    artifact = artifact or f"{name}-model-{version}"
+    if cluster.configs and any(c.name == artifact for c in cluster.configs.values()):
+        pass
+    elif artifact is not None:
+        cluster.add_config(artifact, tiny_model())
+    cfg = f"{name}-{version}"
+    cluster.add_config(cfg, manifest_yaml(name, version, artifact, **extra), {L.MODEL: name})
+    return cfg
+
+
+async def test_a_declared_model_becomes_ready_and_a_second_pass_changes_nothing(world) -> None:
+    deps, cluster, builder, _ = world
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    config = cluster.config("iris-1")
+    assert config.labels[L.STATUS] == "Ready"
+    assert config.labels[L.STATUS_ENDPOINT] == "http://gw:8080/models/iris"
+    assert config.labels[L.STATUS_IMAGE].startswith("localhost:5000/aiart/iris:1-")
+    assert [s.name for s in cluster.services.values()] == ["aiart-iris-1"]
+    assert len(builder.built) == 1
+
+    before = list(cluster.calls)
+    for _ in range(3):
+        outcome = await reconcile_model(deps, "iris")
+        assert outcome.requeue_after is None
+    assert cluster.calls == before, "a pass over a settled model must not act"
+
+
+async def test_invalid_manifest_is_reported_and_fixing_it_recovers(world) -> None:
+    deps, cluster, _, _ = world
+    cluster.add_config("bad-1", b"apiVersion: aiart/v1\nkind: Model\nmetadata: {name: bad}\n",
+                       {L.MODEL: "bad"})
+    declare(cluster, "good", "1")
+    await settle(deps, "bad")
+    await settle(deps, "good")
+    assert cluster.status("bad-1") == "Invalid"
+    assert "metadata.version: required field is missing" in cluster.config("bad-1").labels[
+        L.STATUS_MESSAGE]
+    assert cluster.status("good-1") == "Ready"
+    cluster.remove_config("bad-1")
+    declare(cluster, "bad", "1")
+    await settle(deps, "bad")
+    assert cluster.status("bad-1") == "Ready"
+
+
+async def test_label_must_match_the_manifest_name(world) -> None:
+    deps, cluster, _, _ = world
+    cluster.add_config("a-model", tiny_model())
+    cluster.add_config("x", manifest_yaml("other", "1", "a-model"), {L.MODEL: "iris"})
+    await settle(deps, "iris")
+    assert cluster.status("x") == "Invalid"
+    assert "must equal metadata.name" in cluster.config("x").labels[L.STATUS_MESSAGE]
+    assert not cluster.services
+
+
+async def test_missing_artifact_fails_then_recovers_when_it_appears(world) -> None:
+    deps, cluster, _, _ = world
+    cluster.add_config("iris-1", manifest_yaml("iris", "1", "iris-model-1"), {L.MODEL: "iris"})
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Failed"
+    assert "docker config create iris-model-1" in cluster.config("iris-1").labels[L.STATUS_MESSAGE]
+    cluster.add_config("iris-model-1", tiny_model())
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Ready"
+
+
+@pytest.mark.parametrize(
+    ("artifact", "expected"),
+    [(b"not a pickle at all", "not a pickle"), (b"\x1f\x8b\x08garbage", "does not decompress")],
+)
+async def test_corrupt_artifact_fails_clearly(world, artifact: bytes, expected: str) -> None:
+    deps, cluster, builder, _ = world
+    cluster.add_config("iris-model-1", artifact)
+    cluster.add_config("iris-1", manifest_yaml("iris", "1", "iris-model-1"), {L.MODEL: "iris"})
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Failed"
+    assert expected in cluster.config("iris-1").labels[L.STATUS_MESSAGE]
+    assert not builder.built
+
+
+async def test_sha256_mismatch_is_refused(world) -> None:
+    deps, cluster, _, _ = world
+    cluster.add_config("m", tiny_model())
+    cluster.add_config("iris-1", manifest_yaml("iris", "1", "m", ).replace(
+        b"uri: 'config://m'", b"uri: 'config://m', sha256: '" + b"0" * 64 + b"'"),
+        {L.MODEL: "iris"})
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Failed"
+    assert "the manifest expects" in cluster.config("iris-1").labels[L.STATUS_MESSAGE]
+
+
+async def test_a_failed_build_is_not_retried_until_the_input_changes(world) -> None:
+    deps, cluster, builder, _ = world
+    builder.fail_with = PermanentError("image build failed: the model does not load")
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Failed"
+    calls = list(cluster.calls)
+    builder.fail_with = None
+    await settle(deps, "iris")
+    assert cluster.calls == calls, "the same failed input must wait for the user"
+    cluster.remove_config("iris-1")
+    declare(cluster, "iris", "1", artifact="iris-model-1")
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Ready"
+
+
+async def test_transient_failures_keep_the_phase_and_say_what_is_retried(world) -> None:
+    deps, cluster, builder, _ = world
+    builder.fail_with = TransientError("push to the registry failed: connection refused")
+    declare(cluster, "iris", "1")
+    outcome = await reconcile_model(deps, "iris")
+    assert outcome.transient is not None
+    config = cluster.config("iris-1")
+    assert config.labels[L.STATUS] == "Building"
+    assert "retrying" in config.labels[L.STATUS_MESSAGE]
+    assert "connection refused" in config.labels[L.STATUS_MESSAGE]
+    builder.fail_with = None
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Ready"
+
+
+async def test_a_crashing_model_is_failed_with_its_logs(world) -> None:
+    deps, cluster, _, _ = world
+    declare(cluster, "iris", "1")
+    cluster.failing_services.add("aiart-iris-1")
+    await settle(deps, "iris")
+    message = cluster.config("iris-1").labels[L.STATUS_MESSAGE]
+    assert cluster.status("iris-1") == "Failed"
+    assert "keeps failing" in message and "Traceback: boom" in message
+
+
+async def test_duplicate_version_the_later_config_is_invalid(world) -> None:
+    deps, cluster, _, _ = world
+    declare(cluster, "iris", "1")
+    cluster.add_config("iris-1-again", manifest_yaml("iris", "1", "iris-model-1"),
+                       {L.MODEL: "iris"})
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Ready"
+    assert cluster.status("iris-1-again") == "Invalid"
+    assert "already declared by config iris-1" in cluster.config("iris-1-again").labels[
+        L.STATUS_MESSAGE]
+    assert len(cluster.services) == 1
+
+
+async def test_removing_the_config_removes_the_service(world) -> None:
+    deps, cluster, _, _ = world
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    cluster.remove_config("iris-1")
+    await settle(deps, "iris")
+    assert not cluster.services
+
+
+async def test_new_version_takes_the_route_only_once_ready_and_never_leaves_a_gap(world) -> None:
+    deps, cluster, _, gateway = world
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    declare(cluster, "iris", "2")
+    served = []
+    for _ in range(10):
+        outcome = await reconcile_model(deps, "iris")
+        served.append(await gateway.current_version("iris"))
+        if outcome.requeue_after is None:
+            break
+    assert None not in served, "the unversioned route must always have a server"
+    assert served[-1] == "2"
+    routed = {s.labels[L.VERSION] for s in cluster.services.values()
+              if carries_current_route(dict(s.labels))}
+    assert routed == {"2"}
+    assert cluster.config("iris-2").labels[L.STATUS_ENDPOINT] == "http://gw:8080/models/iris"
+    assert cluster.config("iris-1").labels[L.STATUS_ENDPOINT].endswith("/models/iris/versions/1")
+    assert cluster.status("iris-1") == "Ready"
+
+
+async def test_a_broken_new_version_leaves_the_old_one_routed(world) -> None:
+    deps, cluster, _, gateway = world
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    declare(cluster, "iris", "2")
+    cluster.failing_services.add("aiart-iris-2")
+    await settle(deps, "iris")
+    assert cluster.status("iris-2") == "Failed"
+    assert await gateway.current_version("iris") == "1"
+
+
+async def test_orphaned_services_are_removed(world) -> None:
+    deps, cluster, _, _ = world
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    await cluster.create_service({"Name": "aiart-iris-9", "Labels": {
+        L.MANAGED_BY: "aiart", L.MODEL: "iris", L.VERSION: "9", L.OWNER: "gone"},
+        "Mode": {"Replicated": {"Replicas": 1}}})
+    await settle(deps, "iris")
+    assert sorted(s.name for s in cluster.services.values()) == ["aiart-iris-1"]
+
+
+async def test_scaling_to_zero_is_pending_not_ready(world) -> None:
+    deps, cluster, _, _ = world
+    declare(cluster, "iris", "1", replicas="0")
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Pending"

@@ -1,0 +1,94 @@
+"""The renderer: golden service specs and route tables."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from aiart import labels as L
+from aiart.render import (
+    carries_current_route,
+    render_service,
+    route_labels,
+    spec_hash,
+    task_template_hash,
+)
+from aiart.settings import Settings
+from aiart.spec import parse_manifest
+
+GOLDEN = Path(__file__).with_name("golden")
+MANIFEST = """
+apiVersion: aiart/v1
+kind: Model
+metadata: {name: iris, version: "2"}
+spec:
+  runtime: sklearn
+  artifact: {uri: "config://iris-model-2"}
+  replicas: 2
+  resources: {limits: {cpus: 1, memory: 512Mi}}
+  env: {OMP_NUM_THREADS: "1"}
+"""
+
+
+def render(current: bool, **settings: str) -> dict:
+    return render_service(
+        manifest=parse_manifest(MANIFEST), config_id="cfg123", image="reg:5000/aiart/iris:2-abc",
+        settings=Settings(**settings), current=current, ordinal=3,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize("current", [True, False])
+def test_service_matches_golden(current: bool) -> None:
+    path = GOLDEN / f"iris-2-{'current' if current else 'versioned'}.json"
+    got = render(current)
+    if os.environ.get("AIART_UPDATE_GOLDEN"):
+        path.write_text(json.dumps(got, indent=2, sort_keys=True) + "\n")
+    assert got == json.loads(path.read_text())
+
+
+def test_hash_is_stable_and_changes_with_the_spec() -> None:
+    a, b = render(True), render(True)
+    assert a["Labels"][L.SPEC_HASH] == spec_hash(b)
+    assert spec_hash(render(False)) != spec_hash(a)
+    # Moving the current route changes labels only, never the tasks.
+    assert task_template_hash(render(False)) == task_template_hash(a)
+    assert task_template_hash(render(True, registry="other:5000")) == task_template_hash(a)
+
+
+def test_model_containers_are_locked_down() -> None:
+    container = render(True)["TaskTemplate"]["ContainerSpec"]
+    assert container["User"] == "10001:10001"
+    assert container["ReadOnly"] is True
+    assert container["CapabilityDrop"] == ["ALL"]
+    assert not any("docker.sock" in m.get("Source", "") for m in container["Mounts"])
+
+
+@pytest.mark.parametrize(
+    ("current", "rule", "present"),
+    [
+        (False, "Path(`/v2/models/iris/versions/2`) || PathPrefix(`/v2/models/iris/versions/2/`)", True),
+        (False, "Path(`/models/iris/versions/2`) || PathPrefix(`/models/iris/versions/2/`)", True),
+        (False, "Path(`/v2/models/iris`) || PathPrefix(`/v2/models/iris/`)", False),
+        (True, "Path(`/v2/models/iris`) || PathPrefix(`/v2/models/iris/`)", True),
+        (True, "Path(`/models/iris`) || PathPrefix(`/models/iris/`)", True),
+    ],
+)
+def test_route_table(current: bool, rule: str, present: bool) -> None:
+    labels = route_labels(name="iris", version="2", current=current, ordinal=3,
+                          entrypoint="web", network="aiart-models")
+    assert (rule in labels.values()) is present
+    assert carries_current_route(labels) is current
+
+
+def test_versioned_routes_outrank_current_and_newer_current_outranks_older() -> None:
+    old = route_labels(name="m", version="1", current=True, ordinal=0, entrypoint="web", network="n")
+    new = route_labels(name="m", version="2", current=True, ordinal=1, entrypoint="web", network="n")
+    prio = lambda labels, suffix: int(next(v for k, v in labels.items()  # noqa: E731
+                                           if k.endswith(f"{suffix}.priority")))
+    assert prio(new, "current-v2") > prio(old, "current-v2")
+    assert prio(old, "-v2") > prio(new, "current-v2")
+    # The base-URL routers strip exactly their own prefix.
+    assert new["traefik.http.middlewares.aiart-m-2-current-base-strip.stripprefix.prefixes"] == "/models/m"

@@ -1,0 +1,138 @@
+"""The sklearn model server: Open Inference Protocol, /predict, errors, metrics."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from starlette.testclient import TestClient
+
+from aiart_runtime.__main__ import load, main
+from aiart_runtime.server import create_app
+
+ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model")
+    x, y = load_iris(return_X_y=True)
+    estimator = LogisticRegression(max_iter=500).fit(x, y)
+    (path / "model.pkl").write_bytes(pickle.dumps(estimator))
+    (path / "model.json").write_text(json.dumps({
+        "name": "iris", "version": "1", "runtime": "sklearn", "artifact": "model.pkl",
+        "inputs": None, "outputs": None}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def client(model_dir: Path) -> TestClient:
+    return TestClient(create_app(load(model_dir), max_body_bytes=64 * 1024))
+
+
+def infer(client: TestClient, body: object, path: str = "/v2/models/iris/infer") -> tuple[int, dict]:
+    response = client.post(path, content=json.dumps(body))
+    return response.status_code, response.json()
+
+
+def test_health_and_metadata(client: TestClient) -> None:
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    assert client.get("/v2").json()["name"] == "aiart"
+    meta = client.get("/v2/models/iris").json()
+    assert meta["name"] == "iris" and meta["versions"] == ["1"] and meta["platform"] == "sklearn"
+    assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+    assert [o["name"] for o in meta["outputs"]] == ["predict", "predict_proba"]
+    assert client.get("/v2/models/iris/versions/1/ready").json() == {"name": "iris", "ready": True}
+    assert client.get("/v2/models/iris/versions/7/ready").status_code == 404
+    assert client.get("/v2/models/wine").status_code == 404
+
+
+@pytest.mark.parametrize("datatype", ["FP64", "FP32", "INT64"])
+def test_infer_json_tensors(client: TestClient, datatype: str) -> None:
+    data = ROWS if datatype != "INT64" else [[5, 3, 1, 0], [7, 3, 5, 2]]
+    status, body = infer(client, {"id": "r1", "inputs": [
+        {"name": "anything", "shape": [2, 4], "datatype": datatype, "data": data}]})
+    assert status == 200, body
+    assert body["id"] == "r1" and body["model_name"] == "iris"
+    predict = body["outputs"][0]
+    assert predict["name"] == "predict" and predict["shape"] == [2]
+    assert predict["data"] == [0, 2]
+    assert body["outputs"][1]["shape"] == [2, 3]
+
+
+def test_requested_outputs_and_versioned_path(client: TestClient) -> None:
+    status, body = infer(client, {"inputs": [
+        {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROWS[0]}],
+        "outputs": [{"name": "predict_proba"}]}, "/v2/models/iris/versions/1/infer")
+    assert status == 200
+    assert [o["name"] for o in body["outputs"]] == ["predict_proba"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"inputs": [{"name": "x", "shape": [2, 4], "datatype": "FP64", "data": [1, 2]}]},
+         "has 2 elements but shape [2, 4] needs 8"),
+        ({"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}]},
+         "takes 4 features"),
+        ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP99", "data": [1, 2, 3, 4]}]},
+         "datatype 'FP99'"),
+        ({"inputs": [{"name": "x", "shape": [1, -4], "datatype": "FP64", "data": []}]},
+         "non-negative integers"),
+        ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                      "data": ["a", "b", "c", "d"]}]}, "numbers only"),
+        ({"id": 5, "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                               "data": [1, 2, 3, 4]}]}, "id must be a string"),
+        ({"parameters": {"a": [1]}, "inputs": [{"name": "x", "shape": [1, 4],
+                                                 "datatype": "FP64", "data": [1, 2, 3, 4]}]},
+         "parameters.a"),
+        ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}],
+          "outputs": [{"name": "nope"}]}, "no output 'nope'"),
+        ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 2, 3, 4]}],
+          "outputs": [{}]}, "outputs[0].name"),
+        ({"inputs": []}, "non-empty list"),
+        ([1, 2], "JSON object"),
+    ],
+)
+def test_bad_requests_get_400_with_a_message(client: TestClient, body: object, message: str) -> None:
+    status, answer = infer(client, body)
+    assert status == 400
+    assert message in answer["error"], answer
+
+
+def test_garbage_and_oversized_bodies(client: TestClient) -> None:
+    response = client.post("/v2/models/iris/infer", content=b"\x00\xff garbage")
+    assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
+    response = client.post("/v2/models/iris/infer", content=b"[" * 100_000)
+    assert response.status_code == 413
+    assert client.get("/nope").status_code == 404 and "error" in client.get("/nope").json()
+
+
+def test_predict_rows(client: TestClient) -> None:
+    response = client.post("/predict", json={"instances": ROWS})
+    assert response.status_code == 200 and response.json() == {"predictions": [0, 2]}
+    assert client.post("/predict", json=ROWS).json() == {"predictions": [0, 2]}
+    bad = client.post("/predict", json={"instances": [[1, 2]]})
+    assert bad.status_code == 400 and "takes 4 features" in bad.json()["error"]
+    bad = client.post("/predict", json={"instances": [{"a": 1}]})
+    assert bad.status_code == 400 and "without feature names" in bad.json()["error"]
+
+
+def test_metrics_count_requests(client: TestClient) -> None:
+    infer(client, {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                               "data": ROWS[0]}]})
+    text = client.get("/metrics").text
+    assert 'aiart_requests_total{endpoint="infer",model="iris",outcome="ok",' in text
+    assert "aiart_request_duration_seconds_bucket" in text
+
+
+def test_check_refuses_a_model_that_does_not_load(tmp_path: Path, model_dir: Path) -> None:
+    (tmp_path / "model.json").write_text((model_dir / "model.json").read_text())
+    (tmp_path / "model.pkl").write_bytes(b"\x80\x05garbage")
+    assert main(["check", str(tmp_path)]) == 1
+    assert main(["check", str(model_dir)]) == 0
