@@ -14,13 +14,12 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-
 from aiart import labels as L
 from aiart.docker_adapter import ConfigObject, ServiceObject, TaskSummary
 from aiart.errors import PermanentError, TransientError
 from aiart.recipes import ModelRecipe, RuntimeRecipe
 from aiart.render import carries_current_route
+from sklearn.linear_model import LogisticRegression
 
 _clock = itertools.count(1)
 

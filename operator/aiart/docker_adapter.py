@@ -92,6 +92,13 @@ def tar_context(files: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def _build_failure(error: str, output: list[str]) -> str:
+    """The words a user needs: aiart's own diagnosis first, then the build's tail."""
+    ours = [line for line in output if line.startswith("aiart:")]
+    lead = ours[-1].removeprefix("aiart: ") if ours else error.strip()
+    return f"image build failed: {lead} ({' | '.join(output[-3:])})"
+
+
 class DockerCluster:
     def __init__(self, docker: aiodocker.Docker) -> None:
         self.docker = docker
@@ -250,15 +257,14 @@ class DockerCluster:
             )
             async for chunk in stream:
                 if "error" in chunk:
-                    detail = "\n".join(tail[-8:])
-                    raise PermanentError(f"image build failed: {chunk['error'].strip()}\n{detail}")
+                    raise PermanentError(_build_failure(str(chunk["error"]), tail))
                 text = (chunk.get("stream") or "").strip()
                 if text:
                     tail.append(text)
         except aiodocker.DockerError as exc:
-            if exc.status >= 500:
+            if exc.status >= 500 and not tail:
                 raise TransientError(f"image build interrupted: {exc.message}") from exc
-            raise PermanentError(f"image build refused: {exc.message}") from exc
+            raise PermanentError(_build_failure(str(exc.message), tail)) from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise TransientError(f"image build interrupted: {exc}") from exc
 

@@ -9,11 +9,10 @@ import joblib
 import numpy as np
 import pytest
 import sklearn
+from aiart.pickle_facts import NotAPickle, read_pickle_facts
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-
-from aiart.pickle_facts import NotAPickle, read_pickle_facts
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ recovery, version hand-over, garbage collection."""
 from __future__ import annotations
 
 import pytest
-
 from aiart import labels as L
 from aiart.errors import PermanentError, TransientError
 from aiart.reconcile import Deps, reconcile_model
 from aiart.render import carries_current_route
 from aiart.settings import Settings
+
 from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, manifest_yaml, tiny_model
 
 

@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from aiart import labels as L
 from aiart.render import (
     carries_current_route,

@@ -7,12 +7,11 @@ import pickle
 from pathlib import Path
 
 import pytest
+from aiart_runtime.__main__ import load, main
+from aiart_runtime.server import create_app
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from starlette.testclient import TestClient
-
-from aiart_runtime.__main__ import load, main
-from aiart_runtime.server import create_app
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 

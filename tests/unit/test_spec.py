@@ -5,7 +5,6 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-
 from aiart.spec import ManifestError, parse_manifest
 
 GOOD = textwrap.dedent("""

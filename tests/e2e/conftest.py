@@ -1,0 +1,154 @@
+"""End-to-end fixtures: the real engine in swarm mode, the stack deployed by
+hack/test.sh (Traefik, registry, operator), models declared as configs.
+
+Every config a test creates carries ``aiart.test=<run id>``; teardown removes
+those configs, waits for the operator to remove their services, and removes
+any left behind by label.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import docker
+import httpx
+import pytest
+from docker.models.configs import Config
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+GATEWAY = os.environ.get("AIART_GATEWAY_URL", "http://localhost:8080")
+STACK = os.environ.get("AIART_STACK", "aiart")
+TEST_LABEL = "aiart.test"
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[docker.DockerClient]:
+    client = docker.from_env()
+    if client.info()["Swarm"]["LocalNodeState"] != "active":
+        pytest.fail("the engine is not in swarm mode: run ./hack/test.sh, which sets it up")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def run_id() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+@pytest.fixture(scope="session")
+def iris_pickle() -> bytes:
+    x, y = load_iris(return_X_y=True)
+    return pickle.dumps(LogisticRegression(max_iter=500, random_state=0).fit(x, y), protocol=5)
+
+
+@pytest.fixture(scope="session")
+def gateway() -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=GATEWAY, timeout=10) as client:
+        yield client
+
+
+def manifest(name: str, version: str, artifact: str, **spec: str) -> bytes:
+    lines = [
+        "apiVersion: aiart/v1", "kind: Model",
+        f"metadata: {{name: {name}, version: '{version}'}}",
+        "spec:", "  runtime: sklearn", f"  artifact: {{uri: 'config://{artifact}'}}",
+        *(f"  {k}: {v}" for k, v in spec.items()),
+    ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+class Models:
+    """Declares models as a user does, and reads their status back."""
+
+    def __init__(self, engine: docker.DockerClient, run_id: str) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.names: set[str] = set()
+
+    def name(self, stem: str) -> str:
+        model = f"t{self.run_id}-{stem}"
+        self.names.add(model)
+        return model
+
+    def config(self, name: str, data: bytes, **labels: str) -> Config:
+        return self.engine.configs.create(
+            name=name, data=data, labels={TEST_LABEL: self.run_id, **labels})
+
+    def declare(self, model: str, version: str, artifact: bytes | None,
+                manifest_data: bytes | None = None, **spec: str) -> str:
+        """Create the artifact config (if given) and the model config; return the latter's name."""
+        artifact_name = f"{model}-model-{version}"
+        if artifact is not None:
+            self.config(artifact_name, artifact)
+        data = manifest_data or manifest(model, version, artifact_name, **spec)
+        name = f"{model}-{version}"
+        self.config(name, data, **{"aiart.model": model})
+        return name
+
+    def labels(self, config: str) -> dict[str, str]:
+        return dict(self.engine.configs.get(config).attrs["Spec"]["Labels"] or {})
+
+    def wait_status(self, config: str, wanted: str, timeout: float = 180) -> dict[str, str]:
+        def check() -> dict[str, str] | None:
+            labels = self.labels(config)
+            status = labels.get("aiart.status")
+            if status == wanted:
+                return labels
+            if status in ("Failed", "Invalid") and wanted not in ("Failed", "Invalid"):
+                raise AssertionError(f"{config} is {status}: {labels.get('aiart.status.message')}")
+            return None
+
+        return wait_for(check, timeout, f"{config} to be {wanted}")
+
+    def services(self, model: str) -> list[Any]:
+        return self.engine.services.list(filters={"label": f"aiart.model={model}"})
+
+
+@pytest.fixture(scope="session")
+def models(engine: docker.DockerClient, run_id: str) -> Iterator[Models]:
+    declared = Models(engine, run_id)
+    yield declared
+    configs = engine.configs.list(filters={"label": f"{TEST_LABEL}={run_id}"})
+    # Model configs first, so that the operator removes their services.
+    for config in sorted(configs, key=lambda c: "aiart.model" not in c.attrs["Spec"]["Labels"]):
+        try:
+            config.remove()
+        except docker.errors.APIError:
+            pass
+    try:
+        wait_for(lambda: not any(declared.services(m) for m in declared.names), 30,
+                 "the operator to remove the test services")
+    finally:
+        for model in declared.names:
+            for service in declared.services(model):
+                service.remove()
+
+
+@pytest.fixture(scope="session")
+def operator_service(engine: docker.DockerClient) -> Any:
+    services = engine.services.list(filters={"name": f"{STACK}_operator"})
+    assert services, f"the stack {STACK} has no operator service: run ./hack/test.sh"
+    return services[0]
+
+
+def running_task_ids(service: Any) -> set[str]:
+    service.reload()
+    return {t["ID"] for t in service.tasks() if t["Status"]["State"] == "running"}
