@@ -153,4 +153,5 @@ build_all() {
   printf 'AIART_OPERATOR_IMAGE=%s\nAIART_RUNTIME_IMAGE=%s\n' "$operator" "$runtime"
 }
 
-if [ $# -gt 0 ]; then "$@"; fi
+# Run a function by name when executed, not when sourced.
+if [[ "${BASH_SOURCE[0]}" == "$0" && $# -gt 0 ]]; then "$@"; fi

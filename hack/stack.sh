@@ -57,4 +57,5 @@ wait_ready() {
   done
 }
 
-if [ $# -gt 0 ]; then "$@"; fi
+# Run a function by name when executed, not when sourced.
+if [[ "${BASH_SOURCE[0]}" == "$0" && $# -gt 0 ]]; then "$@"; fi
