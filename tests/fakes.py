@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 from aiart import labels as L
-from aiart.docker_adapter import ConfigObject, ServiceObject, TaskSummary
 from aiart.errors import PermanentError, TransientError
+from aiart.objects import ConfigObject, ServiceObject, TaskSummary
 from aiart.recipes import ModelRecipe, RuntimeRecipe
 from aiart.render import carries_current_route
 from sklearn.linear_model import LogisticRegression

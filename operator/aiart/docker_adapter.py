@@ -13,7 +13,6 @@ import json
 import logging
 import tarfile
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import aiodocker
@@ -21,35 +20,9 @@ import aiohttp
 
 from . import labels as L
 from .errors import PermanentError, TransientError
+from .objects import ConfigObject, ServiceObject, TaskSummary
 
 log = logging.getLogger("aiart.docker")
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigObject:
-    id: str
-    name: str
-    index: int  # Swarm object version, for optimistic concurrency
-    created_at: str
-    labels: Mapping[str, str]
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceObject:
-    id: str
-    name: str
-    index: int
-    labels: Mapping[str, str]
-    spec: Mapping[str, Any] = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSummary:
-    desired: int
-    running: int
-    failed: int
-    last_error: str
 
 
 def _config(raw: Mapping[str, Any]) -> ConfigObject:

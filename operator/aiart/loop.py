@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import labels as L
-from .docker_adapter import ConfigObject, ServiceObject
 from .errors import TransientError
+from .objects import ConfigObject, ServiceObject
 from .reconcile import Deps, Outcome, reconcile_model
 from .workqueue import WorkQueue
 

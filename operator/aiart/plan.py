@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .docker_adapter import ConfigObject
+from .objects import ConfigObject
 from .spec import Manifest, ManifestError, parse_manifest
 
 

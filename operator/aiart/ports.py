@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
 
-from .docker_adapter import ConfigObject, ServiceObject, TaskSummary
+from .objects import ConfigObject, ServiceObject, TaskSummary
 from .recipes import ModelRecipe, RuntimeRecipe
 
 

@@ -12,8 +12,8 @@ import logging
 from dataclasses import dataclass
 
 from . import labels as L
-from .docker_adapter import ConfigObject, ServiceObject
 from .errors import PermanentError, TransientError
+from .objects import ConfigObject, ServiceObject
 from .pickle_facts import NotAPickle, read_pickle_facts
 from .plan import VersionPlan, choose_current, plan_versions
 from .ports import Builder, Cluster, GatewayProbe

@@ -1,0 +1,34 @@
+"""Plain records of the Docker objects the operator reads. Pure: no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigObject:
+    id: str
+    name: str
+    index: int  # Swarm object version, for optimistic concurrency
+    created_at: str
+    labels: Mapping[str, str]
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceObject:
+    id: str
+    name: str
+    index: int
+    labels: Mapping[str, str]
+    spec: Mapping[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    desired: int
+    running: int
+    failed: int
+    last_error: str
