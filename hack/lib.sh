@@ -70,8 +70,11 @@ ensure_venv() {
     return 0
   fi
   log "preparing the virtual environment at .venv"
+  # Debian's python3 needs python3-venv for `python3 -m venv`.
+  python3 -c 'import ensurepip' 2>/dev/null || apt_install python3-venv
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip >/dev/null
-  "$venv/bin/pip" install -q -e "$AIART_ROOT[dev]"
+  local out
+  out=$({ "$venv/bin/pip" install -q --upgrade pip && "$venv/bin/pip" install -q -e "$AIART_ROOT[dev]"; } 2>&1) \
+    || { echo "$out" >&2; die "installing aiart into .venv failed"; }
   echo "$stamp" > "$venv/.aiart-stamp"
 }

@@ -5,7 +5,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 AIART_STACK=${AIART_STACK:-aiart}
 AIART_GATEWAY_PORT=${AIART_GATEWAY_PORT:-8080}
 AIART_REGISTRY_PORT=${AIART_REGISTRY_PORT:-5000}
-export AIART_GATEWAY_PORT AIART_REGISTRY_PORT
+# The address users reach the gateway by; status endpoints are built from it.
+AIART_PUBLIC_URL=${AIART_PUBLIC_URL:-http://localhost:$AIART_GATEWAY_PORT}
+export AIART_GATEWAY_PORT AIART_REGISTRY_PORT AIART_PUBLIC_URL
 
 ensure_models_network() {
   docker network inspect aiart-models >/dev/null 2>&1 \
