@@ -1,0 +1,68 @@
+"""The operator loop: events to keys, backoff on failure, requeue on request."""
+
+from __future__ import annotations
+
+from aiart import labels as L
+from aiart.errors import TransientError
+from aiart.loop import Operator
+from aiart.reconcile import Deps, Outcome
+from aiart.settings import Settings
+
+from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, manifest_yaml
+
+
+def operator(cluster: FakeCluster, reconcile) -> Operator:  # type: ignore[no-untyped-def]
+    deps = Deps(cluster=cluster, builder=FakeBuilder(), gateway=FakeGateway(cluster),
+                settings=Settings())
+    return Operator(deps, reconcile=reconcile)
+
+
+async def test_listing_enqueues_every_model_and_events_enqueue_theirs() -> None:
+    cluster = FakeCluster()
+    cid = cluster.add_config("iris-1", manifest_yaml("iris", "1", "a"), {L.MODEL: "iris"})
+    cluster.add_config("wine-1", manifest_yaml("wine", "1", "a"), {L.MODEL: "wine"})
+    cluster.add_config("unrelated", b"x")
+    op = operator(cluster, None)
+    await op.enqueue_all()
+    assert {await op.queue.get(), await op.queue.get()} == {"iris", "wine"}
+    op.queue.done("iris")
+    assert op.on_event({"Type": "config", "Actor": {"ID": cid}}) is True
+    assert await op.queue.get() == "iris"
+    # An object never listed: the caller must list everything again.
+    assert op.on_event({"Type": "config", "Actor": {"ID": "new-one"}}) is False
+
+
+async def test_failures_back_off_exponentially_and_success_resets() -> None:
+    results: list[object] = [TransientError("registry away")] * 3 + [Outcome(None)]
+
+    async def reconcile(deps: Deps, key: str) -> Outcome:
+        result = results.pop(0)
+        if isinstance(result, Exception):
+            raise result
+        assert isinstance(result, Outcome)
+        return result
+
+    op = operator(FakeCluster(), reconcile)
+    for expected in (1, 2, 3):
+        await op.work_one("iris")
+        assert op._failures["iris"] == expected
+        assert len(op.queue) == 1
+        due = op.queue._due.pop("iris")
+        op.queue._heap.clear()
+        assert due > 0
+    await op.work_one("iris")
+    assert "iris" not in op._failures and len(op.queue) == 0
+    # 0.5 s, 1 s, 2 s... within jitter, capped at 60 s.
+    assert 0.4 <= op.backoff("x") <= 0.6 and 0.8 <= op.backoff("x") <= 1.2
+    for _ in range(20):
+        delay = op.backoff("x")
+    assert delay <= 72
+
+
+async def test_requested_requeue_is_honoured() -> None:
+    async def reconcile(deps: Deps, key: str) -> Outcome:
+        return Outcome(requeue_after=0.01)
+
+    op = operator(FakeCluster(), reconcile)
+    await op.work_one("iris")
+    assert len(op.queue) == 1 and op.passes == 1
