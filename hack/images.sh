@@ -22,6 +22,7 @@ build_base() {
     local tarball="$AIART_CACHE/base-${tag##*:}.tar"
     if [ ! -f "$tarball" ]; then
       apt_install debootstrap
+      mkdir -p "$AIART_CACHE"
       log "building the base image with debootstrap (about a minute)"
       local root; root=$(mktemp -d)
       as_root debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$root" "$DEBIAN_MIRROR" >"$AIART_CACHE/debootstrap.log" 2>&1 \
