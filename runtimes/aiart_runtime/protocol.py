@@ -6,6 +6,7 @@ with a message the client can act on; the server turns it into a 400.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,15 @@ class InferenceRequest:
     inputs: tuple[Tensor, ...]
     requested_outputs: tuple[str, ...] | None
     parameters: dict[str, Any] = field(default_factory=dict)
+    # Outputs to send in binary (the binary data extension): named ones, or
+    # every output when the request asked binary_data_output without naming any.
+    binary_outputs: frozenset[str] = frozenset()
+    binary_by_default: bool = False
+
+    def wants_binary(self, name: str) -> bool:
+        if self.requested_outputs is None:
+            return self.binary_by_default
+        return name in self.binary_outputs
 
 
 def _parameters(value: Any, where: str) -> dict[str, Any]:
@@ -81,7 +91,39 @@ def datatype_of(array: npt.NDArray[Any]) -> str:
     raise ProtocolError(f"cannot express numpy dtype {kind} as a protocol datatype")
 
 
-def decode_tensor(item: Any, index: int) -> Tensor:
+def _binary_tensor(
+    raw: bytes, datatype: str, shape: list[int], where: str
+) -> npt.NDArray[Any]:
+    """One tensor of the binary data extension: little-endian, row-major;
+    BYTES elements each carry a 4-byte little-endian length prefix."""
+    count = int(np.prod(shape)) if shape else 1
+    if datatype == "BYTES":
+        items: list[bytes] = []
+        pos = 0
+        while pos < len(raw):
+            if pos + 4 > len(raw):
+                raise ProtocolError(f"{where}binary BYTES data is truncated")
+            (length,) = struct.unpack_from("<I", raw, pos)
+            pos += 4
+            if pos + length > len(raw):
+                raise ProtocolError(f"{where}binary BYTES data is truncated")
+            items.append(raw[pos : pos + length])
+            pos += length
+        if len(items) != count:
+            raise ProtocolError(
+                f"{where}binary data has {len(items)} elements but shape {shape} needs {count}")
+        return np.array(items, dtype=object).reshape(shape)
+    dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
+    if len(raw) != count * dtype.itemsize:
+        raise ProtocolError(
+            f"{where}binary_data_size is {len(raw)} bytes but shape {shape} of {datatype} "
+            f"needs {count * dtype.itemsize}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def decode_tensor(item: Any, index: int, binary: memoryview | None = None,
+                  offset: int = 0) -> tuple[Tensor, int]:
+    """Decode ``inputs[index]``; return it and the offset past its binary data."""
     where = f"inputs[{index}]."
     if not isinstance(item, dict):
         raise ProtocolError(f"inputs[{index}] must be an object")
@@ -98,7 +140,19 @@ def decode_tensor(item: Any, index: int) -> Tensor:
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise ProtocolError(f"{where}shape must be a list of non-negative integers")
-    _parameters(item.get("parameters"), where)
+    params = _parameters(item.get("parameters"), where)
+    size = params.get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ProtocolError(
+                f"{where}parameters.binary_data_size must be a non-negative integer")
+        if binary is None or offset + size > len(binary):
+            raise ProtocolError(
+                f"{where}parameters.binary_data_size points past the end of the binary data")
+        if "data" in item:
+            raise ProtocolError(f"{where}has both data and binary_data_size")
+        array = _binary_tensor(bytes(binary[offset : offset + size]), datatype, shape, where)
+        return Tensor(name=name, datatype=datatype, shape=tuple(shape), data=array), offset + size
     if "data" not in item:
         raise ProtocolError(f"{where}data is missing")
     flat = _flatten(item["data"])
@@ -121,10 +175,22 @@ def decode_tensor(item: Any, index: int) -> Tensor:
         if isinstance(exc, ProtocolError):
             raise
         raise ProtocolError(f"{where}data does not fit {datatype}: {exc}") from None
-    return Tensor(name=name, datatype=datatype, shape=tuple(shape), data=array.reshape(shape))
+    tensor = Tensor(name=name, datatype=datatype, shape=tuple(shape), data=array.reshape(shape))
+    return tensor, offset
 
 
-def decode_request(body: Any) -> InferenceRequest:
+def split_binary(body: bytes, header_length: str | None) -> tuple[bytes, memoryview | None]:
+    """Separate the JSON header from the binary tail (``Inference-Header-Content-Length``)."""
+    if header_length is None:
+        return body, None
+    if not header_length.isdigit() or int(header_length) > len(body):
+        raise ProtocolError(
+            "Inference-Header-Content-Length must be a byte count within the body")
+    cut = int(header_length)
+    return body[:cut], memoryview(body)[cut:]
+
+
+def decode_request(body: Any, binary: memoryview | None = None) -> InferenceRequest:
     if not isinstance(body, dict):
         raise ProtocolError("the request body must be a JSON object with an inputs list")
     request_id = body.get("id")
@@ -134,7 +200,17 @@ def decode_request(body: Any) -> InferenceRequest:
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise ProtocolError("inputs must be a non-empty list of tensors")
-    tensors = tuple(decode_tensor(item, i) for i, item in enumerate(inputs))
+    decoded = []
+    offset = 0
+    for i, item in enumerate(inputs):
+        tensor, offset = decode_tensor(item, i, binary, offset)
+        decoded.append(tensor)
+    if binary is not None and offset != len(binary):
+        raise ProtocolError(
+            f"the body has {len(binary) - offset} bytes of binary data that no input claims")
+    tensors = tuple(decoded)
+    binary_default = parameters.get("binary_data_output") is True
+    binary_outputs: set[str] = set()
     requested: tuple[str, ...] | None = None
     outputs = body.get("outputs")
     if outputs is not None:
@@ -144,18 +220,38 @@ def decode_request(body: Any) -> InferenceRequest:
         for i, out in enumerate(outputs):
             if not isinstance(out, dict) or not isinstance(out.get("name"), str):
                 raise ProtocolError(f"outputs[{i}].name must be a string")
-            _parameters(out.get("parameters"), f"outputs[{i}].")
+            out_params = _parameters(out.get("parameters"), f"outputs[{i}].")
+            if out_params.get("binary_data", binary_default) is True:
+                binary_outputs.add(out["name"])
             names.append(out["name"])
         requested = tuple(names)
     return InferenceRequest(
-        id=request_id, inputs=tensors, requested_outputs=requested, parameters=parameters
+        id=request_id, inputs=tensors, requested_outputs=requested, parameters=parameters,
+        binary_outputs=frozenset(binary_outputs), binary_by_default=binary_default,
     )
+
+
+def encode_binary(name: str, array: npt.NDArray[Any]) -> tuple[dict[str, Any], bytes]:
+    """An output in the binary data extension: its JSON entry and its bytes."""
+    datatype = datatype_of(array)
+    if datatype == "BYTES":
+        chunks = []
+        for value in array.reshape(-1).tolist():
+            raw = value if isinstance(value, bytes) else str(value).encode()
+            chunks.append(struct.pack("<I", len(raw)) + raw)
+        payload = b"".join(chunks)
+    else:
+        payload = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+    entry = {"name": name, "datatype": datatype, "shape": list(array.shape),
+             "parameters": {"binary_data_size": len(payload)}}
+    return entry, payload
 
 
 def encode_tensor(name: str, array: npt.NDArray[Any]) -> dict[str, Any]:
     datatype = datatype_of(array)
     if datatype == "BYTES":
-        data: list[Any] = [str(v) for v in array.reshape(-1).tolist()]
+        data: list[Any] = [v.decode(errors="replace") if isinstance(v, bytes) else str(v)
+                           for v in array.reshape(-1).tolist()]
     else:
         data = array.reshape(-1).tolist()
     return {"name": name, "datatype": datatype, "shape": list(array.shape), "data": data}

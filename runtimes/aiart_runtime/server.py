@@ -20,11 +20,12 @@ from starlette.routing import Route
 
 from . import __version__
 from .metrics import ServerMetrics
-from .protocol import ProtocolError, decode_request, encode_tensor
+from .protocol import ProtocolError, decode_request, encode_binary, encode_tensor, split_binary
 from .sklearn_model import SklearnModel
 
 log = logging.getLogger("aiart_runtime")
 MAX_BODY_BYTES = 16 * 1024 * 1024
+BINARY_HEADER = "Inference-Header-Content-Length"
 
 
 class JSONResponse(Response):
@@ -114,8 +115,9 @@ def create_app(model: SklearnModel, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
 
     async def _infer(request: Request) -> Response:
         try:
-            body = orjson.loads(await read_body(request, max_body_bytes))
-            req = decode_request(body)
+            raw = await read_body(request, max_body_bytes)
+            header, binary = split_binary(raw, request.headers.get(BINARY_HEADER))
+            req = decode_request(orjson.loads(header), binary)
             matrix = model.features(req.inputs)
             results = model.predict(matrix, req.requested_outputs)
         except BodyTooLarge:
@@ -127,14 +129,29 @@ def create_app(model: SklearnModel, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
         except Exception as exc:  # the model's own failure on valid input
             log.exception("inference failed")
             return error(500, f"the model failed: {type(exc).__name__}: {exc}")
+        outputs: list[dict[str, Any]] = []
+        payloads: list[bytes] = []
+        for name, array in results:
+            if req.wants_binary(name):
+                entry, payload = encode_binary(name, array)
+                outputs.append(entry)
+                payloads.append(payload)
+            else:
+                outputs.append(encode_tensor(name, array))
         answer: dict[str, Any] = {
             "model_name": settings.name,
             "model_version": settings.version,
-            "outputs": [encode_tensor(name, array) for name, array in results],
+            "outputs": outputs,
         }
         if req.id is not None:
             answer["id"] = req.id
-        return JSONResponse(answer)
+        if not payloads:
+            return JSONResponse(answer)
+        header = orjson.dumps(answer)
+        return Response(
+            header + b"".join(payloads), media_type="application/octet-stream",
+            headers={BINARY_HEADER: str(len(header))},
+        )
 
     async def predict(request: Request) -> Response:
         started = time.perf_counter()

@@ -96,6 +96,12 @@ def test_declare_serve_upgrade_and_remove(models: Models, iris_pickle: bytes,
         triton.InferRequestedOutput("predict_proba", binary_data=False)])
     assert result.as_numpy("predict").tolist() == [0, 2]
     assert result.as_numpy("predict_proba").shape == (2, 3)
+    # ...and in binary mode (the binary tensor data extension), through Traefik.
+    tensor = triton.InferInput("input-0", [2, 4], "FP32")
+    tensor.set_data_from_numpy(np.array(ROWS, dtype=np.float32), binary_data=True)
+    result = client.infer(model, [tensor])
+    assert result.as_numpy("predict").tolist() == [0, 2]
+    assert result.get_output("predict")["parameters"]["binary_data_size"] == 16
 
     # Version 2 under traffic: the route moves only once v2 answers, and no
     # request fails on the way.
