@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--base-image", default="", help="image to build on (AIART_BASE_IMAGE)")
     build.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "aiart"))
     args = parser.parse_args(argv)
+    # Say what is happening: a runtime build downloads wheels and can take minutes.
+    logging.basicConfig(level=logging.INFO, format="[aiart] %(message)s", stream=sys.stderr)
     if args.command == "build-runtime":
         try:
             tag = asyncio.run(_build_runtime(args))

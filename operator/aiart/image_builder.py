@@ -51,7 +51,8 @@ async def fill_wheelhouse(
         "--only-binary=:all:", "--python-version", python_version, "--implementation", "cp",
         *plats, "--dest", str(target), *requirements,
     ]
-    log.info("downloading wheels", extra={"fields": {"requirements": list(requirements)}})
+    log.info("downloading wheels: %s", " ".join(requirements),
+             extra={"fields": {"requirements": list(requirements)}})
     process = await asyncio.create_subprocess_exec(
         *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
