@@ -145,16 +145,24 @@ build_runtime() {
     --sklearn "$sklearn" --numpy-major 2 --cache-dir "$AIART_CACHE"
 }
 
+build_onnx_runtime() {
+  local base=$1
+  AIART_BASE_IMAGE="$base" "$AIART_ROOT/.venv/bin/aiart" build-runtime \
+    --runtime onnx --cache-dir "$AIART_CACHE"
+}
+
 build_all() {
   # Prints KEY=VALUE lines for the stack's image settings.
-  local base traefik registry operator runtime
+  local base traefik registry operator runtime onnx
   base=$(build_base)
   traefik=$(build_traefik)
   registry=$(build_registry "$base")
   operator=$(build_operator "$base")
   runtime=$(build_runtime "$base")
+  onnx=$(build_onnx_runtime "$base")
   printf 'AIART_BASE_IMAGE=%s\nAIART_TRAEFIK_IMAGE=%s\nAIART_REGISTRY_IMAGE=%s\n' "$base" "$traefik" "$registry"
-  printf 'AIART_OPERATOR_IMAGE=%s\nAIART_RUNTIME_IMAGE=%s\n' "$operator" "$runtime"
+  printf 'AIART_OPERATOR_IMAGE=%s\nAIART_RUNTIME_IMAGE=%s\nAIART_ONNX_RUNTIME_IMAGE=%s\n' \
+    "$operator" "$runtime" "$onnx"
 }
 
 # Run a function by name when executed, not when sourced.

@@ -29,10 +29,11 @@ def tiny_model() -> bytes:
     return pickle.dumps(LogisticRegression().fit(x, [0, 1, 0, 1]))
 
 
-def manifest_yaml(name: str, version: str, artifact: str, **extra: str) -> bytes:
+def manifest_yaml(name: str, version: str, artifact: str, runtime: str = "sklearn",
+                  **extra: str) -> bytes:
     lines = [
         "apiVersion: aiart/v1", "kind: Model", f"metadata: {{name: {name}, version: '{version}'}}",
-        "spec:", "  runtime: sklearn", f"  artifact: {{uri: 'config://{artifact}'}}",
+        "spec:", f"  runtime: {runtime}", f"  artifact: {{uri: 'config://{artifact}'}}",
         *(f"  {k}: {v}" for k, v in extra.items()),
     ]
     return ("\n".join(lines) + "\n").encode()
@@ -120,11 +121,13 @@ class FakeCluster:
 class FakeBuilder:
     def __init__(self) -> None:
         self.built: list[str] = []
+        self.runtimes: list[str] = []
         self.fail_with: Exception | None = None
 
     async def ensure_runtime(self, recipe: RuntimeRecipe) -> str:
         if self.fail_with:
             raise self.fail_with
+        self.runtimes.append(recipe.tag)
         return recipe.tag
 
     async def ensure_model_image(self, recipe: ModelRecipe, *, push: bool = True) -> str:

@@ -13,17 +13,20 @@ import aiodocker
 from .docker_adapter import DockerCluster
 from .errors import PermanentError, TransientError
 from .image_builder import ImageBuilder
-from .recipes import RuntimeRecipe
+from .recipes import onnx_runtime, sklearn_runtime
 from .settings import Settings
 
 
 async def _build_runtime(args: argparse.Namespace) -> str:
     settings = Settings.from_env()
-    recipe = RuntimeRecipe(
-        runtime="sklearn", sklearn=args.sklearn, numpy_major=args.numpy_major,
-        base_image=args.base_image or settings.base_image,
-        python_version=settings.python_version,
-    )
+    base = args.base_image or settings.base_image
+    if args.runtime == "onnx":
+        recipe = onnx_runtime(base_image=base, python_version=settings.python_version)
+    else:
+        if not args.sklearn:
+            raise PermanentError("--sklearn VERSION is needed for the sklearn runtime")
+        recipe = sklearn_runtime(sklearn=args.sklearn, numpy_major=args.numpy_major,
+                                 base_image=base, python_version=settings.python_version)
     async with aiodocker.Docker() as docker:
         builder = ImageBuilder(DockerCluster(docker), cache_dir=Path(args.cache_dir),
                                timeout=settings.build_timeout_seconds)
@@ -34,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aiart", description="AI Analytics Runtime for Swarm")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build-runtime", help="build a runtime image if it is missing")
-    build.add_argument("--sklearn", required=True, help="scikit-learn version, e.g. 1.9.1")
+    build.add_argument("--runtime", default="sklearn", choices=("sklearn", "onnx"))
+    build.add_argument("--sklearn", help="scikit-learn version, e.g. 1.9.1 (sklearn runtime)")
     build.add_argument("--numpy-major", type=int, default=2, choices=(1, 2))
     build.add_argument("--base-image", default="", help="image to build on (AIART_BASE_IMAGE)")
     build.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "aiart"))

@@ -63,31 +63,34 @@ def _digest(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
+ONNXRUNTIME_VERSION = "1.32.0"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RuntimeRecipe:
+    """A runtime image: the model server plus one runtime's libraries."""
+
     runtime: str
-    sklearn: str
-    numpy_major: int
+    libraries: tuple[str, ...]  # pip requirements that make this runtime
+    label: str  # the readable part of the tag, e.g. "1.9.1-np2"
     base_image: str
     python_version: str
 
     @property
     def requirements(self) -> tuple[str, ...]:
-        numpy = "numpy>=2,<3" if self.numpy_major == 2 else "numpy>=1.21,<2"
-        return (f"scikit-learn=={self.sklearn}", numpy, "joblib", *SERVER_REQUIREMENTS)
+        return (*self.libraries, *SERVER_REQUIREMENTS)
 
     @property
     def recipe_hash(self) -> str:
         files = runtime_files()
         return _digest(
-            self.base_image, self.python_version, *self.requirements,
+            self.runtime, self.base_image, self.python_version, *self.requirements,
             *(f"{k}\x00" for k in files), *files.values(),
         )[:12]
 
     @property
     def tag(self) -> str:
-        versions = f"{self.sklearn}-np{self.numpy_major}"
-        return f"aiart/runtime-{self.runtime}:{versions}-{self.recipe_hash}"
+        return f"aiart/runtime-{self.runtime}:{self.label}-{self.recipe_hash}"
 
     def dockerfile(self) -> str:
         def quote(req: str) -> str:
@@ -100,6 +103,25 @@ class RuntimeRecipe:
             python_version=self.python_version,
             requirements=" ".join(quote(r) for r in self.requirements),
         )
+
+
+def sklearn_runtime(
+    *, sklearn: str, numpy_major: int, base_image: str, python_version: str
+) -> RuntimeRecipe:
+    numpy = "numpy>=2,<3" if numpy_major == 2 else "numpy>=1.21,<2"
+    return RuntimeRecipe(
+        runtime="sklearn", libraries=(f"scikit-learn=={sklearn}", numpy, "joblib"),
+        label=f"{sklearn}-np{numpy_major}", base_image=base_image, python_version=python_version,
+    )
+
+
+def onnx_runtime(
+    *, onnxruntime: str = ONNXRUNTIME_VERSION, base_image: str, python_version: str
+) -> RuntimeRecipe:
+    return RuntimeRecipe(
+        runtime="onnx", libraries=(f"onnxruntime=={onnxruntime}", "numpy>=1.26"),
+        label=onnxruntime, base_image=base_image, python_version=python_version,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

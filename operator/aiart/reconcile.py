@@ -17,7 +17,7 @@ from .objects import ConfigObject, ServiceObject
 from .pickle_facts import NotAPickle, read_pickle_facts
 from .plan import VersionPlan, choose_current, plan_versions
 from .ports import Builder, Cluster, GatewayProbe
-from .recipes import ModelRecipe, RuntimeRecipe
+from .recipes import ModelRecipe, RuntimeRecipe, onnx_runtime, sklearn_runtime
 from .render import (
     carries_current_route,
     model_settings,
@@ -25,7 +25,7 @@ from .render import (
     task_template_hash,
 )
 from .settings import Settings
-from .spec import Manifest
+from .spec import Manifest, Runtime
 from .status import Phase, Status, read_status, status_labels
 
 log = logging.getLogger("aiart.reconcile")
@@ -47,14 +47,44 @@ class Deps:
 
 
 def _artifact_file(manifest: Manifest) -> str:
+    if manifest.spec.runtime is Runtime.ONNX:
+        return "model.onnx"
     fmt = manifest.spec.artifact.format
     return "model.joblib" if fmt == "joblib" else "model.pkl"
+
+
+def choose_runtime(
+    settings: Settings, manifest: Manifest, artifact: bytes, artifact_name: str
+) -> RuntimeRecipe:
+    """The runtime image a model needs; PermanentError when its artifact is unusable."""
+    base, python = settings.base_image, settings.python_version
+    if manifest.spec.runtime is Runtime.ONNX:
+        if not looks_like_onnx(artifact):
+            raise PermanentError(
+                f"artifact {artifact_name!r} is not an ONNX model (no ONNX protobuf header)")
+        return onnx_runtime(base_image=base, python_version=python)
+    try:
+        facts = read_pickle_facts(artifact)
+    except NotAPickle as exc:
+        raise PermanentError(f"artifact {artifact_name!r}: {exc}") from None
+    framework = manifest.spec.framework
+    sklearn = framework.sklearn or facts.sklearn_version or settings.default_sklearn
+    numpy_major = framework.numpy or facts.numpy_major or _numpy_major(sklearn)
+    return sklearn_runtime(sklearn=sklearn, numpy_major=numpy_major, base_image=base,
+                           python_version=python)
 
 
 def _numpy_major(sklearn: str) -> int:
     # scikit-learn supports numpy 2 from 1.4.2 on; older releases need numpy 1.
     parts = tuple(int(p) for p in sklearn.split(".")[:3] if p.isdigit())
     return 2 if parts >= (1, 4, 2) else 1
+
+
+def looks_like_onnx(data: bytes) -> bool:
+    # An ONNX file is a ModelProto whose first field is ir_version (field 1,
+    # a varint: tag byte 0x08). Cheap, and enough to catch a wrong file (a
+    # pickle starts with 0x80) before building anything.
+    return len(data) > 16 and data[0] == 0x08
 
 
 class Prepared:
@@ -83,20 +113,7 @@ async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
             f"artifact {artifact_ref.config_name!r} has sha256 {digest}, "
             f"but the manifest expects {artifact_ref.sha256}"
         )
-    try:
-        facts = read_pickle_facts(artifact.data)
-    except NotAPickle as exc:
-        raise PermanentError(f"artifact {artifact_ref.config_name!r}: {exc}") from None
-    framework = manifest.spec.framework
-    sklearn = framework.sklearn or facts.sklearn_version or deps.settings.default_sklearn
-    numpy_major = framework.numpy or facts.numpy_major or _numpy_major(sklearn)
-    runtime = RuntimeRecipe(
-        runtime=manifest.spec.runtime.value,
-        sklearn=sklearn,
-        numpy_major=numpy_major,
-        base_image=deps.settings.base_image,
-        python_version=deps.settings.python_version,
-    )
+    runtime = choose_runtime(deps.settings, manifest, artifact.data, artifact_ref.config_name)
     settings_file = model_settings(manifest, _artifact_file(manifest))
     recipe = ModelRecipe(
         name=manifest.metadata.name,

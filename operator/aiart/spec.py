@@ -32,6 +32,7 @@ _MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
 
 class Runtime(StrEnum):
     SKLEARN = "sklearn"
+    ONNX = "onnx"
 
 
 class AuthMode(StrEnum):

@@ -9,15 +9,24 @@ import time
 from pathlib import Path
 
 from . import logs
+from .model import ModelLoadError, ServedModel
 from .settings import ModelSettings
-from .sklearn_model import ModelLoadError, SklearnModel
 
 
-def load(model_dir: Path) -> SklearnModel:
+def load(model_dir: Path) -> ServedModel:
     settings = ModelSettings.load(model_dir)
-    if settings.runtime != "sklearn":
-        raise ModelLoadError(f"this image serves sklearn models, not {settings.runtime!r}")
-    model = SklearnModel(settings)
+    model: ServedModel
+    # Imported on demand: each runtime image holds only its own libraries.
+    if settings.runtime == "sklearn":
+        from .sklearn_model import SklearnModel
+
+        model = SklearnModel(settings)
+    elif settings.runtime == "onnx":
+        from .onnx_model import OnnxModel
+
+        model = OnnxModel(settings)
+    else:
+        raise ModelLoadError(f"unknown runtime {settings.runtime!r}")
     model.load()
     return model
 

@@ -20,8 +20,8 @@ from starlette.routing import Route
 
 from . import __version__
 from .metrics import ServerMetrics
+from .model import ServedModel
 from .protocol import ProtocolError, decode_request, encode_binary, encode_tensor, split_binary
-from .sklearn_model import SklearnModel
 
 log = logging.getLogger("aiart_runtime")
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -57,7 +57,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(model: SklearnModel, *, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
+def create_app(model: ServedModel, *, max_body_bytes: int = MAX_BODY_BYTES) -> Starlette:
     settings = model.settings
     metrics = ServerMetrics(model=settings.name, version=settings.version, runtime=model.platform)
 
@@ -78,7 +78,7 @@ def create_app(model: SklearnModel, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
         return JSONResponse({"live": True})
 
     async def ready(_: Request) -> Response:
-        return JSONResponse({"ready": model.estimator is not None})
+        return JSONResponse({"ready": model.ready})
 
     async def server_metadata(_: Request) -> Response:
         return JSONResponse({"name": "aiart", "version": __version__, "extensions": []})
@@ -97,7 +97,7 @@ def create_app(model: SklearnModel, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
     async def model_ready(request: Request) -> Response:
         if (bad := check_model(request)) is not None:
             return bad
-        return JSONResponse({"name": settings.name, "ready": model.estimator is not None})
+        return JSONResponse({"name": settings.name, "ready": model.ready})
 
     async def infer(request: Request) -> Response:
         if (bad := check_model(request)) is not None:
@@ -118,8 +118,7 @@ def create_app(model: SklearnModel, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
             raw = await read_body(request, max_body_bytes)
             header, binary = split_binary(raw, request.headers.get(BINARY_HEADER))
             req = decode_request(orjson.loads(header), binary)
-            matrix = model.features(req.inputs)
-            results = model.predict(matrix, req.requested_outputs)
+            results = model.infer(req.inputs, req.requested_outputs)
         except BodyTooLarge:
             return error(413, f"request body is larger than {max_body_bytes} bytes")
         except orjson.JSONDecodeError as exc:
@@ -158,9 +157,7 @@ def create_app(model: SklearnModel, *, max_body_bytes: int = MAX_BODY_BYTES) -> 
         try:
             body = orjson.loads(await read_body(request, max_body_bytes))
             rows = body.get("instances") if isinstance(body, dict) else body
-            matrix = model.rows_to_matrix(rows)
-            predictions = model.estimator.predict(matrix)
-            response = JSONResponse({"predictions": predictions})
+            response = JSONResponse({"predictions": model.predict_rows(rows)})
         except BodyTooLarge:
             response = error(413, f"request body is larger than {max_body_bytes} bytes")
         except orjson.JSONDecodeError as exc:

@@ -7,12 +7,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .model import ModelLoadError
 from .protocol import ProtocolError, Tensor, datatype_of
 from .settings import ModelSettings, TensorSpec
-
-
-class ModelLoadError(RuntimeError):
-    """The artifact cannot be loaded; the message says why."""
 
 
 class SklearnModel:
@@ -24,6 +21,18 @@ class SklearnModel:
         self.n_features: int | None = None
         self.feature_names: list[str] | None = None
         self.has_proba = False
+
+    @property
+    def ready(self) -> bool:
+        return self.estimator is not None
+
+    def infer(
+        self, inputs: tuple[Tensor, ...], wanted: tuple[str, ...] | None
+    ) -> list[tuple[str, npt.NDArray[Any]]]:
+        return self.predict(self.features(inputs), wanted)
+
+    def predict_rows(self, rows: Any) -> npt.NDArray[Any]:
+        return np.asarray(self.estimator.predict(self.rows_to_matrix(rows)))
 
     def load(self) -> None:
         import joblib  # joblib.load also reads plain pickles

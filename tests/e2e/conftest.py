@@ -65,11 +65,12 @@ def gateway() -> Iterator[httpx.Client]:
         yield client
 
 
-def manifest(name: str, version: str, artifact: str, **spec: str) -> bytes:
+def manifest(name: str, version: str, artifact: str, runtime: str = "sklearn",
+             **spec: str) -> bytes:
     lines = [
         "apiVersion: aiart/v1", "kind: Model",
         f"metadata: {{name: {name}, version: '{version}'}}",
-        "spec:", "  runtime: sklearn", f"  artifact: {{uri: 'config://{artifact}'}}",
+        "spec:", f"  runtime: {runtime}", f"  artifact: {{uri: 'config://{artifact}'}}",
         *(f"  {k}: {v}" for k, v in spec.items()),
     ]
     return ("\n".join(lines) + "\n").encode()

@@ -234,3 +234,19 @@ async def test_scaling_to_zero_is_pending_not_ready(world) -> None:
     declare(cluster, "iris", "1", replicas="0")
     await settle(deps, "iris")
     assert cluster.status("iris-1") == "Pending"
+
+
+async def test_onnx_models_get_the_onnx_runtime_and_other_files_fail(world) -> None:
+    deps, cluster, builder, _ = world
+    cluster.add_config("wrong", tiny_model())
+    cluster.add_config("bad-1", manifest_yaml("bad", "1", "wrong", runtime="onnx"),
+                       {L.MODEL: "bad"})
+    await settle(deps, "bad")
+    assert cluster.status("bad-1") == "Failed"
+    assert "not an ONNX model" in cluster.config("bad-1").labels[L.STATUS_MESSAGE]
+    cluster.add_config("net", b"\x08\x08" + b"\x00" * 64)  # an ir_version field first
+    cluster.add_config("net-1", manifest_yaml("net", "1", "net", runtime="onnx"),
+                       {L.MODEL: "net"})
+    await settle(deps, "net")
+    assert cluster.status("net-1") == "Ready"
+    assert builder.runtimes[-1].startswith("aiart/runtime-onnx:")
