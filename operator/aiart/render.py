@@ -84,12 +84,16 @@ class ModelSettingsFile:
     artifact: str
     inputs: list[dict[str, Any]] | None
     outputs: list[dict[str, Any]] | None
+    allow_unsafe_pickle: bool = False
 
     def to_json(self) -> bytes:
-        body = {
+        body: dict[str, Any] = {
             "name": self.name, "version": self.version, "runtime": self.runtime,
             "artifact": self.artifact, "inputs": self.inputs, "outputs": self.outputs,
         }
+        # Written only when set, so that existing models keep their image tags.
+        if self.allow_unsafe_pickle:
+            body["allow_unsafe_pickle"] = True
         return json.dumps(body, sort_keys=True, indent=2).encode()
 
 
@@ -102,6 +106,7 @@ def model_settings(manifest: Manifest, artifact_file: str) -> ModelSettingsFile:
         artifact=artifact_file,
         inputs=[t.model_dump(mode="json") for t in spec.inputs] if spec.inputs else None,
         outputs=[t.model_dump(mode="json") for t in spec.outputs] if spec.outputs else None,
+        allow_unsafe_pickle=spec.artifact.allowUnsafePickle,
     )
 
 

@@ -118,6 +118,8 @@ class Artifact(_Strict):
     uri: str
     sha256: str | None = None
     format: Literal["pickle", "joblib", "auto"] = "auto"
+    # Pickles load through an allow-list unless the user vouches for the file.
+    allowUnsafePickle: bool = False
 
     @field_validator("uri")
     @classmethod

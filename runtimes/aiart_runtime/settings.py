@@ -23,6 +23,7 @@ class ModelSettings:
     artifact: Path
     inputs: list[TensorSpec] | None
     outputs: list[TensorSpec] | None
+    allow_unsafe_pickle: bool = False
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelSettings:
@@ -38,4 +39,5 @@ class ModelSettings:
             artifact=model_dir / body["artifact"],
             inputs=tensors(body.get("inputs")),
             outputs=tensors(body.get("outputs")),
+            allow_unsafe_pickle=body.get("allow_unsafe_pickle") is True,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,15 @@ class SklearnModel:
     def load(self) -> None:
         import joblib  # joblib.load also reads plain pickles
 
+        from .safe_pickle import UnsafePickleError, restricted_joblib
+
+        guard = contextlib.nullcontext() if self.settings.allow_unsafe_pickle else (
+            restricted_joblib())
         try:
-            self.estimator = joblib.load(self.settings.artifact)
+            with guard:
+                self.estimator = joblib.load(self.settings.artifact)
+        except UnsafePickleError as exc:
+            raise ModelLoadError(f"refused to load {self.settings.artifact.name}: {exc}") from exc
         except Exception as exc:  # any failure here is the artifact's, reported whole
             raise ModelLoadError(
                 f"cannot load {self.settings.artifact.name}: {type(exc).__name__}: {exc}"

@@ -56,6 +56,12 @@ def test_corrupt_and_unloadable_pickles(models: Models, gateway: httpx.Client) -
     assert "does not load" in labels["aiart.status.message"], labels
     assert not models.services(broken)
 
+    # A pickle that would run a command is refused by the safe loader.
+    evil = models.name("evil")
+    config = models.declare(evil, "1", b"\x80\x04cos\nsystem\n(S'touch /tmp/aiart-pwned'\ntR.")
+    labels = models.wait_status(config, "Failed", timeout=240)
+    assert "asks for os.system" in labels["aiart.status.message"], labels
+
 
 def test_duplicate_version_is_invalid(models: Models, iris_pickle: bytes) -> None:
     model = models.name("dup")

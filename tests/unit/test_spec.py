@@ -57,7 +57,7 @@ def test_full_manifest() -> None:
           labels: {team: crm, stage: prod}
         spec:
           runtime: sklearn
-          artifact: {uri: "config://churn-2", sha256: "%s", format: joblib}
+          artifact: {uri: "config://churn-2", sha256: "%s", format: joblib, allowUnsafePickle: true}
           framework: {sklearn: "1.5.2", numpy: 1}
           replicas: 3
           resources:
@@ -69,6 +69,7 @@ def test_full_manifest() -> None:
           auth: {mode: none}
     """ % ("a" * 64)))
     assert m.metadata.version == "2"  # a YAML integer version is kept as text
+    assert m.spec.artifact.allowUnsafePickle is True
     assert m.spec.resources.limits.memory_bytes == 2**30
     assert m.spec.resources.reservations.memory_bytes == 256 * 10**6
     assert m.spec.resources.reservations.cpus == 0.25
