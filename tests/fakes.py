@@ -45,6 +45,7 @@ class FakeCluster:
         self.services: dict[str, ServiceObject] = {}
         self.calls: list[str] = []
         self.failing_services: set[str] = set()
+        self.running_for = 60.0
 
     # -- test helpers ---------------------------------------------------
     def add_config(self, name: str, data: bytes, labels: Mapping[str, str] | None = None) -> str:
@@ -108,7 +109,8 @@ class FakeCluster:
         desired = service.spec["Mode"]["Replicated"]["Replicas"]
         if service.name in self.failing_services:
             return TaskSummary(desired=desired, running=0, failed=5, last_error="exit code 1")
-        return TaskSummary(desired=desired, running=desired, failed=0, last_error="")
+        return TaskSummary(desired=desired, running=desired, failed=0, last_error="",
+                           running_for=self.running_for)
 
     async def service_log_tail(self, service: ServiceObject, lines: int = 5) -> str:
         return "Traceback: boom"
@@ -139,14 +141,25 @@ class FakeBuilder:
 
 class FakeGateway:
     """Routes as Traefik would: a running service answers its versioned route;
-    the unversioned route goes to the highest-priority service carrying it."""
+    the unversioned route goes to the highest-priority service carrying it.
+    Services whose image is in ``broken_images`` answer 404 everywhere."""
 
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
         self.down = False
+        self.broken_images: set[str] = set()
+
+    async def contract_problems(self, name: str, version: str) -> list[str] | None:
+        for s in self.cluster.services.values():
+            if s.labels.get(L.MODEL) == name and s.labels.get(L.VERSION) == version:
+                image = s.spec["TaskTemplate"]["ContainerSpec"]["Image"]
+                return ["GET /v2/health/live answered 404"] if image in self.broken_images else []
+        return None
 
     def _answering(self, s: ServiceObject) -> bool:
+        image = s.spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Image")
         return (not self.down and s.name not in self.cluster.failing_services
+                and image not in self.broken_images
                 and s.spec["Mode"]["Replicated"]["Replicas"] > 0)
 
     async def version_ready(self, name: str, version: str) -> bool:

@@ -11,8 +11,10 @@ import base64
 import io
 import json
 import logging
+import re
 import tarfile
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aiodocker
@@ -46,6 +48,16 @@ def _service(raw: Mapping[str, Any]) -> ServiceObject:
         labels=dict(spec.get("Labels") or {}),
         spec=spec,
     )
+
+
+def _timestamp(text: str) -> datetime:
+    """The engine's RFC 3339 time with nanoseconds, to a datetime (microseconds)."""
+    match = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    if not match:
+        return datetime.now(UTC)
+    fraction = (match.group(2) or ".0")[:7]
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    return datetime.fromisoformat(match.group(1) + fraction + zone)
 
 
 def _filters(**kwargs: list[str]) -> dict[str, str]:
@@ -165,8 +177,12 @@ class DockerCluster:
         tasks = await self._json("tasks", params=_filters(service=[service.id]))
         image = service.spec["TaskTemplate"]["ContainerSpec"]["Image"]
         current = [t for t in tasks if t["Spec"]["ContainerSpec"]["Image"] == image]
-        running = sum(1 for t in current if t["Status"]["State"] == "running"
-                      and t.get("DesiredState") == "running")
+        alive = [t for t in current if t["Status"]["State"] == "running"
+                 and t.get("DesiredState") == "running"]
+        running = len(alive)
+        now = datetime.now(UTC)
+        running_for = max((now - _timestamp(t["Status"].get("Timestamp", ""))).total_seconds()
+                          for t in alive) if alive else 0.0
         failed = [t for t in current if t["Status"]["State"] in ("failed", "rejected")]
         failed.sort(key=lambda t: t["Status"].get("Timestamp", ""))
         last_error = ""
@@ -175,7 +191,7 @@ class DockerCluster:
             last_error = status.get("Err") or status.get("Message") or ""
         desired = int(service.spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1))
         return TaskSummary(desired=desired, running=running, failed=len(failed),
-                           last_error=last_error)
+                           last_error=last_error, running_for=max(0.0, running_for))
 
     async def service_log_tail(self, service: ServiceObject, lines: int = 5) -> str:
         try:

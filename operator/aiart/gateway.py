@@ -14,9 +14,11 @@ class Gateway:
         self.base_url = base_url.rstrip("/")
         self.session = session
 
-    async def _get(self, path: str) -> tuple[int, Any]:
+    async def _get(self, path: str, method: str = "GET", body: bytes | None = None
+                   ) -> tuple[int, Any]:
         try:
-            async with self.session.get(self.base_url + path, timeout=_TIMEOUT) as response:
+            async with self.session.request(method, self.base_url + path, data=body,
+                                            timeout=_TIMEOUT) as response:
                 if response.content_type != "application/json":
                     return response.status, None
                 return response.status, await response.json()
@@ -24,8 +26,40 @@ class Gateway:
             return 0, None
 
     async def version_ready(self, name: str, version: str) -> bool:
-        status, body = await self._get(f"/v2/models/{name}/versions/{version}/ready")
+        # Through the version's base URL, which strips /models/<m>/versions/<v>:
+        # the server sees the plain model-ready path every OIP server has.
+        status, body = await self._get(
+            f"/models/{name}/versions/{version}/v2/models/{name}/ready")
         return status == 200 and isinstance(body, dict) and body.get("ready") is True
+
+    async def contract_problems(self, name: str, version: str) -> list[str] | None:
+        """What a version's server gets wrong of the inference contract; None
+        while it does not answer at all (starting, or no route yet)."""
+        base = f"/models/{name}/versions/{version}"
+        problems = []
+        checks = [
+            ("GET", "/v2/health/live", None),
+            ("GET", "/v2/health/ready", None),
+            ("GET", f"/v2/models/{name}", None),
+            ("POST", f"/v2/models/{name}/infer", b"{}"),
+        ]
+        for method, path, payload in checks:
+            status, body = await self._get(base + path, method, payload)
+            if status == 0 or status in (502, 503, 504):
+                return None
+            if method == "POST":
+                # An empty request must be refused as a bad request, not as an
+                # unknown path: that proves the infer path exists.
+                if status in (404, 405):
+                    problems.append(f"{method} {path} answered {status}")
+            elif status != 200 or not isinstance(body, dict):
+                problems.append(f"{method} {path} answered {status}"
+                                + ("" if status != 200 else " without a JSON object"))
+            elif path == f"/v2/models/{name}":
+                missing = [k for k in ("name", "platform", "inputs", "outputs") if k not in body]
+                if missing:
+                    problems.append(f"model metadata lacks {', '.join(missing)}")
+        return problems
 
     async def current_version(self, name: str) -> str | None:
         """The version that answers the model's unversioned route, if any."""

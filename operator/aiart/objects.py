@@ -32,3 +32,5 @@ class TaskSummary:
     running: int
     failed: int
     last_error: str
+    # Seconds since the longest-running task started running (0: none runs).
+    running_for: float = 0.0

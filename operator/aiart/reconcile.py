@@ -30,6 +30,7 @@ from .status import Phase, Status, read_status, status_labels
 
 log = logging.getLogger("aiart.reconcile")
 POLL_SECONDS = 1.0
+CONTRACT_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,7 @@ class Deps:
 def _artifact_file(manifest: Manifest) -> str:
     if manifest.spec.runtime is Runtime.ONNX:
         return "model.onnx"
-    fmt = manifest.spec.artifact.format
+    fmt = manifest.spec.artifact.format if manifest.spec.artifact else "auto"
     return "model.joblib" if fmt == "joblib" else "model.pkl"
 
 
@@ -87,20 +88,27 @@ def looks_like_onnx(data: bytes) -> bool:
     return len(data) > 16 and data[0] == 0x08
 
 
+@dataclass(frozen=True, slots=True)
 class Prepared:
-    """A version's inputs resolved to images: what to deploy, or why not."""
+    """A version's inputs resolved to an image: what to deploy, and how to build it."""
 
-    def __init__(self, *, recipe: ModelRecipe, runtime: RuntimeRecipe, inputs: str) -> None:
-        self.recipe = recipe
-        self.runtime = runtime
-        self.inputs = inputs
+    image: str
+    inputs: str  # a hash of everything the image is made from
+    recipe: ModelRecipe | None = None  # None: a ready image, nothing to build
+    runtime: RuntimeRecipe | None = None
 
 
 async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
     """Read the artifact and pick the runtime; PermanentError says what is wrong."""
     manifest = plan.manifest
     assert manifest is not None
+    if manifest.spec.runtime is Runtime.IMAGE:
+        assert manifest.spec.image is not None
+        image = manifest.spec.image
+        inputs = hashlib.sha256(f"{plan.config.id}\0{image}".encode()).hexdigest()[:16]
+        return Prepared(image=image, inputs=inputs)
     artifact_ref = manifest.spec.artifact
+    assert artifact_ref is not None
     artifact = await deps.cluster.get_config(artifact_ref.config_name)
     if artifact is None:
         raise PermanentError(
@@ -125,7 +133,7 @@ async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
         registry=deps.settings.registry,
     )
     inputs = hashlib.sha256(f"{plan.config.id}\0{recipe.tag}".encode()).hexdigest()[:16]
-    return Prepared(recipe=recipe, runtime=runtime, inputs=inputs)
+    return Prepared(image=recipe.tag, inputs=inputs, recipe=recipe, runtime=runtime)
 
 
 async def write_status(cluster: Cluster, config: ConfigObject, status: Status) -> ConfigObject:
@@ -227,7 +235,7 @@ async def reconcile_version(
         await write_status(cluster, config, Status(phase=Phase.FAILED, message=str(exc)))
         return None
 
-    image = prepared.recipe.tag
+    image = prepared.image
     desired = render_service(
         manifest=manifest, config_id=config.id, image=image, settings=settings,
         current=current, ordinal=plan.ordinal,
@@ -242,8 +250,9 @@ async def reconcile_version(
                 config = await write_status(cluster, config, Status(
                     phase=Phase.BUILDING, message=f"building image {image}", image=image,
                     extra={"inputs": prepared.inputs}))
-                await deps.builder.ensure_runtime(prepared.runtime)
-                await deps.builder.ensure_model_image(prepared.recipe)
+                if prepared.recipe is not None and prepared.runtime is not None:
+                    await deps.builder.ensure_runtime(prepared.runtime)
+                    await deps.builder.ensure_model_image(prepared.recipe)
             except PermanentError as exc:
                 await write_status(cluster, config, Status(
                     phase=Phase.FAILED, message=str(exc), image=image,
@@ -275,6 +284,17 @@ async def reconcile_version(
             phase=Phase.READY, message=f"serving at {where}{note}", image=image,
             endpoint=endpoint, extra=extra))
         return None if tasks.running >= tasks.desired else POLL_SECONDS * 5
+    # Judge a ready image only once it has run long enough for the gateway
+    # to route to it: a 404 before that is the gateway's, not the image's.
+    if manifest.spec.runtime is Runtime.IMAGE and tasks.running_for > CONTRACT_GRACE_SECONDS:
+        problems = await deps.gateway.contract_problems(name, version)
+        if problems:
+            await write_status(cluster, config, Status(
+                phase=Phase.FAILED,
+                message="the image does not honour the inference contract: "
+                        + "; ".join(problems) + " (see docs/runtimes.md)",
+                image=image, extra=extra))
+            return POLL_SECONDS * 5
     if tasks.desired == 0:
         await write_status(cluster, config, Status(
             phase=Phase.PENDING, message="scaled to 0 replicas: nothing serves it",

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import labels as L
 from .settings import Settings
-from .spec import Manifest
+from .spec import Manifest, Runtime
 
 SERVER_PORT = 8080
 RUNTIME_USER = "10001:10001"
@@ -40,14 +40,15 @@ def _prefix_rule(path: str) -> str:
 
 
 def route_labels(
-    *, name: str, version: str, current: bool, ordinal: int, entrypoint: str, network: str
+    *, name: str, version: str, current: bool, ordinal: int, entrypoint: str, network: str,
+    port: int = SERVER_PORT,
 ) -> dict[str, str]:
     """Traefik labels for one version; ``current`` adds the unversioned routes."""
     svc = service_name(name, version)
     out: dict[str, str] = {
         "traefik.enable": "true",
         "traefik.swarm.network": network,
-        f"traefik.http.services.{svc}.loadbalancer.server.port": str(SERVER_PORT),
+        f"traefik.http.services.{svc}.loadbalancer.server.port": str(port),
     }
 
     def router(router_name: str, path: str, priority: int, strip: bool) -> None:
@@ -106,7 +107,7 @@ def model_settings(manifest: Manifest, artifact_file: str) -> ModelSettingsFile:
         artifact=artifact_file,
         inputs=[t.model_dump(mode="json") for t in spec.inputs] if spec.inputs else None,
         outputs=[t.model_dump(mode="json") for t in spec.outputs] if spec.outputs else None,
-        allow_unsafe_pickle=spec.artifact.allowUnsafePickle,
+        allow_unsafe_pickle=bool(spec.artifact and spec.artifact.allowUnsafePickle),
     )
 
 
@@ -122,6 +123,31 @@ def _resources(manifest: Manifest) -> dict[str, Any]:
         if entry:
             out[key] = entry
     return out
+
+
+def _container_hardening(manifest: Manifest) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "CapabilityDrop": ["ALL"],
+        "Mounts": [{"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 64 << 20}}],
+    }
+    if manifest.spec.runtime is Runtime.IMAGE:
+        # A ready image keeps its own user and filesystem: aiart cannot know
+        # what it writes, and has no probe program inside it.
+        return common
+    return {
+        # Model code never needs root, a writable image or any capability; a
+        # pickle that runs code finds none of them.
+        "User": RUNTIME_USER,
+        "ReadOnly": True,
+        **common,
+        "Healthcheck": {
+            "Test": ["CMD", "/opt/aiart/bin/python", "-m", "aiart_runtime.probe"],
+            "Interval": 2 * _SECOND,
+            "Timeout": 2 * _SECOND,
+            "Retries": 3,
+            "StartPeriod": 120 * _SECOND,
+        },
+    }
 
 
 def render_service(
@@ -150,6 +176,7 @@ def render_service(
             **route_labels(
                 name=name, version=version, current=current, ordinal=ordinal,
                 entrypoint=settings.entrypoint, network=settings.network,
+                port=manifest.spec.port,
             ),
         },
         "TaskTemplate": {
@@ -159,21 +186,7 @@ def render_service(
                 # not restart its tasks.
                 "Labels": {k: v for k, v in identity.items() if k != L.OWNER},
                 "Env": [f"{k}={v}" for k, v in sorted(env.items())],
-                # Model code never needs root, a writable image or any
-                # capability; a pickle that runs code finds none of them.
-                "User": RUNTIME_USER,
-                "ReadOnly": True,
-                "CapabilityDrop": ["ALL"],
-                "Mounts": [
-                    {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 64 << 20}}
-                ],
-                "Healthcheck": {
-                    "Test": ["CMD", "/opt/aiart/bin/python", "-m", "aiart_runtime.probe"],
-                    "Interval": 2 * _SECOND,
-                    "Timeout": 2 * _SECOND,
-                    "Retries": 3,
-                    "StartPeriod": 120 * _SECOND,
-                },
+                **_container_hardening(manifest),
                 "StopGracePeriod": 10 * _SECOND,
             },
             "Resources": _resources(manifest),

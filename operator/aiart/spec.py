@@ -24,6 +24,11 @@ ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LABEL_KEY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 MEMORY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 SKLEARN_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([.-]?(post|rc|dev)\d*)?$")
+# A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest], lower-case path.
+IMAGE_REF = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
 CONFIG_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 _MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
@@ -33,6 +38,7 @@ _MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
 class Runtime(StrEnum):
     SKLEARN = "sklearn"
     ONNX = "onnx"
+    IMAGE = "image"
 
 
 class AuthMode(StrEnum):
@@ -210,7 +216,10 @@ class Auth(_Strict):
 
 class Spec(_Strict):
     runtime: Runtime = Field(strict=False)
-    artifact: Artifact
+    artifact: Artifact | None = None
+    # runtime: image only: the ready image to deploy, and the port it serves on.
+    image: str | None = Field(default=None, max_length=512)
+    port: int = Field(default=8080, ge=1, le=65535)
     framework: Framework = Field(default_factory=Framework)
     replicas: int = Field(default=1, ge=0, le=100)
     resources: ResourceSpec = Field(default_factory=ResourceSpec)
@@ -218,6 +227,30 @@ class Spec(_Strict):
     inputs: list[Tensor] | None = None
     outputs: list[Tensor] | None = None
     auth: Auth = Field(default_factory=Auth)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and not IMAGE_REF.match(value):
+            raise ValueError(
+                f"{value!r} is not an image reference such as registry:5000/team/model:1")
+        return value
+
+    @model_validator(mode="after")
+    def _runtime_inputs(self) -> Spec:
+        if self.runtime is Runtime.IMAGE:
+            if self.image is None:
+                raise ValueError("runtime image needs spec.image, the image to deploy")
+            if self.artifact is not None:
+                raise ValueError("runtime image deploys spec.image as is: remove spec.artifact")
+        else:
+            if self.artifact is None:
+                raise ValueError(f"runtime {self.runtime.value} needs spec.artifact")
+            if self.image is not None:
+                raise ValueError(f"spec.image is only for runtime image, not {self.runtime.value}")
+            if self.port != 8080:
+                raise ValueError("spec.port is only for runtime image; aiart's runtimes use 8080")
+        return self
 
     @field_validator("env")
     @classmethod

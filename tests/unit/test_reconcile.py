@@ -250,3 +250,29 @@ async def test_onnx_models_get_the_onnx_runtime_and_other_files_fail(world) -> N
     await settle(deps, "net")
     assert cluster.status("net-1") == "Ready"
     assert builder.runtimes[-1].startswith("aiart/runtime-onnx:")
+
+
+def byo_manifest(name: str, image: str) -> bytes:
+    return (f"apiVersion: aiart/v1\nkind: Model\nmetadata: {{name: {name}, version: '1'}}\n"
+            f"spec:\n  runtime: image\n  image: {image}\n  port: 9000\n").encode()
+
+
+async def test_a_ready_image_is_deployed_as_is_and_checked(world) -> None:
+    deps, cluster, builder, gateway = world
+    cluster.add_config("byo-1", byo_manifest("byo", "team/good:1"), {L.MODEL: "byo"})
+    cluster.add_config("bad-1", byo_manifest("bad", "team/bad:1"), {L.MODEL: "bad"})
+    gateway.broken_images.add("team/bad:1")
+    cluster.running_for = 2.0  # just started: the gateway may not route to it yet
+    await settle(deps, "bad")
+    assert cluster.status("bad-1") == "Deploying", "judged before the gateway could route"
+    cluster.running_for = 60.0
+    await settle(deps, "byo")
+    await settle(deps, "bad")
+    assert cluster.status("byo-1") == "Ready"
+    assert not builder.built, "a ready image is never built"
+    (byo,) = [s for s in cluster.services.values() if s.name == "aiart-byo-1"]
+    assert byo.spec["TaskTemplate"]["ContainerSpec"]["Image"] == "team/good:1"
+    assert byo.labels["traefik.http.services.aiart-byo-1.loadbalancer.server.port"] == "9000"
+    assert cluster.status("bad-1") == "Failed"
+    message = cluster.config("bad-1").labels[L.STATUS_MESSAGE]
+    assert "does not honour the inference contract" in message and "404" in message

@@ -126,3 +126,37 @@ def test_missing_fields_are_named() -> None:
 def test_oversized_and_binary_manifests_are_refused() -> None:
     assert "at most" in problems(b"a" * 70_000)[0]
     assert "UTF-8" in problems(b"\xff\xfe\x00garbage")[0]
+
+
+IMAGE = textwrap.dedent("""
+    apiVersion: aiart/v1
+    kind: Model
+    metadata: {name: byo, version: "1"}
+    spec:
+      runtime: image
+      image: registry.example:5000/team/model:1.2
+""")
+
+
+def test_image_runtime_takes_an_image_and_a_port() -> None:
+    m = parse_manifest(IMAGE + "  port: 9000\n")
+    assert m.spec.image == "registry.example:5000/team/model:1.2" and m.spec.port == 9000
+    assert m.spec.artifact is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (IMAGE.replace("registry.example:5000/team/model:1.2", "'a b'"), "not an image reference"),
+        (IMAGE.replace("registry.example:5000/team/model:1.2", "'x;rm -rf /'"), "not an image reference"),
+        (IMAGE.replace("  image: registry.example:5000/team/model:1.2\n", ""), "needs spec.image"),
+        (IMAGE + "  artifact: {uri: 'config://a'}\n", "remove spec.artifact"),
+        (IMAGE + "  port: 70000\n", "spec.port"),
+        (GOOD + "  image: a/b:1\n", "only for runtime image"),
+        (GOOD + "  port: 9000\n", "only for runtime image"),
+        (GOOD.replace('  artifact: {uri: "config://iris-model-1"}\n', ""), "needs spec.artifact"),
+    ],
+)
+def test_runtime_inputs_must_fit_the_runtime(text: str, expected: str) -> None:
+    found = problems(text)
+    assert any(expected in p for p in found), found
