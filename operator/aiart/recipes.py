@@ -115,6 +115,18 @@ def sklearn_runtime(
     )
 
 
+def python_runtime(
+    *, requirements: tuple[str, ...], base_image: str, python_version: str
+) -> RuntimeRecipe:
+    """User code's runtime: one image per requirement set, shared by every
+    model that pins the same set."""
+    digest = _digest(*sorted(requirements))[:10]
+    return RuntimeRecipe(
+        runtime="python", libraries=("numpy>=1.26", *sorted(requirements)),
+        label=f"req-{digest}", base_image=base_image, python_version=python_version,
+    )
+
+
 def onnx_runtime(
     *, onnxruntime: str = ONNXRUNTIME_VERSION, base_image: str, python_version: str
 ) -> RuntimeRecipe:

@@ -17,7 +17,13 @@ from .objects import ConfigObject, ServiceObject
 from .pickle_facts import NotAPickle, read_pickle_facts
 from .plan import VersionPlan, choose_current, plan_versions
 from .ports import Builder, Cluster, GatewayProbe
-from .recipes import ModelRecipe, RuntimeRecipe, onnx_runtime, sklearn_runtime
+from .recipes import (
+    ModelRecipe,
+    RuntimeRecipe,
+    onnx_runtime,
+    python_runtime,
+    sklearn_runtime,
+)
 from .render import (
     carries_current_route,
     model_settings,
@@ -50,6 +56,8 @@ class Deps:
 def _artifact_file(manifest: Manifest) -> str:
     if manifest.spec.runtime is Runtime.ONNX:
         return "model.onnx"
+    if manifest.spec.runtime is Runtime.PYTHON:
+        return "model.py"
     fmt = manifest.spec.artifact.format if manifest.spec.artifact else "auto"
     return "model.joblib" if fmt == "joblib" else "model.pkl"
 
@@ -59,6 +67,14 @@ def choose_runtime(
 ) -> RuntimeRecipe:
     """The runtime image a model needs; PermanentError when its artifact is unusable."""
     base, python = settings.base_image, settings.python_version
+    if manifest.spec.runtime is Runtime.PYTHON:
+        try:
+            compile(artifact, "model.py", "exec")
+        except (SyntaxError, ValueError) as exc:
+            raise PermanentError(
+                f"artifact {artifact_name!r} is not valid Python source: {exc}") from None
+        return python_runtime(requirements=tuple(manifest.spec.requirements), base_image=base,
+                              python_version=python)
     if manifest.spec.runtime is Runtime.ONNX:
         if not looks_like_onnx(artifact):
             raise PermanentError(

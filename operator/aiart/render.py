@@ -86,6 +86,7 @@ class ModelSettingsFile:
     inputs: list[dict[str, Any]] | None
     outputs: list[dict[str, Any]] | None
     allow_unsafe_pickle: bool = False
+    entrypoint: str | None = None
 
     def to_json(self) -> bytes:
         body: dict[str, Any] = {
@@ -95,6 +96,8 @@ class ModelSettingsFile:
         # Written only when set, so that existing models keep their image tags.
         if self.allow_unsafe_pickle:
             body["allow_unsafe_pickle"] = True
+        if self.entrypoint:
+            body["entrypoint"] = self.entrypoint
         return json.dumps(body, sort_keys=True, indent=2).encode()
 
 
@@ -108,6 +111,7 @@ def model_settings(manifest: Manifest, artifact_file: str) -> ModelSettingsFile:
         inputs=[t.model_dump(mode="json") for t in spec.inputs] if spec.inputs else None,
         outputs=[t.model_dump(mode="json") for t in spec.outputs] if spec.outputs else None,
         allow_unsafe_pickle=bool(spec.artifact and spec.artifact.allowUnsafePickle),
+        entrypoint=spec.entrypoint,
     )
 
 

@@ -29,6 +29,13 @@ IMAGE_REF = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
     r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
+# A pinned requirement: name[extras]==version, nothing else (no URLs, no pip
+# options): requirements end up in an image build.
+PINNED_REQUIREMENT = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*\])?"
+    r"==[A-Za-z0-9]([A-Za-z0-9.!+_-]*[A-Za-z0-9])?$"
+)
+PYTHON_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CONFIG_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 _MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
@@ -38,6 +45,7 @@ _MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
 class Runtime(StrEnum):
     SKLEARN = "sklearn"
     ONNX = "onnx"
+    PYTHON = "python"
     IMAGE = "image"
 
 
@@ -220,6 +228,10 @@ class Spec(_Strict):
     # runtime: image only: the ready image to deploy, and the port it serves on.
     image: str | None = Field(default=None, max_length=512)
     port: int = Field(default=8080, ge=1, le=65535)
+    # runtime: python only: pinned requirements, and the class to serve (the
+    # module's own load()/predict() when absent).
+    requirements: list[str] = Field(default_factory=list, max_length=100)
+    entrypoint: str | None = None
     framework: Framework = Field(default_factory=Framework)
     replicas: int = Field(default=1, ge=0, le=100)
     resources: ResourceSpec = Field(default_factory=ResourceSpec)
@@ -236,6 +248,23 @@ class Spec(_Strict):
                 f"{value!r} is not an image reference such as registry:5000/team/model:1")
         return value
 
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not PINNED_REQUIREMENT.match(item):
+                raise ValueError(
+                    f"requirement {item!r} must be pinned as name==version "
+                    "(no URLs, paths or pip options)")
+        return value
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, value: str | None) -> str | None:
+        if value is not None and not PYTHON_NAME.match(value):
+            raise ValueError(f"entrypoint {value!r} must be a Python class name")
+        return value
+
     @model_validator(mode="after")
     def _runtime_inputs(self) -> Spec:
         if self.runtime is Runtime.IMAGE:
@@ -250,6 +279,8 @@ class Spec(_Strict):
                 raise ValueError(f"spec.image is only for runtime image, not {self.runtime.value}")
             if self.port != 8080:
                 raise ValueError("spec.port is only for runtime image; aiart's runtimes use 8080")
+        if self.runtime is not Runtime.PYTHON and (self.requirements or self.entrypoint):
+            raise ValueError("spec.requirements and spec.entrypoint are only for runtime python")
         return self
 
     @field_validator("env")

@@ -25,6 +25,10 @@ def load(model_dir: Path) -> ServedModel:
         from .onnx_model import OnnxModel
 
         model = OnnxModel(settings)
+    elif settings.runtime == "python":
+        from .python_model import PythonModel
+
+        model = PythonModel(settings)
     else:
         raise ModelLoadError(f"unknown runtime {settings.runtime!r}")
     model.load()

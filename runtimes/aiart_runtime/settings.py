@@ -24,6 +24,7 @@ class ModelSettings:
     inputs: list[TensorSpec] | None
     outputs: list[TensorSpec] | None
     allow_unsafe_pickle: bool = False
+    entrypoint: str | None = None
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelSettings:
@@ -40,4 +41,5 @@ class ModelSettings:
             inputs=tensors(body.get("inputs")),
             outputs=tensors(body.get("outputs")),
             allow_unsafe_pickle=body.get("allow_unsafe_pickle") is True,
+            entrypoint=body.get("entrypoint"),
         )

@@ -276,3 +276,19 @@ async def test_a_ready_image_is_deployed_as_is_and_checked(world) -> None:
     assert cluster.status("bad-1") == "Failed"
     message = cluster.config("bad-1").labels[L.STATUS_MESSAGE]
     assert "does not honour the inference contract" in message and "404" in message
+
+
+async def test_python_code_gets_a_runtime_per_requirement_set(world) -> None:
+    deps, cluster, builder, _ = world
+    cluster.add_config("code", b"def predict(inputs):\n    return 1\n")
+    cluster.add_config("bad-code", b"def predict(:\n")
+    for name, artifact in (("a", "code"), ("b", "code"), ("c", "bad-code")):
+        cluster.add_config(f"{name}-1", manifest_yaml(name, "1", artifact, runtime="python",
+                                                      requirements='["six==1.17.0"]'),
+                           {L.MODEL: name})
+        await settle(deps, name)
+    assert cluster.status("a-1") == cluster.status("b-1") == "Ready"
+    assert builder.runtimes[0] == builder.runtimes[1]
+    assert builder.runtimes[0].startswith("aiart/runtime-python:req-")
+    assert cluster.status("c-1") == "Failed"
+    assert "not valid Python source" in cluster.config("c-1").labels[L.STATUS_MESSAGE]

@@ -160,3 +160,30 @@ def test_image_runtime_takes_an_image_and_a_port() -> None:
 def test_runtime_inputs_must_fit_the_runtime(text: str, expected: str) -> None:
     found = problems(text)
     assert any(expected in p for p in found), found
+
+
+PYTHON = GOOD.replace("runtime: sklearn", "runtime: python")
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ('  requirements: ["requests"]\n', "must be pinned"),
+        ('  requirements: ["requests>=2"]\n', "must be pinned"),
+        ('  requirements: ["requests==2.0; rm -rf /"]\n', "must be pinned"),
+        ('  requirements: ["--index-url=http://evil/ x==1"]\n', "must be pinned"),
+        ('  requirements: ["git+https://x/y==1"]\n', "must be pinned"),
+        ('  entrypoint: "os.system"\n', "must be a Python class name"),
+    ],
+)
+def test_python_runtime_inputs_are_strict(extra: str, expected: str) -> None:
+    found = problems(PYTHON + extra)
+    assert any(expected in p for p in found), found
+
+
+def test_python_runtime_accepts_pinned_requirements_and_a_class() -> None:
+    m = parse_manifest(PYTHON + '  requirements: ["six==1.17.0", "uvicorn[standard]==0.30.1"]\n'
+                       '  entrypoint: Model\n')
+    assert m.spec.requirements == ["six==1.17.0", "uvicorn[standard]==0.30.1"]
+    assert m.spec.entrypoint == "Model"
+    assert "only for runtime python" in problems(GOOD + "  entrypoint: Model\n")[0]
