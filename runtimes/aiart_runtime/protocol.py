@@ -81,14 +81,17 @@ def _flatten(data: Any) -> list[Any]:
     return data
 
 
+_BY_DTYPE = {np.dtype(t): name for name, t in DATATYPES.items() if t is not np.object_}
+
+
 def datatype_of(array: npt.NDArray[Any]) -> str:
-    kind = array.dtype
-    for name, dtype in DATATYPES.items():
-        if dtype is not np.object_ and kind == np.dtype(dtype):
-            return name
-    if kind.kind in ("U", "S", "O"):
+    # A dict lookup: this runs for every output of every request.
+    name = _BY_DTYPE.get(array.dtype)
+    if name is not None:
+        return name
+    if array.dtype.kind in ("U", "S", "O"):
         return "BYTES"
-    raise ProtocolError(f"cannot express numpy dtype {kind} as a protocol datatype")
+    raise ProtocolError(f"cannot express numpy dtype {array.dtype} as a protocol datatype")
 
 
 def _binary_tensor(

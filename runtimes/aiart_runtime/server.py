@@ -179,19 +179,17 @@ def create_app(model: ServedModel, *, max_body_bytes: int = MAX_BODY_BYTES) -> S
         return error(exc.status_code, str(exc.detail))
 
     model_paths = ("/v2/models/{model}", "/v2/models/{model}/versions/{version}")
-    routes = [
+    # The router tries routes in order: the hot paths come first.
+    routes = [Route(f"{base}/infer", infer, methods=["POST"]) for base in model_paths]
+    routes += [
+        Route("/predict", predict, methods=["POST"]),
         Route("/v2/health/live", live),
         Route("/v2/health/ready", ready),
         Route("/v2", server_metadata),
-        Route("/predict", predict, methods=["POST"]),
         Route("/metrics", prometheus),
     ]
     for base in model_paths:
-        routes += [
-            Route(base, model_metadata),
-            Route(f"{base}/ready", model_ready),
-            Route(f"{base}/infer", infer, methods=["POST"]),
-        ]
+        routes += [Route(base, model_metadata), Route(f"{base}/ready", model_ready)]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
     app.state.metrics = metrics
     return app
