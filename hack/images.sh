@@ -13,23 +13,22 @@ image_exists() { docker image inspect "$1" >/dev/null 2>&1; }
 
 content_hash() { sha256sum | cut -c1-12; }
 
-build_base() {
-  # A production site may use python:3.11-slim-bookworm instead
-  # (AIART_BASE_IMAGE); this is the offline path for air-gapped sites.
-  if [ -n "${AIART_BASE_IMAGE:-}" ]; then echo "$AIART_BASE_IMAGE"; return; fi
-  local tag="aiart/base:bookworm-$(printf '%s %s' "$BASE_PACKAGES" "$DEBIAN_MIRROR" | content_hash)"
+debootstrap_image() {
+  # debootstrap_image NAME PACKAGES: a minimal Debian image holding PACKAGES,
+  # tagged by a hash of the package list and mirror, cached as a tarball.
+  local name=$1 packages=$2
+  local tag="aiart/$name:bookworm-$(printf '%s %s' "$packages" "$DEBIAN_MIRROR" | content_hash)"
   if ! image_exists "$tag"; then
-    local tarball="$AIART_CACHE/base-${tag##*:}.tar"
+    local tarball="$AIART_CACHE/$name-${tag##*:}.tar"
     if [ ! -f "$tarball" ]; then
       apt_install debootstrap
       mkdir -p "$AIART_CACHE"
-      log "building the base image with debootstrap (about a minute)"
+      log "building the $name image with debootstrap (a minute or two)"
       local root; root=$(mktemp -d)
-      as_root debootstrap --variant=minbase --include="$BASE_PACKAGES" bookworm "$root" "$DEBIAN_MIRROR" >"$AIART_CACHE/debootstrap.log" 2>&1 \
-        || die "debootstrap failed; see $AIART_CACHE/debootstrap.log"
+      as_root debootstrap --variant=minbase --include="$packages" bookworm "$root" "$DEBIAN_MIRROR" >"$AIART_CACHE/debootstrap-$name.log" 2>&1 \
+        || die "debootstrap failed; see $AIART_CACHE/debootstrap-$name.log"
       # Shrink: no apt lists or caches in an image that never runs apt.
       as_root rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
-      mkdir -p "$AIART_CACHE"
       as_root tar -C "$root" -cf "$tarball.tmp" .
       mv "$tarball.tmp" "$tarball"
       as_root rm -rf "$root"
@@ -38,6 +37,19 @@ build_base() {
     docker import -c 'ENV LANG=C.UTF-8' "$tarball" "$tag" >/dev/null
   fi
   echo "$tag"
+}
+
+build_base() {
+  # A production site may use python:3.11-slim-bookworm instead
+  # (AIART_BASE_IMAGE); this is the offline path for air-gapped sites.
+  if [ -n "${AIART_BASE_IMAGE:-}" ]; then echo "$AIART_BASE_IMAGE"; return; fi
+  debootstrap_image base "$BASE_PACKAGES"
+}
+
+build_jre_base() {
+  # The h2o runtime's base: Python and a Java runtime for H2O's MOJO scorer.
+  if [ -n "${AIART_JRE_BASE_IMAGE:-}" ]; then echo "$AIART_JRE_BASE_IMAGE"; return; fi
+  debootstrap_image base-jre "$BASE_PACKAGES,openjdk-17-jre-headless"
 }
 
 source "$AIART_ROOT/hack/versions.env"
@@ -136,6 +148,38 @@ build_operator() {
   echo "$tag"
 }
 
+fetch_genmodel_jar() {
+  # H2O's MOJO scoring classes, from the h2o wheel (inside its h2o.jar),
+  # cached by version; prints the jar's path. Nothing of it is committed.
+  local jar="$AIART_CACHE/h2o-$H2O_VERSION/h2o-genmodel.jar"
+  if [ ! -f "$jar" ]; then
+    log "fetching h2o $H2O_VERSION from PyPI for its h2o-genmodel.jar (279 MB, once)"
+    local tmp; tmp=$(mktemp -d)
+    "$AIART_ROOT/.venv/bin/pip" download -q --no-deps -d "$tmp" "h2o==$H2O_VERSION" >/dev/null 2>&1 \
+      || die "cannot download h2o $H2O_VERSION from PyPI"
+    mkdir -p "$(dirname "$jar")"
+    "$AIART_ROOT/.venv/bin/python" - "$tmp" "$jar.tmp" <<'PY'
+import io, sys, zipfile, pathlib
+wheel = next(pathlib.Path(sys.argv[1]).glob("h2o-*.whl"))
+with zipfile.ZipFile(wheel) as w:
+    inner = next(n for n in w.namelist() if n.endswith("backend/bin/h2o.jar"))
+    with zipfile.ZipFile(io.BytesIO(w.read(inner))) as h2o:
+        pathlib.Path(sys.argv[2]).write_bytes(h2o.read("www/3/h2o-genmodel.jar"))
+PY
+    mv "$jar.tmp" "$jar"
+    rm -rf "$tmp"
+  fi
+  echo "$jar"
+}
+
+build_h2o_runtime() {
+  local base jar
+  base=$(build_jre_base)
+  jar=$(fetch_genmodel_jar)
+  AIART_BASE_IMAGE="$base" "$AIART_ROOT/.venv/bin/aiart" build-runtime \
+    --runtime h2o --genmodel-jar "$jar" --cache-dir "$AIART_CACHE"
+}
+
 build_runtime() {
   # The default scikit-learn runtime: the versions the .venv trains with, so
   # a model made there deploys without a runtime build.
@@ -153,16 +197,18 @@ build_onnx_runtime() {
 
 build_all() {
   # Prints KEY=VALUE lines for the stack's image settings.
-  local base traefik registry operator runtime onnx
+  local base traefik registry operator runtime onnx h2o
   base=$(build_base)
   traefik=$(build_traefik)
   registry=$(build_registry "$base")
   operator=$(build_operator "$base")
   runtime=$(build_runtime "$base")
   onnx=$(build_onnx_runtime "$base")
+  h2o=$(build_h2o_runtime)
   printf 'AIART_BASE_IMAGE=%s\nAIART_TRAEFIK_IMAGE=%s\nAIART_REGISTRY_IMAGE=%s\n' "$base" "$traefik" "$registry"
   printf 'AIART_OPERATOR_IMAGE=%s\nAIART_RUNTIME_IMAGE=%s\nAIART_ONNX_RUNTIME_IMAGE=%s\n' \
     "$operator" "$runtime" "$onnx"
+  printf 'AIART_H2O_RUNTIME_IMAGE=%s\nAIART_GENMODEL_JAR=%s\n' "$h2o" "$(fetch_genmodel_jar)"
 }
 
 # Run a function by name when executed, not when sourced.

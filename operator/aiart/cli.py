@@ -13,7 +13,7 @@ import aiodocker
 from .docker_adapter import DockerCluster
 from .errors import PermanentError, TransientError
 from .image_builder import ImageBuilder
-from .recipes import onnx_runtime, sklearn_runtime
+from .recipes import h2o_runtime, onnx_runtime, sklearn_runtime
 from .settings import Settings
 
 
@@ -22,6 +22,11 @@ async def _build_runtime(args: argparse.Namespace) -> str:
     base = args.base_image or settings.base_image
     if args.runtime == "onnx":
         recipe = onnx_runtime(base_image=base, python_version=settings.python_version)
+    elif args.runtime == "h2o":
+        if args.genmodel_bytes is None:
+            raise PermanentError("--genmodel-jar PATH is needed for the h2o runtime")
+        recipe = h2o_runtime(genmodel_jar=args.genmodel_bytes, base_image=base,
+                             python_version=settings.python_version)
     else:
         if not args.sklearn:
             raise PermanentError("--sklearn VERSION is needed for the sklearn runtime")
@@ -37,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aiart", description="AI Analytics Runtime for Swarm")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build-runtime", help="build a runtime image if it is missing")
-    build.add_argument("--runtime", default="sklearn", choices=("sklearn", "onnx"))
+    build.add_argument("--runtime", default="sklearn", choices=("sklearn", "onnx", "h2o"))
+    build.add_argument("--genmodel-jar", help="h2o-genmodel.jar (h2o runtime)")
     build.add_argument("--sklearn", help="scikit-learn version, e.g. 1.9.1 (sklearn runtime)")
     build.add_argument("--numpy-major", type=int, default=2, choices=(1, 2))
     build.add_argument("--base-image", default="", help="image to build on (AIART_BASE_IMAGE)")
@@ -46,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     # Say what is happening: a runtime build downloads wheels and can take minutes.
     logging.basicConfig(level=logging.INFO, format="[aiart] %(message)s", stream=sys.stderr)
     if args.command == "build-runtime":
+        args.genmodel_bytes = Path(args.genmodel_jar).read_bytes() if args.genmodel_jar else None
         try:
             tag = asyncio.run(_build_runtime(args))
         except (PermanentError, TransientError) as exc:

@@ -91,6 +91,8 @@ class ImageBuilder:
                 files[f"aiart_runtime/{name}"] = content
             for wheel in sorted(wheels.glob("*.whl")):
                 files[f"wheels/{wheel.name}"] = wheel.read_bytes()
+            for name, data in recipe.files:
+                files[f"extra/{name}"] = data
             log.info("building runtime image %s", tag)
             await self.cluster.build_image(
                 context=tar_context(files), tag=tag, timeout=self.timeout,

@@ -58,15 +58,28 @@ def _artifact_file(manifest: Manifest) -> str:
         return "model.onnx"
     if manifest.spec.runtime is Runtime.PYTHON:
         return "model.py"
+    if manifest.spec.runtime is Runtime.H2O:
+        return "model.zip"
     fmt = manifest.spec.artifact.format if manifest.spec.artifact else "auto"
     return "model.joblib" if fmt == "joblib" else "model.pkl"
 
 
 def choose_runtime(
     settings: Settings, manifest: Manifest, artifact: bytes, artifact_name: str
-) -> RuntimeRecipe:
-    """The runtime image a model needs; PermanentError when its artifact is unusable."""
+) -> RuntimeRecipe | str:
+    """The runtime a model needs: a recipe to build, or the tag of a prebuilt
+    image; PermanentError when its artifact is unusable."""
     base, python = settings.base_image, settings.python_version
+    if manifest.spec.runtime is Runtime.H2O:
+        if not artifact.startswith(b"PK\x03\x04"):
+            raise PermanentError(
+                f"artifact {artifact_name!r} is not an H2O MOJO (a zip file); export it with "
+                "model.download_mojo()")
+        if not settings.h2o_runtime_image:
+            raise PermanentError(
+                "the h2o runtime is not configured here: set AIART_H2O_RUNTIME_IMAGE "
+                "(hack/images.sh build_h2o_runtime builds it)")
+        return settings.h2o_runtime_image
     if manifest.spec.runtime is Runtime.PYTHON:
         try:
             compile(artifact, "model.py", "exec")
@@ -138,18 +151,20 @@ async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
             f"but the manifest expects {artifact_ref.sha256}"
         )
     runtime = choose_runtime(deps.settings, manifest, artifact.data, artifact_ref.config_name)
+    runtime_tag = runtime if isinstance(runtime, str) else runtime.tag
     settings_file = model_settings(manifest, _artifact_file(manifest))
     recipe = ModelRecipe(
         name=manifest.metadata.name,
         version=manifest.metadata.version,
-        runtime_image=runtime.tag,
+        runtime_image=runtime_tag,
         artifact_name=settings_file.artifact,
         artifact=artifact.data,
         settings_json=settings_file.to_json(),
         registry=deps.settings.registry,
     )
     inputs = hashlib.sha256(f"{plan.config.id}\0{recipe.tag}".encode()).hexdigest()[:16]
-    return Prepared(image=recipe.tag, inputs=inputs, recipe=recipe, runtime=runtime)
+    return Prepared(image=recipe.tag, inputs=inputs, recipe=recipe,
+                    runtime=None if isinstance(runtime, str) else runtime)
 
 
 async def write_status(cluster: Cluster, config: ConfigObject, status: Status) -> ConfigObject:
@@ -266,8 +281,9 @@ async def reconcile_version(
                 config = await write_status(cluster, config, Status(
                     phase=Phase.BUILDING, message=f"building image {image}", image=image,
                     extra={"inputs": prepared.inputs}))
-                if prepared.recipe is not None and prepared.runtime is not None:
+                if prepared.runtime is not None:
                     await deps.builder.ensure_runtime(prepared.runtime)
+                if prepared.recipe is not None:
                     await deps.builder.ensure_model_image(prepared.recipe)
             except PermanentError as exc:
                 await write_status(cluster, config, Status(

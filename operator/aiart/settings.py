@@ -21,6 +21,9 @@ class Settings:
     default_sklearn: str = "1.9.1"
     default_numpy_major: int = 2
     base_image: str = ""
+    # The h2o runtime is prebuilt where H2O's jar is at hand (hack/images.sh);
+    # the operator only names it.
+    h2o_runtime_image: str = ""
     python_version: str = "3.11"
     cache_dir: str = "/var/cache/aiart"
     build_timeout_seconds: float = 1800.0
@@ -42,6 +45,7 @@ class Settings:
             default_sklearn=env.get("AIART_DEFAULT_SKLEARN", cls.default_sklearn),
             default_numpy_major=int(env.get("AIART_DEFAULT_NUMPY_MAJOR", cls.default_numpy_major)),
             base_image=env.get("AIART_BASE_IMAGE", cls.base_image),
+            h2o_runtime_image=env.get("AIART_H2O_RUNTIME_IMAGE", cls.h2o_runtime_image),
             python_version=env.get("AIART_PYTHON_VERSION", cls.python_version),
             cache_dir=env.get("AIART_CACHE_DIR", cls.cache_dir),
             build_timeout_seconds=float(

@@ -46,6 +46,7 @@ class Runtime(StrEnum):
     SKLEARN = "sklearn"
     ONNX = "onnx"
     PYTHON = "python"
+    H2O = "h2o"
     IMAGE = "image"
 
 

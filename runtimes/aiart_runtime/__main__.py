@@ -25,6 +25,10 @@ def load(model_dir: Path) -> ServedModel:
         from .onnx_model import OnnxModel
 
         model = OnnxModel(settings)
+    elif settings.runtime == "h2o":
+        from .h2o_model import H2OModel
+
+        model = H2OModel(settings)
     elif settings.runtime == "python":
         from .python_model import PythonModel
 

@@ -157,7 +157,11 @@ def create_app(model: ServedModel, *, max_body_bytes: int = MAX_BODY_BYTES) -> S
         try:
             body = orjson.loads(await read_body(request, max_body_bytes))
             rows = body.get("instances") if isinstance(body, dict) else body
-            response = JSONResponse({"predictions": model.predict_rows(rows)})
+            predictions = model.predict_rows(rows)
+            # orjson writes numeric arrays natively; object arrays (labels) as lists.
+            if predictions.dtype == object:
+                predictions = predictions.tolist()
+            response = JSONResponse({"predictions": predictions})
         except BodyTooLarge:
             response = error(413, f"request body is larger than {max_body_bytes} bytes")
         except orjson.JSONDecodeError as exc:

@@ -292,3 +292,22 @@ async def test_python_code_gets_a_runtime_per_requirement_set(world) -> None:
     assert builder.runtimes[0].startswith("aiart/runtime-python:req-")
     assert cluster.status("c-1") == "Failed"
     assert "not valid Python source" in cluster.config("c-1").labels[L.STATUS_MESSAGE]
+
+
+async def test_h2o_models_use_the_prebuilt_runtime(world) -> None:
+    deps, cluster, builder, _ = world
+    cluster.add_config("mojo", b"PK\x03\x04" + b"\x00" * 64)
+    cluster.add_config("m-1", manifest_yaml("m", "1", "mojo", runtime="h2o"), {L.MODEL: "m"})
+    await settle(deps, "m")
+    assert cluster.status("m-1") == "Failed"
+    assert "AIART_H2O_RUNTIME_IMAGE" in cluster.config("m-1").labels[L.STATUS_MESSAGE]
+
+    configured = Deps(cluster=cluster, builder=builder, gateway=deps.gateway,
+                      settings=Settings(h2o_runtime_image="aiart/runtime-h2o:x"))
+    cluster.add_config("n-1", manifest_yaml("n", "1", "mojo", runtime="h2o"), {L.MODEL: "n"})
+    await settle(configured, "n")
+    assert cluster.status("n-1") == "Ready"
+    assert builder.runtimes == [], "the h2o runtime is prebuilt, never built by the operator"
+    cluster.add_config("o-1", manifest_yaml("o", "1", "n-1", runtime="h2o"), {L.MODEL: "o"})
+    await settle(configured, "o")
+    assert "not an H2O MOJO" in cluster.config("o-1").labels[L.STATUS_MESSAGE]
