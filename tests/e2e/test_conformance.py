@@ -1,14 +1,16 @@
 """Conformance with the ecosystem's own Open Inference Protocol clients, through
-Traefik, for every runtime: the kserve SDK's InferenceRESTClient (protocol v2)
-and open-inference-openapi's generated client. (tritonclient is exercised in
-test_model_lifecycle.py and test_onnx.py.)"""
+Traefik, for every runtime: the kserve SDK's InferenceRESTClient (protocol v2),
+open-inference-openapi's generated client, and tritonclient in JSON and binary
+modes. (runtime: image serves an image of these; test_image_runtime.py.)"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.http as triton
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from open_inference.openapi import InferenceRequest, RequestInput
 from open_inference.openapi.client import OpenInferenceClient
@@ -19,8 +21,16 @@ from sklearn.linear_model import LogisticRegression
 from tests.e2e.conftest import GATEWAY, Models
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
-# runtime -> (input name, input datatype, first output name)
-CONTRACT = {"sklearn": ("input-0", "FP64", "predict"), "onnx": ("X", "FP32", "label")}
+RUNTIMES = ["sklearn", "onnx", "h2o", "python"]
+# runtime -> (input name, input datatype, first output name, expected first output)
+CONTRACT = {
+    "sklearn": ("input-0", "FP64", "predict", [0, 2]),
+    "onnx": ("X", "FP32", "label", [0, 2]),
+    "h2o": ("input-0", "FP64", "predict", ["setosa", "virginica"]),
+    "python": ("input-0", "FP64", "predict", [10.2, 17.2]),
+}
+MOJO = Path(__file__).parents[1] / "fixtures" / "iris-h2o-gbm.zip"
+CODE = b"def predict(inputs):\n    return next(iter(inputs.values())).sum(axis=-1)\n"
 
 
 @pytest.fixture(scope="module")
@@ -30,17 +40,30 @@ def deployed(models: Models, iris_pickle: bytes) -> Iterator[dict[str, str]]:
                    x[:1].astype(np.float32), options={"zipmap": False},
                    target_opset=17).SerializeToString()
     names = {}
-    for runtime, artifact in (("sklearn", iris_pickle), ("onnx", onnx)):
+    configs = {}
+    artifacts = {"sklearn": iris_pickle, "onnx": onnx, "h2o": MOJO.read_bytes(), "python": CODE}
+    for runtime, artifact in artifacts.items():
         model = models.name(f"conf-{runtime}")
-        models.wait_status(models.declare(model, "1", artifact, runtime=runtime), "Ready", 300)
+        configs[runtime] = models.declare(model, "1", artifact, runtime=runtime)
         names[runtime] = model
+    for config in configs.values():
+        models.wait_status(config, "Ready", 420)
     yield names
 
 
-@pytest.mark.parametrize("runtime", ["sklearn", "onnx"])
+def plain(values: list) -> list:
+    return [v.decode() if isinstance(v, bytes) else v for v in values]
+
+
+def same(got: list, expected: list) -> bool:
+    # Labels compare exactly; sums of floats within rounding.
+    return plain(got) == (pytest.approx(expected) if isinstance(expected[0], float) else expected)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
 async def test_kserve_rest_client_v2(deployed: dict[str, str], runtime: str) -> None:
     model = deployed[runtime]
-    name, datatype, output = CONTRACT[runtime]
+    name, datatype, output, expected = CONTRACT[runtime]
     client = InferenceRESTClient(RESTConfig(protocol="v2", retries=2, timeout=30))
     # Server health is per model, at the model's base URL; model-scoped calls
     # work at the gateway's root too.
@@ -54,14 +77,14 @@ async def test_kserve_rest_client_v2(deployed: dict[str, str], runtime: str) -> 
         result = await client.infer(base, InferRequest(model_name=model, infer_inputs=[tensor]),
                                     model_name=model)
         by_name = {o.name: o for o in result.outputs}
-        assert by_name[output].as_numpy().tolist() == [0, 2]
+        assert same(by_name[output].as_numpy().tolist(), expected)
     await client.close()
 
 
-@pytest.mark.parametrize("runtime", ["sklearn", "onnx"])
+@pytest.mark.parametrize("runtime", RUNTIMES)
 def test_open_inference_openapi_client(deployed: dict[str, str], runtime: str) -> None:
     model = deployed[runtime]
-    name, datatype, output = CONTRACT[runtime]
+    name, datatype, output, expected = CONTRACT[runtime]
     client = OpenInferenceClient(base_url=f"{GATEWAY}/models/{model}")
     client.check_server_liveness()
     client.check_server_readiness()
@@ -73,4 +96,19 @@ def test_open_inference_openapi_client(deployed: dict[str, str], runtime: str) -
     response = client.model_infer(model, request=InferenceRequest(inputs=[
         RequestInput(name=name, shape=[2, 4], datatype=datatype, data=ROWS)]))
     by_name = {o.name: o for o in response.outputs}
-    assert by_name[output].data.__root__ == [0, 2]
+    assert same(by_name[output].data.__root__, expected)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+@pytest.mark.parametrize("binary", [False, True])
+def test_tritonclient(deployed: dict[str, str], runtime: str, binary: bool) -> None:
+    model = deployed[runtime]
+    name, datatype, output, expected = CONTRACT[runtime]
+    client = triton.InferenceServerClient(url=f"{GATEWAY.removeprefix('http://')}/models/{model}")
+    assert client.is_server_ready() and client.is_model_ready(model)
+    tensor = triton.InferInput(name, [2, 4], datatype)
+    tensor.set_data_from_numpy(np.array(ROWS, dtype=np.float64 if datatype == "FP64"
+                                        else np.float32), binary_data=binary)
+    result = client.infer(model, [tensor], outputs=[
+        triton.InferRequestedOutput(output, binary_data=binary)])
+    assert same(result.as_numpy(output).tolist(), expected)
