@@ -36,10 +36,16 @@ BODY = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP64",
 
 
 RUNTIME = "sklearn"
-ARTIFACT = {"sklearn": "model.pkl", "onnx": "model.onnx"}
+ARTIFACT = {"sklearn": "model.pkl", "onnx": "model.onnx", "h2o": "model.zip", "python": "model.py"}
+MOJO = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "iris-h2o-gbm.zip"
+CODE = b"def predict(inputs):\n    return next(iter(inputs.values())).sum(axis=-1)\n"
 
 
 def model_bytes(seed: int) -> bytes:
+    if RUNTIME == "h2o":
+        return MOJO.read_bytes()
+    if RUNTIME == "python":
+        return CODE + f"# {seed}\n".encode()
     x, y = load_iris(return_X_y=True)
     model = LogisticRegression(max_iter=200 + seed, random_state=seed).fit(x, y)
     if RUNTIME == "onnx":
@@ -108,7 +114,7 @@ async def build_times(seed: int, runtime_image: str) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--runtime", choices=("sklearn", "onnx"), default="sklearn")
+    parser.add_argument("--runtime", choices=tuple(ARTIFACT), default="sklearn")
     args = parser.parse_args()
     global RUNTIME
     RUNTIME = args.runtime
@@ -119,7 +125,7 @@ def main() -> None:
         import sklearn
 
         prefix = (f"aiart/runtime-sklearn:{sklearn.__version__}-np2-" if RUNTIME == "sklearn"
-                  else "aiart/runtime-onnx:")
+                  else f"aiart/runtime-{RUNTIME}:")
         runtime = next(t for i in engine.images.list(filters={"label": f"aiart.runtime={RUNTIME}"})
                        for t in i.tags if t.startswith(prefix))
         with httpx.Client(base_url=GATEWAY, timeout=10) as client:
