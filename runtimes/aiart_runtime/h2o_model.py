@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .model import ModelLoadError
+from .model import ModelLoadError, select_outputs
 from .protocol import ProtocolError, Tensor
 from .settings import ModelSettings, TensorSpec
 
@@ -139,10 +139,7 @@ class H2OModel:
         self, inputs: tuple[Tensor, ...], wanted: tuple[str, ...] | None
     ) -> list[tuple[str, npt.NDArray[Any]]]:
         names = self.output_names()
-        selected = list(wanted) if wanted is not None else names
-        for name in selected:
-            if name not in names:
-                raise ProtocolError(f"the model has no output {name!r}; it has {', '.join(names)}")
+        selected = select_outputs(names, wanted)
         results = self._score(self._rows(inputs))
         return [(name, results[name]) for name in selected]
 

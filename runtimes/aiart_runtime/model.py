@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import numpy as np
 import numpy.typing as npt
 
-from .protocol import Tensor
+from .protocol import ProtocolError, Tensor
 from .settings import ModelSettings, TensorSpec
 
 
@@ -34,3 +35,25 @@ class ServedModel(Protocol):
     def predict_rows(self, rows: Any) -> npt.NDArray[Any]:
         """Predictions for plain JSON rows (the /predict convenience)."""
         ...
+
+
+def select_outputs(names: list[str], wanted: tuple[str, ...] | None) -> list[str]:
+    """The outputs a request asked for (all when it named none); 400 for unknown ones."""
+    selected = list(wanted) if wanted is not None else names
+    for name in selected:
+        if name not in names:
+            raise ProtocolError(f"the model has no output {name!r}; it has {', '.join(names)}")
+    return selected
+
+
+def numeric_rows(rows: Any) -> npt.NDArray[Any]:
+    """Plain JSON rows (lists of numbers) as a float matrix; 400 for anything else."""
+    if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
+        raise ProtocolError("instances must be a non-empty list of rows (lists)")
+    try:
+        matrix = np.asarray(rows, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise ProtocolError(f"rows must hold numbers of equal length: {exc}") from None
+    if matrix.ndim != 2:
+        raise ProtocolError("rows must all have the same length")
+    return matrix

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .model import ModelLoadError
+from .model import ModelLoadError, numeric_rows, select_outputs
 from .protocol import DATATYPES, ProtocolError, Tensor
 from .settings import ModelSettings, TensorSpec
 
@@ -111,10 +111,7 @@ class OnnxModel:
         self, inputs: tuple[Tensor, ...], wanted: tuple[str, ...] | None
     ) -> list[tuple[str, npt.NDArray[Any]]]:
         names = self.output_names()
-        selected = list(wanted) if wanted is not None else names
-        for name in selected:
-            if name not in names:
-                raise ProtocolError(f"the model has no output {name!r}; it has {', '.join(names)}")
+        selected = select_outputs(names, wanted)
         try:
             results = self.session.run(selected, self._feed(inputs))
         except ProtocolError:
@@ -126,12 +123,7 @@ class OnnxModel:
     def predict_rows(self, rows: Any) -> npt.NDArray[Any]:
         if len(self._inputs) != 1:
             raise ProtocolError("/predict needs a model with exactly one input")
-        if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
-            raise ProtocolError("instances must be a non-empty list of rows (lists)")
-        try:
-            matrix = np.asarray(rows, dtype=np.float64)
-        except (ValueError, TypeError) as exc:
-            raise ProtocolError(f"rows must hold numbers of equal length: {exc}") from None
+        matrix = numeric_rows(rows)
         spec = self._inputs[0]
         tensor = Tensor(name=spec.name, datatype="FP64", shape=matrix.shape, data=matrix)
         first = self.output_names()[0]

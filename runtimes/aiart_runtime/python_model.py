@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .model import ModelLoadError
+from .model import ModelLoadError, numeric_rows
 from .protocol import ProtocolError, Tensor
 from .settings import ModelSettings, TensorSpec
 
@@ -90,11 +90,6 @@ class PythonModel:
         return [(name, results[name]) for name in names]
 
     def predict_rows(self, rows: Any) -> npt.NDArray[Any]:
-        if not isinstance(rows, list) or not rows or not all(isinstance(r, list) for r in rows):
-            raise ProtocolError("instances must be a non-empty list of rows (lists)")
-        try:
-            matrix = np.asarray(rows, dtype=np.float64)
-        except (ValueError, TypeError) as exc:
-            raise ProtocolError(f"rows must hold numbers of equal length: {exc}") from None
+        matrix = numeric_rows(rows)
         name = self.input_specs()[0].name
         return next(iter(self._call({name: matrix}).values()))

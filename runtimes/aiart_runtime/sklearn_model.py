@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .model import ModelLoadError
+from .model import ModelLoadError, select_outputs
 from .protocol import ProtocolError, Tensor, datatype_of
 from .settings import ModelSettings, TensorSpec
 
@@ -116,12 +116,7 @@ class SklearnModel:
         self, matrix: npt.NDArray[Any], wanted: tuple[str, ...] | None
     ) -> list[tuple[str, npt.NDArray[Any]]]:
         names = self.output_names()
-        selected = list(wanted) if wanted is not None else names
-        for name in selected:
-            if name not in names:
-                raise ProtocolError(
-                    f"the model has no output {name!r}; it has {', '.join(names)}"
-                )
+        selected = select_outputs(names, wanted)
         results: list[tuple[str, npt.NDArray[Any]]] = []
         # Only the configured first two outputs map to predict / predict_proba.
         for index, name in enumerate(names):
