@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .model import ModelLoadError, select_outputs
+from .model import ModelLoadError, numeric_rows, select_outputs
 from .protocol import ProtocolError, Tensor, datatype_of
 from .settings import ModelSettings, TensorSpec
 
@@ -141,14 +141,7 @@ class SklearnModel:
                 rows = [[r[f] for f in self.feature_names] for r in rows]
             except KeyError as exc:
                 raise ProtocolError(f"a row lacks feature {exc.args[0]!r}") from None
-        if not all(isinstance(r, list) for r in rows):
-            raise ProtocolError("each row must be a list of numbers or an object")
-        try:
-            matrix = np.asarray(rows, dtype=np.float64)
-        except (ValueError, TypeError) as exc:
-            raise ProtocolError(f"rows must hold numbers of equal length: {exc}") from None
-        if matrix.ndim != 2:
-            raise ProtocolError("rows must all have the same length")
+        matrix = numeric_rows(rows)
         if self.n_features is not None and matrix.shape[1] != self.n_features:
             raise ProtocolError(
                 f"the model takes {self.n_features} features per row, got {matrix.shape[1]}"
