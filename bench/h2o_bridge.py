@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MOJO = ROOT / "tests" / "fixtures" / "iris-h2o-gbm.zip"
@@ -30,6 +31,19 @@ def summarise(name: str, times: list[float], labels: list[str]) -> tuple[str, fl
     print(f"{name:28} {rate:9.0f} calls/s  p50 {p50 * 1e6:7.1f} us  p99 {p99 * 1e6:7.1f} us  "
           f"labels {labels}")
     return name, rate, p50, p99
+
+
+def time_calls(name: str, score: Any, calls: int) -> tuple[str, float, float, float]:
+    """Warm up, then time ``calls`` one-row scorings."""
+    labels = [score(r) for r in ROWS]
+    for _ in range(500):
+        score(ROWS[0])
+    times = []
+    for i in range(calls):
+        start = time.perf_counter()
+        score(ROWS[i % 3])
+        times.append(time.perf_counter() - start)
+    return summarise(name, times, labels)
 
 
 def jpype_bridge(genmodel: Path, calls: int) -> tuple[str, float, float, float]:
@@ -50,15 +64,7 @@ def jpype_bridge(genmodel: Path, calls: int) -> tuple[str, float, float, float]:
         _ = list(prediction.classProbabilities)
         return str(prediction.label)
 
-    labels = [score(r) for r in ROWS]
-    for _ in range(500):
-        score(ROWS[0])
-    times = []
-    for i in range(calls):
-        start = time.perf_counter()
-        score(ROWS[i % 3])
-        times.append(time.perf_counter() - start)
-    return summarise("JVM inside Python (JPype)", times, labels)
+    return time_calls("JVM inside Python (JPype)", score, calls)
 
 
 def pipe_bridge(genmodel: Path, calls: int) -> tuple[str, float, float, float]:
@@ -76,15 +82,7 @@ def pipe_bridge(genmodel: Path, calls: int) -> tuple[str, float, float, float]:
         return proc.stdout.readline().split(",")[0]  # type: ignore[union-attr]
 
     try:
-        labels = [score(r) for r in ROWS]
-        for _ in range(500):
-            score(ROWS[0])
-        times = []
-        for i in range(calls):
-            start = time.perf_counter()
-            score(ROWS[i % 3])
-            times.append(time.perf_counter() - start)
-        return summarise("JVM process over a pipe", times, labels)
+        return time_calls("JVM process over a pipe", score, calls)
     finally:
         proc.stdin.close()
         proc.wait(10)  # the process this script started, by its handle

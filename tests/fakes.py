@@ -6,7 +6,6 @@ claim that aiart works rests on the end-to-end tests against real ones.
 
 from __future__ import annotations
 
-import base64
 import itertools
 import pickle
 from collections.abc import AsyncIterator, Mapping
@@ -15,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from aiart import labels as L
-from aiart.errors import PermanentError, TransientError
+from aiart.errors import PermanentError
 from aiart.objects import ConfigObject, ServiceObject, TaskSummary
 from aiart.recipes import ModelRecipe, RuntimeRecipe
 from aiart.render import carries_current_route
@@ -176,12 +175,3 @@ class FakeGateway:
             return int(next(v for k, v in s.labels.items() if k.endswith("current-v2.priority")))
 
         return max(routed, key=priority).labels[L.VERSION]
-
-
-def raw_config(name: str, data: bytes, labels: dict[str, str]) -> dict[str, Any]:
-    return {"ID": name, "Version": {"Index": 1}, "CreatedAt": "",
-            "Spec": {"Name": name, "Labels": labels, "Data": base64.b64encode(data).decode()}}
-
-
-__all__ = ["FakeBuilder", "FakeCluster", "FakeGateway", "TransientError", "manifest_yaml",
-           "tiny_model"]

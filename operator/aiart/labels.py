@@ -18,7 +18,6 @@ STATUS_ENDPOINT: Final = "aiart.status.endpoint"
 STATUS_REPLICAS: Final = "aiart.status.replicas"
 STATUS_CURRENT: Final = "aiart.status.current"
 STATUS_INPUTS: Final = "aiart.status.inputs"
-STATUS_OBSERVED: Final = "aiart.status.observed"
 
 # Labels on runtime images, so that a runtime image can be found by what is
 # inside it rather than by a name someone has to remember.

@@ -37,7 +37,6 @@ class Operator:
         self._failures: dict[str, int] = {}
         self._known: dict[str, str] = {}  # object id -> model name
         self.passes = 0
-        self.synced = asyncio.Event()
 
     async def enqueue_all(self) -> None:
         configs = await self.deps.cluster.list_model_configs()
@@ -51,7 +50,6 @@ class Operator:
                 keys.add(model)
         for key in keys:
             self.queue.add(key)
-        self.synced.set()
 
     def backoff(self, key: str) -> float:
         failures = self._failures.get(key, 0) + 1

@@ -346,11 +346,3 @@ async def reconcile_version(
                 "waiting for the gateway to route to it",
         image=image, extra=extra))
     return POLL_SECONDS
-
-
-def model_keys(configs: list[ConfigObject], services: list[ServiceObject]) -> set[str]:
-    """Every model name that has a config or a managed service."""
-    keys = {c.labels[L.MODEL] for c in configs if c.labels.get(L.MODEL)}
-    keys |= {s.labels[L.MODEL] for s in services if s.labels.get(L.MODEL)}
-    return keys
-

@@ -19,7 +19,6 @@ class Settings:
     resync_seconds: float = 30.0
     workers: int = 4
     default_sklearn: str = "1.9.1"
-    default_numpy_major: int = 2
     base_image: str = ""
     # The h2o runtime is prebuilt where H2O's jar is at hand (hack/images.sh);
     # the operator only names it.
@@ -43,7 +42,6 @@ class Settings:
             resync_seconds=float(env.get("AIART_RESYNC_SECONDS", cls.resync_seconds)),
             workers=int(env.get("AIART_WORKERS", cls.workers)),
             default_sklearn=env.get("AIART_DEFAULT_SKLEARN", cls.default_sklearn),
-            default_numpy_major=int(env.get("AIART_DEFAULT_NUMPY_MAJOR", cls.default_numpy_major)),
             base_image=env.get("AIART_BASE_IMAGE", cls.base_image),
             h2o_runtime_image=env.get("AIART_H2O_RUNTIME_IMAGE", cls.h2o_runtime_image),
             python_version=env.get("AIART_PYTHON_VERSION", cls.python_version),
