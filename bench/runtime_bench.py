@@ -163,6 +163,15 @@ def main() -> None:
             print(f"{setup:24} {model:8} c={c:<3} {rps:9.0f} req/s  p50 {p50:6.3f} ms  "
                   f"p99 {p99:6.3f} ms", flush=True)
 
+    port = free_port()
+    floor = [python, "-m", "uvicorn", "floor_app:app", "--app-dir", str(ROOT / "bench"),
+             "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level",
+             "error"]
+    with process(floor, f"http://127.0.0.1:{port}/", SERVER_CPU):
+        rps, p50, p99 = wrk(f"http://127.0.0.1:{port}/", body("predict"), 1, args.seconds)
+        results.append(Result("HTTP floor (uvicorn, constant answer)", "-", 1, rps, p50, p99))
+        print(f"HTTP floor c=1 {rps:9.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms", flush=True)
+
     for model, path in dirs.items():
         port = free_port()
         server = [python, "-m", "aiart_runtime", "serve", str(path), "--port", str(port),
@@ -228,6 +237,11 @@ def write_report(results: list[Result], seconds: int) -> None:
         lines += ["", f"Overhead of aiart's runtime over in-process `predict` at p50 with one "
                   f"client: {direct.p50_ms - base.p50_ms:.3f} ms "
                   f"({direct.p50_ms:.3f} ms vs {base.p50_ms:.3f} ms)."]
+    floor = find("HTTP floor (uvicorn, constant answer)", "-", 1)
+    if floor:
+        lines += ["", f"Of that, {floor.p50_ms:.3f} ms at p50 is the HTTP floor: uvicorn with the "
+                  "runtime's settings answering a constant over loopback "
+                  "(`bench/floor_app.py`), before any protocol or model work."]
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 LABELS = ("model", "version", "runtime")
@@ -31,6 +33,18 @@ class ServerMetrics:
             {"model": model, "version": version, "runtime": runtime}
         )
 
+        # Label lookups take a lock and a dict probe on every call; the hot
+        # path reuses the children it has already resolved.
+        self._counters: dict[tuple[str, str], Any] = {}
+        self._histograms: dict[str, Any] = {}
+
     def observe(self, endpoint: str, outcome: str, seconds: float) -> None:
-        self.requests.labels(*self._values, endpoint, outcome).inc()
-        self.latency.labels(*self._values, endpoint).observe(seconds)
+        counter = self._counters.get((endpoint, outcome))
+        if counter is None:
+            counter = self._counters[endpoint, outcome] = self.requests.labels(
+                *self._values, endpoint, outcome)
+        histogram = self._histograms.get(endpoint)
+        if histogram is None:
+            histogram = self._histograms[endpoint] = self.latency.labels(*self._values, endpoint)
+        counter.inc()
+        histogram.observe(seconds)
