@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from aiart import labels as L
-from aiart.errors import PermanentError
+from aiart.errors import ObjectMissing, PermanentError, StoreUnavailable, TransientError
 from aiart.objects import ConfigObject, ServiceObject, TaskSummary
 from aiart.recipes import ModelRecipe, RuntimeRecipe
 from aiart.render import carries_current_route
@@ -45,6 +45,7 @@ class FakeCluster:
         self.calls: list[str] = []
         self.failing_services: set[str] = set()
         self.running_for = 60.0
+        self.secrets: dict[str, str] = {}
 
     # -- test helpers ---------------------------------------------------
     def add_config(self, name: str, data: bytes, labels: Mapping[str, str] | None = None) -> str:
@@ -117,6 +118,75 @@ class FakeCluster:
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         if False:  # pragma: no cover - an empty async generator
             yield {}
+
+    async def image_digest(self, tag: str) -> str:
+        return f"{tag.rpartition(':')[0]}@sha256:{'0' * 64}"
+
+    async def secret_id(self, name: str) -> str | None:
+        return self.secrets.get(name)
+
+    async def list_configs(self, label: str) -> list[ConfigObject]:
+        key, _, value = label.partition("=")
+        return [c for c in self.configs.values()
+                if key in c.labels and (not value or c.labels[key] == value)]
+
+    async def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> None:
+        if any(c.name == name for c in self.configs.values()):
+            raise TransientError(f"config {name} exists")
+        self.add_config(name, data, labels)
+
+
+class FakeStore:
+    """An object store in memory; ``down`` makes every call fail as an
+    unreachable store does."""
+
+    endpoint = "store.test:9000"
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], tuple[bytes, dict[str, str]]] = {}
+        self.buckets: set[str] = set()
+        self.down = False
+        self.calls = 0
+
+    def _check(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise StoreUnavailable(f"the object store at {self.endpoint} is unreachable")
+
+    async def ensure_bucket(self, bucket: str) -> bool:
+        self._check()
+        created = bucket not in self.buckets
+        self.buckets.add(bucket)
+        return created
+
+    async def stat(self, bucket: str, key: str) -> tuple[str, int, dict[str, str]] | None:
+        self._check()
+        found = self.objects.get((bucket, key))
+        return None if found is None else (str(hash(found[0])), len(found[0]), found[1])
+
+    async def get(self, bucket: str, key: str) -> bytes:
+        self._check()
+        if (bucket, key) not in self.objects:
+            raise ObjectMissing(f"s3://{bucket}/{key} does not exist")
+        return self.objects[bucket, key][0]
+
+    async def put(self, bucket: str, key: str, data: bytes, *,
+                  content_type: str = "application/octet-stream",
+                  metadata: Mapping[str, str] | None = None) -> None:
+        self._check()
+        if bucket not in self.buckets:
+            raise ObjectMissing(f"bucket {bucket} does not exist")
+        self.objects[bucket, key] = (data, dict(metadata or {}))
+
+    async def list(self, bucket: str, prefix: str = "") -> list[str]:
+        self._check()
+        return sorted(k for b, k in self.objects if b == bucket and k.startswith(prefix))
+
+    async def remove_bucket(self, bucket: str) -> None:
+        self._check()
+        self.buckets.discard(bucket)
+        for key in [k for k in self.objects if k[0] == bucket]:
+            del self.objects[key]
 
 
 class FakeBuilder:

@@ -1,4 +1,4 @@
-"""``aiart``: the command line. For now: build runtime images ahead of time."""
+"""``aiart``: the command line: runtime images, training runs, the catalog."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiodocker
 
+from .cli_store import add_commands, run_command
 from .docker_adapter import DockerCluster
 from .errors import PermanentError, TransientError
 from .image_builder import ImageBuilder
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--numpy-major", type=int, default=2, choices=(1, 2))
     build.add_argument("--base-image", default="", help="image to build on (AIART_BASE_IMAGE)")
     build.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "aiart"))
+    add_commands(commands)
     args = parser.parse_args(argv)
     # Say what is happening: a runtime build downloads wheels and can take minutes.
     logging.basicConfig(level=logging.INFO, format="[aiart] %(message)s", stream=sys.stderr)
@@ -59,7 +61,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"aiart: {exc}", file=sys.stderr)
             return 1
         print(tag)
-    return 0
+        return 0
+    try:
+        return asyncio.run(run_command(args))
+    except (PermanentError, TransientError, ValueError) as exc:
+        print(f"aiart: {exc}", file=sys.stderr)
+        return 1
+    except aiodocker.DockerError as exc:
+        print(f"aiart: Docker Engine: {exc.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import aiodocker
 import aiohttp
 
 from . import __version__, logs
+from .backends import open_catalog, open_store
 from .docker_adapter import DockerCluster
 from .gateway import Gateway
 from .image_builder import ImageBuilder
@@ -32,17 +33,22 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     try:
         cluster = DockerCluster(docker)
         await cluster.ensure_network(settings.network)
+        store = open_store()
         deps = Deps(
             cluster=cluster,
             builder=ImageBuilder(cluster, cache_dir=Path(settings.cache_dir),
                                  timeout=settings.build_timeout_seconds),
             gateway=Gateway(settings.gateway_url, session),
             settings=settings,
+            store=store,
+            catalog=open_catalog(cluster),
         )
         operator = Operator(deps)
         log.info("aiart operator %s started", __version__, extra={"fields": {
             "registry": settings.registry, "network": settings.network,
-            "gateway": settings.gateway_url, "public_url": settings.public_url}})
+            "gateway": settings.gateway_url, "public_url": settings.public_url,
+            "object_store": store.endpoint if store else "none",
+            "catalog": type(deps.catalog).__name__}})
         runner = asyncio.create_task(operator.run())
         stopper = asyncio.create_task(stop.wait())
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -105,6 +105,19 @@ class DockerCluster:
         raw = await self._json("configs", params=_filters(label=[label]))
         return [_config(c) for c in raw]
 
+    async def list_configs(self, label: str) -> list[ConfigObject]:
+        raw = await self._json("configs", params=_filters(label=[label]))
+        return [_config(c) for c in raw]
+
+    async def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> None:
+        await self._json("configs/create", "POST", data={
+            "Name": name, "Labels": dict(labels), "Data": base64.b64encode(data).decode()})
+
+    async def secret_id(self, name: str) -> str | None:
+        """The id of the Docker secret ``name``; None when there is none."""
+        raw = await self._json("secrets", params=_filters(name=[name]))
+        return next((s["ID"] for s in raw if s["Spec"]["Name"] == name), None)
+
     async def get_config(self, name: str) -> ConfigObject | None:
         try:
             raw = await self._json(f"configs/{name}")
@@ -233,6 +246,16 @@ class DockerCluster:
                 return False
             raise
         return True
+
+    async def image_digest(self, tag: str) -> str:
+        """The registry digest of a pushed image (repo@sha256:...), else its local id."""
+        try:
+            raw = await self._json(f"images/{tag}/json")
+        except aiodocker.DockerError:
+            return ""
+        repo = tag.rpartition(":")[0]
+        digests = [d for d in raw.get("RepoDigests") or [] if d.startswith(f"{repo}@")]
+        return str(digests[0] if digests else raw.get("Id", ""))
 
     async def build_image(
         self, *, context: bytes, tag: str, labels: Mapping[str, str], timeout: float  # noqa: ASYNC109

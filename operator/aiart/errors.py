@@ -9,3 +9,11 @@ class TransientError(Exception):
 
 class PermanentError(Exception):
     """The user's input cannot work as given; status Failed until it changes."""
+
+
+class StoreUnavailable(TransientError):
+    """The object store did not answer, or refused aiart; retried with backoff."""
+
+
+class ObjectMissing(PermanentError):
+    """The bucket or key does not exist in the object store."""

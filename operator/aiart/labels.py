@@ -9,6 +9,7 @@ OWNER: Final = "aiart.owner"
 VERSION: Final = "aiart.version"
 SPEC_HASH: Final = "aiart.spec-hash"
 ROLE: Final = "aiart.role"
+DELETE_BUCKET: Final = "aiart.store.delete-with-model"
 
 STATUS: Final = "aiart.status"
 STATUS_PREFIX: Final = "aiart.status."

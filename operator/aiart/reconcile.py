@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import labels as L
+from .artifacts import Fetched, fetch_artifact
+from .catalog import Catalog, Deployment, now
 from .errors import PermanentError, TransientError
 from .objects import ConfigObject, ServiceObject
 from .pickle_facts import NotAPickle, read_pickle_facts
 from .plan import VersionPlan, choose_current, plan_versions
-from .ports import Builder, Cluster, GatewayProbe
+from .ports import Builder, Cluster, GatewayProbe, Store
 from .recipes import (
     ModelRecipe,
     RuntimeRecipe,
@@ -25,6 +27,7 @@ from .recipes import (
     sklearn_runtime,
 )
 from .render import (
+    StoreAccess,
     carries_current_route,
     model_settings,
     render_service,
@@ -32,10 +35,12 @@ from .render import (
 )
 from .settings import Settings
 from .spec import Manifest, Runtime
-from .status import Phase, Status, read_status, status_labels
+from .status import Phase, Status, read_status, status_from_labels, status_labels
+from .store_layout import artifact_key, bucket_for, manifest_key
 
 log = logging.getLogger("aiart.reconcile")
 POLL_SECONDS = 1.0
+DEPENDENCY_RETRY_SECONDS = 10.0
 CONTRACT_GRACE_SECONDS = 10.0
 
 
@@ -51,6 +56,12 @@ class Deps:
     builder: Builder
     gateway: GatewayProbe
     settings: Settings
+    store: Store | None = None
+    catalog: Catalog | None = None
+    # What this process has already written to the store and the catalog, so
+    # that periodic passes do not repeat it; lost on restart, and then
+    # redone once (both writes are idempotent).
+    written: dict[str, str] = field(default_factory=dict)
 
 
 def _artifact_file(manifest: Manifest) -> str:
@@ -125,6 +136,7 @@ class Prepared:
     inputs: str  # a hash of everything the image is made from
     recipe: ModelRecipe | None = None  # None: a ready image, nothing to build
     runtime: RuntimeRecipe | None = None
+    artifact: Fetched | None = None
 
 
 async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
@@ -138,19 +150,8 @@ async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
         return Prepared(image=image, inputs=inputs)
     artifact_ref = manifest.spec.artifact
     assert artifact_ref is not None
-    artifact = await deps.cluster.get_config(artifact_ref.config_name)
-    if artifact is None:
-        raise PermanentError(
-            f"artifact config {artifact_ref.config_name!r} does not exist; create it with "
-            f"'docker config create {artifact_ref.config_name} model.pkl'"
-        )
-    digest = hashlib.sha256(artifact.data).hexdigest()
-    if artifact_ref.sha256 and artifact_ref.sha256 != digest:
-        raise PermanentError(
-            f"artifact {artifact_ref.config_name!r} has sha256 {digest}, "
-            f"but the manifest expects {artifact_ref.sha256}"
-        )
-    runtime = choose_runtime(deps.settings, manifest, artifact.data, artifact_ref.config_name)
+    artifact = await fetch_artifact(deps.cluster, deps.store, artifact_ref)
+    runtime = choose_runtime(deps.settings, manifest, artifact.data, artifact.name)
     runtime_tag = runtime if isinstance(runtime, str) else runtime.tag
     settings_file = model_settings(manifest, _artifact_file(manifest))
     recipe = ModelRecipe(
@@ -164,7 +165,7 @@ async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
     )
     inputs = hashlib.sha256(f"{plan.config.id}\0{recipe.tag}".encode()).hexdigest()[:16]
     return Prepared(image=recipe.tag, inputs=inputs, recipe=recipe,
-                    runtime=None if isinstance(runtime, str) else runtime)
+                    runtime=None if isinstance(runtime, str) else runtime, artifact=artifact)
 
 
 async def write_status(cluster: Cluster, config: ConfigObject, status: Status) -> ConfigObject:
@@ -178,6 +179,103 @@ async def write_status(cluster: Cluster, config: ConfigObject, status: Status) -
         # caused brings us back with fresh state.
         raise TransientError(f"config {config.name} changed while its status was written")
     return updated
+
+
+async def store_access(deps: Deps, manifest: Manifest) -> StoreAccess | None:
+    """The endpoint and secrets a model that asks for the store is given."""
+    if not manifest.spec.store.credentials:
+        return None
+    settings = deps.settings
+    if deps.store is None or not settings.model_store_endpoint:
+        raise PermanentError("spec.store.credentials: no object store is configured here "
+                             "(AIART_S3_ENDPOINT)")
+    ids = []
+    for secret in (settings.store_access_key_secret, settings.store_secret_key_secret):
+        secret_id = await deps.cluster.secret_id(secret)
+        if secret_id is None:
+            raise PermanentError(f"spec.store.credentials: the Docker secret {secret!r} with "
+                                 "the object store's key does not exist")
+        ids.append((secret_id, secret))
+    return StoreAccess(endpoint=settings.model_store_endpoint, secure=settings.store_secure,
+                       access_key_secret=ids[0], secret_key_secret=ids[1])
+
+
+async def set_status(deps: Deps, key: str, config: ConfigObject, status: Status) -> ConfigObject:
+    """``write_status``, and a status event in the catalog when the status changed."""
+    before = (config.labels.get(L.STATUS), config.labels.get(L.STATUS_MESSAGE))
+    updated = await write_status(deps.cluster, config, status)
+    after = (updated.labels.get(L.STATUS), updated.labels.get(L.STATUS_MESSAGE))
+    if deps.catalog is not None and after != before:
+        try:
+            await deps.catalog.record_status(key, status.phase.value, after[1] or "", now())
+        except Exception as exc:  # the catalog is a record; serving goes on without it
+            log.warning("catalog: cannot record status of %s: %s", key, exc)
+    return updated
+
+
+async def record_removal(deps: Deps, model: str, version: str, config_id: str) -> None:
+    if deps.catalog is None:
+        return
+    try:
+        await deps.catalog.record_status(f"{model}/{version}/{config_id}", "Removed",
+                                         "the version's config was removed", now())
+    except Exception as exc:
+        log.warning("catalog: cannot record the removal of %s:%s: %s", model, version, exc)
+
+
+async def record_deployment(deps: Deps, key: str, plan: VersionPlan, prepared: Prepared) -> None:
+    """Put the version in the catalog (once per process and image)."""
+    manifest = plan.manifest
+    if deps.catalog is None or manifest is None:
+        return
+    memo = f"catalog:{key}"
+    if deps.written.get(memo) == prepared.image:
+        return
+    artifact = prepared.artifact
+    try:
+        digest = await deps.cluster.image_digest(prepared.image) if prepared.recipe else ""
+        await deps.catalog.record_deployment(Deployment(
+            model=manifest.metadata.name, version=manifest.metadata.version,
+            config_id=plan.config.id, runtime=manifest.spec.runtime.value,
+            manifest=plan.config.data.decode("utf-8", errors="replace"),
+            parameters=manifest.spec.model_dump(mode="json"),
+            labels=dict(manifest.metadata.labels), image=prepared.image, image_digest=digest,
+            artifact_uri=artifact.uri if artifact else "",
+            artifact_sha256=artifact.sha256 if artifact else "",
+            run_id=artifact.run_id if artifact else "",
+            deployed_at=plan.config.created_at or now()))
+    except Exception as exc:  # as above: logged, and tried again on the next pass
+        log.warning("catalog: cannot record %s: %s", key, exc)
+        return
+    deps.written[memo] = prepared.image
+
+
+async def archive(deps: Deps, plan: VersionPlan, prepared: Prepared) -> None:
+    """Keep a served version's artifact and manifest in its model's bucket."""
+    manifest = plan.manifest
+    assert manifest is not None
+    artifact = prepared.artifact
+    if deps.store is None or artifact is None or prepared.recipe is None:
+        return
+    name, version = manifest.metadata.name, manifest.metadata.version
+    memo = f"archive:{name}/{version}"
+    if deps.written.get(memo) == artifact.sha256:
+        return
+    bucket = bucket_for(name)
+    key = artifact_key(version, prepared.recipe.artifact_name)
+    try:
+        await deps.store.ensure_bucket(bucket)
+        found = await deps.store.stat(bucket, key)
+        if found is None or found[2].get("sha256") != artifact.sha256:
+            await deps.store.put(bucket, key, artifact.data, metadata={
+                "sha256": artifact.sha256, "source": artifact.uri})
+            await deps.store.put(bucket, manifest_key(version), plan.config.data,
+                                 content_type="application/yaml")
+    except TransientError as exc:
+        log.warning("cannot archive %s version %s in the object store yet: %s",
+                    name, version, exc)
+        return
+    deps.written[memo] = artifact.sha256
 
 
 def _endpoint(settings: Settings, name: str, version: str, current: bool) -> str:
@@ -197,6 +295,21 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
                 phase=Phase.INVALID, message="; ".join(plan.problems)))
 
     valid = [p for p in plans if p.manifest is not None]
+    transient: str | None = None
+    if deps.store is not None and valid:
+        try:
+            await deps.store.ensure_bucket(bucket_for(model))
+        except TransientError as exc:
+            # Versions that need the store say so on their own; the others proceed.
+            transient = f"cannot create the model's bucket: {exc}"
+            log.warning("%s: %s", model, transient)
+    if not plans and deps.store is not None and any(
+            s.labels.get(L.DELETE_BUCKET) == "true" for s in services):
+        # The last version is gone and its manifest asked for its bucket to
+        # go too. Before the services: a failure here is retried while the
+        # services still say what to do.
+        log.info("removing bucket %s with model %s", bucket_for(model), model)
+        await deps.store.remove_bucket(bucket_for(model))
     owners = {p.config.id for p in valid}
     by_version: dict[str, ServiceObject] = {}
     for service in services:
@@ -206,6 +319,7 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
         ):
             log.info("removing %s: its config is gone", service.name)
             await cluster.remove_service(service)
+            await record_removal(deps, model, version, service.labels.get(L.OWNER, ""))
         else:
             by_version[version] = service
 
@@ -221,7 +335,6 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
         valid=versions, ready=ready, routed=routed, served=served)
 
     requeue: float | None = POLL_SECONDS if handing_over else None
-    transient: str | None = None
     for plan in valid:
         assert plan.manifest is not None
         version = plan.manifest.metadata.version
@@ -240,7 +353,7 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
             phase, _ = read_status(fresh.labels)
             keep = phase if phase in (Phase.PENDING, Phase.BUILDING, Phase.DEPLOYING) else (
                 Phase.PENDING)
-            await write_status(cluster, fresh, Status(
+            await set_status(deps, f"{model}/{version}/{fresh.id}", fresh, Status(
                 phase=keep, message=f"retrying after a temporary failure: {exc}",
                 image=fresh.labels.get(L.STATUS_IMAGE, "")))
             continue
@@ -258,18 +371,36 @@ async def reconcile_version(
     assert manifest is not None
     name, version = manifest.metadata.name, manifest.metadata.version
     config = plan.config
+    key = f"{name}/{version}/{config.id}"
     phase, failed_inputs = read_status(config.labels)
 
     try:
         prepared = await prepare(deps, plan)
     except PermanentError as exc:
-        await write_status(cluster, config, Status(phase=Phase.FAILED, message=str(exc)))
+        await set_status(deps, key, config, Status(phase=Phase.FAILED, message=str(exc)))
         return None
+    except TransientError as exc:
+        if service is None:
+            raise
+        # Deployed already: the store (or engine) being away changes nothing
+        # this version serves. Say so, keep the phase, look again later.
+        current_status = status_from_labels(config.labels)
+        await write_status(cluster, config, Status(
+            phase=current_status.phase, message=current_status.message,
+            image=current_status.image, endpoint=current_status.endpoint,
+            extra={**current_status.extra, "dependency": f"cannot re-check the artifact: {exc}"}))
+        return DEPENDENCY_RETRY_SECONDS
+    await record_deployment(deps, key, plan, prepared)
 
     image = prepared.image
+    try:
+        access = await store_access(deps, manifest)
+    except PermanentError as exc:
+        await set_status(deps, key, config, Status(phase=Phase.FAILED, message=str(exc)))
+        return None
     desired = render_service(
         manifest=manifest, config_id=config.id, image=image, settings=settings,
-        current=current, ordinal=plan.ordinal,
+        current=current, ordinal=plan.ordinal, store_access=access,
     )
     if service is None or service.labels.get(L.SPEC_HASH) != desired["Labels"][L.SPEC_HASH]:
         same_tasks = service is not None and task_template_hash(
@@ -278,7 +409,7 @@ async def reconcile_version(
             return None  # this exact input failed before: wait for the user
         if not same_tasks:
             try:
-                config = await write_status(cluster, config, Status(
+                config = await set_status(deps, key, config, Status(
                     phase=Phase.BUILDING, message=f"building image {image}", image=image,
                     extra={"inputs": prepared.inputs}))
                 if prepared.runtime is not None:
@@ -286,7 +417,7 @@ async def reconcile_version(
                 if prepared.recipe is not None:
                     await deps.builder.ensure_model_image(prepared.recipe)
             except PermanentError as exc:
-                await write_status(cluster, config, Status(
+                await set_status(deps, key, config, Status(
                     phase=Phase.FAILED, message=str(exc), image=image,
                     extra={"inputs": prepared.inputs}))
                 return None
@@ -296,7 +427,7 @@ async def reconcile_version(
         else:
             log.info("updating service %s", desired["Name"])
             await cluster.update_service(service, desired)
-        config = await write_status(cluster, config, Status(
+        config = await set_status(deps, key, config, Status(
             phase=Phase.DEPLOYING, message="service created; waiting for it to answer",
             image=image, extra={"inputs": prepared.inputs}))
         return POLL_SECONDS
@@ -309,10 +440,11 @@ async def reconcile_version(
     }
     endpoint = _endpoint(settings, name, version, current)
     if ready:
+        await archive(deps, plan, prepared)
         note = "" if tasks.running >= tasks.desired else (
             f" (degraded: {tasks.running} of {tasks.desired} replicas running)")
         where = "the model's route" if current else "its versioned route"
-        await write_status(cluster, config, Status(
+        await set_status(deps, key, config, Status(
             phase=Phase.READY, message=f"serving at {where}{note}", image=image,
             endpoint=endpoint, extra=extra))
         return None if tasks.running >= tasks.desired else POLL_SECONDS * 5
@@ -321,14 +453,14 @@ async def reconcile_version(
     if manifest.spec.runtime is Runtime.IMAGE and tasks.running_for > CONTRACT_GRACE_SECONDS:
         problems = await deps.gateway.contract_problems(name, version)
         if problems:
-            await write_status(cluster, config, Status(
+            await set_status(deps, key, config, Status(
                 phase=Phase.FAILED,
                 message="the image does not honour the inference contract: "
                         + "; ".join(problems) + " (see docs/runtimes.md)",
                 image=image, extra=extra))
             return POLL_SECONDS * 5
     if tasks.desired == 0:
-        await write_status(cluster, config, Status(
+        await set_status(deps, key, config, Status(
             phase=Phase.PENDING, message="scaled to 0 replicas: nothing serves it",
             image=image, extra=extra))
         return None
@@ -337,10 +469,10 @@ async def reconcile_version(
         message = f"the model's container keeps failing ({tasks.failed} tries): {tasks.last_error}"
         if logs:
             message += f"; last log lines: {logs}"
-        await write_status(cluster, config, Status(
+        await set_status(deps, key, config, Status(
             phase=Phase.FAILED, message=message, image=image, extra=extra))
         return POLL_SECONDS * 5
-    await write_status(cluster, config, Status(
+    await set_status(deps, key, config, Status(
         phase=Phase.DEPLOYING,
         message=f"{tasks.running} of {tasks.desired} replicas running; "
                 "waiting for the gateway to route to it",

@@ -154,6 +154,39 @@ def _container_hardening(manifest: Manifest) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreAccess:
+    """What a model container gets when its manifest asks for the object store:
+    the endpoint in its environment, the keys as Docker secret files."""
+
+    endpoint: str
+    secure: bool
+    access_key_secret: tuple[str, str]  # (secret id, secret name)
+    secret_key_secret: tuple[str, str]
+
+
+STORE_SECRETS_DIR = "/run/secrets"
+
+
+def _store_access(manifest: Manifest, access: StoreAccess) -> tuple[dict[str, str], list[Any]]:
+    name = manifest.metadata.name
+    # aiart's runtimes run as RUNTIME_USER; a ready image may run as anyone.
+    owner = RUNTIME_USER.split(":") if manifest.spec.runtime is not Runtime.IMAGE else ["0", "0"]
+    mode = 0o400 if manifest.spec.runtime is not Runtime.IMAGE else 0o444
+    secrets, env = [], {
+        "AIART_STORE_ENDPOINT": access.endpoint,
+        "AIART_STORE_SECURE": "true" if access.secure else "false",
+        "AIART_STORE_BUCKET": f"aiart-{name}",
+    }
+    for variable, target, (secret_id, secret_name) in (
+            ("AIART_STORE_ACCESS_KEY_FILE", "aiart-store-access-key", access.access_key_secret),
+            ("AIART_STORE_SECRET_KEY_FILE", "aiart-store-secret-key", access.secret_key_secret)):
+        env[variable] = f"{STORE_SECRETS_DIR}/{target}"
+        secrets.append({"File": {"Name": target, "UID": owner[0], "GID": owner[1], "Mode": mode},
+                        "SecretID": secret_id, "SecretName": secret_name})
+    return env, secrets
+
+
 def render_service(
     *,
     manifest: Manifest,
@@ -162,6 +195,7 @@ def render_service(
     settings: Settings,
     current: bool,
     ordinal: int,
+    store_access: StoreAccess | None = None,
 ) -> dict[str, Any]:
     """The Docker service spec (Engine API JSON) for one model version."""
     name, version = manifest.metadata.name, manifest.metadata.version
@@ -173,6 +207,10 @@ def render_service(
         L.OWNER: config_id,
     }
     env = {**manifest.spec.env, "AIART_MODEL_NAME": name, "AIART_MODEL_VERSION": version}
+    secrets: list[Any] = []
+    if manifest.spec.store.credentials and store_access is not None:
+        store_env, secrets = _store_access(manifest, store_access)
+        env.update(store_env)
     spec: dict[str, Any] = {
         "Name": svc,
         "Labels": {
@@ -191,6 +229,7 @@ def render_service(
                 "Labels": {k: v for k, v in identity.items() if k != L.OWNER},
                 "Env": [f"{k}={v}" for k, v in sorted(env.items())],
                 **_container_hardening(manifest),
+                **({"Secrets": secrets} if secrets else {}),
                 "StopGracePeriod": 10 * _SECOND,
             },
             "Resources": _resources(manifest),
@@ -204,6 +243,9 @@ def render_service(
         # No VIP: Traefik dials task addresses directly, which needs no IPVS.
         "EndpointSpec": {"Mode": "dnsrr"},
     }
+    if manifest.spec.store.deleteWithModel:
+        # Read when the model's last config is gone and the manifest with it.
+        spec["Labels"][L.DELETE_BUCKET] = "true"
     spec["Labels"][L.SPEC_HASH] = spec_hash(spec)
     return spec
 

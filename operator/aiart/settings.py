@@ -28,6 +28,13 @@ class Settings:
     build_timeout_seconds: float = 1800.0
     # A model whose tasks failed this many times with none running is Failed.
     failed_task_threshold: int = 3
+    # The object store as model containers reach it (AIART_S3_ENDPOINT's
+    # host may be the operator's view only), and the names of the Docker
+    # secrets holding its keys, given to models that ask for the store.
+    model_store_endpoint: str = ""
+    store_secure: bool = False
+    store_access_key_secret: str = "aiart-store-access-key"
+    store_secret_key_secret: str = "aiart-store-secret-key"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -49,4 +56,11 @@ class Settings:
             build_timeout_seconds=float(
                 env.get("AIART_BUILD_TIMEOUT_SECONDS", cls.build_timeout_seconds)
             ),
+            model_store_endpoint=env.get(
+                "AIART_S3_MODEL_ENDPOINT", env.get("AIART_S3_ENDPOINT", "")).strip(),
+            store_secure=env.get("AIART_S3_SECURE", "").lower() in ("1", "true", "yes"),
+            store_access_key_secret=env.get(
+                "AIART_S3_ACCESS_KEY_SECRET", cls.store_access_key_secret),
+            store_secret_key_secret=env.get(
+                "AIART_S3_SECRET_KEY_SECRET", cls.store_secret_key_secret),
         )

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .store_layout import ArtifactRef, BadURI, parse_artifact_uri
+
 API_VERSION = "aiart/v1"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Service names are "aiart-<name>-<version>" and must fit Docker's 63 characters.
@@ -36,7 +38,6 @@ PINNED_REQUIREMENT = re.compile(
     r"==[A-Za-z0-9]([A-Za-z0-9.!+_-]*[A-Za-z0-9])?$"
 )
 PYTHON_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-CONFIG_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 
 _MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
                  "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -139,13 +140,10 @@ class Artifact(_Strict):
     @field_validator("uri")
     @classmethod
     def _uri(cls, value: str) -> str:
-        scheme, sep, rest = value.partition("://")
-        if not sep:
-            raise ValueError(f"{value!r} is not a URI; use config://<docker config name>")
-        if scheme != "config":
-            raise ValueError(f"scheme {scheme!r} is not supported; use config://<config name>")
-        if not CONFIG_NAME.match(rest) or len(rest) > 64:
-            raise ValueError(f"{rest!r} is not a valid Docker config name")
+        try:
+            parse_artifact_uri(value)
+        except BadURI as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("sha256")
@@ -156,8 +154,8 @@ class Artifact(_Strict):
         return value
 
     @property
-    def config_name(self) -> str:
-        return self.uri.partition("://")[2]
+    def ref(self) -> ArtifactRef:
+        return parse_artifact_uri(self.uri)
 
 
 class Framework(_Strict):
@@ -223,6 +221,17 @@ class Auth(_Strict):
     mode: AuthMode = Field(default=AuthMode.NONE, strict=False)
 
 
+class Store(_Strict):
+    """The model's bucket in the object store (see docs/storage.md)."""
+
+    # Give the model's containers the store's endpoint and credentials (as
+    # Docker secrets), to read inputs or write results under predictions/.
+    credentials: bool = False
+    # Delete the bucket, and everything in it, when the model's last version
+    # is removed. By default the bucket, and so every run and result, is kept.
+    deleteWithModel: bool = False
+
+
 class Spec(_Strict):
     runtime: Runtime = Field(strict=False)
     artifact: Artifact | None = None
@@ -240,6 +249,7 @@ class Spec(_Strict):
     inputs: list[Tensor] | None = None
     outputs: list[Tensor] | None = None
     auth: Auth = Field(default_factory=Auth)
+    store: Store = Field(default_factory=Store)
 
     @field_validator("image")
     @classmethod

@@ -55,3 +55,15 @@ def read_status(config_labels: Mapping[str, str]) -> tuple[Phase | None, str]:
     except ValueError:
         phase = None
     return phase, config_labels.get(L.STATUS_INPUTS, "")
+
+
+def status_from_labels(config_labels: Mapping[str, str]) -> Status:
+    """The status a config's labels hold now (Pending when it has none)."""
+    phase, _ = read_status(config_labels)
+    named = {L.STATUS_MESSAGE, L.STATUS_IMAGE, L.STATUS_ENDPOINT}
+    extra = {k.removeprefix(L.STATUS_PREFIX): v for k, v in config_labels.items()
+             if k.startswith(L.STATUS_PREFIX) and k not in named}
+    return Status(phase=phase or Phase.PENDING,
+                  message=config_labels.get(L.STATUS_MESSAGE, ""),
+                  image=config_labels.get(L.STATUS_IMAGE, ""),
+                  endpoint=config_labels.get(L.STATUS_ENDPOINT, ""), extra=extra)

@@ -9,9 +9,10 @@ from pathlib import Path
 import aiart
 import pytest
 
-PURE = ["objects", "spec", "pickle_facts", "plan", "render", "status", "settings", "labels", "workqueue"]
+PURE = ["objects", "spec", "pickle_facts", "plan", "render", "status", "settings", "labels",
+        "workqueue", "store_layout", "catalog"]
 IO_LIBRARIES = {"aiodocker", "aiohttp", "docker", "httpx", "socket", "subprocess", "requests",
-                "urllib", "asyncio.subprocess", "minio", "pymongo", "motor"}
+                "urllib", "urllib3", "asyncio.subprocess", "minio", "pymongo", "motor"}
 
 
 def imported_modules(path: Path) -> set[str]:

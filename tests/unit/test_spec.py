@@ -6,6 +6,7 @@ import textwrap
 
 import pytest
 from aiart.spec import ManifestError, parse_manifest
+from aiart.store_layout import ConfigRef
 
 GOOD = textwrap.dedent("""
     apiVersion: aiart/v1
@@ -40,7 +41,7 @@ def test_minimal_manifest_has_documented_defaults() -> None:
     m = parse_manifest(GOOD)
     assert (m.metadata.name, m.metadata.version) == ("iris", "1")
     assert m.spec.runtime.value == "sklearn"
-    assert m.spec.artifact.config_name == "iris-model-1"
+    assert m.spec.artifact.ref == ConfigRef("iris-model-1")
     assert m.spec.replicas == 1
     assert m.spec.auth.mode.value == "none"
     assert m.spec.inputs is None and m.spec.env == {}
