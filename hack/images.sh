@@ -113,6 +113,31 @@ build_registry() {
   echo "$tag"
 }
 
+build_store_dev() {
+  # The development S3 server (moto), from wheels cached by version.
+  local base=$1
+  if [ -n "${AIART_STORE_IMAGE:-}" ]; then echo "$AIART_STORE_IMAGE"; return; fi
+  local tag="aiart/store-dev:$MOTO_VERSION-$( (cat "$AIART_ROOT"/hack/images/store-dev/*; echo "$base") | content_hash)"
+  if ! image_exists "$tag"; then
+    local wheels="$AIART_CACHE/store-dev-wheels-$MOTO_VERSION-$PYTHON_VERSION"
+    if [ ! -f "$wheels/.complete" ]; then
+      log "downloading moto[server] $MOTO_VERSION for the development S3 server"
+      mkdir -p "$wheels"
+      local out
+      out=$("$AIART_ROOT/.venv/bin/pip" download -q --only-binary=:all: --python-version "$PYTHON_VERSION" \
+        --implementation cp $(py_platform_args) -d "$wheels" "moto[server]==$MOTO_VERSION" 2>&1) \
+        || { echo "$out" >&2; die "downloading moto[server] failed"; }
+      touch "$wheels/.complete"
+    fi
+    local ctx; ctx=$(mktemp -d)
+    cp -p "$AIART_ROOT"/hack/images/store-dev/* "$ctx/"
+    mkdir "$ctx/wheels" && cp "$wheels"/*.whl "$ctx/wheels/"
+    build_context_image "$tag" "$ctx" --build-arg "BASE=$base"
+    rm -rf "$ctx"
+  fi
+  echo "$tag"
+}
+
 source_hash() {
   # Everything that goes into the operator image.
   (cd "$AIART_ROOT" && git ls-files -co --exclude-standard pyproject.toml operator runtimes hack/images/operator \
@@ -197,15 +222,17 @@ build_onnx_runtime() {
 
 build_all() {
   # Prints KEY=VALUE lines for the stack's image settings.
-  local base traefik registry operator runtime onnx h2o
+  local base traefik registry store operator runtime onnx h2o
   base=$(build_base)
   traefik=$(build_traefik)
   registry=$(build_registry "$base")
+  store=$(build_store_dev "$base")
   operator=$(build_operator "$base")
   runtime=$(build_runtime "$base")
   onnx=$(build_onnx_runtime "$base")
   h2o=$(build_h2o_runtime)
   printf 'AIART_BASE_IMAGE=%s\nAIART_TRAEFIK_IMAGE=%s\nAIART_REGISTRY_IMAGE=%s\n' "$base" "$traefik" "$registry"
+  printf 'AIART_STORE_IMAGE=%s\n' "$store"
   printf 'AIART_OPERATOR_IMAGE=%s\nAIART_RUNTIME_IMAGE=%s\nAIART_ONNX_RUNTIME_IMAGE=%s\n' \
     "$operator" "$runtime" "$onnx"
   printf 'AIART_H2O_RUNTIME_IMAGE=%s\nAIART_GENMODEL_JAR=%s\n' "$h2o" "$(fetch_genmodel_jar)"

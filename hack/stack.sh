@@ -7,7 +7,10 @@ AIART_GATEWAY_PORT=${AIART_GATEWAY_PORT:-8080}
 AIART_REGISTRY_PORT=${AIART_REGISTRY_PORT:-5000}
 # The address users reach the gateway by; status endpoints are built from it.
 AIART_PUBLIC_URL=${AIART_PUBLIC_URL:-http://localhost:$AIART_GATEWAY_PORT}
-export AIART_GATEWAY_PORT AIART_REGISTRY_PORT AIART_PUBLIC_URL
+AIART_STORE_PORT=${AIART_STORE_PORT:-9000}
+export AIART_GATEWAY_PORT AIART_REGISTRY_PORT AIART_PUBLIC_URL AIART_STORE_PORT
+# Where the aiart CLI finds the object store's endpoint and keys on this host.
+AIART_STORE_ENV=${AIART_STORE_ENV:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/store.env}
 
 ensure_models_network() {
   docker network inspect aiart-models >/dev/null 2>&1 \
@@ -23,16 +26,39 @@ wait_http() {
   done
 }
 
+ensure_store_secrets() {
+  # The object store's keys: random, made once, kept as Docker secrets (for
+  # the store, the operator and models that ask) and in a file only this
+  # user can read (for the CLI). Docker never shows a secret again.
+  if docker secret inspect aiart-store-access-key >/dev/null 2>&1; then
+    [ -f "$AIART_STORE_ENV" ] || log "note: the store's keys exist as Docker secrets but $AIART_STORE_ENV is missing; the CLI needs AIART_S3_ACCESS_KEY and AIART_S3_SECRET_KEY"
+    return
+  fi
+  local access secret
+  access=$(head -c 64 /dev/urandom | base64 | tr -dc 'A-Z0-9' | head -c 20)
+  secret=$(head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 40)
+  printf '%s' "$access" | docker secret create --label aiart.managed-by=aiart aiart-store-access-key - >/dev/null
+  printf '%s' "$secret" | docker secret create --label aiart.managed-by=aiart aiart-store-secret-key - >/dev/null
+  mkdir -p "$(dirname "$AIART_STORE_ENV")"
+  (umask 077; printf 'AIART_S3_ENDPOINT=localhost:%s\nAIART_S3_ACCESS_KEY=%s\nAIART_S3_SECRET_KEY=%s\n' \
+    "$AIART_STORE_PORT" "$access" "$secret" > "$AIART_STORE_ENV")
+  log "created the object store's keys (Docker secrets; for the CLI: $AIART_STORE_ENV)"
+}
+
 deploy_stack() {
   # Needs the AIART_*_IMAGE variables (hack/images.sh build_all).
   ensure_models_network
+  ensure_store_secrets
   export AIART_CA_BUNDLE=${AIART_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   AIART_CA_HASH=$(sha256sum "$AIART_CA_BUNDLE" | cut -c1-12)
   export AIART_CA_HASH
   log "deploying the stack '$AIART_STACK'"
-  docker stack deploy --resolve-image never -c "$AIART_ROOT/stack.yml" "$AIART_STACK" >/dev/null
+  local out
+  out=$(docker stack deploy --resolve-image never -c "$AIART_ROOT/stack.yml" "$AIART_STACK" 2>&1) \
+    || { echo "$out" >&2; die "docker stack deploy failed"; }
   wait_http "http://localhost:$AIART_REGISTRY_PORT/v2/" 120 || die "the registry did not come up"
   wait_http "http://localhost:$AIART_GATEWAY_PORT/" 120 || die "the gateway (Traefik) did not come up"
+  wait_http "http://localhost:$AIART_STORE_PORT/" 120 || die "the object store did not come up"
   local deadline=$((SECONDS + 120))
   until [ "$(docker service ls --filter "name=${AIART_STACK}_operator" --format '{{.Replicas}}')" = "1/1" ]; do
     [ $SECONDS -lt $deadline ] || die "the operator did not start; see: docker service logs ${AIART_STACK}_operator"

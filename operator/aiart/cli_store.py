@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,11 +71,26 @@ def _run_files(items: Sequence[str]) -> list[tuple[str, Path]]:
     return out
 
 
+def store_env_file() -> Path:
+    """Where hack/stack.sh leaves the store's endpoint and keys for the CLI."""
+    given = os.environ.get("AIART_STORE_ENV")
+    if given:
+        return Path(given)
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "aiart" / "store.env"
+
+
 def _store() -> ObjectStore:
-    store = open_store()
+    env = dict(os.environ)
+    if not env.get("AIART_S3_ENDPOINT") and store_env_file().is_file():
+        for line in store_env_file().read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.startswith("AIART_S3_"):
+                env.setdefault(key.strip(), value.strip())
+    store = open_store(env)
     if store is None:
         raise PermanentError("no object store configured: set AIART_S3_ENDPOINT, "
-                             "AIART_S3_ACCESS_KEY and AIART_S3_SECRET_KEY")
+                             f"AIART_S3_ACCESS_KEY and AIART_S3_SECRET_KEY (or {store_env_file()})")
     return store
 
 

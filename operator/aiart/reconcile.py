@@ -247,7 +247,10 @@ async def record_deployment(deps: Deps, key: str, plan: VersionPlan, prepared: P
     except Exception as exc:  # as above: logged, and tried again on the next pass
         log.warning("catalog: cannot record %s: %s", key, exc)
         return
-    deps.written[memo] = prepared.image
+    # Before its image is built the record has no digest yet: record again
+    # on later passes until it has one.
+    if digest or prepared.recipe is None:
+        deps.written[memo] = prepared.image
 
 
 async def archive(deps: Deps, plan: VersionPlan, prepared: Prepared) -> None:
@@ -296,13 +299,6 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
 
     valid = [p for p in plans if p.manifest is not None]
     transient: str | None = None
-    if deps.store is not None and valid:
-        try:
-            await deps.store.ensure_bucket(bucket_for(model))
-        except TransientError as exc:
-            # Versions that need the store say so on their own; the others proceed.
-            transient = f"cannot create the model's bucket: {exc}"
-            log.warning("%s: %s", model, transient)
     if not plans and deps.store is not None and any(
             s.labels.get(L.DELETE_BUCKET) == "true" for s in services):
         # The last version is gone and its manifest asked for its bucket to
@@ -359,6 +355,14 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
             continue
         if again is not None:
             requeue = again if requeue is None else min(requeue, again)
+    if deps.store is not None and valid:
+        # After the versions: a slow store must not delay what does not need it.
+        # Versions that need the store say so on their own.
+        try:
+            await deps.store.ensure_bucket(bucket_for(model))
+        except TransientError as exc:
+            transient = transient or f"cannot create the model's bucket: {exc}"
+            log.warning("%s: cannot create its bucket: %s", model, exc)
     return Outcome(requeue_after=requeue, transient=transient)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from .errors import PermanentError
+from .errors import ObjectMissing, PermanentError
 from .ports import Store
 from .store_layout import (
     SEGMENT,
@@ -98,7 +98,10 @@ async def fetch_run_model(store: Store, ref: RunRef) -> tuple[bytes, RunRecord]:
 
 
 async def list_runs(store: Store, model: str) -> list[RunRecord]:
-    keys = await store.list(bucket_for(model), "runs/")
+    try:
+        keys = await store.list(bucket_for(model), "runs/")
+    except ObjectMissing:
+        return []  # no bucket yet: no runs
     records = []
     for key in sorted(k for k in keys if k.endswith("/run.json") and k.count("/") == 2):
         try:

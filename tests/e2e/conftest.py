@@ -141,6 +141,13 @@ def models(engine: docker.DockerClient, run_id: str) -> Iterator[Models]:
         for model in declared.names:
             for service in declared.services(model):
                 service.remove()
+        # The catalog's records of the test models (it keeps them on purpose).
+        for config in engine.configs.list(filters={"label": "aiart.catalog"}):
+            if config.attrs["Spec"]["Labels"].get("aiart.catalog.model") in declared.names:
+                try:
+                    config.remove()
+                except docker.errors.APIError:
+                    pass
 
 
 @pytest.fixture(scope="session")

@@ -183,7 +183,7 @@ async def test_a_served_model_stays_ready_while_the_store_is_away(world) -> None
 
 
 async def test_credentials_reach_the_container_as_secrets_only(world) -> None:
-    deps, cluster, store = world
+    deps, cluster, _ = world
     cluster.add_config("m", tiny_model())
     declare_spec(cluster, "iris", "1", "config://m", "  store: {credentials: true}\n")
     await settle(deps, "iris")

@@ -1,0 +1,156 @@
+"""The object store and the catalog end to end: the stack's S3 server, the
+operator in the swarm, the aiart CLI as a user runs it, Traefik in front."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import docker
+import httpx
+import pytest
+from aiart.cli_store import store_env_file
+from aiart.store import ObjectStore, StoreSettings
+
+from tests.e2e.conftest import STACK, Models, wait_for
+
+pytestmark = pytest.mark.e2e
+ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                   "data": [5.1, 3.5, 1.4, 0.2]}]}
+
+
+def store_keys() -> dict[str, str]:
+    lines = store_env_file().read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+@pytest.fixture(scope="module")
+def store(models: Models) -> Iterator[ObjectStore]:
+    keys = store_keys()
+    client = ObjectStore(StoreSettings(endpoint=keys["AIART_S3_ENDPOINT"],
+                                       access_key=keys["AIART_S3_ACCESS_KEY"],
+                                       secret_key=keys["AIART_S3_SECRET_KEY"]))
+    yield client
+    for model in models.names:  # the buckets these tests made
+        anyio.run(client.remove_bucket, f"aiart-{model}")
+
+
+def aiart(*args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([sys.executable, "-m", "aiart.cli", *args], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, f"aiart {' '.join(args)} failed: {done.stderr}"
+    return done
+
+
+def manifest(name: str, uri: str, extra: str = "", spec: str = "") -> bytes:
+    return (f"apiVersion: aiart/v1\nkind: Model\nmetadata: {{name: {name}, version: '1', "
+            f"labels: {{suite: e2e}}}}\nspec:\n  runtime: sklearn\n"
+            f"  artifact: {{uri: '{uri}'{extra}}}\n{spec}").encode()
+
+
+def infer(gateway: httpx.Client, model: str) -> dict[str, Any]:
+    response = gateway.post(f"/v2/models/{model}/infer", json=ROW)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def test_a_training_run_is_stored_deployed_and_recorded(
+        models: Models, store: ObjectStore, gateway: httpx.Client, iris_pickle: bytes,
+        tmp_path: Path) -> None:
+    model = models.name("run")
+    (tmp_path / "model.pkl").write_bytes(iris_pickle)
+    (tmp_path / "metrics.json").write_text(json.dumps({"accuracy": 0.97}))
+    (tmp_path / "params.json").write_text(json.dumps({"C": 1.0}))
+    (tmp_path / "notes.txt").write_text("trained on iris")
+    run_id = aiart("runs", "upload", model, str(tmp_path / "model.pkl"), "--metrics",
+                   str(tmp_path / "metrics.json"), "--params", str(tmp_path / "params.json"),
+                   "--file", f"docs/notes.txt={tmp_path / 'notes.txt'}").stdout.strip()
+    assert run_id in aiart("runs", "ls", model).stdout
+
+    models.config(f"{model}-1", manifest(model, f"run://{model}/{run_id}"),
+                  **{"aiart.model": model})
+    models.wait_status(f"{model}-1", "Ready")
+    assert infer(gateway, model)["outputs"][0]["data"] == [0]
+
+    bucket = f"aiart-{model}"
+    expected = {f"runs/{run_id}/run.json", f"runs/{run_id}/model/model.pkl",
+                f"runs/{run_id}/metrics.json", f"runs/{run_id}/params.json",
+                f"runs/{run_id}/files/docs/notes.txt", "artifacts/1/model.pkl",
+                "manifests/1.yaml"}
+    wait_for(lambda: expected <= set(anyio.run(store.list, bucket)), 30,
+             "the served version's artifact and manifest in the bucket")
+    assert anyio.run(store.get, bucket, "artifacts/1/model.pkl") == iris_pickle
+
+    [entry] = json.loads(aiart("models", "--name", model, "--json").stdout)
+    assert (entry["runId"], entry["status"], entry["artifactUri"]) == (
+        run_id, "Ready", f"run://{model}/{run_id}")
+    assert entry["artifactSha256"] == hashlib.sha256(iris_pickle).hexdigest()
+    assert "@sha256:" in entry["imageDigest"]
+    assert entry["labels"] == {"suite": "e2e"}
+    assert f"runs/{run_id}" not in entry["manifest"]  # the manifest as written
+    history = aiart("history", model).stdout
+    assert "Building" in history and "Ready" in history
+    listed = aiart("models", "--label", "suite=e2e", "--status", "ready").stdout
+    assert model in listed
+
+
+def test_a_digest_mismatch_is_refused(models: Models, store: ObjectStore,
+                                      iris_pickle: bytes) -> None:
+    model = models.name("sha")
+    anyio.run(store.ensure_bucket, f"aiart-{model}")
+    anyio.run(lambda: store.put(f"aiart-{model}", "inputs/model.pkl", iris_pickle))
+    wrong = "0" * 64
+    models.config(f"{model}-1", manifest(model, f"s3://aiart-{model}/inputs/model.pkl",
+                                         f", sha256: '{wrong}'"), **{"aiart.model": model})
+    labels = models.wait_status(f"{model}-1", "Failed", 60)
+    assert f"but the manifest expects {wrong}" in labels["aiart.status.message"]
+    assert not models.services(model)
+
+
+def test_store_outage_stalls_only_what_needs_the_store_then_recovers(
+        models: Models, store: ObjectStore, engine: docker.DockerClient, gateway: httpx.Client,
+        iris_pickle: bytes) -> None:
+    remote, local = models.name("remote"), models.name("local")
+    anyio.run(store.ensure_bucket, f"aiart-{remote}")
+    anyio.run(lambda: store.put(f"aiart-{remote}", "m.pkl", iris_pickle))
+    [container] = engine.containers.list(
+        filters={"label": f"com.docker.swarm.service.name={STACK}_store"})
+    container.pause()  # a store that accepts connections and never answers
+    try:
+        models.config(f"{remote}-1", manifest(remote, f"s3://aiart-{remote}/m.pkl"),
+                      **{"aiart.model": remote})
+        models.declare(local, "1", iris_pickle)
+        wait_for(lambda: "unreachable" in models.labels(f"{remote}-1").get(
+            "aiart.status.message", ""), 90, "the model to say the store is unreachable")
+        assert models.labels(f"{remote}-1")["aiart.status"] == "Pending"
+        models.wait_status(f"{local}-1", "Ready", 120)
+        infer(gateway, local)
+    finally:
+        container.unpause()
+    models.wait_status(f"{remote}-1", "Ready", 120)
+    infer(gateway, remote)
+
+
+def test_a_model_that_asks_gets_the_store_keys_as_secrets(
+        models: Models, engine: docker.DockerClient, iris_pickle: bytes) -> None:
+    model = models.name("creds")
+    models.declare(model, "1", iris_pickle, manifest_data=None, store="{credentials: true}")
+    models.wait_status(f"{model}-1", "Ready")
+    [service] = models.services(model)
+    container_spec = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+    keys = store_keys()
+    env = dict(item.split("=", 1) for item in container_spec["Env"])
+    assert env["AIART_STORE_BUCKET"] == f"aiart-{model}"
+    spec_text = json.dumps(service.attrs["Spec"])
+    assert keys["AIART_S3_SECRET_KEY"] not in spec_text
+    assert keys["AIART_S3_ACCESS_KEY"] not in spec_text
+    [container] = engine.containers.list(
+        filters={"label": f"com.docker.swarm.service.name={service.name}"})
+    code, out = container.exec_run(["cat", env["AIART_STORE_SECRET_KEY_FILE"]])
+    assert code == 0 and out.decode() == keys["AIART_S3_SECRET_KEY"]
