@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from . import labels as L
 from .artifacts import Fetched, fetch_artifact
-from .catalog import Catalog, Deployment, now
+from .catalog import HISTORY_LIMIT, Catalog, Deployment, now
 from .errors import PermanentError, TransientError
 from .objects import ConfigObject, ServiceObject
 from .pickle_facts import NotAPickle, read_pickle_facts
@@ -62,6 +62,8 @@ class Deps:
     # that periodic passes do not repeat it; lost on restart, and then
     # redone once (both writes are idempotent).
     written: dict[str, str] = field(default_factory=dict)
+    # Status events the catalog could not take yet, by deployment key.
+    unrecorded: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
 
 
 def _artifact_file(manifest: Manifest) -> str:
@@ -206,11 +208,30 @@ async def set_status(deps: Deps, key: str, config: ConfigObject, status: Status)
     updated = await write_status(deps.cluster, config, status)
     after = (updated.labels.get(L.STATUS), updated.labels.get(L.STATUS_MESSAGE))
     if deps.catalog is not None and after != before:
-        try:
-            await deps.catalog.record_status(key, status.phase.value, after[1] or "", now())
-        except Exception as exc:  # the catalog is a record; serving goes on without it
-            log.warning("catalog: cannot record status of %s: %s", key, exc)
+        events = deps.unrecorded.setdefault(key, [])
+        events.append((status.phase.value, after[1] or "", now()))
+        del events[:-HISTORY_LIMIT]  # the catalog keeps no more than these either
+        await flush_status_events(deps, key)
     return updated
+
+
+async def flush_status_events(deps: Deps, key: str) -> None:
+    """Write the status events the catalog has not taken yet, oldest first.
+
+    The catalog is a record: serving goes on while it is down, and what it
+    missed is written, with the times it happened, once it is back."""
+    events = deps.unrecorded.get(key)
+    if deps.catalog is None or not events:
+        return
+    while events:
+        status, message, at = events[0]
+        try:
+            await deps.catalog.record_status(key, status, message, at)
+        except Exception as exc:
+            log.warning("catalog: cannot record the status of %s yet: %s", key, exc)
+            return
+        events.pop(0)
+    deps.unrecorded.pop(key, None)
 
 
 async def record_removal(deps: Deps, model: str, version: str, config_id: str) -> None:
@@ -395,6 +416,7 @@ async def reconcile_version(
             extra={**current_status.extra, "dependency": f"cannot re-check the artifact: {exc}"}))
         return DEPENDENCY_RETRY_SECONDS
     await record_deployment(deps, key, plan, prepared)
+    await flush_status_events(deps, key)
 
     image = prepared.image
     try:

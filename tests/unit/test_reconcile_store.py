@@ -227,3 +227,36 @@ async def test_bucket_is_kept_unless_the_manifest_asks_to_delete_it(world) -> No
     # The catalog outlives the configs.
     assert deps.catalog is not None
     assert {d.model for d in await deps.catalog.find(Query())} == {"keep", "drop"}
+
+
+class FlakyCatalog(DockerCatalog):
+    """The Docker catalog over the fake cluster, with an off switch."""
+
+    down = False
+
+    async def record_deployment(self, deployment):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise ConnectionError("catalog down")
+        await super().record_deployment(deployment)
+
+    async def record_status(self, key, status, message, at):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise ConnectionError("catalog down")
+        await super().record_status(key, status, message, at)
+
+
+async def test_a_catalog_outage_neither_stops_serving_nor_loses_events(world) -> None:
+    deps, cluster, store = world
+    catalog = FlakyCatalog(cluster)
+    deps = Deps(cluster=deps.cluster, builder=deps.builder, gateway=deps.gateway,
+                settings=deps.settings, store=store, catalog=catalog)
+    cluster.add_config("m", tiny_model())
+    declare(cluster, "iris", "1", "config://m")
+    await reconcile_model(deps, "iris")  # recorded, Building, Deploying
+    catalog.down = True
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Ready"
+    catalog.down = False
+    await reconcile_model(deps, "iris")
+    [entry] = await catalog.find(Query(name="iris"))
+    assert [e.status for e in entry.history] == ["Building", "Deploying", "Ready"]
