@@ -42,9 +42,12 @@ class ConfigStore(Protocol):
     ) -> ConfigObject | None: ...
 
 
+CATALOG_PREFIX = "aiart-catalog-"
+
+
 def config_name(key: str) -> str:
     # Docker config names allow 64 characters; a model/version/config id may not fit.
-    return f"aiart-catalog-{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+    return f"{CATALOG_PREFIX}{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
 
 def _labels(d: Deployment) -> dict[str, str]:
@@ -87,8 +90,10 @@ class DockerCatalog:
             old = _record(config)
             merged = Deployment.from_doc({**deployment.to_doc(), "status": old.status,
                                           "history": old.to_doc()["history"]})
-            if await self.configs.update_config_labels(
-                    config, {**config.labels, **_labels(merged)}) is not None:
+            wanted = {**config.labels, **_labels(merged)}
+            if wanted == dict(config.labels):
+                return  # nothing new: no write, no event
+            if await self.configs.update_config_labels(config, wanted) is not None:
                 return
         raise TransientError(f"catalog record {deployment.key} kept changing; will retry")
 

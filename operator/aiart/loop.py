@@ -15,12 +15,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import labels as L
+from .catalog_docker import CATALOG_PREFIX
 from .errors import TransientError
 from .objects import ConfigObject, ServiceObject
 from .reconcile import Deps, Outcome, reconcile_model
 from .workqueue import WorkQueue
 
 log = logging.getLogger("aiart.loop")
+RECORD_PREFIXES = (CATALOG_PREFIX,)
 MAX_BACKOFF = 60.0
 
 
@@ -97,6 +99,11 @@ class Operator:
     def on_event(self, event: dict[str, Any]) -> bool:
         """Enqueue the model an event concerns; False when it cannot tell which."""
         actor = event.get("Actor") or {}
+        name = str((actor.get("Attributes") or {}).get("name", ""))
+        if event.get("Type") == "config" and name.startswith(RECORD_PREFIXES):
+            # aiart's own records (the catalog): they concern no model, and a
+            # resync for each would make every status change cost a full pass.
+            return True
         model = self._known.get(actor.get("ID", ""))
         if model is None:
             return False

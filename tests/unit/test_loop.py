@@ -28,6 +28,12 @@ async def test_listing_enqueues_every_model_and_events_enqueue_theirs() -> None:
     op.queue.done("iris")
     assert op.on_event({"Type": "config", "Actor": {"ID": cid}}) is True
     assert await op.queue.get() == "iris"
+    op.queue.done("iris")
+    op.queue.done("wine")
+    # aiart's own catalog records concern no model: no relisting, nothing queued.
+    assert op.on_event({"Type": "config", "Actor": {
+        "ID": "rec", "Attributes": {"name": "aiart-catalog-0123abcd"}}}) is True
+    assert len(op.queue) == 0
     # An object never listed: the caller must list everything again.
     assert op.on_event({"Type": "config", "Actor": {"ID": "new-one"}}) is False
 
