@@ -59,7 +59,7 @@ def model_bytes(seed: int) -> bytes:
 def manifest(name: str, version: str) -> bytes:
     return (f"apiVersion: aiart/v1\nkind: Model\nmetadata: {{name: {name}, version: '{version}'}}\n"
             f"spec:\n  runtime: {RUNTIME}\n  artifact: {{uri: 'config://{name}-model-{version}'}}\n"
-            ).encode()
+            "  auth: {mode: none}\n").encode()
 
 
 def wait_answer(client: httpx.Client, model: str, version: str, timeout: float = 600) -> None:

@@ -45,6 +45,13 @@ ensure_store_secrets() {
   log "created the object store's keys (Docker secrets; for the CLI: $AIART_STORE_ENV)"
 }
 
+replicas_complete() {
+  # replicas_complete SERVICE: every desired task is running ("2/2").
+  local replicas
+  replicas=$(docker service ls --filter "name=$1" --format '{{.Name}} {{.Replicas}}' | awk -v n="$1" '$1 == n {print $2}')
+  [ -n "$replicas" ] && [ "${replicas%%/*}" = "${replicas##*/}" ] && [ "${replicas%%/*}" != 0 ]
+}
+
 deploy_stack() {
   # Needs the AIART_*_IMAGE variables (hack/images.sh build_all).
   ensure_models_network
@@ -59,10 +66,12 @@ deploy_stack() {
   wait_http "http://localhost:$AIART_REGISTRY_PORT/v2/" 120 || die "the registry did not come up"
   wait_http "http://localhost:$AIART_GATEWAY_PORT/" 120 || die "the gateway (Traefik) did not come up"
   wait_http "http://localhost:$AIART_STORE_PORT/" 120 || die "the object store did not come up"
-  local deadline=$((SECONDS + 120))
-  until [ "$(docker service ls --filter "name=${AIART_STACK}_operator" --format '{{.Replicas}}')" = "1/1" ]; do
-    [ $SECONDS -lt $deadline ] || die "the operator did not start; see: docker service logs ${AIART_STACK}_operator"
-    sleep 0.5
+  local deadline=$((SECONDS + 120)) service
+  for service in operator auth api; do
+    until replicas_complete "${AIART_STACK}_$service"; do
+      [ $SECONDS -lt $deadline ] || die "the $service service did not start; see: docker service logs ${AIART_STACK}_$service"
+      sleep 0.5
+    done
   done
 }
 

@@ -23,11 +23,25 @@ docker config inspect iris-1 >/dev/null 2>&1 \
 log "waiting for the iris model to be Ready"
 wait_ready iris-1 300
 
+# A key for the example, made once and kept where only this user reads it.
+key_file="${XDG_CONFIG_HOME:-$HOME/.config}/aiart/example.key"
+aiart="$AIART_ROOT/.venv/bin/aiart"
+if [ ! -s "$key_file" ] || ! "$aiart" keys ls | grep -q "^$(cut -d_ -f2 "$key_file") "; then
+  "$aiart" keys revoke example >/dev/null 2>&1 || true
+  mkdir -p "$(dirname "$key_file")"
+  (umask 077; "$aiart" keys create example --model iris 2>/dev/null > "$key_file")
+  log "created an API key for the example: $key_file"
+fi
 endpoint=$(docker config inspect iris-1 --format '{{index .Spec.Labels "aiart.status.endpoint"}}')
-call="curl -s -H 'Content-Type: application/json' -d @examples/iris/request.json $endpoint/v2/models/iris/infer"
+call="curl -s -H \"X-API-Key: \$(cat $key_file)\" -H 'Content-Type: application/json' -d @examples/iris/request.json $endpoint/v2/models/iris/infer"
 log "the iris model is Ready at $endpoint"
 echo
 echo "  $call"
 echo
-(cd "$AIART_ROOT" && eval "$call")
+# A new key reaches the auth service within about a second.
+for _ in $(seq 20); do
+  answer=$(cd "$AIART_ROOT" && eval "$call")
+  case "$answer" in *'"error"'*) sleep 0.5 ;; *) break ;; esac
+done
+echo "$answer"
 echo

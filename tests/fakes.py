@@ -122,6 +122,12 @@ class FakeCluster:
     async def image_digest(self, tag: str) -> str:
         return f"{tag.rpartition(':')[0]}@sha256:{'0' * 64}"
 
+    async def delete_config(self, config_id: str) -> bool:
+        return self.configs.pop(config_id, None) is not None
+
+    async def service_logs(self, service_id: str, lines: int = 100) -> str:
+        return "\n".join(f"line {i}" for i in range(lines))
+
     async def secret_id(self, name: str) -> str | None:
         return self.secrets.get(name)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiodocker
 
+from . import cli_api, cli_keys
 from .cli_store import add_commands, run_command
 from .docker_adapter import DockerCluster
 from .errors import PermanentError, TransientError
@@ -39,6 +40,9 @@ async def _build_runtime(args: argparse.Namespace) -> str:
         return await builder.ensure_runtime(recipe)
 
 
+API_COMMANDS = ("deploy", "ls", "status", "logs", "rm", "predict")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aiart", description="AI Analytics Runtime for Swarm")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--base-image", default="", help="image to build on (AIART_BASE_IMAGE)")
     build.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "aiart"))
     add_commands(commands)
+    cli_keys.add_commands(commands)
+    cli_api.add_commands(commands)
     args = parser.parse_args(argv)
     # Say what is happening: a runtime build downloads wheels and can take minutes.
     logging.basicConfig(level=logging.INFO, format="[aiart] %(message)s", stream=sys.stderr)
@@ -63,7 +69,14 @@ def main(argv: list[str] | None = None) -> int:
         print(tag)
         return 0
     try:
+        if args.command == "keys":
+            return asyncio.run(cli_keys.run_command(args))
+        if args.command in API_COMMANDS:
+            return cli_api.run_command(args)
         return asyncio.run(run_command(args))
+    except cli_api.CliError as exc:
+        print(f"aiart: {exc}", file=sys.stderr)
+        return exc.code
     except (PermanentError, TransientError, ValueError) as exc:
         print(f"aiart: {exc}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ from .backends import open_catalog, open_store
 from .docker_adapter import DockerCluster
 from .gateway import Gateway
 from .image_builder import ImageBuilder
+from .keystore import KeyStore, renew_operator_key
 from .loop import Operator
 from .reconcile import Deps
 from .settings import Settings
@@ -38,7 +39,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             cluster=cluster,
             builder=ImageBuilder(cluster, cache_dir=Path(settings.cache_dir),
                                  timeout=settings.build_timeout_seconds),
-            gateway=Gateway(settings.gateway_url, session),
+            gateway=Gateway(settings.gateway_url, session,
+                            api_key=await renew_operator_key(KeyStore(cluster))),
             settings=settings,
             store=store,
             catalog=open_catalog(cluster),

@@ -113,6 +113,16 @@ class DockerCluster:
         await self._json("configs/create", "POST", data={
             "Name": name, "Labels": dict(labels), "Data": base64.b64encode(data).decode()})
 
+    async def delete_config(self, config_id: str) -> bool:
+        """Remove a config; False when it was already gone."""
+        try:
+            await self._json(f"configs/{config_id}", "DELETE")
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
     async def secret_id(self, name: str) -> str | None:
         """The id of the Docker secret ``name``; None when there is none."""
         raw = await self._json("secrets", params=_filters(name=[name]))
@@ -206,10 +216,11 @@ class DockerCluster:
         return TaskSummary(desired=desired, running=running, failed=len(failed),
                            last_error=last_error, running_for=max(0.0, running_for))
 
-    async def service_log_tail(self, service: ServiceObject, lines: int = 5) -> str:
+    async def service_logs(self, service_id: str, lines: int = 100) -> str:
+        """The last ``lines`` of a service's logs (stdout and stderr)."""
         try:
             async with self.docker._query(
-                f"services/{service.id}/logs",
+                f"services/{service_id}/logs",
                 params={"stdout": "1", "stderr": "1", "tail": str(lines)},
             ) as response:
                 raw = await response.read()
@@ -221,7 +232,10 @@ class DockerCluster:
             size = int.from_bytes(raw[pos + 4 : pos + 8], "big")
             out.append(raw[pos + 8 : pos + 8 + size])
             pos += 8 + size
-        return b"".join(out).decode(errors="replace").strip()[-600:]
+        return b"".join(out).decode(errors="replace")
+
+    async def service_log_tail(self, service: ServiceObject, lines: int = 5) -> str:
+        return (await self.service_logs(service.id, lines)).strip()[-600:]
 
     async def ensure_network(self, name: str) -> None:
         networks = await self._json("networks", params=_filters(name=[name]))

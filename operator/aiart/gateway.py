@@ -10,15 +10,19 @@ _TIMEOUT = aiohttp.ClientTimeout(total=3)
 
 
 class Gateway:
-    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession,
+                 api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = session
+        # The operator's own key: guarded models answer its probes as they
+        # answer users (docs/security.md).
+        self.headers = {"X-API-Key": api_key} if api_key else {}
 
     async def _get(self, path: str, method: str = "GET", body: bytes | None = None
                    ) -> tuple[int, Any]:
         try:
             async with self.session.request(method, self.base_url + path, data=body,
-                                            timeout=_TIMEOUT) as response:
+                                            headers=self.headers, timeout=_TIMEOUT) as response:
                 if response.content_type != "application/json":
                     return response.status, None
                 return response.status, await response.json()

@@ -22,7 +22,7 @@ from .reconcile import Deps, Outcome, reconcile_model
 from .workqueue import WorkQueue
 
 log = logging.getLogger("aiart.loop")
-RECORD_PREFIXES = (CATALOG_PREFIX,)
+RECORD_PREFIXES = (CATALOG_PREFIX, "aiart-apikey-")
 MAX_BACKOFF = 60.0
 
 

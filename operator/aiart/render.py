@@ -39,9 +39,49 @@ def _prefix_rule(path: str) -> str:
     return f"Path(`{path}`) || PathPrefix(`{path}/`)"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Guard:
+    """What stands before a version's routes: who may call it, and how often."""
+
+    auth_url: str  # the forwardAuth service, as Traefik reaches it
+    mode: str = "none"
+    scopes: tuple[str, ...] = ()
+    rate_average: int | None = None
+    rate_burst: int | None = None
+
+
+def guard_labels(svc: str, name: str, guard: Guard) -> tuple[dict[str, str], list[str]]:
+    """Middleware labels for a version, and their names in the order to apply.
+
+    The rate limit comes first (a flood never reaches the auth service), then
+    forwardAuth, then a header rewrite that removes the credential, so that
+    model containers never see one."""
+    labels: dict[str, str] = {}
+    chain: list[str] = []
+    mw = "traefik.http.middlewares"
+    if guard.rate_average is not None:
+        labels[f"{mw}.{svc}-ratelimit.ratelimit.average"] = str(guard.rate_average)
+        labels[f"{mw}.{svc}-ratelimit.ratelimit.period"] = "1s"
+        labels[f"{mw}.{svc}-ratelimit.ratelimit.burst"] = str(
+            guard.rate_burst or guard.rate_average)
+        chain.append(f"{svc}-ratelimit")
+    if guard.mode != "none":
+        # Only aiart-made values go into the address: the name is a DNS label
+        # and scopes match a strict pattern (spec.py), so nothing needs escaping.
+        query = f"model={name}&mode={guard.mode}"
+        if guard.scopes:
+            query += f"&scopes={','.join(guard.scopes)}"
+        labels[f"{mw}.{svc}-auth.forwardauth.address"] = f"{guard.auth_url}/verify?{query}"
+        labels[f"{mw}.{svc}-auth.forwardauth.authResponseHeaders"] = "X-Aiart-Subject"
+        labels[f"{mw}.{svc}-nocred.headers.customrequestheaders.Authorization"] = ""
+        labels[f"{mw}.{svc}-nocred.headers.customrequestheaders.X-Api-Key"] = ""
+        chain += [f"{svc}-auth", f"{svc}-nocred"]
+    return labels, chain
+
+
 def route_labels(
     *, name: str, version: str, current: bool, ordinal: int, entrypoint: str, network: str,
-    port: int = SERVER_PORT,
+    port: int = SERVER_PORT, guard: Guard | None = None,
 ) -> dict[str, str]:
     """Traefik labels for one version; ``current`` adds the unversioned routes."""
     svc = service_name(name, version)
@@ -50,6 +90,10 @@ def route_labels(
         "traefik.swarm.network": network,
         f"traefik.http.services.{svc}.loadbalancer.server.port": str(port),
     }
+    chain: list[str] = []
+    if guard is not None:
+        guarding, chain = guard_labels(svc, name, guard)
+        out.update(guarding)
 
     def router(router_name: str, path: str, priority: int, strip: bool) -> None:
         key = f"traefik.http.routers.{router_name}"
@@ -57,10 +101,13 @@ def route_labels(
         out[f"{key}.entrypoints"] = entrypoint
         out[f"{key}.service"] = svc
         out[f"{key}.priority"] = str(priority)
+        middlewares = list(chain)
         if strip:
             middleware = f"{router_name}-strip"
             out[f"traefik.http.middlewares.{middleware}.stripprefix.prefixes"] = path
-            out[f"{key}.middlewares"] = middleware
+            middlewares.append(middleware)
+        if middlewares:
+            out[f"{key}.middlewares"] = ",".join(middlewares)
 
     router(f"{svc}-v2", f"/v2/models/{name}/versions/{version}", VERSIONED_PRIORITY, False)
     router(f"{svc}-base", f"/models/{name}/versions/{version}", VERSIONED_PRIORITY, True)
@@ -144,11 +191,14 @@ def _container_hardening(manifest: Manifest) -> dict[str, Any]:
         "User": RUNTIME_USER,
         "ReadOnly": True,
         **common,
+        # Checked often, so that a new task is routed soon after it answers;
+        # judged leniently, so that a host busy with a neighbour's image
+        # build (seconds without CPU) does not get a healthy model killed.
         "Healthcheck": {
             "Test": ["CMD", "/opt/aiart/bin/python", "-m", "aiart_runtime.probe"],
             "Interval": 2 * _SECOND,
-            "Timeout": 2 * _SECOND,
-            "Retries": 3,
+            "Timeout": 6 * _SECOND,
+            "Retries": 5,
             "StartPeriod": 120 * _SECOND,
         },
     }
@@ -187,6 +237,14 @@ def _store_access(manifest: Manifest, access: StoreAccess) -> tuple[dict[str, st
     return env, secrets
 
 
+def _guard(manifest: Manifest, settings: Settings) -> Guard:
+    spec = manifest.spec
+    return Guard(auth_url=settings.auth_url, mode=spec.auth.mode.value,
+                 scopes=tuple(spec.auth.scopes),
+                 rate_average=spec.rateLimit.average if spec.rateLimit else None,
+                 rate_burst=spec.rateLimit.burst if spec.rateLimit else None)
+
+
 def render_service(
     *,
     manifest: Manifest,
@@ -218,7 +276,7 @@ def render_service(
             **route_labels(
                 name=name, version=version, current=current, ordinal=ordinal,
                 entrypoint=settings.entrypoint, network=settings.network,
-                port=manifest.spec.port,
+                port=manifest.spec.port, guard=_guard(manifest, settings),
             ),
         },
         "TaskTemplate": {

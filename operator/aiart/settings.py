@@ -16,6 +16,8 @@ class Settings:
     # Where the operator itself reaches the gateway to check readiness: inside
     # the stack that is Traefik's name on the overlay network, not the host's.
     gateway_url: str = "http://localhost:8080"
+    # The forwardAuth service that guards model routes, as Traefik reaches it.
+    auth_url: str = "http://auth:8000"
     resync_seconds: float = 30.0
     workers: int = 4
     default_sklearn: str = "1.9.1"
@@ -46,6 +48,7 @@ class Settings:
             entrypoint=env.get("AIART_ENTRYPOINT", cls.entrypoint),
             public_url=public,
             gateway_url=env.get("AIART_GATEWAY_URL", public).rstrip("/"),
+            auth_url=env.get("AIART_AUTH_URL", cls.auth_url).rstrip("/"),
             resync_seconds=float(env.get("AIART_RESYNC_SECONDS", cls.resync_seconds)),
             workers=int(env.get("AIART_WORKERS", cls.workers)),
             default_sklearn=env.get("AIART_DEFAULT_SKLEARN", cls.default_sklearn),

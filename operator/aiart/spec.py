@@ -52,7 +52,9 @@ class Runtime(StrEnum):
 
 
 class AuthMode(StrEnum):
-    NONE = "none"
+    NONE = "none"  # public: anyone who reaches the gateway
+    APIKEY = "apikey"  # an aiart API key that covers the model (the default)
+    OIDC = "oidc"  # a JWT from the configured OIDC issuer, with the required scopes
 
 
 class Datatype(StrEnum):
@@ -218,7 +220,24 @@ class ResourceSpec(_Strict):
 
 
 class Auth(_Strict):
-    mode: AuthMode = Field(default=AuthMode.NONE, strict=False)
+    # Closed unless the manifest opens it: a model is public only by choice.
+    mode: AuthMode = Field(default=AuthMode.APIKEY, strict=False)
+    # oidc: scopes the caller's token must carry (all of them).
+    scopes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9:._/-]{0,127}$")]] = Field(
+        default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _scopes_need_oidc(self) -> Auth:
+        if self.scopes and self.mode is not AuthMode.OIDC:
+            raise ValueError("auth.scopes is only for mode oidc")
+        return self
+
+
+class RateLimit(_Strict):
+    """Traefik's rate limiter: ``average`` requests per second, bursts of ``burst``."""
+
+    average: int = Field(ge=1, le=1_000_000)
+    burst: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
 class Store(_Strict):
@@ -249,6 +268,7 @@ class Spec(_Strict):
     inputs: list[Tensor] | None = None
     outputs: list[Tensor] | None = None
     auth: Auth = Field(default_factory=Auth)
+    rateLimit: RateLimit | None = None
     store: Store = Field(default_factory=Store)
 
     @field_validator("image")

@@ -67,6 +67,9 @@ def gateway() -> Iterator[httpx.Client]:
 
 def manifest(name: str, version: str, artifact: str, runtime: str = "sklearn",
              **spec: str) -> bytes:
+    """A manifest; public (auth none) unless ``auth`` is given, since most
+    tests are about something else than access control."""
+    spec.setdefault("auth", "{mode: none}")
     lines = [
         "apiVersion: aiart/v1", "kind: Model",
         f"metadata: {{name: {name}, version: '{version}'}}",
@@ -128,6 +131,13 @@ def models(engine: docker.DockerClient, run_id: str) -> Iterator[Models]:
     declared = Models(engine, run_id)
     yield declared
     configs = engine.configs.list(filters={"label": f"{TEST_LABEL}={run_id}"})
+    # Configs made through aiart's API carry no test label: find them by model.
+    made_by_api = [c for c in engine.configs.list(filters={"label": "aiart.model"})
+                   + engine.configs.list(filters={"label": "aiart.artifact-of"})
+                   if {c.attrs["Spec"]["Labels"].get("aiart.model"),
+                       c.attrs["Spec"]["Labels"].get("aiart.artifact-of")} & declared.names]
+    known = {c.id for c in configs}
+    configs += [c for c in made_by_api if c.id not in known]
     # Model configs first, so that the operator removes their services.
     for config in sorted(configs, key=lambda c: "aiart.model" not in c.attrs["Spec"]["Labels"]):
         try:

@@ -11,7 +11,8 @@ from tests.e2e.conftest import Models
 
 def byo(model: str, version: str, image: str, port: int = 8080) -> bytes:
     return (f"apiVersion: aiart/v1\nkind: Model\nmetadata: {{name: {model}, version: '{version}'}}\n"
-            f"spec:\n  runtime: image\n  image: {image}\n  port: {port}\n").encode()
+            f"spec:\n  runtime: image\n  image: {image}\n  port: {port}\n"
+            "  auth: {mode: none}\n").encode()
 
 
 def test_a_conforming_image_is_served_and_a_foreign_one_fails(

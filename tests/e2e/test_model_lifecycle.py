@@ -154,6 +154,7 @@ def test_the_model_image_is_built_once(models: Models, iris_pickle: bytes) -> No
     again = models.config(f"{first}-1-again", json.dumps({
         "apiVersion": "aiart/v1", "kind": "Model",
         "metadata": {"name": first, "version": "1"},
-        "spec": {"runtime": "sklearn", "artifact": {"uri": f"config://{first}-model-1"}},
+        "spec": {"runtime": "sklearn", "artifact": {"uri": f"config://{first}-model-1"},
+                 "auth": {"mode": "none"}},
     }).encode(), **{"aiart.model": first})
     assert models.wait_status(again.name, "Ready", timeout=120)["aiart.status.image"] == image_a

@@ -51,7 +51,7 @@ def aiart(*args: str) -> subprocess.CompletedProcess[str]:
 def manifest(name: str, uri: str, extra: str = "", spec: str = "") -> bytes:
     return (f"apiVersion: aiart/v1\nkind: Model\nmetadata: {{name: {name}, version: '1', "
             f"labels: {{suite: e2e}}}}\nspec:\n  runtime: sklearn\n"
-            f"  artifact: {{uri: '{uri}'{extra}}}\n{spec}").encode()
+            f"  artifact: {{uri: '{uri}'{extra}}}\n  auth: {{mode: none}}\n{spec}").encode()
 
 
 def infer(gateway: httpx.Client, model: str) -> dict[str, Any]:

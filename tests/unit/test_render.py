@@ -91,3 +91,37 @@ def test_versioned_routes_outrank_current_and_newer_current_outranks_older() -> 
     assert prio(old, "-v2") > prio(new, "current-v2")
     # The base-URL routers strip exactly their own prefix.
     assert new["traefik.http.middlewares.aiart-m-2-current-base-strip.stripprefix.prefixes"] == "/models/m"
+
+
+def test_closed_by_default_with_the_credential_removed_before_the_model() -> None:
+    labels = render(True)["Labels"]
+    mw = "traefik.http.middlewares.aiart-iris-2"
+    assert labels[f"{mw}-auth.forwardauth.address"] == (
+        "http://auth:8000/verify?model=iris&mode=apikey")
+    assert labels[f"{mw}-nocred.headers.customrequestheaders.Authorization"] == ""
+    for router in ("v2", "base", "current-v2", "current-base"):
+        chain = labels[f"traefik.http.routers.aiart-iris-2-{router}.middlewares"].split(",")
+        assert chain[:2] == ["aiart-iris-2-auth", "aiart-iris-2-nocred"], router
+
+
+def test_oidc_scopes_and_rate_limit_guard_every_route() -> None:
+    text = MANIFEST + "  auth: {mode: oidc, scopes: [models:predict, iris]}\n" + (
+        "  rateLimit: {average: 50, burst: 100}\n")
+    labels = render_service(
+        manifest=parse_manifest(text), config_id="c", image="i", settings=Settings(),
+        current=False, ordinal=0)["Labels"]
+    mw = "traefik.http.middlewares.aiart-iris-2"
+    assert labels[f"{mw}-auth.forwardauth.address"].endswith(
+        "?model=iris&mode=oidc&scopes=models:predict,iris")
+    assert (labels[f"{mw}-ratelimit.ratelimit.average"],
+            labels[f"{mw}-ratelimit.ratelimit.burst"]) == ("50", "100")
+    assert labels["traefik.http.routers.aiart-iris-2-v2.middlewares"] == (
+        "aiart-iris-2-ratelimit,aiart-iris-2-auth,aiart-iris-2-nocred")
+
+
+def test_a_public_model_has_no_guard() -> None:
+    labels = render_service(
+        manifest=parse_manifest(MANIFEST + "  auth: {mode: none}\n"), config_id="c", image="i",
+        settings=Settings(), current=False, ordinal=0)["Labels"]
+    assert not any("forwardauth" in k or "nocred" in k for k in labels)
+    assert "traefik.http.routers.aiart-iris-2-v2.middlewares" not in labels

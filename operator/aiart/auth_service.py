@@ -1,0 +1,198 @@
+"""``aiart-auth``: the forwardAuth target that guards model routes.
+
+Traefik asks it about every request to a model whose manifest is not
+public; it answers 200 (with ``X-Aiart-Subject``), 401 or 403 and never sees
+a request body. It is stateless and runs in several replicas, apart from the
+operator: model traffic does not depend on the operator being up. API keys
+are re-read from the swarm every second, so a revoked key stops working
+within about a second; if the engine cannot be read, the last keys read stay
+in force (and the health endpoint says how old they are).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from . import logs
+from .access import (
+    OPEN_PATHS,
+    ApiKey,
+    Decision,
+    ModelPolicy,
+    Role,
+    credential_from,
+    decide_with_claims,
+    decide_with_key,
+    parse_key,
+)
+
+log = logging.getLogger("aiart.auth")
+MODES = ("apikey", "oidc")
+TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+
+
+class KeyCache:
+    """The API keys, refreshed in the background."""
+
+    def __init__(self, load: Callable[[], Awaitable[list[ApiKey]]], every: float = 1.0) -> None:
+        self.load = load
+        self.every = every
+        self.keys: dict[str, ApiKey] = {}
+        self.loaded_at: float | None = None
+
+    async def refresh(self) -> None:
+        self.keys = {k.id: k for k in await self.load()}
+        self.loaded_at = time.monotonic()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:  # keep the last keys; say so
+                log.warning("cannot read API keys: %s; keeping the last %d", exc, len(self.keys))
+            await asyncio.sleep(self.every)
+
+
+class TokenVerifier:
+    """OIDC bearer tokens: a JWT signed by a key from the issuer's JWKS."""
+
+    def __init__(self, *, issuer: str, audience: str | None, jwks_url: str) -> None:
+        import jwt
+
+        self.jwt = jwt
+        self.issuer, self.audience = issuer, audience
+        # PyJWKClient caches the key set and refetches it for an unknown key id.
+        self.jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
+
+    @classmethod
+    def from_env(cls) -> TokenVerifier | None:
+        issuer = os.environ.get("AIART_OIDC_ISSUER", "").rstrip("/")
+        if not issuer:
+            return None
+        jwks = os.environ.get("AIART_OIDC_JWKS_URL") or (
+            f"{issuer}/protocol/openid-connect/certs")  # Keycloak's path
+        return cls(issuer=issuer, audience=os.environ.get("AIART_OIDC_AUDIENCE") or None,
+                   jwks_url=jwks)
+
+    async def claims(self, token: str) -> dict[str, Any]:
+        """The token's claims; ValueError with the reason when it is not valid."""
+        jwt = self.jwt
+        try:
+            key = await anyio.to_thread.run_sync(self.jwks.get_signing_key_from_jwt, token)
+            claims: dict[str, Any] = jwt.decode(
+                token, key.key, algorithms=TOKEN_ALGORITHMS, issuer=self.issuer,
+                audience=self.audience, leeway=30,
+                options={"require": ["exp", "iss"], "verify_aud": self.audience is not None})
+        except jwt.PyJWKClientError as exc:
+            raise ValueError(f"no key to check it with: {exc}") from None
+        except jwt.InvalidTokenError as exc:
+            raise ValueError(str(exc)) from None
+        return claims
+
+
+def _answer(decision: Decision, mode: str) -> Response:
+    if decision.status == 200:
+        return Response(status_code=200, headers={"X-Aiart-Subject": decision.subject})
+    headers = {}
+    if decision.status == 401:
+        headers["WWW-Authenticate"] = (
+            'Bearer realm="aiart"' if mode == "oidc" else 'ApiKey realm="aiart"')
+    return JSONResponse({"error": decision.reason}, status_code=decision.status, headers=headers)
+
+
+def _is_admin(keys: KeyCache, text: str) -> bool:
+    parsed = parse_key(text)
+    key = keys.keys.get(parsed[0]) if parsed else None
+    return key is not None and key.role is Role.ADMIN
+
+
+def create_app(keys: KeyCache, verifier: TokenVerifier | None) -> Starlette:
+    async def verify(request: Request) -> Response:
+        query = request.query_params
+        model, mode = query.get("model", ""), query.get("mode", "")
+        if not model or mode not in MODES:
+            # Only aiart writes these addresses: a bad one is a bug; fail closed.
+            return _answer(Decision(403, "this route's guard is misconfigured"), mode)
+        policy = ModelPolicy(model=model, mode=mode,
+                             scopes=tuple(s for s in query.get("scopes", "").split(",") if s))
+        method = request.headers.get("x-forwarded-method", request.method).upper()
+        path = urlsplit(request.headers.get("x-forwarded-uri", "")).path
+        if method in ("GET", "HEAD") and OPEN_PATHS.match(path):
+            return _answer(Decision(200, "health", subject="anonymous"), mode)
+        credential = credential_from(request.headers)
+        if mode == "apikey":
+            if credential is None or credential[0] != "apikey":
+                return _answer(Decision(401, f"model {model!r} needs an aiart API key "
+                                             "(X-API-Key or Authorization: Bearer)"), mode)
+            return _answer(decide_with_key(policy, keys.keys, credential[1]), mode)
+        if credential is not None and credential[0] == "apikey":
+            # Service principals (aiart's own probes among them): an admin
+            # key that covers the model stands in for a token.
+            decision = decide_with_key(policy, keys.keys, credential[1])
+            if decision.status == 200 and not _is_admin(keys, credential[1]):
+                decision = Decision(403, "only an admin API key may call an oidc model",
+                                    subject=decision.subject)
+            return _answer(decision, mode)
+        if verifier is None:
+            return _answer(Decision(401, "OIDC is not configured on this gateway"), mode)
+        if credential is None or credential[0] != "bearer":
+            return _answer(Decision(401, f"model {model!r} needs a bearer token from "
+                                         f"{verifier.issuer}"), mode)
+        try:
+            claims = await verifier.claims(credential[1])
+        except ValueError as exc:
+            return _answer(Decision(401, f"the token is not valid: {exc}"), mode)
+        return _answer(decide_with_claims(policy, claims), mode)
+
+    async def health(_: Request) -> Response:
+        age = None if keys.loaded_at is None else round(time.monotonic() - keys.loaded_at, 1)
+        return JSONResponse({"keys": len(keys.keys), "keysAgeSeconds": age},
+                            status_code=200 if age is not None else 503)
+
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return Starlette(routes=[Route("/verify", verify, methods=methods),
+                             Route("/health", health)])
+
+
+def main() -> None:
+    import aiodocker
+    import uvicorn
+
+    from .docker_adapter import DockerCluster
+    from .keystore import KeyStore
+
+    logs.configure(os.environ.get("AIART_LOG_LEVEL", "INFO"))
+    verifier = TokenVerifier.from_env()
+
+    async def serve() -> None:
+        async with aiodocker.Docker() as docker:
+            keys = KeyCache(KeyStore(DockerCluster(docker)).keys,
+                            float(os.environ.get("AIART_AUTH_REFRESH_SECONDS", "1")))
+            refresher = asyncio.create_task(keys.run())
+            config = uvicorn.Config(create_app(keys, verifier), host="0.0.0.0",
+                                    port=int(os.environ.get("AIART_AUTH_PORT", "8000")),
+                                    log_config=None, access_log=False)
+            log.info("aiart auth service started", extra={"fields": {
+                "oidc_issuer": verifier.issuer if verifier else "none"}})
+            try:
+                await uvicorn.Server(config).serve()
+            finally:
+                refresher.cancel()
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""Model endpoints closed by default, through the real Traefik and the auth
+service: no key 401, a key for another model 403, the right key 200, a
+revoked key 401 again within seconds; rate limits per model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import docker
+import httpx
+import pytest
+
+from tests.e2e.conftest import Models, wait_for
+
+pytestmark = pytest.mark.e2e
+ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                   "data": [5.1, 3.5, 1.4, 0.2]}]}
+
+
+def aiart(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "aiart.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, f"aiart {' '.join(args)}: {done.stderr}"
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def key_names(run_id: str) -> Iterator[list[str]]:
+    names: list[str] = []
+    yield names
+    for name in names:
+        subprocess.run([sys.executable, "-m", "aiart.cli", "keys", "revoke", name],
+                       capture_output=True, timeout=60)
+
+
+def test_a_model_is_closed_until_a_key_opens_it(
+        models: Models, iris_pickle: bytes, gateway: httpx.Client, key_names: list[str],
+        run_id: str) -> None:
+    model = models.name("closed")
+    config = models.declare(model, "1", iris_pickle, auth="{mode: apikey}")
+    # Ready means the operator's own probes passed the guard with its key.
+    models.wait_status(config, "Ready")
+    url = f"/v2/models/{model}/infer"
+
+    anonymous = gateway.post(url, json=ROW)
+    assert anonymous.status_code == 401
+    assert "needs an aiart API key" in anonymous.json()["error"]
+    assert gateway.get(f"/v2/models/{model}/ready").status_code == 200  # health stays open
+
+    key_names += [f"t{run_id}-user", f"t{run_id}-other"]
+    key = aiart("keys", "create", f"t{run_id}-user", "--model", model)
+    other = aiart("keys", "create", f"t{run_id}-other", "--model", f"{model}-else")
+    assert key not in aiart("keys", "ls")  # only digests are kept
+
+    def status_with(k: str) -> int:
+        return gateway.post(url, json=ROW, headers={"X-API-Key": k}).status_code
+
+    # The auth service reads new keys within about a second.
+    wait_for(lambda: status_with(key) == 200, 10, "the new key to open the model")
+    assert gateway.post(f"/models/{model}/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]},
+                        headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    assert status_with(other) == 403
+    assert status_with(key[:-2] + "xx") == 401
+
+    aiart("keys", "revoke", f"t{run_id}-user")
+    revoked_at = time.monotonic()
+    wait_for(lambda: status_with(key) == 401, 10, "the revoked key to be refused")
+    seconds = time.monotonic() - revoked_at
+    print(f"revoked key refused after {seconds:.2f} s")
+    assert seconds < 5
+
+
+def test_a_rate_limit_answers_429_beyond_its_rate(
+        models: Models, iris_pickle: bytes, gateway: httpx.Client) -> None:
+    model = models.name("limited")
+    config = models.declare(model, "1", iris_pickle, rateLimit="{average: 2, burst: 2}")
+    models.wait_status(config, "Ready")
+    codes = [gateway.post(f"/v2/models/{model}/infer", json=ROW).status_code for _ in range(12)]
+    assert codes.count(200) >= 2 and codes.count(429) >= 5, codes
+
+
+ECHO = """
+import json, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+    body = json.dumps(headers).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+uvicorn.run(app, host="0.0.0.0", port=8080, log_level="warning")
+"""
+
+
+def test_the_model_never_sees_the_credential(
+        models: Models, iris_pickle: bytes, gateway: httpx.Client, key_names: list[str],
+        run_id: str, operator_service) -> None:  # type: ignore[no-untyped-def]
+    # A server that echoes the headers it gets, behind the same guard
+    # (middlewares) that aiart put on a closed model's routes.
+    model = models.name("guarded")
+    models.wait_status(models.declare(model, "1", iris_pickle, auth="{mode: apikey}"), "Ready")
+    svc = f"aiart-{model}-1"
+    image = operator_service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    echo = models.engine.services.create(
+        image, ["/opt/aiart/bin/python", "-c", ECHO], name=f"t{run_id}-echo",
+        networks=["aiart-models"], endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
+        labels={"aiart.test": run_id, "traefik.enable": "true",
+                "traefik.swarm.network": "aiart-models",
+                f"traefik.http.routers.t{run_id}-echo.rule": f"Path(`/t{run_id}-echo`)",
+                f"traefik.http.routers.t{run_id}-echo.entrypoints": "web",
+                f"traefik.http.routers.t{run_id}-echo.middlewares":
+                    f"{svc}-auth@swarm,{svc}-nocred@swarm",
+                f"traefik.http.services.t{run_id}-echo.loadbalancer.server.port": "8080"})
+    try:
+        key_names.append(f"t{run_id}-echo")
+        key = aiart("keys", "create", f"t{run_id}-echo", "--model", model)
+        seen = wait_for(lambda: (r := gateway.get(f"/t{run_id}-echo", headers={
+            "X-API-Key": key, "Authorization": f"Bearer {key}"})).status_code == 200 and r.json(),
+            60, "the echo server behind the guard")
+        assert "authorization" not in seen and "x-api-key" not in seen
+        assert key not in json.dumps(seen)
+        assert seen["x-aiart-subject"] == f"apikey:t{run_id}-echo"
+        assert gateway.get(f"/t{run_id}-echo").status_code == 401
+    finally:
+        echo.remove()

@@ -1,0 +1,127 @@
+"""The forwardAuth service as Traefik calls it: API keys, OIDC tokens checked
+against a JWKS served over HTTP here, revocation, open health paths."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+import pytest
+from aiart.access import ApiKey, Role, new_key
+from aiart.auth_service import KeyCache, TokenVerifier, create_app
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.testclient import TestClient
+
+ISSUER = "https://login.example.test/realms/factory"
+
+
+class Signer:
+    def __init__(self, kid: str) -> None:
+        self.kid = kid
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def jwk(self) -> dict[str, Any]:
+        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
+        return {**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}
+
+    def token(self, **claims: Any) -> str:
+        body = {"iss": ISSUER, "aud": "aiart", "sub": "alice", "exp": time.time() + 300,
+                **claims}
+        return jwt.encode(body, self.key, algorithm="RS256", headers={"kid": self.kid})
+
+
+@pytest.fixture(scope="module")
+def signer() -> Signer:
+    return Signer("k1")
+
+
+@pytest.fixture(scope="module")
+def jwks_url(signer: Signer) -> Iterator[str]:
+    document = json.dumps({"keys": [signer.jwk()]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(document)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/certs"
+    server.shutdown()
+
+
+@pytest.fixture
+def world(jwks_url: str) -> Iterator[tuple[TestClient, KeyCache, dict[str, ApiKey], str]]:
+    text, record = new_key("ci", Role.VIEWER, ["iris"])
+    stored = {record.id: record}
+
+    async def load() -> list[ApiKey]:
+        return list(stored.values())
+
+    keys = KeyCache(load)
+    verifier = TokenVerifier(issuer=ISSUER, audience="aiart", jwks_url=jwks_url)
+    with TestClient(create_app(keys, verifier)) as client:
+        client.portal.call(keys.refresh)  # type: ignore[union-attr]
+        yield client, keys, stored, text
+
+
+def ask(client: TestClient, query: str, path: str = "/v2/models/iris/infer",
+        method: str = "POST", **headers: str) -> Any:
+    return client.get(f"/verify?{query}", headers={
+        "X-Forwarded-Method": method, "X-Forwarded-Uri": path, **headers})
+
+
+def test_api_keys(world) -> None:
+    client, keys, stored, text = world
+    q = "model=iris&mode=apikey"
+    missing = ask(client, q)
+    assert missing.status_code == 401 and "needs an aiart API key" in missing.json()["error"]
+    assert missing.headers["www-authenticate"].startswith("ApiKey")
+    ok = ask(client, q, **{"X-API-Key": text})
+    assert ok.status_code == 200 and ok.headers["x-aiart-subject"] == "apikey:ci"
+    assert ask(client, q, Authorization=f"Bearer {text}").status_code == 200
+    assert ask(client, "model=wine&mode=apikey", **{"X-API-Key": text}).status_code == 403
+    stored.clear()  # revoked
+    client.portal.call(keys.refresh)  # type: ignore[union-attr]
+    assert ask(client, q, **{"X-API-Key": text}).status_code == 401
+
+
+def test_oidc_tokens(world, signer: Signer) -> None:
+    client, _, _, text = world
+    q = "model=iris&mode=oidc&scopes=models:predict"
+    good = signer.token(scope="openid models:predict")
+    ok = ask(client, q, Authorization=f"Bearer {good}")
+    assert ok.status_code == 200 and ok.headers["x-aiart-subject"] == "oidc:alice"
+    assert ask(client, q, Authorization=f"Bearer {signer.token(scope='openid')}"
+               ).status_code == 403
+    for bad in (signer.token(scope="models:predict", exp=time.time() - 600),
+                signer.token(scope="models:predict", iss="https://evil.test"),
+                signer.token(scope="models:predict", aud="someone-else"),
+                Signer("k1").token(scope="models:predict"),  # same kid, other key
+                Signer("k9").token(scope="models:predict"),  # a key the JWKS lacks
+                "not-a-jwt"):
+        answer = ask(client, q, Authorization=f"Bearer {bad}")
+        assert answer.status_code == 401, bad
+        assert answer.json()["error"].startswith("the token is not valid")
+    # A user's aiart key is not a token; only an admin key stands in for one.
+    assert ask(client, q, **{"X-API-Key": text}).status_code == 403
+
+
+def test_health_paths_are_open_and_a_bad_guard_fails_closed(world) -> None:
+    client, _, _, _ = world
+    assert ask(client, "model=iris&mode=apikey", "/v2/models/iris/ready", "GET").status_code == 200
+    assert ask(client, "model=iris&mode=apikey", "/v2/models/iris/ready", "POST"
+               ).status_code == 401
+    assert ask(client, "model=iris&mode=whatever").status_code == 403
+    assert client.get("/health").json()["keys"] == 1

@@ -1,0 +1,137 @@
+"""The REST API over in-memory doubles: roles and scopes, validation with the
+operator's parser, uploads into configs or the object store, errors as JSON.
+(tests/e2e/test_api_cli.py drives the real one through Traefik.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+from aiart import labels as L
+from aiart.access import ApiKey, Role, new_key
+from aiart.api_app import create_app
+from aiart.auth_service import KeyCache
+from aiart.spec import parse_manifest
+from starlette.testclient import TestClient
+
+from tests.fakes import FakeCluster, FakeStore, tiny_model
+
+MANIFEST = b"""apiVersion: aiart/v1
+kind: Model
+metadata: {name: iris, version: "1"}
+spec:
+  runtime: sklearn
+  auth: {mode: none}
+"""
+
+
+class World:
+    def __init__(self) -> None:
+        self.cluster = FakeCluster()
+        self.store = FakeStore()
+        self.stored: dict[str, ApiKey] = {}
+        self.keys = KeyCache(self._load)
+        self.client = TestClient(create_app(self.cluster, self.store, self.keys, None,
+                                            max_upload_bytes=2 * 1024 * 1024))
+
+    async def _load(self) -> list[ApiKey]:
+        return list(self.stored.values())
+
+    def key(self, role: Role, *models: str) -> dict[str, str]:
+        text, record = new_key(f"k{len(self.stored)}", role, list(models))
+        self.stored[record.id] = record
+        self.client.portal.call(self.keys.refresh)  # type: ignore[union-attr]
+        return {"X-API-Key": text}
+
+
+@pytest.fixture
+def world() -> Iterator[World]:
+    w = World()
+    with w.client:
+        yield w
+
+
+def deploy(world: World, headers: dict[str, str], manifest: bytes = MANIFEST,
+           artifact: bytes | None = None):  # type: ignore[no-untyped-def]
+    files = {"manifest": ("manifest.yaml", manifest)}
+    if artifact is not None:
+        files["artifact"] = ("model.pkl", artifact)
+    return world.client.post("/api/v1/models", files=files, headers=headers)
+
+
+def test_deploy_stores_the_artifact_and_a_manifest_the_operator_accepts(world: World) -> None:
+    model = tiny_model()
+    answer = deploy(world, world.key(Role.DEPLOYER), artifact=model)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["status"] == "Pending"
+    manifest_config = world.cluster.config("iris-1")
+    assert manifest_config.labels[L.MODEL] == "iris"
+    stored = parse_manifest(manifest_config.data)  # the operator's parser accepts it
+    assert stored.spec.artifact is not None
+    artifact_config = world.cluster.config(stored.spec.artifact.uri.removeprefix("config://"))
+    assert artifact_config.data == model
+
+    again = deploy(world, world.key(Role.DEPLOYER), artifact=model)
+    assert again.status_code == 409 and "exists" in again.json()["error"]
+
+
+def test_a_large_artifact_goes_to_the_object_store(world: World) -> None:
+    big = b"\x80" + b"x" * (600 * 1024)
+    answer = deploy(world, world.key(Role.ADMIN), artifact=big)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["artifact"] == "s3://aiart-iris/uploads/1/model.pkl"
+    assert world.store.objects["aiart-iris", "uploads/1/model.pkl"][0] == big
+
+
+def test_bad_manifests_get_every_problem(world: World) -> None:
+    bad = MANIFEST.replace(b"name: iris", b"name: Iris").replace(b"sklearn", b"tensorflow")
+    answer = deploy(world, world.key(Role.DEPLOYER), bad, tiny_model())
+    assert answer.status_code == 400
+    problems = answer.json()["problems"]
+    assert any(p.startswith("metadata.name") for p in problems)
+    assert any(p.startswith("spec.runtime") for p in problems)
+    assert deploy(world, world.key(Role.DEPLOYER), b"{{{").status_code == 400
+    assert not world.cluster.configs, "a refused deploy leaves nothing behind"
+
+
+def test_roles_and_model_scopes(world: World) -> None:
+    assert world.client.get("/api/v1/models").status_code == 401
+    viewer = world.key(Role.VIEWER)
+    assert deploy(world, viewer, artifact=tiny_model()).status_code == 403
+    other = world.key(Role.DEPLOYER, "wine")
+    refused = deploy(world, other, artifact=tiny_model())
+    assert refused.status_code == 403 and "'iris'" in refused.json()["error"]
+    assert deploy(world, world.key(Role.DEPLOYER, "iris"), artifact=tiny_model()
+                  ).status_code == 202
+    listed = world.client.get("/api/v1/models", headers=viewer).json()["models"]
+    assert [m["name"] for m in listed] == ["iris"]
+    assert world.client.get("/api/v1/models", headers=other).json()["models"] == []
+    assert world.client.delete("/api/v1/models/iris", headers=viewer).status_code == 403
+
+
+def test_status_logs_and_removal(world: World) -> None:
+    admin = world.key(Role.ADMIN)
+    deploy(world, admin, artifact=tiny_model())
+    config = world.cluster.config("iris-1")  # as the operator leaves it once served
+    world.cluster.configs[config.id] = replace(config, labels={
+        **config.labels, L.STATUS: "Ready", L.STATUS_CURRENT: "true",
+        L.STATUS_ENDPOINT: "http://gw/models/iris"})
+    model = world.client.get("/api/v1/models/iris", headers=admin).json()
+    assert (model["status"], model["endpoint"]) == ("Ready", "http://gw/models/iris")
+    assert world.client.get("/api/v1/models/nope", headers=admin).status_code == 404
+    assert world.client.get("/api/v1/models/Bad!", headers=admin).status_code == 400
+    assert world.client.get("/api/v1/models/iris/logs", headers=admin).status_code == 404
+    assert world.client.get("/api/v1/models/iris/logs?tail=0", headers=admin).status_code == 400
+
+    removed = world.client.delete("/api/v1/models/iris/versions/1", headers=admin)
+    assert removed.status_code == 200 and removed.json()["removed"] == ["iris-1"]
+    assert not world.cluster.configs, "the version's artifact config goes with it"
+    assert world.client.delete("/api/v1/models/iris", headers=admin).status_code == 404
+
+
+def test_openapi_document_is_served_without_a_credential(world: World) -> None:
+    document = world.client.get("/api/v1/openapi.json").json()
+    assert document["openapi"].startswith("3.")
+    assert {"/models", "/models/{name}", "/models/{name}/logs"} <= set(document["paths"])
+    assert world.client.get("/api/v1/nothing").json() == {"error": "Not Found"}
