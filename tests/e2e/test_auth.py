@@ -14,7 +14,8 @@ import docker
 import httpx
 import pytest
 
-from tests.e2e.conftest import Models, wait_for
+from tests.e2e.conftest import STACK, Models, wait_for
+from tests.oidc import ISSUER, Signer, serve_jwks
 
 pytestmark = pytest.mark.e2e
 ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
@@ -128,3 +129,40 @@ def test_the_model_never_sees_the_credential(
         assert gateway.get(f"/t{run_id}-echo").status_code == 401
     finally:
         echo.remove()
+
+
+def test_oidc_tokens_through_the_gateway(
+        models: Models, iris_pickle: bytes, gateway: httpx.Client) -> None:
+    """The auth service pointed at a JWKS that this test serves, as a
+    Keycloak realm would publish it; tokens signed by the test's key pair."""
+    signer = Signer("e2e")
+    engine = models.engine
+    # Where the auth service's containers reach this host.
+    host = engine.networks.get("docker_gwbridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    auth = engine.services.get(f"{STACK}_auth")
+    spec = auth.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]
+    before = list(spec.get("Env") or [])
+    with serve_jwks(signer, "0.0.0.0") as port:
+        kept = [e for e in before if not e.startswith("AIART_OIDC_")]
+        auth.update(env=[*kept, f"AIART_OIDC_ISSUER={ISSUER}", "AIART_OIDC_AUDIENCE=aiart",
+                         f"AIART_OIDC_JWKS_URL=http://{host}:{port}/certs"])
+        try:
+            model = models.name("oidc")
+            config = models.declare(model, "1", iris_pickle,
+                                    auth="{mode: oidc, scopes: [models:predict]}")
+            models.wait_status(config, "Ready")
+            url = f"/v2/models/{model}/infer"
+
+            def status(token: str | None) -> int:
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                return gateway.post(url, json=ROW, headers=headers).status_code
+
+            good = signer.token(scope="openid models:predict")
+            wait_for(lambda: status(good) == 200, 90, "the auth service to take tokens")
+            assert status(None) == 401
+            assert status(signer.token(scope="openid")) == 403
+            assert status(signer.token(scope="models:predict", exp=time.time() - 600)) == 401
+            assert status(Signer("e2e").token(scope="models:predict")) == 401  # forged
+        finally:
+            auth.reload()
+            auth.update(env=before)

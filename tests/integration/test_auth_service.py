@@ -3,36 +3,16 @@ against a JWKS served over HTTP here, revocation, open health paths."""
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import jwt
 import pytest
 from aiart.access import ApiKey, Role, new_key
 from aiart.auth_service import KeyCache, TokenVerifier, create_app
-from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.testclient import TestClient
 
-ISSUER = "https://login.example.test/realms/factory"
-
-
-class Signer:
-    def __init__(self, kid: str) -> None:
-        self.kid = kid
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    def jwk(self) -> dict[str, Any]:
-        jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key()))
-        return {**jwk, "kid": self.kid, "use": "sig", "alg": "RS256"}
-
-    def token(self, **claims: Any) -> str:
-        body = {"iss": ISSUER, "aud": "aiart", "sub": "alice", "exp": time.time() + 300,
-                **claims}
-        return jwt.encode(body, self.key, algorithm="RS256", headers={"kid": self.kid})
+from tests.oidc import ISSUER, Signer, serve_jwks
 
 
 @pytest.fixture(scope="module")
@@ -42,23 +22,8 @@ def signer() -> Signer:
 
 @pytest.fixture(scope="module")
 def jwks_url(signer: Signer) -> Iterator[str]:
-    document = json.dumps({"keys": [signer.jwk()]}).encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(document)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/certs"
-    server.shutdown()
+    with serve_jwks(signer) as port:
+        yield f"http://127.0.0.1:{port}/certs"
 
 
 @pytest.fixture
