@@ -135,3 +135,19 @@ def test_openapi_document_is_served_without_a_credential(world: World) -> None:
     assert document["openapi"].startswith("3.")
     assert {"/models", "/models/{name}", "/models/{name}/logs"} <= set(document["paths"])
     assert world.client.get("/api/v1/nothing").json() == {"error": "Not Found"}
+
+
+def test_oversized_and_malformed_requests_are_refused(world: World) -> None:
+    key = world.key(Role.DEPLOYER)
+    huge_manifest = MANIFEST + b"# " + b"x" * (70 * 1024) + b"\n"
+    assert deploy(world, key, huge_manifest, tiny_model()).status_code == 413
+    too_big = b"\x80" + b"x" * (3 * 1024 * 1024)  # the app here takes 2 MiB
+    answer = deploy(world, key, artifact=too_big)
+    assert answer.status_code == 413 and "larger than" in answer.json()["error"]
+    not_multipart = world.client.post("/api/v1/models", content=b"garbage", headers={
+        **key, "Content-Type": "application/json"})
+    assert not_multipart.status_code == 415
+    no_manifest = world.client.post("/api/v1/models", files={"artifact": ("m", b"x")},
+                                    headers=key)
+    assert no_manifest.status_code == 400 and "manifest part" in no_manifest.json()["error"]
+    assert not world.cluster.configs and not world.store.objects
