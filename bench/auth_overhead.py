@@ -1,0 +1,119 @@
+"""What closing a model costs per request: the same model deployed public
+(`auth: none`) and closed (`auth: apikey`), called through Traefik side by
+side in one run with the same load generator (wrk) and concurrency. The
+difference is Traefik's forwardAuth round trip to the auth service.
+
+Run on the running stack (./hack/up.sh first):
+    .venv/bin/python bench/auth_overhead.py [--seconds 8]
+Everything it creates is labelled aiart.bench and removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+import docker
+import httpx
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+GATEWAY = "http://localhost:8080"
+BODY = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP64",
+                    "data": [5.1, 3.5, 1.4, 0.2]}]}
+
+
+def wrk(url: str, connections: int, seconds: int, key: str | None) -> tuple[float, float, float]:
+    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(json.dumps(BODY))}",
+             'wrk.headers["Content-Type"] = "application/json"']
+    if key:
+        lines.append(f'wrk.headers["X-API-Key"] = "{key}"')
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write("\n".join(lines) + "\n")
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+                              "-s", script.name, url], capture_output=True, text=True,
+                             check=True).stdout
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx" in out:
+        raise RuntimeError(f"{url} answered errors:\n{out}")
+
+    def millis(label: str) -> float:
+        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert match, out
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rps, millis("50"), millis("99")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    args = parser.parse_args()
+    engine = docker.from_env()
+    run = uuid.uuid4().hex[:6]
+    x, y = load_iris(return_X_y=True)
+    model = pickle.dumps(LogisticRegression(max_iter=500).fit(x, y))
+    names = {"public": f"b{run}-public", "closed": f"b{run}-closed"}
+    key_name = f"b{run}-key"
+    try:
+        for kind, name in names.items():
+            engine.configs.create(name=f"{name}-model", data=model,
+                                  labels={"aiart.bench": run})
+            mode = "none" if kind == "public" else "apikey"
+            engine.configs.create(name=f"{name}-1", labels={"aiart.bench": run,
+                                                            "aiart.model": name}, data=(
+                f"apiVersion: aiart/v1\nkind: Model\nmetadata: {{name: {name}, version: '1'}}\n"
+                f"spec:\n  runtime: sklearn\n  artifact: {{uri: 'config://{name}-model'}}\n"
+                f"  auth: {{mode: {mode}}}\n").encode())
+        key = subprocess.run([sys.executable, "-m", "aiart.cli", "keys", "create", key_name,
+                              "--model", names["closed"]], capture_output=True, text=True,
+                             check=True).stdout.strip()
+        deadline = time.monotonic() + 300
+        with httpx.Client(base_url=GATEWAY, timeout=5) as client:
+            for name in names.values():
+                while client.post(f"/v2/models/{name}/infer", json=BODY,
+                                  headers={"X-API-Key": key}).status_code != 200:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{name} never answered")
+                    time.sleep(1)
+        rows = []
+        for connections in (1, 8):
+            for kind, name in names.items():
+                url = f"{GATEWAY}/v2/models/{name}/infer"
+                wrk(url, connections, 2, key if kind == "closed" else None)  # warm-up
+                rps, p50, p99 = wrk(url, connections, args.seconds,
+                                    key if kind == "closed" else None)
+                rows.append((kind, connections, rps, p50, p99))
+                print(f"{kind:6} c={connections}  {rps:7.0f} req/s  p50 {p50:.3f} ms  "
+                      f"p99 {p99:.3f} ms", flush=True)
+        print("\n| model | connections | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
+        for kind, c, rps, p50, p99 in rows:
+            print(f"| {kind} | {c} | {rps:.0f} | {p50:.3f} | {p99:.3f} |")
+        print("\n| connections | closed/public throughput | closed - public p50 ms |")
+        print("|---|---|---|")
+        for c in (1, 8):
+            public = next(r for r in rows if r[0] == "public" and r[1] == c)
+            closed = next(r for r in rows if r[0] == "closed" and r[1] == c)
+            print(f"| {c} | {closed[2] / public[2]:.2f} | {closed[3] - public[3]:.3f} |")
+    finally:
+        subprocess.run([sys.executable, "-m", "aiart.cli", "keys", "revoke", key_name],
+                       capture_output=True)
+        configs = engine.configs.list(filters={"label": f"aiart.bench={run}"})
+        for config in sorted(configs, key=lambda c: "aiart.model" not in c.attrs["Spec"]["Labels"]):
+            config.remove()
+
+
+if __name__ == "__main__":
+    main()
