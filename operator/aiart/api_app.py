@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -227,6 +228,8 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
                 return await handler(request)
             except ApiError as exc:
                 return error(exc.status, exc.message, **exc.extra)
+            except HTTPException as exc:  # Starlette's own, e.g. a malformed multipart body
+                return error(exc.status_code, str(exc.detail))
             except (TransientError, PermanentError) as exc:
                 return error(503 if isinstance(exc, TransientError) else 400, str(exc))
         return run

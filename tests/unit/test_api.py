@@ -150,4 +150,8 @@ def test_oversized_and_malformed_requests_are_refused(world: World) -> None:
     no_manifest = world.client.post("/api/v1/models", files={"artifact": ("m", b"x")},
                                     headers=key)
     assert no_manifest.status_code == 400 and "manifest part" in no_manifest.json()["error"]
+    # A manifest sent as a plain form field rather than a file, too large.
+    as_field = world.client.post("/api/v1/models", headers=key, files={
+        "manifest": (None, MANIFEST + b"#" + b"x" * (70 * 1024))})
+    assert as_field.status_code in (400, 413) and "error" in as_field.json()
     assert not world.cluster.configs and not world.store.objects
