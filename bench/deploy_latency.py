@@ -175,6 +175,10 @@ def main() -> None:
                 config.remove()
             except docker.errors.APIError:
                 pass
+        # The catalog keeps its records on purpose; a benchmark's are noise.
+        for config in engine.configs.list(filters={"label": "aiart.catalog"}):
+            if config.attrs["Spec"]["Labels"].get("aiart.catalog.model", "").startswith("bench"):
+                config.remove()
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import pickle
-import re
 import socket
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ import numpy as np
 from skl2onnx import to_onnx
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+from wrk_load import wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW = [5.1, 3.5, 1.4, 0.2]
@@ -87,27 +87,6 @@ def body(model: str) -> str:
                                    "data": ROW}], "outputs": [{"name": model}]})
 
 
-def wrk(url: str, payload: str, connections: int, seconds: int) -> tuple[float, float, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(f'wrk.method = "POST"\nwrk.body = {json.dumps(payload)}\n'
-                     'wrk.headers["Content-Type"] = "application/json"\n')
-    out = subprocess.run(
-        ["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
-         "--latency", "-s", script.name, url], capture_output=True, text=True, check=True).stdout
-    os.unlink(script.name)
-    if "Non-2xx" in out:
-        raise RuntimeError(f"{url} answered errors:\n{out}")
-
-    def millis(label: str) -> float:
-        match = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        assert match, out
-        value, unit = float(match.group(1)), match.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return rps, millis("50"), millis("99")
-
-
 def in_process(estimator: object, seconds: float) -> Result:
     x = np.array([ROW])
     times = []
@@ -156,9 +135,9 @@ def main() -> None:
 
     def measure(setup: str, model: str, url: str) -> None:
         payload = body(outputs[model])
-        wrk(url, payload, 4, 2)  # warm-up
+        wrk(url, payload, 4, 2, cpu=LOAD_CPU)  # warm-up
         for c in CONCURRENCY:
-            rps, p50, p99 = wrk(url, payload, c, args.seconds)
+            rps, p50, p99 = wrk(url, payload, c, args.seconds, cpu=LOAD_CPU)
             results.append(Result(setup, model, c, rps, p50, p99))
             print(f"{setup:24} {model:8} c={c:<3} {rps:9.0f} req/s  p50 {p50:6.3f} ms  "
                   f"p99 {p99:6.3f} ms", flush=True)
@@ -168,7 +147,8 @@ def main() -> None:
              "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--log-level",
              "error"]
     with process(floor, f"http://127.0.0.1:{port}/", SERVER_CPU):
-        rps, p50, p99 = wrk(f"http://127.0.0.1:{port}/", body("predict"), 1, args.seconds)
+        rps, p50, p99 = wrk(f"http://127.0.0.1:{port}/", body("predict"), 1, args.seconds,
+                            cpu=LOAD_CPU)
         results.append(Result("HTTP floor (uvicorn, constant answer)", "-", 1, rps, p50, p99))
         print(f"HTTP floor c=1 {rps:9.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms", flush=True)
 

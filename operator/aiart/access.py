@@ -130,7 +130,9 @@ class ModelPolicy:
     scopes: tuple[str, ...] = field(default=())
 
 
-def decide_with_key(policy: ModelPolicy, keys: Mapping[str, ApiKey], text: str) -> Decision:
+def decide_with_key(policy: ModelPolicy, keys: Mapping[str, ApiKey], text: str, *,
+                    admin_only: bool = False) -> Decision:
+    """A key against a model; ``admin_only`` where a key stands in for a token."""
     parsed = parse_key(text)
     if parsed is None:
         return Decision(401, "the API key is malformed")
@@ -139,6 +141,9 @@ def decide_with_key(policy: ModelPolicy, keys: Mapping[str, ApiKey], text: str) 
         return Decision(401, "the API key is unknown or revoked")
     if not key.covers(policy.model):
         return Decision(403, f"the API key {key.name!r} does not cover model {policy.model!r}",
+                        subject=f"apikey:{key.name}")
+    if admin_only and key.role is not Role.ADMIN:
+        return Decision(403, f"only an admin API key may call a model in {policy.mode} mode",
                         subject=f"apikey:{key.name}")
     return Decision(200, "ok", subject=f"apikey:{key.name}")
 

@@ -8,7 +8,6 @@ config create``. Manifests are checked with the operator's own parser.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,12 +21,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import labels as L
-from . import logs
 from .access import Role, credential_from, parse_key
 from .api_openapi import openapi_document
 from .api_views import Principal, model_views, plan_upload, version_view
-from .auth_service import KeyCache, TokenVerifier
-from .docker_adapter import DockerCluster
+from .auth_service import KeyCache, TokenVerifier, serve_with_keys
 from .errors import PermanentError, TransientError
 from .objects import ConfigObject, ServiceObject
 from .ports import Store
@@ -252,32 +249,12 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
 
 
 def main() -> None:
-    import aiodocker
-    import uvicorn
-
     from .backends import open_store
-    from .keystore import KeyStore
 
-    logs.configure(os.environ.get("AIART_LOG_LEVEL", "INFO"))
-
-    async def serve() -> None:
-        async with aiodocker.Docker() as docker:
-            cluster = DockerCluster(docker)
-            keys = KeyCache(KeyStore(cluster).keys)
-            refresher = asyncio.create_task(keys.run())
-            app = create_app(cluster, open_store(), keys, TokenVerifier.from_env(),
-                             max_upload_bytes=int(os.environ.get(
-                                 "AIART_API_MAX_UPLOAD_BYTES", 512 * 1024**2)))
-            config = uvicorn.Config(app, host="0.0.0.0",
-                                    port=int(os.environ.get("AIART_API_PORT", "8000")),
-                                    log_config=None, access_log=False)
-            log.info("aiart API started")
-            try:
-                await uvicorn.Server(config).serve()
-            finally:
-                refresher.cancel()
-
-    asyncio.run(serve())
+    limit = int(os.environ.get("AIART_API_MAX_UPLOAD_BYTES", 512 * 1024**2))
+    serve_with_keys(lambda cluster, keys: create_app(
+        cluster, open_store(), keys, TokenVerifier.from_env(), max_upload_bytes=limit),
+        port_variable="AIART_API_PORT", what="aiart API")
 
 
 if __name__ == "__main__":

@@ -31,11 +31,9 @@ from .access import (
     ApiKey,
     Decision,
     ModelPolicy,
-    Role,
     credential_from,
     decide_with_claims,
     decide_with_key,
-    parse_key,
 )
 
 log = logging.getLogger("aiart.auth")
@@ -112,12 +110,6 @@ def _answer(decision: Decision, mode: str) -> Response:
     return JSONResponse({"error": decision.reason}, status_code=decision.status, headers=headers)
 
 
-def _is_admin(keys: KeyCache, text: str) -> bool:
-    parsed = parse_key(text)
-    key = keys.keys.get(parsed[0]) if parsed else None
-    return key is not None and key.role is Role.ADMIN
-
-
 def create_app(keys: KeyCache, verifier: TokenVerifier | None) -> Starlette:
     async def verify(request: Request) -> Response:
         query = request.query_params
@@ -140,11 +132,8 @@ def create_app(keys: KeyCache, verifier: TokenVerifier | None) -> Starlette:
         if credential is not None and credential[0] == "apikey":
             # Service principals (aiart's own probes among them): an admin
             # key that covers the model stands in for a token.
-            decision = decide_with_key(policy, keys.keys, credential[1])
-            if decision.status == 200 and not _is_admin(keys, credential[1]):
-                decision = Decision(403, "only an admin API key may call an oidc model",
-                                    subject=decision.subject)
-            return _answer(decision, mode)
+            return _answer(decide_with_key(policy, keys.keys, credential[1], admin_only=True),
+                           mode)
         if verifier is None:
             return _answer(Decision(401, "OIDC is not configured on this gateway"), mode)
         if credential is None or credential[0] != "bearer":
@@ -166,7 +155,10 @@ def create_app(keys: KeyCache, verifier: TokenVerifier | None) -> Starlette:
                              Route("/health", health)])
 
 
-def main() -> None:
+def serve_with_keys(build: Callable[[Any, KeyCache], Any], *, port_variable: str,
+                    what: str, **fields: str) -> None:
+    """Run an app that needs the API keys (this service, aiart's API): an
+    engine connection, the key cache refreshed in the background, uvicorn."""
     import aiodocker
     import uvicorn
 
@@ -174,24 +166,30 @@ def main() -> None:
     from .keystore import KeyStore
 
     logs.configure(os.environ.get("AIART_LOG_LEVEL", "INFO"))
-    verifier = TokenVerifier.from_env()
 
     async def serve() -> None:
         async with aiodocker.Docker() as docker:
-            keys = KeyCache(KeyStore(DockerCluster(docker)).keys,
+            cluster = DockerCluster(docker)
+            keys = KeyCache(KeyStore(cluster).keys,
                             float(os.environ.get("AIART_AUTH_REFRESH_SECONDS", "1")))
             refresher = asyncio.create_task(keys.run())
-            config = uvicorn.Config(create_app(keys, verifier), host="0.0.0.0",
-                                    port=int(os.environ.get("AIART_AUTH_PORT", "8000")),
+            config = uvicorn.Config(build(cluster, keys), host="0.0.0.0",
+                                    port=int(os.environ.get(port_variable, "8000")),
                                     log_config=None, access_log=False)
-            log.info("aiart auth service started", extra={"fields": {
-                "oidc_issuer": verifier.issuer if verifier else "none"}})
+            log.info("%s started", what, extra={"fields": fields})
             try:
                 await uvicorn.Server(config).serve()
             finally:
                 refresher.cancel()
 
     asyncio.run(serve())
+
+
+def main() -> None:
+    verifier = TokenVerifier.from_env()
+    serve_with_keys(lambda _, keys: create_app(keys, verifier), port_variable="AIART_AUTH_PORT",
+                    what="aiart auth service",
+                    oidc_issuer=verifier.issuer if verifier else "none")
 
 
 if __name__ == "__main__":

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Say what is happening: a runtime build downloads wheels and can take minutes.
     logging.basicConfig(level=logging.INFO, format="[aiart] %(message)s", stream=sys.stderr)
+    # The HTTP client logs every request at INFO: noise in a command's output.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     if args.command == "build-runtime":
         args.genmodel_bytes = Path(args.genmodel_jar).read_bytes() if args.genmodel_jar else None
         try:

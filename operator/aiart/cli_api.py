@@ -19,6 +19,8 @@ from typing import Any
 
 import httpx
 
+from .cli_table import table
+
 EXIT_FAILED, EXIT_TIMEOUT = 3, 4
 ARTIFACT_NAMES = ("model.pkl", "model.joblib", "model.onnx", "model.zip", "model.py")
 
@@ -102,12 +104,6 @@ def _manifest_and_artifact(path: Path, artifact: Path | None) -> tuple[Path, Pat
     return path, artifact
 
 
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-                     for r in rows)
-
-
 def run_command(args: argparse.Namespace) -> int:
     url, key = _settings(args)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -130,7 +126,7 @@ def _run(client: httpx.Client, args: argparse.Namespace) -> int:
             rows = [["NAME", "STATUS", "VERSIONS", "ENDPOINT"]] + [
                 [m["name"], m["status"], ",".join(v["version"] for v in m["versions"]),
                  m["endpoint"] or "-"] for m in models]
-            print(_table(rows))
+            print(table(rows))
         return 0
     if args.command == "status":
         model = _check(client.get(f"{api}/models/{args.name}"))
@@ -138,7 +134,7 @@ def _run(client: httpx.Client, args: argparse.Namespace) -> int:
             print(json.dumps(model, indent=2))
             return 0
         print(f"{model['name']}: {model['status']}  {model['endpoint'] or ''}".rstrip())
-        print(_table([["VERSION", "STATUS", "CURRENT", "REPLICAS", "MESSAGE"]] + [
+        print(table([["VERSION", "STATUS", "CURRENT", "REPLICAS", "MESSAGE"]] + [
             [v["version"], v["status"], "yes" if v["current"] else "", v["replicas"] or "-",
              v["message"][:80]] for v in model["versions"]]))
         return 0

@@ -10,6 +10,7 @@ from typing import Any
 import aiodocker
 
 from .access import AccessError, Role, new_key
+from .cli_table import table
 from .docker_adapter import DockerCluster
 from .errors import PermanentError
 from .keystore import KeyStore
@@ -54,9 +55,7 @@ async def run_command(args: argparse.Namespace) -> int:
                 return 0
             rows = [["ID", "NAME", "ROLE", "MODELS", "CREATED"]] + [
                 [k.id, k.name, k.role.value, ",".join(k.models), k.created] for k in keys]
-            widths = [max(len(r[i]) for r in rows) for i in range(5)]
-            for row in rows:
-                print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+            print(table(rows))
             return 0
         removed = await store.revoke(args.name)
         if not removed:

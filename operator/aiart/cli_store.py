@@ -15,6 +15,7 @@ import aiodocker
 
 from .backends import open_catalog, open_store
 from .catalog import Deployment, Query
+from .cli_table import table
 from .docker_adapter import DockerCluster
 from .errors import PermanentError
 from .runs import list_runs, upload_run
@@ -94,12 +95,6 @@ def _store() -> ObjectStore:
     return store
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in [header, *rows])
-
-
 async def run_command(args: argparse.Namespace) -> int:
     if args.command == "runs":
         store = _store()
@@ -122,8 +117,8 @@ async def run_command(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps([json.loads(r.to_json()) for r in records], indent=2))
         else:
-            print(_table([[r.run_id, r.created, r.model_file, str(r.size), r.sha256[:12]]
-                          for r in records], ["RUN", "CREATED", "MODEL FILE", "BYTES", "SHA256"]))
+            print(table([["RUN", "CREATED", "MODEL FILE", "BYTES", "SHA256"]] + [
+                [r.run_id, r.created, r.model_file, r.size, r.sha256[:12]] for r in records]))
         return 0
 
     async with aiodocker.Docker() as docker:
@@ -176,6 +171,6 @@ def _print_deployments(found: list[Deployment], as_json: bool) -> None:
     if as_json:
         print(json.dumps([d.to_doc() for d in found], indent=2))
         return
-    print(_table([[d.model, d.version, d.runtime, d.status, d.run_id or "-", d.deployed_at,
-                   d.artifact_uri] for d in found],
-                 ["MODEL", "VERSION", "RUNTIME", "STATUS", "RUN", "DEPLOYED", "ARTIFACT"]))
+    print(table([["MODEL", "VERSION", "RUNTIME", "STATUS", "RUN", "DEPLOYED", "ARTIFACT"]] + [
+        [d.model, d.version, d.runtime, d.status, d.run_id or "-", d.deployed_at,
+         d.artifact_uri] for d in found]))

@@ -45,6 +45,10 @@ def test_decisions_on_keys() -> None:
     forged = text[:-1] + ("A" if text[-1] != "A" else "B")
     assert decide_with_key(iris, keys, forged).status == 401
     assert decide_with_key(iris, keys, "aiart_nope").status == 401
+    # Where a key stands in for a token, only an admin key does.
+    assert decide_with_key(iris, keys, text, admin_only=True).status == 403
+    admin_text, admin = new_key("ops", Role.ADMIN, [])
+    assert decide_with_key(iris, {admin.id: admin}, admin_text, admin_only=True).status == 200
 
 
 def test_decisions_on_token_scopes() -> None:
