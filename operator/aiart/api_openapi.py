@@ -93,7 +93,9 @@ def openapi_document() -> dict[str, Any]:
                     k: {"type": "string"} for k in (
                         "version", "config", "configId", "created", "runtime", "status",
                         "message", "endpoint", "image", "replicas")} | {
-                    "current": {"type": "boolean"}}},
+                    "current": {"type": "boolean"},
+                    "alerts": {"type": "array", "items": {"type": "string"},
+                               "description": "names of the version's firing alerts"}}},
                 "Model": {"type": "object", "properties": {
                     "name": {"type": "string"}, "status": {"type": "string"},
                     "endpoint": {"type": "string"},

@@ -71,6 +71,7 @@ def version_view(config: ConfigObject) -> dict[str, Any]:
         "endpoint": labels.get(L.STATUS_ENDPOINT, ""), "image": labels.get(L.STATUS_IMAGE, ""),
         "replicas": labels.get(L.STATUS_REPLICAS, ""),
         "current": labels.get(L.STATUS_CURRENT) == "true",
+        "alerts": [a for a in labels.get(L.STATUS_ALERTS, "").split(",") if a],
     }
 
 

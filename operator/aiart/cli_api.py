@@ -134,9 +134,10 @@ def _run(client: httpx.Client, args: argparse.Namespace) -> int:
             print(json.dumps(model, indent=2))
             return 0
         print(f"{model['name']}: {model['status']}  {model['endpoint'] or ''}".rstrip())
-        print(table([["VERSION", "STATUS", "CURRENT", "REPLICAS", "MESSAGE"]] + [
+        print(table([["VERSION", "STATUS", "CURRENT", "REPLICAS", "ALERTS", "MESSAGE"]] + [
             [v["version"], v["status"], "yes" if v["current"] else "", v["replicas"] or "-",
-             v["message"][:80]] for v in model["versions"]]))
+             ",".join(v.get("alerts", [])) or "-", v["message"][:80]]
+            for v in model["versions"]]))
         return 0
     if args.command == "logs":
         params: dict[str, str | int] = {"tail": args.tail}

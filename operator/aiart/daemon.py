@@ -14,14 +14,17 @@ from pathlib import Path
 
 import aiodocker
 import aiohttp
+from prometheus_client import start_http_server
 
 from . import __version__, logs
+from .alert_watch import AlertWatch
 from .backends import open_catalog, open_store
 from .docker_adapter import DockerCluster
 from .gateway import Gateway
 from .image_builder import ImageBuilder
 from .keystore import KeyStore, renew_operator_key
 from .loop import Operator
+from .metrics import OperatorMetrics
 from .reconcile import Deps
 from .settings import Settings
 
@@ -35,6 +38,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         cluster = DockerCluster(docker)
         await cluster.ensure_network(settings.network)
         store = open_store()
+        metrics = OperatorMetrics()
+        if settings.metrics_port:
+            # A thread of prometheus_client's: scrapes never wait on the loop.
+            start_http_server(settings.metrics_port, registry=metrics.registry)
         deps = Deps(
             cluster=cluster,
             builder=ImageBuilder(cluster, cache_dir=Path(settings.cache_dir),
@@ -44,18 +51,26 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             settings=settings,
             store=store,
             catalog=open_catalog(cluster),
+            models=metrics.models,
         )
-        operator = Operator(deps)
+        operator = Operator(deps, metrics=metrics)
         log.info("aiart operator %s started", __version__, extra={"fields": {
             "registry": settings.registry, "network": settings.network,
             "gateway": settings.gateway_url, "public_url": settings.public_url,
             "object_store": store.endpoint if store else "none",
-            "catalog": type(deps.catalog).__name__}})
+            "catalog": type(deps.catalog).__name__,
+            "metrics_port": settings.metrics_port,
+            "alertmanager": settings.alertmanager_url or "none"}})
         runner = asyncio.create_task(operator.run())
         stopper = asyncio.create_task(stop.wait())
+        helpers = []
+        if settings.alertmanager_url:
+            helpers.append(asyncio.create_task(AlertWatch(
+                cluster, session, settings.alertmanager_url,
+                interval=settings.alert_poll_seconds, metrics=metrics).run()))
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        runner.cancel()
-        stopper.cancel()
+        for task in (runner, stopper, *helpers):
+            task.cancel()
         if runner in done and runner.exception() is not None:
             raise runner.exception()  # type: ignore[misc]
     finally:

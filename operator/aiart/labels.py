@@ -19,6 +19,8 @@ STATUS_ENDPOINT: Final = "aiart.status.endpoint"
 STATUS_REPLICAS: Final = "aiart.status.replicas"
 STATUS_CURRENT: Final = "aiart.status.current"
 STATUS_INPUTS: Final = "aiart.status.inputs"
+# Firing alerts' names, comma-separated; written by the alert watcher.
+STATUS_ALERTS: Final = "aiart.status.alerts"
 
 # Labels on runtime images, so that a runtime image can be found by what is
 # inside it rather than by a name someone has to remember.

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import labels as L
 from .catalog_docker import CATALOG_PREFIX
 from .errors import TransientError
+from .metrics import OperatorMetrics
 from .objects import ConfigObject, ServiceObject
 from .reconcile import Deps, Outcome, reconcile_model
 from .workqueue import WorkQueue
@@ -32,9 +34,13 @@ class Operator:
         deps: Deps,
         *,
         reconcile: Callable[[Deps, str], Awaitable[Outcome]] = reconcile_model,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.deps = deps
         self.queue = WorkQueue()
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.queue_depth.set_function(lambda: len(self.queue))
         self.reconcile = reconcile
         self._failures: dict[str, int] = {}
         self._known: dict[str, str] = {}  # object id -> model name
@@ -58,21 +64,29 @@ class Operator:
         self._failures[key] = failures
         return float(min(MAX_BACKOFF, 0.5 * 2.0 ** (failures - 1)) * random.uniform(0.8, 1.2))
 
+    def count(self, outcome: str, started: float) -> None:
+        self.passes += 1
+        if self.metrics is not None:
+            self.metrics.reconciles.labels(outcome).inc()
+            self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+
     async def work_one(self, key: str) -> None:
+        started = time.monotonic()
         try:
             outcome = await self.reconcile(self.deps, key)
         except TransientError as exc:
+            self.count("retry", started)
             delay = self.backoff(key)
             log.warning("model %s: %s; retrying in %.1f s", key, exc, delay)
             self.queue.add(key, delay)
             return
         except Exception:
+            self.count("error", started)
             delay = self.backoff(key)
             log.exception("model %s: reconcile failed; retrying in %.1f s", key, delay)
             self.queue.add(key, delay)
             return
-        finally:
-            self.passes += 1
+        self.count("retry" if outcome.transient else "ok", started)
         if outcome.transient:
             self.queue.add(key, self.backoff(key))
             return

@@ -15,6 +15,7 @@ from . import labels as L
 from .artifacts import Fetched, fetch_artifact
 from .catalog import HISTORY_LIMIT, Catalog, Deployment, now
 from .errors import PermanentError, TransientError
+from .metrics import ModelStates, VersionState, version_state
 from .objects import ConfigObject, ServiceObject
 from .pickle_facts import NotAPickle, read_pickle_facts
 from .plan import VersionPlan, choose_current, plan_versions
@@ -64,6 +65,8 @@ class Deps:
     written: dict[str, str] = field(default_factory=dict)
     # Status events the catalog could not take yet, by deployment key.
     unrecorded: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    # Each model's state for Prometheus, as its labels were at the last pass.
+    models: ModelStates | None = None
 
 
 def _artifact_file(manifest: Manifest) -> str:
@@ -312,6 +315,15 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
     configs = await cluster.list_model_configs(model)
     services = await cluster.list_services(model)
     plans = plan_versions(model, configs)
+    if deps.models is not None:
+        # As the labels were at the start of this pass: a status this pass
+        # writes changes the config, and its event brings the next pass.
+        states: dict[str, VersionState] = {}
+        for plan in plans:
+            # An invalid config has no version to trust: it goes by its name.
+            version = plan.manifest.metadata.version if plan.manifest else plan.config.name
+            states[version] = version_state(plan.config.labels, plan.manifest)
+        deps.models.set_model(model, states)
 
     for plan in plans:
         if plan.manifest is None:

@@ -37,6 +37,12 @@ class Settings:
     store_secure: bool = False
     store_access_key_secret: str = "aiart-store-access-key"
     store_secret_key_secret: str = "aiart-store-secret-key"
+    # Where the operator serves its Prometheus metrics (0: nowhere).
+    metrics_port: int = 9100
+    # Alertmanager, whose active alerts become aiart.status.alerts labels
+    # (empty: no alert labels), and how often it is read.
+    alertmanager_url: str = ""
+    alert_poll_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,4 +72,7 @@ class Settings:
                 "AIART_S3_ACCESS_KEY_SECRET", cls.store_access_key_secret),
             store_secret_key_secret=env.get(
                 "AIART_S3_SECRET_KEY_SECRET", cls.store_secret_key_secret),
+            metrics_port=int(env.get("AIART_METRICS_PORT", cls.metrics_port)),
+            alertmanager_url=env.get("AIART_ALERTMANAGER_URL", "").strip().rstrip("/"),
+            alert_poll_seconds=float(env.get("AIART_ALERT_POLL_SECONDS", cls.alert_poll_seconds)),
         )

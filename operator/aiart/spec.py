@@ -251,6 +251,13 @@ class Store(_Strict):
     deleteWithModel: bool = False
 
 
+class Objectives(_Strict):
+    """Service objectives the shipped alert rules hold the model to (docs/observability.md)."""
+
+    # The 99th percentile of inference latency, in milliseconds, over 5 minutes.
+    latencyP99Ms: float | None = Field(default=None, gt=0, le=3_600_000)
+
+
 class Spec(_Strict):
     runtime: Runtime = Field(strict=False)
     artifact: Artifact | None = None
@@ -270,6 +277,7 @@ class Spec(_Strict):
     auth: Auth = Field(default_factory=Auth)
     rateLimit: RateLimit | None = None
     store: Store = Field(default_factory=Store)
+    objectives: Objectives = Field(default_factory=Objectives)
 
     @field_validator("image")
     @classmethod

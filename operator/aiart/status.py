@@ -9,6 +9,9 @@ from enum import StrEnum
 from . import labels as L
 
 MAX_MESSAGE = 1000
+# Written by the alert watcher, not by a reconcile pass: a status change keeps
+# them, whatever the new status carries.
+KEPT = frozenset({L.STATUS_ALERTS})
 
 
 class Phase(StrEnum):
@@ -36,7 +39,8 @@ def _clean(text: str) -> str:
 
 def status_labels(current: Mapping[str, str], status: Status) -> dict[str, str]:
     """The config's labels with every ``aiart.status*`` label replaced by ``status``."""
-    out = {k: v for k, v in current.items() if k != L.STATUS and not k.startswith(L.STATUS_PREFIX)}
+    out = {k: v for k, v in current.items()
+           if k in KEPT or (k != L.STATUS and not k.startswith(L.STATUS_PREFIX))}
     out[L.STATUS] = status.phase.value
     out[L.STATUS_MESSAGE] = _clean(status.message)
     if status.image:
@@ -44,7 +48,8 @@ def status_labels(current: Mapping[str, str], status: Status) -> dict[str, str]:
     if status.endpoint:
         out[L.STATUS_ENDPOINT] = status.endpoint
     for key, value in status.extra.items():
-        out[f"{L.STATUS_PREFIX}{key}"] = value
+        if f"{L.STATUS_PREFIX}{key}" not in KEPT:
+            out[f"{L.STATUS_PREFIX}{key}"] = value
     return out
 
 
@@ -60,7 +65,7 @@ def read_status(config_labels: Mapping[str, str]) -> tuple[Phase | None, str]:
 def status_from_labels(config_labels: Mapping[str, str]) -> Status:
     """The status a config's labels hold now (Pending when it has none)."""
     phase, _ = read_status(config_labels)
-    named = {L.STATUS_MESSAGE, L.STATUS_IMAGE, L.STATUS_ENDPOINT}
+    named = {L.STATUS_MESSAGE, L.STATUS_IMAGE, L.STATUS_ENDPOINT, *KEPT}
     extra = {k.removeprefix(L.STATUS_PREFIX): v for k, v in config_labels.items()
              if k.startswith(L.STATUS_PREFIX) and k not in named}
     return Status(phase=phase or Phase.PENDING,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import platform
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from . import __version__
+
 LABELS = ("model", "version", "runtime")
+# Payload sizes from 256 B to 64 MiB, by powers of four.
+SIZE_BUCKETS = tuple(float(256 * 4**i) for i in range(10))
 
 
 class ServerMetrics:
@@ -26,25 +31,46 @@ class ServerMetrics:
             "aiart_inflight_requests", "Inference requests in progress", LABELS,
             registry=self.registry,
         ).labels(*self._values)
+        self.request_bytes = Histogram(
+            "aiart_request_bytes", "Inference request body size", (*LABELS, "endpoint"),
+            registry=self.registry, buckets=SIZE_BUCKETS,
+        )
+        self.response_bytes = Histogram(
+            "aiart_response_bytes", "Inference response body size", (*LABELS, "endpoint"),
+            registry=self.registry, buckets=SIZE_BUCKETS,
+        )
         self.load_seconds = Gauge(
             "aiart_model_load_seconds", "Time to load the model", LABELS, registry=self.registry,
         ).labels(*self._values)
         Info("aiart_build", "aiart runtime build", registry=self.registry).info(
-            {"model": model, "version": version, "runtime": runtime}
+            {"model": model, "version": version, "runtime": runtime,
+             "aiart_version": __version__, "python_version": platform.python_version()}
         )
 
         # Label lookups take a lock and a dict probe on every call; the hot
         # path reuses the children it has already resolved.
         self._counters: dict[tuple[str, str], Any] = {}
-        self._histograms: dict[str, Any] = {}
+        self._histograms: dict[str, tuple[Any, Any, Any]] = {}
 
-    def observe(self, endpoint: str, outcome: str, seconds: float) -> None:
+    def observe(self, endpoint: str, outcome: str, seconds: float,
+                request_bytes: int, response_bytes: int) -> None:
         counter = self._counters.get((endpoint, outcome))
         if counter is None:
             counter = self._counters[endpoint, outcome] = self.requests.labels(
                 *self._values, endpoint, outcome)
-        histogram = self._histograms.get(endpoint)
-        if histogram is None:
-            histogram = self._histograms[endpoint] = self.latency.labels(*self._values, endpoint)
+        histograms = self._histograms.get(endpoint)
+        if histograms is None:
+            histograms = self._histograms[endpoint] = (
+                self.latency.labels(*self._values, endpoint),
+                self.request_bytes.labels(*self._values, endpoint),
+                self.response_bytes.labels(*self._values, endpoint))
         counter.inc()
-        histogram.observe(seconds)
+        histograms[0].observe(seconds)
+        histograms[1].observe(request_bytes)
+        histograms[2].observe(response_bytes)
+
+
+def outcome_of(status: int) -> str:
+    """The ``outcome`` label of a response status: the alert rules count
+    server errors against the model, client errors against the caller."""
+    return "ok" if status < 400 else ("client_error" if status < 500 else "server_error")

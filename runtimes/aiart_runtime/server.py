@@ -19,7 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import __version__
-from .metrics import ServerMetrics
+from .metrics import ServerMetrics, outcome_of
 from .model import ServedModel
 from .protocol import ProtocolError, decode_request, encode_binary, encode_tensor, split_binary
 
@@ -110,8 +110,8 @@ def create_app(
             status, body, headers = infer_body(raw, binary_header)
         finally:
             metrics.inflight.dec()
-        outcome = "ok" if status < 400 else ("client_error" if status < 500 else "server_error")
-        metrics.observe("infer", outcome, time.perf_counter() - started)
+        metrics.observe("infer", outcome_of(status), time.perf_counter() - started,
+                        len(raw), len(body))
         return status, body, headers
 
     def failure(status: int, message: str) -> tuple[int, bytes, dict[str, str]]:
@@ -164,8 +164,10 @@ def create_app(
 
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
+        raw = b""
         try:
-            body = orjson.loads(await read_body(request, max_body_bytes))
+            raw = await read_body(request, max_body_bytes)
+            body = orjson.loads(raw)
             rows = body.get("instances") if isinstance(body, dict) else body
             predictions = model.predict_rows(rows)
             # orjson writes numeric arrays natively; object arrays (labels) as lists.
@@ -181,8 +183,8 @@ def create_app(
         except Exception as exc:
             log.exception("prediction failed")
             response = error(500, f"the model failed: {type(exc).__name__}: {exc}")
-        outcome = "ok" if response.status_code < 400 else "client_error"
-        metrics.observe("predict", outcome, time.perf_counter() - started)
+        metrics.observe("predict", outcome_of(response.status_code),
+                        time.perf_counter() - started, len(raw), len(response.body))
         return response
 
     async def prometheus(_: Request) -> Response:

@@ -10,7 +10,7 @@ import aiart
 import pytest
 
 PURE = ["objects", "spec", "pickle_facts", "plan", "render", "status", "settings", "labels",
-        "workqueue", "store_layout", "catalog", "access", "api_views"]
+        "workqueue", "store_layout", "catalog", "access", "api_views", "alerts", "metrics"]
 IO_LIBRARIES = {"aiodocker", "aiohttp", "docker", "httpx", "socket", "subprocess", "requests",
                 "urllib", "urllib3", "asyncio.subprocess", "minio", "pymongo", "motor"}
 

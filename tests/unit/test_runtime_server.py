@@ -133,6 +133,44 @@ def test_metrics_count_requests(client: TestClient) -> None:
     assert "aiart_request_duration_seconds_bucket" in text
 
 
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus' text format, read with its parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+def test_metrics_tell_outcomes_and_payload_sizes_apart(client: TestClient) -> None:
+    before = client.get("/metrics").text
+    ok = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROWS[0]}]}
+    sent = len(json.dumps(ok).encode())
+    answer = client.post("/v2/models/iris/infer", content=json.dumps(ok))
+    assert answer.status_code == 200
+    assert client.post("/v2/models/iris/infer", content=b"{nope").status_code == 400
+    assert client.post("/predict", json={"instances": [[1, 2]]}).status_code == 400
+    after = client.get("/metrics").text
+
+    def delta(name: str, **labels: str) -> float:
+        base = {"model": "iris", "version": "1", **labels}
+        try:
+            old = metric_value(before, name, **base)
+        except AssertionError:
+            old = 0.0
+        return metric_value(after, name, **base) - old
+
+    assert delta("aiart_requests_total", endpoint="infer", outcome="ok") == 1
+    assert delta("aiart_requests_total", endpoint="infer", outcome="client_error") == 1
+    assert delta("aiart_requests_total", endpoint="predict", outcome="client_error") == 1
+    assert delta("aiart_request_bytes_sum", endpoint="infer") == sent + len(b"{nope")
+    assert delta("aiart_response_bytes_count", endpoint="infer") == 2
+    assert delta("aiart_response_bytes_sum", endpoint="infer") >= len(answer.content)
+    info = metric_value(after, "aiart_build_info", model="iris", runtime="sklearn")
+    assert info == 1
+
+
 def test_check_refuses_a_model_that_does_not_load(tmp_path: Path, model_dir: Path) -> None:
     (tmp_path / "model.json").write_text((model_dir / "model.json").read_text())
     (tmp_path / "model.pkl").write_bytes(b"\x80\x05garbage")
