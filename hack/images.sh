@@ -138,6 +138,56 @@ build_store_dev() {
   echo "$tag"
 }
 
+debian_files() {
+  # debian_files PACKAGE...: the packages' files, unpacked (not installed:
+  # nothing starts on this machine), cached by their versions; prints the
+  # directory that holds them.
+  apt-cache show "$1" >/dev/null 2>&1 || as_root apt-get update -qq
+  local versions dir
+  versions=$(for p in "$@"; do apt-cache policy "$p" | awk -v p="$p" '/Candidate:/ {print p "=" $2}'; done)
+  dir="$AIART_CACHE/debian-$(echo "$versions" | content_hash)"
+  if [ ! -f "$dir/.complete" ]; then
+    log "fetching Debian packages: $(echo $versions)"
+    rm -rf "$dir" && mkdir -p "$dir/debs" "$dir/root"
+    local out
+    out=$(cd "$dir/debs" && apt-get download $versions 2>&1) || { echo "$out" >&2; die "apt-get download failed"; }
+    local deb
+    for deb in "$dir"/debs/*.deb; do dpkg-deb -x "$deb" "$dir/root"; done
+    rm -rf "$dir/debs"
+    touch "$dir/.complete"
+  fi
+  echo "$dir/root"
+}
+
+build_debian_tool() {
+  # build_debian_tool NAME BASE PACKAGE FILES...: an image from hack/images/NAME
+  # holding FILES (paths inside PACKAGE) next to its Dockerfile.
+  local name=$1 base=$2 package=$3; shift 3
+  local root tag
+  root=$(debian_files "$package")
+  tag="aiart/$name:$( (cd "$root" && sha256sum "$@"; cat "$AIART_ROOT"/hack/images/"$name"/*; echo "$base") | content_hash)"
+  if ! image_exists "$tag"; then
+    local ctx file; ctx=$(mktemp -d)
+    cp -p "$AIART_ROOT"/hack/images/"$name"/* "$ctx/"
+    for file in "$@"; do cp "$root/$file" "$ctx/"; done
+    build_context_image "$tag" "$ctx" --build-arg "BASE=$base"
+    rm -rf "$ctx"
+  fi
+  echo "$tag"
+}
+
+build_prometheus() {
+  if [ -n "${AIART_PROMETHEUS_IMAGE:-}" ]; then echo "$AIART_PROMETHEUS_IMAGE"; return; fi
+  build_debian_tool prometheus "$1" prometheus usr/bin/prometheus usr/bin/promtool
+}
+
+build_alertmanager() {
+  if [ -n "${AIART_ALERTMANAGER_IMAGE:-}" ]; then echo "$AIART_ALERTMANAGER_IMAGE"; return; fi
+  build_debian_tool alertmanager "$1" prometheus-alertmanager \
+    usr/bin/prometheus-alertmanager usr/bin/amtool usr/share/prometheus/alertmanager/default.tmpl \
+    usr/share/prometheus/alertmanager/email.tmpl
+}
+
 source_hash() {
   # Everything that goes into the operator image.
   (cd "$AIART_ROOT" && git ls-files -co --exclude-standard pyproject.toml operator runtimes hack/images/operator \
@@ -222,17 +272,20 @@ build_onnx_runtime() {
 
 build_all() {
   # Prints KEY=VALUE lines for the stack's image settings.
-  local base traefik registry store operator runtime onnx h2o
+  local base traefik registry store operator runtime onnx h2o prometheus alertmanager
   base=$(build_base)
   traefik=$(build_traefik)
   registry=$(build_registry "$base")
   store=$(build_store_dev "$base")
+  prometheus=$(build_prometheus "$base")
+  alertmanager=$(build_alertmanager "$base")
   operator=$(build_operator "$base")
   runtime=$(build_runtime "$base")
   onnx=$(build_onnx_runtime "$base")
   h2o=$(build_h2o_runtime)
   printf 'AIART_BASE_IMAGE=%s\nAIART_TRAEFIK_IMAGE=%s\nAIART_REGISTRY_IMAGE=%s\n' "$base" "$traefik" "$registry"
   printf 'AIART_STORE_IMAGE=%s\n' "$store"
+  printf 'AIART_PROMETHEUS_IMAGE=%s\nAIART_ALERTMANAGER_IMAGE=%s\n' "$prometheus" "$alertmanager"
   printf 'AIART_OPERATOR_IMAGE=%s\nAIART_RUNTIME_IMAGE=%s\nAIART_ONNX_RUNTIME_IMAGE=%s\n' \
     "$operator" "$runtime" "$onnx"
   printf 'AIART_H2O_RUNTIME_IMAGE=%s\nAIART_GENMODEL_JAR=%s\n' "$h2o" "$(fetch_genmodel_jar)"

@@ -8,7 +8,10 @@ AIART_REGISTRY_PORT=${AIART_REGISTRY_PORT:-5000}
 # The address users reach the gateway by; status endpoints are built from it.
 AIART_PUBLIC_URL=${AIART_PUBLIC_URL:-http://localhost:$AIART_GATEWAY_PORT}
 AIART_STORE_PORT=${AIART_STORE_PORT:-9000}
+AIART_PROMETHEUS_PORT=${AIART_PROMETHEUS_PORT:-9090}
+AIART_ALERTMANAGER_PORT=${AIART_ALERTMANAGER_PORT:-9093}
 export AIART_GATEWAY_PORT AIART_REGISTRY_PORT AIART_PUBLIC_URL AIART_STORE_PORT
+export AIART_PROMETHEUS_PORT AIART_ALERTMANAGER_PORT
 # Where the aiart CLI finds the object store's endpoint and keys on this host.
 AIART_STORE_ENV=${AIART_STORE_ENV:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/store.env}
 
@@ -58,7 +61,10 @@ deploy_stack() {
   ensure_store_secrets
   export AIART_CA_BUNDLE=${AIART_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   AIART_CA_HASH=$(sha256sum "$AIART_CA_BUNDLE" | cut -c1-12)
-  export AIART_CA_HASH
+  export AIART_ALERT_RULES=${AIART_ALERT_RULES:-$AIART_ROOT/monitoring/alerts.yml}
+  AIART_PROMETHEUS_CONFIG_HASH=$(sha256sum "$AIART_ROOT/monitoring/prometheus.yml" | cut -c1-12)
+  AIART_ALERT_RULES_HASH=$(sha256sum "$AIART_ALERT_RULES" | cut -c1-12)
+  export AIART_CA_HASH AIART_PROMETHEUS_CONFIG_HASH AIART_ALERT_RULES_HASH
   log "deploying the stack '$AIART_STACK'"
   local out
   out=$(docker stack deploy --resolve-image never -c "$AIART_ROOT/stack.yml" "$AIART_STACK" 2>&1) \
@@ -66,6 +72,8 @@ deploy_stack() {
   wait_http "http://localhost:$AIART_REGISTRY_PORT/v2/" 120 || die "the registry did not come up"
   wait_http "http://localhost:$AIART_GATEWAY_PORT/" 120 || die "the gateway (Traefik) did not come up"
   wait_http "http://localhost:$AIART_STORE_PORT/" 120 || die "the object store did not come up"
+  wait_http "http://localhost:$AIART_PROMETHEUS_PORT/-/ready" 120 || die "Prometheus did not come up"
+  wait_http "http://localhost:$AIART_ALERTMANAGER_PORT/-/ready" 120 || die "Alertmanager did not come up"
   local deadline=$((SECONDS + 120)) service
   for service in operator auth api; do
     until replicas_complete "${AIART_STACK}_$service"; do

@@ -10,6 +10,8 @@ VERSION: Final = "aiart.version"
 SPEC_HASH: Final = "aiart.spec-hash"
 ROLE: Final = "aiart.role"
 DELETE_BUCKET: Final = "aiart.store.delete-with-model"
+# The port Prometheus scrapes a model's tasks on (monitoring/prometheus.yml).
+METRICS_PORT: Final = "aiart.metrics.port"
 
 STATUS: Final = "aiart.status"
 STATUS_PREFIX: Final = "aiart.status."

@@ -301,6 +301,10 @@ def render_service(
         # No VIP: Traefik dials task addresses directly, which needs no IPVS.
         "EndpointSpec": {"Mode": "dnsrr"},
     }
+    if manifest.spec.runtime is not Runtime.IMAGE:
+        # aiart's runtimes serve /metrics next to inference; a ready image
+        # is scraped only if it says so itself (docs/observability.md).
+        spec["Labels"][L.METRICS_PORT] = str(manifest.spec.port)
     if manifest.spec.store.deleteWithModel:
         # Read when the model's last config is gone and the manifest with it.
         spec["Labels"][L.DELETE_BUCKET] = "true"
