@@ -199,6 +199,7 @@ class FakeBuilder:
     def __init__(self) -> None:
         self.built: list[str] = []
         self.runtimes: list[str] = []
+        self.pushed: list[str] = []
         self.fail_with: Exception | None = None
 
     async def ensure_runtime(self, recipe: RuntimeRecipe) -> str:
@@ -212,6 +213,11 @@ class FakeBuilder:
             raise self.fail_with
         self.built.append(recipe.tag)
         return recipe.tag
+
+    async def push_image(self, tag: str) -> None:
+        if self.fail_with:
+            raise self.fail_with
+        self.pushed.append(tag)
 
 
 class FakeGateway:

@@ -254,7 +254,7 @@ def main() -> None:
     limit = int(os.environ.get("AIART_API_MAX_UPLOAD_BYTES", 512 * 1024**2))
     serve_with_keys(lambda cluster, keys: create_app(
         cluster, open_store(), keys, TokenVerifier.from_env(), max_upload_bytes=limit),
-        port_variable="AIART_API_PORT", what="aiart API")
+        port_variable="AIART_API_PORT", what="aiart API", service_name="aiart-api")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio.to_thread
+from aiart_runtime import tracing
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -156,7 +157,7 @@ def create_app(keys: KeyCache, verifier: TokenVerifier | None) -> Starlette:
 
 
 def serve_with_keys(build: Callable[[Any, KeyCache], Any], *, port_variable: str,
-                    what: str, **fields: str) -> None:
+                    what: str, service_name: str, **fields: str) -> None:
     """Run an app that needs the API keys (this service, aiart's API): an
     engine connection, the key cache refreshed in the background, uvicorn."""
     import aiodocker
@@ -166,6 +167,7 @@ def serve_with_keys(build: Callable[[Any, KeyCache], Any], *, port_variable: str
     from .keystore import KeyStore
 
     logs.configure(os.environ.get("AIART_LOG_LEVEL", "INFO"))
+    traced = tracing.configure(service_name)
 
     async def serve() -> None:
         async with aiodocker.Docker() as docker:
@@ -173,7 +175,10 @@ def serve_with_keys(build: Callable[[Any, KeyCache], Any], *, port_variable: str
             keys = KeyCache(KeyStore(cluster).keys,
                             float(os.environ.get("AIART_AUTH_REFRESH_SECONDS", "1")))
             refresher = asyncio.create_task(keys.run())
-            config = uvicorn.Config(build(cluster, keys), host="0.0.0.0",
+            app = build(cluster, keys)
+            if traced:
+                app = tracing.TracingMiddleware(app, "aiart")
+            config = uvicorn.Config(app, host="0.0.0.0",
                                     port=int(os.environ.get(port_variable, "8000")),
                                     log_config=None, access_log=False)
             log.info("%s started", what, extra={"fields": fields})
@@ -188,7 +193,7 @@ def serve_with_keys(build: Callable[[Any, KeyCache], Any], *, port_variable: str
 def main() -> None:
     verifier = TokenVerifier.from_env()
     serve_with_keys(lambda _, keys: create_app(keys, verifier), port_variable="AIART_AUTH_PORT",
-                    what="aiart auth service",
+                    what="aiart auth service", service_name="aiart-auth",
                     oidc_issuer=verifier.issuer if verifier else "none")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import aiodocker
 import aiohttp
+from aiart_runtime import tracing
 from prometheus_client import start_http_server
 
 from . import __version__, logs
@@ -82,6 +83,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 def main() -> None:
     logs.configure(os.environ.get("AIART_LOG_LEVEL", "INFO"))
     settings = Settings.from_env()
+    if tracing.configure("aiart-operator"):
+        log.info("tracing reconcile steps over OTLP")
 
     async def run() -> None:
         stop = asyncio.Event()

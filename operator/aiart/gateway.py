@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+from opentelemetry.propagate import inject
 
 _TIMEOUT = aiohttp.ClientTimeout(total=3)
 
@@ -21,8 +22,10 @@ class Gateway:
     async def _get(self, path: str, method: str = "GET", body: bytes | None = None
                    ) -> tuple[int, Any]:
         try:
+            headers = dict(self.headers)
+            inject(headers)  # traceparent, when the operator traces this probe
             async with self.session.request(method, self.base_url + path, data=body,
-                                            headers=self.headers, timeout=_TIMEOUT) as response:
+                                            headers=headers, timeout=_TIMEOUT) as response:
                 if response.content_type != "application/json":
                     return response.status, None
                 return response.status, await response.json()

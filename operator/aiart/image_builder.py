@@ -119,3 +119,7 @@ class ImageBuilder:
             if push:
                 await self.cluster.push_image(tag)
             return tag
+
+    async def push_image(self, tag: str) -> None:
+        async with _lock(tag):
+            await self.cluster.push_image(tag)

@@ -22,6 +22,9 @@ SERVER_REQUIREMENTS = (
     "httptools>=0.6",
     "orjson>=3.10",
     "prometheus-client>=0.20",
+    # Tracing, used only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    "opentelemetry-sdk>=1.30",
+    "opentelemetry-exporter-otlp-proto-http>=1.30",
 )
 
 

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 
+from opentelemetry.context import Context
+
+from . import change_trace
 from . import labels as L
 from .artifacts import Fetched, fetch_artifact
 from .catalog import HISTORY_LIMIT, Catalog, Deployment, now
@@ -67,6 +71,8 @@ class Deps:
     unrecorded: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     # Each model's state for Prometheus, as its labels were at the last pass.
     models: ModelStates | None = None
+    # The trace of each version's change in progress, by config id.
+    traces: dict[str, Context] = field(default_factory=dict)
 
 
 def _artifact_file(manifest: Manifest) -> str:
@@ -347,16 +353,21 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
             p.manifest and p.manifest.metadata.version == version for p in valid
         ):
             log.info("removing %s: its config is gone", service.name)
+            change_trace.settled(deps.traces, service.labels.get(L.OWNER, ""))
             await cluster.remove_service(service)
             await record_removal(deps, model, version, service.labels.get(L.OWNER, ""))
         else:
             by_version[version] = service
 
     versions = [p.manifest.metadata.version for p in valid if p.manifest]
-    ready = {
-        v for v in versions
-        if v in by_version and await deps.gateway.version_ready(model, v)
-    }
+    ready = set()
+    for plan in valid:
+        assert plan.manifest is not None
+        version = plan.manifest.metadata.version
+        if version in by_version:
+            with change_trace.probe(deps.traces, plan.config.id):
+                if await deps.gateway.version_ready(model, version):
+                    ready.add(version)
     routed = {v for v, s in by_version.items() if carries_current_route(dict(s.labels))}
     served = await deps.gateway.current_version(model) if len(routed) > 1 or (
         routed and ready - routed) else None
@@ -410,10 +421,12 @@ async def reconcile_version(
     config = plan.config
     key = f"{name}/{version}/{config.id}"
     phase, failed_inputs = read_status(config.labels)
+    started_ns = time.time_ns()
 
     try:
         prepared = await prepare(deps, plan)
     except PermanentError as exc:
+        change_trace.settled(deps.traces, config.id)
         await set_status(deps, key, config, Status(phase=Phase.FAILED, message=str(exc)))
         return None
     except TransientError as exc:
@@ -427,6 +440,7 @@ async def reconcile_version(
             image=current_status.image, endpoint=current_status.endpoint,
             extra={**current_status.extra, "dependency": f"cannot re-check the artifact: {exc}"}))
         return DEPENDENCY_RETRY_SECONDS
+    parsed_ns = time.time_ns()
     await record_deployment(deps, key, plan, prepared)
     await flush_status_events(deps, key)
 
@@ -445,29 +459,37 @@ async def reconcile_version(
             dict(service.spec)) == task_template_hash(desired)
         if phase is Phase.FAILED and failed_inputs == prepared.inputs and not same_tasks:
             return None  # this exact input failed before: wait for the user
-        if not same_tasks:
-            try:
-                config = await set_status(deps, key, config, Status(
-                    phase=Phase.BUILDING, message=f"building image {image}", image=image,
-                    extra={"inputs": prepared.inputs}))
-                if prepared.runtime is not None:
-                    await deps.builder.ensure_runtime(prepared.runtime)
-                if prepared.recipe is not None:
-                    await deps.builder.ensure_model_image(prepared.recipe)
-            except PermanentError as exc:
-                await set_status(deps, key, config, Status(
-                    phase=Phase.FAILED, message=str(exc), image=image,
-                    extra={"inputs": prepared.inputs}))
-                return None
-        if service is None:
-            log.info("creating service %s", desired["Name"])
-            await cluster.create_service(desired)
-        else:
-            log.info("updating service %s", desired["Name"])
-            await cluster.update_service(service, desired)
-        config = await set_status(deps, key, config, Status(
-            phase=Phase.DEPLOYING, message="service created; waiting for it to answer",
-            image=image, extra={"inputs": prepared.inputs}))
+        with change_trace.change(deps.traces, model=name, version=version, config_id=config.id,
+                                 started_ns=started_ns, parsed_ns=parsed_ns):
+            if not same_tasks:
+                try:
+                    config = await set_status(deps, key, config, Status(
+                        phase=Phase.BUILDING, message=f"building image {image}", image=image,
+                        extra={"inputs": prepared.inputs}))
+                    with change_trace.tracer.start_as_current_span("build"):
+                        if prepared.runtime is not None:
+                            await deps.builder.ensure_runtime(prepared.runtime)
+                        if prepared.recipe is not None:
+                            await deps.builder.ensure_model_image(prepared.recipe, push=False)
+                    if prepared.recipe is not None:
+                        with change_trace.tracer.start_as_current_span("push"):
+                            await deps.builder.push_image(prepared.recipe.tag)
+                except PermanentError as exc:
+                    change_trace.settled(deps.traces, config.id)
+                    await set_status(deps, key, config, Status(
+                        phase=Phase.FAILED, message=str(exc), image=image,
+                        extra={"inputs": prepared.inputs}))
+                    return None
+            with change_trace.tracer.start_as_current_span("deploy"):
+                if service is None:
+                    log.info("creating service %s", desired["Name"])
+                    await cluster.create_service(desired)
+                else:
+                    log.info("updating service %s", desired["Name"])
+                    await cluster.update_service(service, desired)
+            config = await set_status(deps, key, config, Status(
+                phase=Phase.DEPLOYING, message="service created; waiting for it to answer",
+                image=image, extra={"inputs": prepared.inputs}))
         return POLL_SECONDS
 
     tasks = await cluster.task_summary(service)
@@ -478,6 +500,7 @@ async def reconcile_version(
     }
     endpoint = _endpoint(settings, name, version, current)
     if ready:
+        change_trace.settled(deps.traces, config.id)
         await archive(deps, plan, prepared)
         note = "" if tasks.running >= tasks.desired else (
             f" (degraded: {tasks.running} of {tasks.desired} replicas running)")

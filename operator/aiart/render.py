@@ -264,7 +264,11 @@ def render_service(
         L.VERSION: version,
         L.OWNER: config_id,
     }
-    env = {**manifest.spec.env, "AIART_MODEL_NAME": name, "AIART_MODEL_VERSION": version}
+    # The site's tracing endpoint first: a manifest's own OTEL_* settings win.
+    tracing = ({"OTEL_EXPORTER_OTLP_ENDPOINT": settings.model_otlp_endpoint}
+               if settings.model_otlp_endpoint else {})
+    env = {**tracing, **manifest.spec.env, "AIART_MODEL_NAME": name,
+           "AIART_MODEL_VERSION": version}
     secrets: list[Any] = []
     if manifest.spec.store.credentials and store_access is not None:
         store_env, secrets = _store_access(manifest, store_access)

@@ -43,6 +43,8 @@ class Settings:
     # (empty: no alert labels), and how often it is read.
     alertmanager_url: str = ""
     alert_poll_seconds: float = 5.0
+    # Where model servers send their traces (OTLP over HTTP; empty: no tracing).
+    model_otlp_endpoint: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,4 +77,5 @@ class Settings:
             metrics_port=int(env.get("AIART_METRICS_PORT", cls.metrics_port)),
             alertmanager_url=env.get("AIART_ALERTMANAGER_URL", "").strip().rstrip("/"),
             alert_poll_seconds=float(env.get("AIART_ALERT_POLL_SECONDS", cls.alert_poll_seconds)),
+            model_otlp_endpoint=env.get("AIART_MODEL_OTLP_ENDPOINT", "").strip(),
         )

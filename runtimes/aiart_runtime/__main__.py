@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from . import logs
 from .model import ModelLoadError, ServedModel
@@ -69,9 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     import uvicorn
 
+    from . import tracing
     from .server import create_app
 
-    app = create_app(model)
+    app: Any = create_app(model)
+    if tracing.configure(f"aiart-model-{settings.name}", {
+            "aiart.model": settings.name, "aiart.version": settings.version}):
+        log.info("tracing to %s", os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                 or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        app = tracing.TracingMiddleware(app, "aiart_runtime")
     # The model and the libraries are loaded for good: moving them out of the
     # collector's reach keeps full collections (a latency spike) short.
     gc.collect()

@@ -125,3 +125,29 @@ def test_a_public_model_has_no_guard() -> None:
         settings=Settings(), current=False, ordinal=0)["Labels"]
     assert not any("forwardauth" in k or "nocred" in k for k in labels)
     assert "traefik.http.routers.aiart-iris-2-v2.middlewares" not in labels
+
+
+def env_of(spec: dict) -> dict[str, str]:
+    return dict(e.split("=", 1) for e in spec["TaskTemplate"]["ContainerSpec"]["Env"])
+
+
+def test_models_trace_to_the_sites_endpoint_unless_their_manifest_says_otherwise() -> None:
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env_of(render(True))
+    traced = env_of(render(True, model_otlp_endpoint="http://collector:4318"))
+    assert traced["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4318"
+    own = parse_manifest(MANIFEST.replace(
+        'env: {OMP_NUM_THREADS: "1"}',
+        'env: {OMP_NUM_THREADS: "1", OTEL_EXPORTER_OTLP_ENDPOINT: "http://mine:4318"}'))
+    spec = render_service(manifest=own, config_id="c", image="i", current=True, ordinal=0,
+                          settings=Settings(model_otlp_endpoint="http://collector:4318"))
+    assert env_of(spec)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://mine:4318"
+
+
+def test_aiart_runtimes_are_scraped_on_their_port_ready_images_are_not() -> None:
+    assert render(True)["Labels"][L.METRICS_PORT] == "8080"
+    image = parse_manifest(
+        "apiVersion: aiart/v1\nkind: Model\nmetadata: {name: web, version: '1'}\n"
+        "spec: {runtime: image, image: 'reg/web:1', port: 9000}\n")
+    spec = render_service(manifest=image, config_id="c", image="reg/web:1", current=True,
+                          ordinal=0, settings=Settings())
+    assert L.METRICS_PORT not in spec["Labels"]
