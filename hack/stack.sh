@@ -77,8 +77,8 @@ deploy_stack() {
   wait_http "http://localhost:$AIART_REGISTRY_PORT/v2/" 120 || die "the registry did not come up"
   wait_http "http://localhost:$AIART_GATEWAY_PORT/" 120 || die "the gateway (Traefik) did not come up"
   wait_http "http://localhost:$AIART_STORE_PORT/" 120 || die "the object store did not come up"
-  wait_http "http://localhost:$AIART_PROMETHEUS_PORT/-/ready" 120 || die "Prometheus did not come up"
-  wait_http "http://localhost:$AIART_ALERTMANAGER_PORT/-/ready" 120 || die "Alertmanager did not come up"
+  wait_http "http://localhost:$AIART_PROMETHEUS_PORT/-/ready" 120 || die "Prometheus did not come up; see: docker service logs ${AIART_STACK}_prometheus"
+  wait_http "http://localhost:$AIART_ALERTMANAGER_PORT/-/ready" 120 || die "Alertmanager did not come up; see: docker service logs ${AIART_STACK}_alertmanager"
   local deadline=$((SECONDS + 120)) service
   for service in operator auth api; do
     until replicas_complete "${AIART_STACK}_$service"; do
