@@ -21,12 +21,16 @@ ROW = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
                    "data": [5.1, 3.5, 1.4, 0.2]}]}
 
 
-def restart_with(service: Any, **changes: Any) -> None:
-    before = running_task_ids(service)
-    service.reload()
-    service.update(**changes)
-    wait_for(lambda: (now := running_task_ids(service)) and not now & before, 120,
-             f"{service.name} to restart")
+def restart_with(*changes: tuple[Any, dict[str, Any]]) -> None:
+    """Update services together, then wait until each runs only new tasks."""
+    before = {}
+    for service, change in changes:
+        before[service.id] = running_task_ids(service)
+        service.reload()
+        service.update(**change)
+    for service, _ in changes:
+        wait_for(lambda s=service: (now := running_task_ids(s)) and not now & before[s.id],
+                 120, f"{service.name} to restart")
 
 
 @pytest.fixture
@@ -42,18 +46,18 @@ def receiver(models: Models) -> Iterator[tuple[Receiver, str]]:
         traced_args = [a for a in args if not a.startswith(("--tracing=", "--tracing.otlp."))]
         traced_env = [e for e in env if not e.startswith("OTEL_")]
         try:
-            restart_with(traefik, args=[*traced_args, "--tracing=true",
-                                        f"--tracing.otlp.http.endpoint={endpoint}/v1/traces"])
             # Only the operator's own spans: its models keep their settings,
             # so no model is rolled for this test (the traced model asks in
             # its manifest instead).
-            restart_with(operator, env=[*traced_env, f"OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}",
-                                        "OTEL_BSP_SCHEDULE_DELAY=500"])
+            restart_with(
+                (traefik, {"args": [*traced_args, "--tracing=true",
+                                    f"--tracing.otlp.http.endpoint={endpoint}/v1/traces"]}),
+                (operator, {"env": [*traced_env, f"OTEL_EXPORTER_OTLP_ENDPOINT={endpoint}",
+                                    "OTEL_BSP_SCHEDULE_DELAY=500"]}))
             wait_for(lambda: httpx.get(f"{GATEWAY}/ping").status_code < 500, 60, "the gateway")
             yield spans, endpoint
         finally:
-            restart_with(traefik, args=args)
-            restart_with(operator, env=env)
+            restart_with((traefik, {"args": args}), (operator, {"env": env}))
 
 
 def by_service(spans: list[ReceivedSpan], service: str) -> list[ReceivedSpan]:
