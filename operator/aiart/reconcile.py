@@ -514,6 +514,7 @@ async def reconcile_version(
     if manifest.spec.runtime is Runtime.IMAGE and tasks.running_for > CONTRACT_GRACE_SECONDS:
         problems = await deps.gateway.contract_problems(name, version)
         if problems:
+            change_trace.settled(deps.traces, config.id)
             await set_status(deps, key, config, Status(
                 phase=Phase.FAILED,
                 message="the image does not honour the inference contract: "
@@ -526,6 +527,7 @@ async def reconcile_version(
             image=image, extra=extra))
         return None
     if tasks.failed >= settings.failed_task_threshold and tasks.running == 0:
+        change_trace.settled(deps.traces, config.id)  # no more probes in its trace
         logs = await cluster.service_log_tail(service)
         message = f"the model's container keeps failing ({tasks.failed} tries): {tasks.last_error}"
         if logs:

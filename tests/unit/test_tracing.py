@@ -123,3 +123,19 @@ async def test_a_change_is_one_trace_under_its_config_id(spans: InMemorySpanExpo
     for _ in range(3):
         await reconcile_model(deps, "m")  # settled: nothing to do, nothing traced
     assert spans.get_finished_spans() == ()
+
+
+async def test_a_failed_version_ends_its_trace(spans: InMemorySpanExporter) -> None:
+    cluster = FakeCluster()
+    deps = Deps(cluster=cluster, builder=FakeBuilder(), gateway=FakeGateway(cluster),
+                settings=Settings())
+    cluster.failing_services.add("aiart-m-1")
+    cluster.add_config("m-art", tiny_model())
+    config_id = cluster.add_config("m-1", manifest_yaml("m", "1", "m-art"), {L.MODEL: "m"})
+    for _ in range(4):
+        await reconcile_model(deps, "m")
+    assert cluster.configs[config_id].labels[L.STATUS] == "Failed"
+    assert config_id not in deps.traces
+    spans.clear()
+    await reconcile_model(deps, "m")
+    assert not [s for s in spans.get_finished_spans() if s.name == "probe"]
