@@ -172,9 +172,13 @@ def decode_tensor(item: Any, index: int, binary: memoryview | None = None,
         else:
             if any(isinstance(v, (str, list, dict)) or v is None for v in flat):
                 raise ProtocolError(f"{where}data must hold {datatype} numbers only")
-            array = np.asarray(flat, dtype=dtype)
+            with np.errstate(over="ignore"):
+                array = np.asarray(flat, dtype=dtype)
             if datatype.startswith(("INT", "UINT")) and any(isinstance(v, float) for v in flat):
                 raise ProtocolError(f"{where}data has fractional values for {datatype}")
+            # JSON has no infinity: one here is a number too large for the type.
+            if datatype.startswith("FP") and not np.isfinite(array).all():
+                raise ProtocolError(f"{where}data has values out of {datatype}'s range")
     except (OverflowError, ValueError, TypeError) as exc:
         if isinstance(exc, ProtocolError):
             raise

@@ -106,6 +106,8 @@ class SklearnModel:
         if len(rows) != 1:
             raise ProtocolError("all inputs must have the same number of rows")
         matrix = arrays[0] if len(arrays) == 1 else np.hstack(arrays)
+        if matrix.shape[0] == 0:
+            raise ProtocolError("the request has no rows to predict")
         if self.n_features is not None and matrix.shape[1] != self.n_features:
             raise ProtocolError(
                 f"the model takes {self.n_features} features per row, got {matrix.shape[1]}"

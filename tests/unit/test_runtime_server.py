@@ -176,3 +176,16 @@ def test_check_refuses_a_model_that_does_not_load(tmp_path: Path, model_dir: Pat
     (tmp_path / "model.pkl").write_bytes(b"\x80\x05garbage")
     assert main(["check", str(tmp_path)]) == 1
     assert main(["check", str(model_dir)]) == 0
+
+
+def test_found_by_fuzzing_no_rows_and_out_of_range_numbers_are_the_callers(
+        client: TestClient) -> None:
+    status, body = infer(client, {"inputs": [{"name": "x", "shape": [0, 4], "datatype": "FP64",
+                                              "data": []}]})
+    assert status == 400 and "no rows" in body["error"]
+    status, body = infer(client, {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                                              "data": [1e39, 1, 1, 1]}]})
+    assert status == 400 and "out of FP32's range" in body["error"]
+    status, body = infer(client, {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP16",
+                                              "data": [70000, 1, 1, 1]}]})
+    assert status == 400 and "out of FP16's range" in body["error"]
