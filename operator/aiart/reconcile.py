@@ -11,6 +11,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.context import Context
 
@@ -410,6 +411,48 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
     return Outcome(requeue_after=requeue, transient=transient)
 
 
+async def apply_change(
+    deps: Deps, key: str, config: ConfigObject, prepared: Prepared, desired: dict[str, Any],
+    service: ServiceObject | None, *, same_tasks: bool, started_ns: int, parsed_ns: int,
+) -> float | None:
+    """Build, push and deploy a version whose tasks must change (one trace);
+    return seconds to the next look, None when it failed for good."""
+    model, version = desired["Labels"][L.MODEL], desired["Labels"][L.VERSION]
+    image = prepared.image
+    with change_trace.change(deps.traces, model=model, version=version, config_id=config.id,
+                             started_ns=started_ns, parsed_ns=parsed_ns):
+        if not same_tasks:
+            try:
+                config = await set_status(deps, key, config, Status(
+                    phase=Phase.BUILDING, message=f"building image {image}", image=image,
+                    extra={"inputs": prepared.inputs}))
+                with change_trace.tracer.start_as_current_span("build"):
+                    if prepared.runtime is not None:
+                        await deps.builder.ensure_runtime(prepared.runtime)
+                    if prepared.recipe is not None:
+                        await deps.builder.ensure_model_image(prepared.recipe, push=False)
+                if prepared.recipe is not None:
+                    with change_trace.tracer.start_as_current_span("push"):
+                        await deps.builder.push_image(prepared.recipe.tag)
+            except PermanentError as exc:
+                change_trace.settled(deps.traces, config.id)
+                await set_status(deps, key, config, Status(
+                    phase=Phase.FAILED, message=str(exc), image=image,
+                    extra={"inputs": prepared.inputs}))
+                return None
+        with change_trace.tracer.start_as_current_span("deploy"):
+            if service is None:
+                log.info("creating service %s", desired["Name"])
+                await deps.cluster.create_service(desired)
+            else:
+                log.info("updating service %s", desired["Name"])
+                await deps.cluster.update_service(service, desired)
+        await set_status(deps, key, config, Status(
+            phase=Phase.DEPLOYING, message="service created; waiting for it to answer",
+            image=image, extra={"inputs": prepared.inputs}))
+    return POLL_SECONDS
+
+
 async def reconcile_version(
     deps: Deps, plan: VersionPlan, service: ServiceObject | None, *, current: bool, ready: bool
 ) -> float | None:
@@ -459,38 +502,15 @@ async def reconcile_version(
             dict(service.spec)) == task_template_hash(desired)
         if phase is Phase.FAILED and failed_inputs == prepared.inputs and not same_tasks:
             return None  # this exact input failed before: wait for the user
-        with change_trace.change(deps.traces, model=name, version=version, config_id=config.id,
-                                 started_ns=started_ns, parsed_ns=parsed_ns):
-            if not same_tasks:
-                try:
-                    config = await set_status(deps, key, config, Status(
-                        phase=Phase.BUILDING, message=f"building image {image}", image=image,
-                        extra={"inputs": prepared.inputs}))
-                    with change_trace.tracer.start_as_current_span("build"):
-                        if prepared.runtime is not None:
-                            await deps.builder.ensure_runtime(prepared.runtime)
-                        if prepared.recipe is not None:
-                            await deps.builder.ensure_model_image(prepared.recipe, push=False)
-                    if prepared.recipe is not None:
-                        with change_trace.tracer.start_as_current_span("push"):
-                            await deps.builder.push_image(prepared.recipe.tag)
-                except PermanentError as exc:
-                    change_trace.settled(deps.traces, config.id)
-                    await set_status(deps, key, config, Status(
-                        phase=Phase.FAILED, message=str(exc), image=image,
-                        extra={"inputs": prepared.inputs}))
-                    return None
-            with change_trace.tracer.start_as_current_span("deploy"):
-                if service is None:
-                    log.info("creating service %s", desired["Name"])
-                    await cluster.create_service(desired)
-                else:
-                    log.info("updating service %s", desired["Name"])
-                    await cluster.update_service(service, desired)
-            config = await set_status(deps, key, config, Status(
-                phase=Phase.DEPLOYING, message="service created; waiting for it to answer",
-                image=image, extra={"inputs": prepared.inputs}))
-        return POLL_SECONDS
+        if same_tasks and phase is Phase.READY and service is not None:
+            # Only its labels (routes) change: the tasks go on serving, and
+            # the status below stays true to that instead of "Deploying".
+            log.info("updating the routes of %s", desired["Name"])
+            await cluster.update_service(service, desired)
+        else:
+            return await apply_change(
+                deps, key, config, prepared, desired, service, same_tasks=same_tasks,
+                started_ns=started_ns, parsed_ns=parsed_ns)
 
     tasks = await cluster.task_summary(service)
     extra = {

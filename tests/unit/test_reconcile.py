@@ -191,13 +191,16 @@ async def test_new_version_takes_the_route_only_once_ready_and_never_leaves_a_ga
     declare(cluster, "iris", "1")
     await settle(deps, "iris")
     declare(cluster, "iris", "2")
-    served = []
+    served, old_status = [], []
     for _ in range(10):
         outcome = await reconcile_model(deps, "iris")
         served.append(await gateway.current_version("iris"))
+        old_status.append(cluster.status("iris-1"))
         if outcome.requeue_after is None:
             break
     assert None not in served, "the unversioned route must always have a server"
+    # Giving up its routes restarts nothing: the old version stays Ready throughout.
+    assert set(old_status) == {"Ready"}, old_status
     assert served[-1] == "2"
     routed = {s.labels[L.VERSION] for s in cluster.services.values()
               if carries_current_route(dict(s.labels))}

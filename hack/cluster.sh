@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# A multi-node Swarm on one machine, for the reliability tests: Docker-in-
+# Docker nodes (three managers and two workers by default) built from
+# Debian's engine, with no image pulled.
+#   hack/cluster.sh up      build the node image, start the nodes, form the
+#                           swarm, load aiart's images into the managers
+#   hack/cluster.sh stack   deploy aiart's stack on it (registry on the first
+#                           manager, every node trusting it)
+#   hack/cluster.sh down    remove the nodes, their volumes and network
+#   hack/cluster.sh exec N CMD...   run CMD on node N (e.g. aiart-m1)
+# Everything it makes carries the label aiart.cluster=$AIART_CLUSTER.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+AIART_CLUSTER=${AIART_CLUSTER:-aiart}
+AIART_CLUSTER_MANAGERS=${AIART_CLUSTER_MANAGERS:-3}
+AIART_CLUSTER_WORKERS=${AIART_CLUSTER_WORKERS:-2}
+# A fixed subnet, so that node addresses (and the registry's) are known.
+AIART_CLUSTER_SUBNET_PREFIX=${AIART_CLUSTER_SUBNET_PREFIX:-172.30.7}
+CLUSTER_NETWORK="$AIART_CLUSTER-cluster"
+FIRST_MANAGER_IP="$AIART_CLUSTER_SUBNET_PREFIX.11"
+# Every node reaches the registry here (on the first manager, host port).
+CLUSTER_REGISTRY="$FIRST_MANAGER_IP:5000"
+NODE_PACKAGES=docker.io,iptables,ca-certificates,procps,curl
+
+node_names() {
+  local i
+  for i in $(seq 1 "$AIART_CLUSTER_MANAGERS"); do echo "$AIART_CLUSTER-m$i"; done
+  for i in $(seq 1 "$AIART_CLUSTER_WORKERS"); do echo "$AIART_CLUSTER-w$i"; done
+}
+
+node_ip() {
+  # m1 -> .11, m2 -> .12 ...; w1 -> .21 ...
+  local name=${1#"$AIART_CLUSTER"-} n
+  n=${name:1}
+  case $name in m*) echo "$AIART_CLUSTER_SUBNET_PREFIX.$((10 + n))" ;; w*) echo "$AIART_CLUSTER_SUBNET_PREFIX.$((20 + n))" ;; esac
+}
+
+on() { local node=$1; shift; docker exec "$node" "$@"; }
+
+build_node_image() {
+  local base tag
+  base=$("$AIART_ROOT/hack/images.sh" debootstrap_image node "$NODE_PACKAGES")
+  tag="aiart/node:$( (cat "$AIART_ROOT"/hack/images/node/*; echo "$base") | sha256sum | cut -c1-12)"
+  if ! docker image inspect "$tag" >/dev/null 2>&1; then
+    local ctx; ctx=$(mktemp -d)
+    cp -p "$AIART_ROOT"/hack/images/node/* "$ctx/"
+    docker build -q --pull=false --build-arg "BASE=$base" -t "$tag" "$ctx" >/dev/null \
+      || die "building the node image failed"
+    rm -rf "$ctx"
+  fi
+  echo "$tag"
+}
+
+wait_node_engine() {
+  local node=$1 deadline=$((SECONDS + 60))
+  until on "$node" docker info >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "the engine in $node did not start: docker logs $node"
+    sleep 0.5
+  done
+}
+
+start_node() {
+  local node=$1 image=$2
+  docker run -d --name "$node" --hostname "$node" \
+    --label "aiart.cluster=$AIART_CLUSTER" \
+    --network "$CLUSTER_NETWORK" --ip "$(node_ip "$node")" \
+    --cap-add ALL --cap-drop SYS_RESOURCE \
+    --security-opt seccomp=unconfined --security-opt systempaths=unconfined \
+    --device-cgroup-rule 'a *:* rwm' \
+    --tmpfs /run --tmpfs /tmp \
+    --mount "type=volume,source=$node-docker,target=/var/lib/docker,volume-label=aiart.cluster=$AIART_CLUSTER" \
+    -e "AIART_NODE_REGISTRY=$CLUSTER_REGISTRY" \
+    "$image" >/dev/null
+}
+
+load_images() {
+  # load_images IMAGE...: into every manager (the operator builds model
+  # images on whichever manager it runs; workers pull from the registry).
+  local archive; archive=$(mktemp)
+  docker save "$@" -o "$archive"
+  local node pids=()
+  for node in $(node_names | grep -- "-m"); do
+    on "$node" docker load -q < "$archive" >/dev/null &
+    pids+=($!)
+  done
+  local pid
+  for pid in "${pids[@]}"; do wait "$pid" || die "loading images into a node failed"; done
+  rm -f "$archive"
+}
+
+cluster_up() {
+  ensure_engine
+  local image; image=$(build_node_image)
+  docker network inspect "$CLUSTER_NETWORK" >/dev/null 2>&1 || docker network create \
+    --driver bridge --subnet "$AIART_CLUSTER_SUBNET_PREFIX.0/24" \
+    --label "aiart.cluster=$AIART_CLUSTER" "$CLUSTER_NETWORK" >/dev/null
+  local node
+  for node in $(node_names); do
+    docker container inspect "$node" >/dev/null 2>&1 || start_node "$node" "$image"
+  done
+  for node in $(node_names); do wait_node_engine "$node"; done
+  local first="$AIART_CLUSTER-m1"
+  if [ "$(on "$first" docker info --format '{{.Swarm.LocalNodeState}}')" != active ]; then
+    # Fast failure detection: a lost node's tasks move within seconds.
+    on "$first" docker swarm init --advertise-addr "$FIRST_MANAGER_IP" \
+      --dispatcher-heartbeat 1s >/dev/null
+  fi
+  local manager_token worker_token
+  manager_token=$(on "$first" docker swarm join-token -q manager)
+  worker_token=$(on "$first" docker swarm join-token -q worker)
+  for node in $(node_names); do
+    [ "$(on "$node" docker info --format '{{.Swarm.LocalNodeState}}')" = active ] && continue
+    local token=$worker_token
+    [[ $node == *-m* ]] && token=$manager_token
+    on "$node" docker swarm join --advertise-addr "$(node_ip "$node")" --token "$token" \
+      "$FIRST_MANAGER_IP:2377" >/dev/null
+  done
+  # The registry runs where every node was told to find it.
+  on "$first" docker node update --label-add aiart.registry=true "$first" >/dev/null
+  log "cluster '$AIART_CLUSTER' up: $(on "$first" docker node ls --format '{{.Hostname}}/{{.ManagerStatus}}' | tr '\n' ' ')"
+}
+
+cluster_down() {
+  local ids
+  ids=$(docker ps -aq --filter "label=aiart.cluster=$AIART_CLUSTER")
+  [ -z "$ids" ] || docker rm -f $ids >/dev/null
+  ids=$(docker volume ls -q --filter "label=aiart.cluster=$AIART_CLUSTER")
+  [ -z "$ids" ] || docker volume rm $ids >/dev/null
+  docker network rm "$CLUSTER_NETWORK" >/dev/null 2>&1 || true
+  log "cluster '$AIART_CLUSTER' removed"
+}
+
+case "${1:-}" in
+  up) cluster_up ;;
+  down) cluster_down ;;
+  exec) shift; node=$1; shift; on "$node" "$@" ;;
+  load) shift; load_images "$@" ;;
+  "") ;;
+  *) die "usage: hack/cluster.sh up|down|exec NODE CMD...|load IMAGE..." ;;
+esac
