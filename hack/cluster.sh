@@ -44,7 +44,7 @@ build_node_image() {
   if ! docker image inspect "$tag" >/dev/null 2>&1; then
     local ctx; ctx=$(mktemp -d)
     cp -p "$AIART_ROOT"/hack/images/node/* "$ctx/"
-    docker build -q --pull=false --build-arg "BASE=$base" -t "$tag" "$ctx" >/dev/null \
+    docker build -q --pull=false --build-arg "BASE=$base" -t "$tag" "$ctx" >/dev/null 2>&1 \
       || die "building the node image failed"
     rm -rf "$ctx"
   fi
@@ -66,7 +66,7 @@ start_node() {
     --network "$CLUSTER_NETWORK" --ip "$(node_ip "$node")" \
     --cap-add ALL --cap-drop SYS_RESOURCE \
     --security-opt seccomp=unconfined --security-opt systempaths=unconfined \
-    --device-cgroup-rule 'a *:* rwm' \
+    --device-cgroup-rule 'a *:* rwm' --cgroupns private \
     --tmpfs /run --tmpfs /tmp \
     --mount "type=volume,source=$node-docker,target=/var/lib/docker,volume-label=aiart.cluster=$AIART_CLUSTER" \
     -e "AIART_NODE_REGISTRY=$CLUSTER_REGISTRY" \
@@ -80,7 +80,7 @@ load_images() {
   docker save "$@" -o "$archive"
   local node pids=()
   for node in $(node_names | grep -- "-m"); do
-    on "$node" docker load -q < "$archive" >/dev/null &
+    docker exec -i "$node" docker load -q < "$archive" >/dev/null &
     pids+=($!)
   done
   local pid
