@@ -70,7 +70,9 @@ start_node() {
     --tmpfs /run --tmpfs /tmp \
     --mount "type=volume,source=$node-docker,target=/var/lib/docker,volume-label=aiart.cluster=$AIART_CLUSTER" \
     -e "AIART_NODE_REGISTRY=$CLUSTER_REGISTRY" \
-    "$image" >/dev/null
+    "$image" --host tcp://0.0.0.0:2375 >/dev/null
+  # The engine's API on the cluster's bridge, without TLS: this machine
+  # drives the nodes through it (a test harness, never a production node).
 }
 
 load_images() {
@@ -120,6 +122,31 @@ cluster_up() {
   log "cluster '$AIART_CLUSTER' up: $(on "$first" docker node ls --format '{{.Hostname}}/{{.ManagerStatus}}' | tr '\n' ' ')"
 }
 
+manager_ips() {
+  local node
+  for node in $(node_names | grep -- "-m"); do node_ip "$node"; done | paste -sd' ' -
+}
+
+cluster_stack() {
+  # aiart's stack on the cluster, deployed by hack/stack.sh through the
+  # first manager's engine API.
+  local images
+  images=$("$AIART_ROOT/hack/images.sh" build_all) || die "building the images failed"
+  set -a; eval "$images"; set +a
+  log "loading aiart's images into the managers"
+  load_images "$AIART_OPERATOR_IMAGE" "$AIART_TRAEFIK_IMAGE" "$AIART_REGISTRY_IMAGE" \
+    "$AIART_STORE_IMAGE" "$AIART_PROMETHEUS_IMAGE" "$AIART_ALERTMANAGER_IMAGE" \
+    "$AIART_BASE_IMAGE" "$AIART_RUNTIME_IMAGE"
+  export DOCKER_HOST="tcp://$FIRST_MANAGER_IP:2375"
+  export AIART_REGISTRY_ADDRESS=$CLUSTER_REGISTRY
+  AIART_STACK_HOST=$(manager_ips)
+  export AIART_STACK_HOST
+  export AIART_STORE_ENV="$AIART_STATE/$AIART_CLUSTER-store.env"
+  source "$AIART_ROOT/hack/stack.sh"
+  deploy_stack
+  log "aiart's stack runs on cluster '$AIART_CLUSTER' (DOCKER_HOST=$DOCKER_HOST)"
+}
+
 cluster_down() {
   local ids
   ids=$(docker ps -aq --filter "label=aiart.cluster=$AIART_CLUSTER")
@@ -132,9 +159,10 @@ cluster_down() {
 
 case "${1:-}" in
   up) cluster_up ;;
+  stack) cluster_stack ;;
   down) cluster_down ;;
   exec) shift; node=$1; shift; on "$node" "$@" ;;
   load) shift; load_images "$@" ;;
   "") ;;
-  *) die "usage: hack/cluster.sh up|down|exec NODE CMD...|load IMAGE..." ;;
+  *) die "usage: hack/cluster.sh up|stack|down|exec NODE CMD...|load IMAGE..." ;;
 esac

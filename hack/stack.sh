@@ -12,6 +12,14 @@ AIART_PROMETHEUS_PORT=${AIART_PROMETHEUS_PORT:-9090}
 AIART_ALERTMANAGER_PORT=${AIART_ALERTMANAGER_PORT:-9093}
 export AIART_GATEWAY_PORT AIART_REGISTRY_PORT AIART_PUBLIC_URL AIART_STORE_PORT
 export AIART_PROMETHEUS_PORT AIART_ALERTMANAGER_PORT
+# Where every node pulls model images from: the registry's address as all
+# nodes reach it (their daemons must trust it when it is plain HTTP). On a
+# single node, localhost. The registry runs on the node labelled
+# aiart.registry=true (deploy_stack labels this one if none is).
+AIART_REGISTRY_ADDRESS=${AIART_REGISTRY_ADDRESS:-localhost:$AIART_REGISTRY_PORT}
+# The hosts this script reaches the stack's published ports on.
+AIART_STACK_HOST=${AIART_STACK_HOST:-localhost}
+export AIART_REGISTRY_ADDRESS AIART_STACK_HOST
 # Tracing: on when an OTLP/HTTP endpoint (a collector's base URL) is given.
 AIART_OTLP_ENDPOINT=${AIART_OTLP_ENDPOINT:-}
 AIART_OTLP_ENDPOINT=${AIART_OTLP_ENDPOINT%/}
@@ -25,10 +33,15 @@ ensure_models_network() {
     || docker network create --driver overlay --attachable --label aiart.managed-by=aiart aiart-models >/dev/null
 }
 
-wait_http() {
-  # wait_http URL SECONDS: until URL answers (any HTTP status).
-  local url=$1 deadline=$((SECONDS + $2))
-  until curl -s -o /dev/null "$url"; do
+wait_published() {
+  # wait_published PORT PATH SECONDS: until one of the stack's hosts
+  # (AIART_STACK_HOST, space-separated: a service publishes on whichever
+  # manager runs it) answers on PORT.
+  local port=$1 path=$2 deadline=$((SECONDS + $3)) host
+  while :; do
+    for host in $AIART_STACK_HOST; do
+      curl -s -o /dev/null --max-time 2 "http://$host:$port/$path" && return 0
+    done
     [ $SECONDS -lt $deadline ] || return 1
     sleep 0.5
   done
@@ -60,9 +73,17 @@ replicas_complete() {
   [ -n "$replicas" ] && [ "${replicas%%/*}" = "${replicas##*/}" ] && [ "${replicas%%/*}" != 0 ]
 }
 
+ensure_registry_node() {
+  if [ -z "$(docker node ls -q --filter node.label=aiart.registry=true)" ]; then
+    docker node update --label-add aiart.registry=true "$(docker info --format '{{.Swarm.NodeID}}')" >/dev/null
+    log "the registry will run on this node (label aiart.registry=true)"
+  fi
+}
+
 deploy_stack() {
   # Needs the AIART_*_IMAGE variables (hack/images.sh build_all).
   ensure_models_network
+  ensure_registry_node
   ensure_store_secrets
   export AIART_CA_BUNDLE=${AIART_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   AIART_CA_HASH=$(sha256sum "$AIART_CA_BUNDLE" | cut -c1-12)
@@ -74,11 +95,11 @@ deploy_stack() {
   local out
   out=$(docker stack deploy --resolve-image never -c "$AIART_ROOT/stack.yml" "$AIART_STACK" 2>&1) \
     || { echo "$out" >&2; die "docker stack deploy failed"; }
-  wait_http "http://localhost:$AIART_REGISTRY_PORT/v2/" 120 || die "the registry did not come up"
-  wait_http "http://localhost:$AIART_GATEWAY_PORT/" 120 || die "the gateway (Traefik) did not come up"
-  wait_http "http://localhost:$AIART_STORE_PORT/" 120 || die "the object store did not come up"
-  wait_http "http://localhost:$AIART_PROMETHEUS_PORT/-/ready" 120 || die "Prometheus did not come up; see: docker service logs ${AIART_STACK}_prometheus"
-  wait_http "http://localhost:$AIART_ALERTMANAGER_PORT/-/ready" 120 || die "Alertmanager did not come up; see: docker service logs ${AIART_STACK}_alertmanager"
+  wait_published "$AIART_REGISTRY_PORT" "v2/" 120 || die "the registry did not come up"
+  wait_published "$AIART_GATEWAY_PORT" "" 120 || die "the gateway (Traefik) did not come up"
+  wait_published "$AIART_STORE_PORT" "" 120 || die "the object store did not come up"
+  wait_published "$AIART_PROMETHEUS_PORT" "-/ready" 120 || die "Prometheus did not come up; see: docker service logs ${AIART_STACK}_prometheus"
+  wait_published "$AIART_ALERTMANAGER_PORT" "-/ready" 120 || die "Alertmanager did not come up; see: docker service logs ${AIART_STACK}_alertmanager"
   local deadline=$((SECONDS + 120)) service
   for service in operator auth api; do
     until replicas_complete "${AIART_STACK}_$service"; do
