@@ -8,6 +8,10 @@ MANAGED_BY_VALUE: Final = "aiart"
 OWNER: Final = "aiart.owner"
 VERSION: Final = "aiart.version"
 SPEC_HASH: Final = "aiart.spec-hash"
+# A hash of the rendered task template alone: equal means an update changes
+# labels only, and no task restarts. Read from the label because the engine
+# returns specs with defaults filled in, which no longer hash alike.
+TASK_HASH: Final = "aiart.task-hash"
 ROLE: Final = "aiart.role"
 DELETE_BUCKET: Final = "aiart.store.delete-with-model"
 # The port Prometheus scrapes a model's tasks on (monitoring/prometheus.yml).

@@ -37,7 +37,6 @@ from .render import (
     carries_current_route,
     model_settings,
     render_service,
-    task_template_hash,
 )
 from .settings import Settings
 from .spec import Manifest, Runtime
@@ -498,8 +497,8 @@ async def reconcile_version(
         current=current, ordinal=plan.ordinal, store_access=access,
     )
     if service is None or service.labels.get(L.SPEC_HASH) != desired["Labels"][L.SPEC_HASH]:
-        same_tasks = service is not None and task_template_hash(
-            dict(service.spec)) == task_template_hash(desired)
+        same_tasks = service is not None and (
+            service.labels.get(L.TASK_HASH) == desired["Labels"][L.TASK_HASH])
         if phase is Phase.FAILED and failed_inputs == prepared.inputs and not same_tasks:
             return None  # this exact input failed before: wait for the user
         if same_tasks and phase is Phase.READY and service is not None:

@@ -312,6 +312,7 @@ def render_service(
     if manifest.spec.store.deleteWithModel:
         # Read when the model's last config is gone and the manifest with it.
         spec["Labels"][L.DELETE_BUCKET] = "true"
+    spec["Labels"][L.TASK_HASH] = task_template_hash(spec)
     spec["Labels"][L.SPEC_HASH] = spec_hash(spec)
     return spec
 
