@@ -7,9 +7,11 @@ claim that aiart works rests on the end-to-end tests against real ones.
 from __future__ import annotations
 
 import itertools
+import json
 import pickle
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -257,3 +259,14 @@ class FakeGateway:
             return int(next(v for k, v in s.labels.items() if k.endswith("current-v2.priority")))
 
         return max(routed, key=priority).labels[L.VERSION]
+
+
+def iris_model_dir(path: Path) -> Path:
+    """A model directory the model server loads: iris, logistic regression."""
+    from sklearn.datasets import load_iris
+    x, y = load_iris(return_X_y=True)
+    (path / "model.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(x, y)))
+    (path / "model.json").write_text(json.dumps({
+        "name": "iris", "version": "1", "runtime": "sklearn", "artifact": "model.pkl",
+        "inputs": None, "outputs": None}))
+    return path

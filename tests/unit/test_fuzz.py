@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pickle
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,11 +21,16 @@ from aiart_runtime.__main__ import load
 from aiart_runtime.server import create_app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
 from starlette.testclient import TestClient
 
-from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, manifest_yaml, tiny_model
+from tests.fakes import (
+    FakeBuilder,
+    FakeCluster,
+    FakeGateway,
+    iris_model_dir,
+    manifest_yaml,
+    tiny_model,
+)
 
 EXAMPLES = int(os.environ.get("AIART_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=False,
@@ -136,12 +139,7 @@ def test_any_labels_on_a_good_config_end_ready(labels: dict[str, str]) -> None:
 
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
-    path: Path = tmp_path_factory.mktemp("model")
-    x, y = load_iris(return_X_y=True)
-    (path / "model.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(x, y)))
-    (path / "model.json").write_text(json.dumps({
-        "name": "iris", "version": "1", "runtime": "sklearn", "artifact": "model.pkl",
-        "inputs": None, "outputs": None}))
+    path = iris_model_dir(tmp_path_factory.mktemp("model"))
     return TestClient(create_app(load(path), max_body_bytes=64 * 1024))
 
 

@@ -5,7 +5,6 @@ and none for passes that find nothing to do."""
 from __future__ import annotations
 
 import json
-import pickle
 from collections.abc import Iterator
 
 import pytest
@@ -20,11 +19,16 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from sklearn.datasets import load_iris
-from sklearn.linear_model import LogisticRegression
 from starlette.testclient import TestClient
 
-from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, manifest_yaml, tiny_model
+from tests.fakes import (
+    FakeBuilder,
+    FakeCluster,
+    FakeGateway,
+    iris_model_dir,
+    manifest_yaml,
+    tiny_model,
+)
 
 _EXPORTER = InMemorySpanExporter()
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
@@ -53,12 +57,7 @@ def test_tracing_is_on_only_with_an_endpoint() -> None:
 
 @pytest.fixture(scope="module")
 def model_server(tmp_path_factory: pytest.TempPathFactory) -> TestClient:
-    path = tmp_path_factory.mktemp("model")
-    x, y = load_iris(return_X_y=True)
-    (path / "model.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(x, y)))
-    (path / "model.json").write_text(json.dumps({
-        "name": "iris", "version": "1", "runtime": "sklearn", "artifact": "model.pkl",
-        "inputs": None, "outputs": None}))
+    path = iris_model_dir(tmp_path_factory.mktemp("model"))
     app = TracingMiddleware(create_app(load(path), max_body_bytes=64 * 1024), "aiart_runtime")
     return TestClient(app)
 
