@@ -139,6 +139,8 @@ cluster_stack() {
     "$AIART_BASE_IMAGE" "$AIART_RUNTIME_IMAGE"
   export DOCKER_HOST="tcp://$FIRST_MANAGER_IP:2375"
   export AIART_REGISTRY_ADDRESS=$CLUSTER_REGISTRY
+  # Models on the workers, as a site keeps them off its managers.
+  export AIART_MODEL_CONSTRAINTS=node.role==worker
   AIART_STACK_HOST=$(manager_ips)
   export AIART_STACK_HOST
   export AIART_STORE_ENV="$AIART_STATE/$AIART_CLUSTER-store.env"

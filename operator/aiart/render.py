@@ -27,6 +27,9 @@ SERVER_PORT = 8080
 RUNTIME_USER = "10001:10001"
 VERSIONED_PRIORITY = 1_000_000
 CURRENT_PRIORITY_BASE = 10_000
+# Tries of another task when one cannot be reached (the gateway's dial timeout
+# in stack.yml bounds each).
+RETRY_ATTEMPTS = 3
 _SECOND = 1_000_000_000
 
 
@@ -94,6 +97,12 @@ def route_labels(
     if guard is not None:
         guarding, chain = guard_labels(svc, name, guard)
         out.update(guarding)
+    # A task on a lost node refuses or drops connections until the swarm
+    # reschedules it: Traefik then tries another task. It retries only when it
+    # could not reach a task, never after a model answered, so a prediction
+    # is not made twice.
+    out[f"traefik.http.middlewares.{svc}-retry.retry.attempts"] = str(RETRY_ATTEMPTS)
+    out[f"traefik.http.middlewares.{svc}-retry.retry.initialinterval"] = "100ms"
 
     def router(router_name: str, path: str, priority: int, strip: bool) -> None:
         key = f"traefik.http.routers.{router_name}"
@@ -106,8 +115,9 @@ def route_labels(
             middleware = f"{router_name}-strip"
             out[f"traefik.http.middlewares.{middleware}.stripprefix.prefixes"] = path
             middlewares.append(middleware)
-        if middlewares:
-            out[f"{key}.middlewares"] = ",".join(middlewares)
+        # Last, so that a retry re-runs neither the rate limit nor forwardAuth.
+        middlewares.append(f"{svc}-retry")
+        out[f"{key}.middlewares"] = ",".join(middlewares)
 
     router(f"{svc}-v2", f"/v2/models/{name}/versions/{version}", VERSIONED_PRIORITY, False)
     router(f"{svc}-base", f"/models/{name}/versions/{version}", VERSIONED_PRIORITY, True)
@@ -295,6 +305,7 @@ def render_service(
                 "StopGracePeriod": 10 * _SECOND,
             },
             "Resources": _resources(manifest),
+            **_placement(settings),
             "RestartPolicy": {"Condition": "any", "Delay": 2 * _SECOND, "MaxAttempts": 0},
             "Networks": [{"Target": settings.network}],
         },
@@ -315,6 +326,14 @@ def render_service(
     spec["Labels"][L.TASK_HASH] = task_template_hash(spec)
     spec["Labels"][L.SPEC_HASH] = spec_hash(spec)
     return spec
+
+
+def _placement(settings: Settings) -> dict[str, Any]:
+    # Absent unless set: a new key would change every model's task template
+    # and restart every served model on an upgrade of aiart.
+    if not settings.model_constraints:
+        return {}
+    return {"Placement": {"Constraints": list(settings.model_constraints)}}
 
 
 def spec_hash(spec: dict[str, Any]) -> str:

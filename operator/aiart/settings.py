@@ -45,6 +45,9 @@ class Settings:
     alert_poll_seconds: float = 5.0
     # Where model servers send their traces (OTLP over HTTP; empty: no tracing).
     model_otlp_endpoint: str = ""
+    # Swarm placement constraints for every model task, e.g. node.role==worker
+    # to keep models off the managers (AIART_MODEL_CONSTRAINTS, comma-separated).
+    model_constraints: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -78,4 +81,6 @@ class Settings:
             alertmanager_url=env.get("AIART_ALERTMANAGER_URL", "").strip().rstrip("/"),
             alert_poll_seconds=float(env.get("AIART_ALERT_POLL_SECONDS", cls.alert_poll_seconds)),
             model_otlp_endpoint=env.get("AIART_MODEL_OTLP_ENDPOINT", "").strip(),
+            model_constraints=tuple(
+                c.strip() for c in env.get("AIART_MODEL_CONSTRAINTS", "").split(",") if c.strip()),
         )

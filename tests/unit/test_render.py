@@ -116,7 +116,7 @@ def test_oidc_scopes_and_rate_limit_guard_every_route() -> None:
     assert (labels[f"{mw}-ratelimit.ratelimit.average"],
             labels[f"{mw}-ratelimit.ratelimit.burst"]) == ("50", "100")
     assert labels["traefik.http.routers.aiart-iris-2-v2.middlewares"] == (
-        "aiart-iris-2-ratelimit,aiart-iris-2-auth,aiart-iris-2-nocred")
+        "aiart-iris-2-ratelimit,aiart-iris-2-auth,aiart-iris-2-nocred,aiart-iris-2-retry")
 
 
 def test_a_public_model_has_no_guard() -> None:
@@ -124,7 +124,30 @@ def test_a_public_model_has_no_guard() -> None:
         manifest=parse_manifest(MANIFEST + "  auth: {mode: none}\n"), config_id="c", image="i",
         settings=Settings(), current=False, ordinal=0)["Labels"]
     assert not any("forwardauth" in k or "nocred" in k for k in labels)
-    assert "traefik.http.routers.aiart-iris-2-v2.middlewares" not in labels
+    assert labels["traefik.http.routers.aiart-iris-2-v2.middlewares"] == "aiart-iris-2-retry"
+
+
+def test_every_route_retries_another_task_last_in_its_chain() -> None:
+    # Last: a retry must not run forwardAuth or the rate limit again.
+    labels = render(True)["Labels"]
+    assert labels["traefik.http.middlewares.aiart-iris-2-retry.retry.attempts"] == "3"
+    for router in ("v2", "base", "current-v2", "current-base"):
+        chain = labels[f"traefik.http.routers.aiart-iris-2-{router}.middlewares"].split(",")
+        assert chain[-1] == "aiart-iris-2-retry", router
+
+
+def test_model_tasks_are_placed_by_the_site_constraints_and_only_then() -> None:
+    manifest = parse_manifest(MANIFEST)
+    placed = render_service(
+        manifest=manifest, config_id="c", image="i", current=False, ordinal=0,
+        settings=Settings.from_env({"AIART_MODEL_CONSTRAINTS": "node.role==worker, zone==a"}))
+    assert placed["TaskTemplate"]["Placement"] == {
+        "Constraints": ["node.role==worker", "zone==a"]}
+    plain = render_service(manifest=manifest, config_id="c", image="i", current=False,
+                           ordinal=0, settings=Settings.from_env({}))
+    # No key at all when unset: the task template (and so every served
+    # model) is unchanged by an upgrade that does not use the setting.
+    assert "Placement" not in plain["TaskTemplate"]
 
 
 def env_of(spec: dict) -> dict[str, str]:
