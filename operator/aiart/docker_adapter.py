@@ -308,8 +308,11 @@ class DockerCluster:
     # -- events -----------------------------------------------------------
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Config and service events until the stream ends (the caller reconnects)."""
-        params = _filters(type=["config", "service"])
+        """Config, service and node events until the stream ends (the caller
+        reconnects). A node going down or coming back concerns no model by
+        name, so it makes the loop look at every model: that is how a lost
+        node's replicas show in the status within a pass, not a resync."""
+        params = _filters(type=["config", "service", "node"])
         async with self.docker._query("events", params=params, timeout=None) as response:
             async for line in response.content:
                 if line.strip():

@@ -121,6 +121,15 @@ class Operator:
         model = self._known.get(actor.get("ID", ""))
         if model is None:
             return False
+        if (event.get("Type") == "config" and event.get("Action") == "update"
+                and model in self._failures):
+            # A label change on a model that is backing off is the operator's
+            # own status write ("retrying after ..."): a pass now would undo
+            # the backoff, and each failing pass writes again. That made a
+            # hot loop (a pass every 0.1 s) while the registry was away. The
+            # backoff's own timer brings the model back; new or removed
+            # configs and service changes still do at once.
+            return True
         self.queue.add(model)
         return True
 

@@ -65,6 +65,29 @@ async def test_failures_back_off_exponentially_and_success_resets() -> None:
     assert delay <= 72
 
 
+async def test_status_writes_of_a_model_backing_off_do_not_cut_its_backoff() -> None:
+    # Each failing pass writes its status (a config label update, so an
+    # event): were that to enqueue the model, the backoff would never hold.
+    async def reconcile(deps: Deps, key: str) -> Outcome:
+        raise TransientError("push to the registry failed: connection refused")
+
+    cluster = FakeCluster()
+    cid = cluster.add_config("iris-1", manifest_yaml("iris", "1", "a"), {L.MODEL: "iris"})
+    op = operator(cluster, reconcile)
+    await op.enqueue_all()
+    assert await op.queue.get() == "iris"
+    await op.work_one("iris")
+    op.queue.done("iris")
+    due = op.queue._due["iris"]
+    assert op.on_event({"Type": "config", "Action": "update", "Actor": {"ID": cid}}) is True
+    assert op.queue._due["iris"] == due, "a status write brought the model forward"
+    # A new version (a config created) is the user's: it is looked at now.
+    new = cluster.add_config("iris-2", manifest_yaml("iris", "2", "a"), {L.MODEL: "iris"})
+    await op.enqueue_all()
+    op.on_event({"Type": "config", "Action": "create", "Actor": {"ID": new}})
+    assert op.queue._due["iris"] < due
+
+
 async def test_requested_requeue_is_honoured() -> None:
     async def reconcile(deps: Deps, key: str) -> Outcome:
         return Outcome(requeue_after=0.01)
