@@ -1,0 +1,65 @@
+"""Scenario 5: the registry taken away while a model is built and pushed.
+Pass: the model that needs it says so in its status, and the operator
+retries it with backoff (a handful of passes, not a hot loop); what does not
+need the registry proceeds (a removal, a served model keeps answering); the
+model becomes Ready once the registry is back."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from tests.chaos.conftest import STACK, Cluster, Served, knob, record, tolerant
+from tests.e2e.conftest import Models, wait_for
+
+OUTAGE_SECONDS = knob("AIART_CHAOS_OUTAGE_SECONDS", 20)
+ROUNDS = knob("AIART_CHAOS_OUTAGES", 1)
+
+
+def outage_round(cluster: Cluster, models: Models, iris_pickle: bytes, served: Served,
+                 round_: int) -> None:
+    registry = cluster.service(f"{STACK}_registry")
+    doomed = models.name(f"doomed{round_}")
+    doomed_config = models.declare(doomed, "1", iris_pickle)
+    models.wait_status(doomed_config, "Ready", timeout=300)
+
+    registry.scale(0)
+    wait_for(lambda: not cluster.running_tasks(registry), 60, "the registry to stop")
+    retries_before = cluster.operator_metric("aiart_operator_reconciles_total",
+                                             outcome="retry")
+    out_at = time.monotonic()
+    blocked = models.name(f"blocked{round_}")
+    blocked_config = models.declare(blocked, "1", iris_pickle)
+    for config in cluster.engine.configs.list(filters={"label": f"aiart.model={doomed}"}):
+        config.remove()
+    try:
+        said = wait_for(
+            lambda: "registry" in (m := models.labels(blocked_config).get(
+                "aiart.status.message", "")) and m, 120,
+            "the blocked model to name the registry in its status", every=0.5)
+        wait_for(lambda: not models.services(doomed), 60,
+                 "the removal to proceed without the registry")
+        served.check_untouched(cluster, models)
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - out_at)))
+        retries = cluster.operator_metric(
+            "aiart_operator_reconciles_total", outcome="retry") - retries_before
+        outage = time.monotonic() - out_at
+    finally:
+        registry.scale(1)
+    back_at = time.monotonic()
+    wait_for(tolerant(lambda: models.labels(blocked_config).get("aiart.status") == "Ready"),
+             180, "the blocked model to become Ready once the registry is back", every=1)
+    record("5 registry outage", round=round_ + 1, outage_seconds=round(outage, 1),
+           retries_during_outage=int(retries), status_said=said[:120],
+           ready_after_return_seconds=round(time.monotonic() - back_at, 1))
+    # Backoff from 0.5 s, doubling: about log2(outage / 0.5) + 1 passes
+    # (6 in 20 s); twice that and a few for status writes is the bound.
+    # A hot loop would make hundreds.
+    bound = 4 + 2 * math.ceil(math.log2(outage / 0.5))
+    assert retries <= bound, f"{retries} retries in {outage:.0f} s (bound {bound})"
+
+
+def test_a_registry_outage_holds_only_what_needs_it_and_heals(
+        cluster: Cluster, models: Models, iris_pickle: bytes, served: Served) -> None:
+    for round_ in range(ROUNDS):
+        outage_round(cluster, models, iris_pickle, served, round_)
