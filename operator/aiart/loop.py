@@ -136,22 +136,29 @@ class Operator:
     async def watcher(self) -> None:
         delay = 0.5
         while True:
+            connected: float | None = None
             try:
                 # List after subscribing would be ideal; the engine offers no
                 # resource versions, so list on every (re)connect instead.
                 stream = self.deps.cluster.events()
                 await self.enqueue_all()
-                delay = 0.5
+                connected = time.monotonic()
                 async for event in stream:
                     if not self.on_event(event):
                         await self.enqueue_all()
-                log.warning("event stream ended; reconnecting")
+                log.warning("event stream ended")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("event stream failed: %s; reconnecting in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
+                log.warning("event stream failed: %s", exc)
+            if connected is not None and time.monotonic() - connected >= 5.0:
+                delay = 0.5  # it served a while: reconnect at once
+                continue
+            # Failing, or ending as soon as it starts (an engine restarting or
+            # overloaded): back off rather than relist in a tight loop.
+            log.warning("reconnecting to the event stream in %.1f s", delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:

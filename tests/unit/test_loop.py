@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
 from aiart import labels as L
 from aiart.errors import TransientError
 from aiart.loop import Operator
@@ -95,3 +99,41 @@ async def test_requested_requeue_is_honoured() -> None:
     op = operator(FakeCluster(), reconcile)
     await op.work_one("iris")
     assert len(op.queue) == 1 and op.passes == 1
+
+
+async def test_a_broken_event_stream_reconnects_and_relists_what_changed_meanwhile() -> None:
+    # The stream ends (an engine restart), then the engine refuses a
+    # reconnect; a model declared while nothing was watching is found by the
+    # listing made on the reconnect that works.
+    cluster = FakeCluster()
+    cluster.add_config("iris-1", manifest_yaml("iris", "1", "a"), {L.MODEL: "iris"})
+    op = operator(cluster, None)
+    connects = 0
+
+    def events() -> AsyncIterator[dict[str, Any]]:
+        nonlocal connects
+        connects += 1
+        if connects == 2:
+            # While the engine is away: a model is declared, the stream fails.
+            cluster.add_config("wine-1", manifest_yaml("wine", "1", "a"), {L.MODEL: "wine"})
+            raise TransientError("engine away")
+        return empty()
+
+    async def empty() -> AsyncIterator[dict[str, Any]]:
+        if False:  # pragma: no cover - an empty stream: it ends at once
+            yield {}
+
+    cluster.events = events  # type: ignore[method-assign]
+    watcher = asyncio.create_task(op.watcher())
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if connects >= 3:
+                break
+    finally:
+        watcher.cancel()
+    assert connects >= 3, "the watcher did not reconnect after a failed attempt"
+    queued = set()
+    while len(op.queue):
+        queued.add(await op.queue.get())
+    assert queued == {"iris", "wine"}
