@@ -254,11 +254,13 @@ class Served:
 
     model: str
     config: str
-    index: int  # its service's spec version (moved only by a test's own update)
+    # Its service's spec (changed only by a test's own update). Not the
+    # version index: Swarm bumps that when a rolling update's status moves.
+    spec: dict[str, Any]
 
     def check_untouched(self, cluster: Cluster, models: Models) -> None:
         (service,) = models.services(self.model)
-        assert service.attrs["Version"]["Index"] == self.index, (
+        assert service.attrs["Spec"] == self.spec, (
             f"{self.model}'s service was changed")
         assert models.labels(self.config)["aiart.status"] == "Ready"
         with httpx.Client(base_url=cluster.gateway(), timeout=10) as http:
@@ -273,7 +275,7 @@ def served(cluster: Cluster, models: Models, iris_pickle: bytes) -> Served:
     models.wait_status(config, "Ready", timeout=300)
     (service,) = models.services(model)
     wait_for(lambda: len(cluster.task_nodes(service)) == 2, 120, "two running replicas")
-    return Served(model, config, service.attrs["Version"]["Index"])
+    return Served(model, config, service.attrs["Spec"])
 
 
 @dataclass

@@ -36,7 +36,7 @@ def lose_a_worker(cluster: Cluster, models: Models, served: Served, service: Any
         service.force_update()
         wait_for(lambda: len(set(cluster.task_nodes(service))) == 2, 120,
                  "the replicas spread over both workers again", every=1)
-        served.index = service.attrs["Version"]["Index"]
+        served.spec = service.attrs["Spec"]
     nodes = cluster.task_nodes(service)
     victim = nodes[0]
     seen_degraded: dict[str, str] = {}
