@@ -68,6 +68,12 @@ def tolerant(check: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
+def remove_model(models: Models, model: str) -> None:
+    """Remove every config that declares a model, as a user removes it."""
+    for config in models.engine.configs.list(filters={"label": f"aiart.model={model}"}):
+        config.remove()
+
+
 def node_ip(node: str) -> str:
     role, n = node.removeprefix(f"{CLUSTER}-")[0], int(node.removeprefix(f"{CLUSTER}-")[1:])
     return f"{PREFIX}.{(10 if role == 'm' else 20) + n}"

@@ -10,7 +10,7 @@ import random
 import threading
 import time
 
-from tests.chaos.conftest import Cluster, knob, record
+from tests.chaos.conftest import Cluster, knob, record, remove_model
 from tests.e2e.conftest import Models, wait_for
 
 CHURN = knob("AIART_CHAOS_CHURN", 20)
@@ -59,11 +59,6 @@ def services_by_model(models: Models, prefix: str) -> dict[str, int]:
         if model.startswith(prefix):
             counts[model] = counts.get(model, 0) + 1
     return counts
-
-
-def remove_model(models: Models, model: str) -> None:
-    for config in models.engine.configs.list(filters={"label": f"aiart.model={model}"}):
-        config.remove()
 
 
 def test_churn_of_small_models_ends_in_the_declared_state(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from tests.chaos.conftest import Cluster, Served, knob, record, tolerant
+from tests.chaos.conftest import Cluster, Served, knob, record, remove_model, tolerant
 from tests.e2e.conftest import Models, wait_for
 
 RESTARTS = knob("AIART_CHAOS_RESTARTS", 1)
@@ -27,8 +27,7 @@ def restart_round(cluster: Cluster, models: Models, iris_pickle: bytes, round_: 
     cluster.stop_engine(node)
     new = models.name(f"new{round_}")
     new_config = models.declare(new, "1", iris_pickle)
-    for config in cluster.engine.configs.list(filters={"label": f"aiart.model={gone}"}):
-        config.remove()
+    remove_model(models, gone)
     cluster.start_engine(node)
     cluster.wait_operator(other_than=container, timeout=180)
     back_at = time.monotonic()

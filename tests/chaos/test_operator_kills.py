@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from tests.chaos.conftest import IRIS_ROWS, Cluster, knob, record
+from tests.chaos.conftest import IRIS_ROWS, Cluster, knob, record, remove_model
 from tests.e2e.conftest import Models, wait_for
 
 KILLS = knob("AIART_CHAOS_KILLS", 4)
@@ -58,8 +58,7 @@ def test_operator_killed_at_random_converges_to_the_declared_state(
             models.declare(model, str(versions[model]), iris_pickle)
         else:
             model = rng.choice(sorted(versions))
-            for config in models.engine.configs.list(filters={"label": f"aiart.model={model}"}):
-                config.remove()
+            remove_model(models, model)
             del versions[model]
         actions.append(f"{action} {model}")
         # A random moment: before the operator sees it, mid-build, mid-push,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 
-from tests.chaos.conftest import STACK, Cluster, Served, knob, record, tolerant
+from tests.chaos.conftest import STACK, Cluster, Served, knob, record, remove_model, tolerant
 from tests.e2e.conftest import Models, wait_for
 
 OUTAGE_SECONDS = knob("AIART_CHAOS_OUTAGE_SECONDS", 20)
@@ -30,8 +30,7 @@ def outage_round(cluster: Cluster, models: Models, iris_pickle: bytes, served: S
     out_at = time.monotonic()
     blocked = models.name(f"blocked{round_}")
     blocked_config = models.declare(blocked, "1", iris_pickle)
-    for config in cluster.engine.configs.list(filters={"label": f"aiart.model={doomed}"}):
-        config.remove()
+    remove_model(models, doomed)
     try:
         said = wait_for(
             lambda: "registry" in (m := models.labels(blocked_config).get(
