@@ -130,6 +130,30 @@ class Cluster:
     def task_nodes(self, service: Any) -> list[str]:
         return sorted(self.hostname_of(t["NodeID"]) for t in self.running_tasks(service))
 
+    def spread(self, service: Any, tries: int = 4) -> None:
+        """Until each of the service's replicas runs on a node of its own.
+
+        Swarm does not move running tasks back to a node that returned, and a
+        forced update does not promise a spread either (the soak once saw
+        both replicas land on one worker), so: update, let the update finish
+        (mid-update an old and a new task may look spread), check, again."""
+        replicas = service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"]
+        replaced: set[str] = set()  # tasks the last update replaces
+
+        def settled() -> bool:
+            tasks = self.running_tasks(service)
+            update = service.attrs.get("UpdateStatus", {}).get("State")
+            return (update in (None, "completed") and len(tasks) == replicas
+                    and not replaced & {t["ID"] for t in tasks})
+
+        for _ in range(tries):
+            wait_for(tolerant(settled), 180, f"{service.name} to settle", every=1)
+            if len(set(self.task_nodes(service))) == replicas:
+                return
+            replaced = {t["ID"] for t in self.running_tasks(service)}
+            service.force_update()
+        raise AssertionError(f"{service.name}'s replicas share a node after {tries} updates")
+
     # -- the operator ----------------------------------------------------------
 
     def operator(self) -> tuple[str, str] | None:
@@ -171,23 +195,45 @@ class Cluster:
 
     # -- hurting nodes ---------------------------------------------------------
 
-    def lose(self, node: str, how: str) -> None:
+    def lose(self, node: str, how: str) -> float:
+        """Kill, pause (freeze) or cut off a node; the moment it happened."""
         container = self.host.containers.get(node)
         if how == "kill":
+            at = time.monotonic()
             container.kill()
         elif how == "pause":
-            container.pause()
+            at = self._freeze(container)
         elif how == "partition":
+            at = time.monotonic()
             self.host.networks.get(f"{CLUSTER}-cluster").disconnect(container)
         else:
             raise ValueError(f"unknown way to lose a node: {how}")
+        return at
+
+    @staticmethod
+    def _freeze(container: Any, tries: int = 5) -> float:
+        # The cgroup freezer gives up on a busy node ("unable to freeze": a
+        # process it could not stop in time) and thaws it again; the soak met
+        # that right after a node had restarted. Another try freezes it.
+        for attempt in range(tries):
+            at = time.monotonic()
+            try:
+                container.pause()
+                return at
+            except docker.errors.APIError as exc:
+                if "freeze" not in str(exc) or attempt == tries - 1:
+                    raise
+                print(f"\nchaos: freezing {container.name} failed ({exc}); once more")
+                time.sleep(1)
+        raise AssertionError("unreachable")
 
     def restore(self, node: str, how: str) -> None:
         container = self.host.containers.get(node)
         if how == "kill":
             container.start()
         elif how == "pause":
-            container.unpause()
+            if container.status == "paused":  # not if freezing it failed
+                container.unpause()
         elif how == "partition":
             self.host.networks.get(f"{CLUSTER}-cluster").connect(
                 container, ipv4_address=node_ip(node))

@@ -31,12 +31,8 @@ ROUNDS = knob("AIART_CHAOS_LOSS_ROUNDS", 1)
 def lose_a_worker(cluster: Cluster, models: Models, served: Served, service: Any, url: str,
                   how: str, round_: int) -> None:
     config = served.config
-    if len(set(cluster.task_nodes(service))) < 2:
-        # Swarm does not move running tasks back to a node that returned.
-        service.force_update()
-        wait_for(lambda: len(set(cluster.task_nodes(service))) == 2, 120,
-                 "the replicas spread over both workers again", every=1)
-        served.spec = service.attrs["Spec"]
+    cluster.spread(service)
+    served.spec = service.attrs["Spec"]  # a forced update changes it
     nodes = cluster.task_nodes(service)
     victim = nodes[0]
     seen_degraded: dict[str, str] = {}
@@ -50,8 +46,7 @@ def lose_a_worker(cluster: Cluster, models: Models, served: Served, service: Any
     traffic = Traffic(url).__enter__()
     try:
         time.sleep(3)
-        lost_at = time.monotonic()
-        cluster.lose(victim, how)
+        lost_at = cluster.lose(victim, how)
         # Until the swarm marks the node down, the gateway still routes to
         # its task: requests sent there then are the ones that may fail.
         wait_for(tolerant(lambda: cluster.node_state(victim) != "ready"), 60,
