@@ -27,6 +27,29 @@ log "set-up took $((SECONDS - started)) s"
 
 export AIART_GATEWAY_URL="http://localhost:$AIART_GATEWAY_PORT"
 export AIART_STACK
+
+# No arguments: every test, the multi-node scenarios (tests/chaos) last,
+# their harness brought up in the background meanwhile: it takes minutes
+# (mostly loading images into its nodes) that the other tests need not wait
+# for. Removed at the end; AIART_CHAOS_KEEP=1 keeps it. A harness that is
+# already up is used as it is and left up (tests/chaos/conftest.py).
+harness_pid=""
+if [ $# -eq 0 ]; then
+  set -- tests/unit tests/integration tests/e2e tests/chaos
+  if ! docker container inspect "${AIART_CLUSTER:-aiart}-m1" >/dev/null 2>&1; then
+    AIART_CHAOS_HARNESS=$(mktemp -d)
+    export AIART_CHAOS_HARNESS
+    log "bringing the multi-node harness up in the background (log: $AIART_CHAOS_HARNESS/up.log)"
+    (
+      up_started=$SECONDS up_status=0
+      { "$AIART_ROOT/hack/cluster.sh" up && "$AIART_ROOT/hack/cluster.sh" stack; } \
+        >"$AIART_CHAOS_HARNESS/up.log" 2>&1 || up_status=$?
+      # What the scenarios' fixture waits for: exit status and seconds.
+      echo "$up_status $((SECONDS - up_started))" >"$AIART_CHAOS_HARNESS/done"
+    ) &
+    harness_pid=$!
+  fi
+fi
 # What the reliability scenarios (tests/chaos) measured, printed at the end.
 AIART_CHAOS_REPORT=$(mktemp)
 export AIART_CHAOS_REPORT
@@ -37,6 +60,13 @@ if [ -s "$AIART_CHAOS_REPORT" ]; then
   .venv/bin/python -m tests.chaos.report "$AIART_CHAOS_REPORT"
 fi
 rm -f "$AIART_CHAOS_REPORT"
+if [ -n "$harness_pid" ]; then
+  wait "$harness_pid" || true
+  if [ -z "${AIART_CHAOS_KEEP:-}" ]; then
+    "$AIART_ROOT/hack/cluster.sh" down
+  fi
+  rm -rf "$AIART_CHAOS_HARNESS"
+fi
 # pytest's 5 means it ran no test: a failure here, never a green run.
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests" >&2

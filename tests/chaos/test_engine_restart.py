@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import time
 
-from tests.chaos.conftest import Cluster, Served, knob, record, remove_model, tolerant
+from tests.chaos.conftest import (
+    Cluster,
+    Served,
+    Spares,
+    knob,
+    record,
+    remove_model,
+    tolerant,
+)
 from tests.e2e.conftest import Models, wait_for
 
 RESTARTS = knob("AIART_CHAOS_RESTARTS", 1)
 
 
-def restart_round(cluster: Cluster, models: Models, iris_pickle: bytes, round_: int) -> None:
-    gone = models.name(f"gone{round_}")
-    gone_config = models.declare(gone, "1", iris_pickle)
-    models.wait_status(gone_config, "Ready", timeout=300)
+def restart_round(cluster: Cluster, models: Models, iris_pickle: bytes, spares: Spares,
+                  round_: int) -> None:
+    gone, _ = spares.ready(f"gone{round_}")
     # Not the first manager's engine: the harness drives the swarm
     # through it, and the changes below land through it while the
     # operator's engine is away.
@@ -42,7 +49,8 @@ def restart_round(cluster: Cluster, models: Models, iris_pickle: bytes, round_: 
 
 
 def test_an_engine_restart_under_the_operator_misses_nothing(
-        cluster: Cluster, models: Models, iris_pickle: bytes, served: Served) -> None:
+        cluster: Cluster, models: Models, iris_pickle: bytes, spares: Spares,
+        served: Served) -> None:
     for round_ in range(RESTARTS):
-        restart_round(cluster, models, iris_pickle, round_)
+        restart_round(cluster, models, iris_pickle, spares, round_)
     served.check_untouched(cluster, models)

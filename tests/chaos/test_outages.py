@@ -9,7 +9,16 @@ from __future__ import annotations
 import math
 import time
 
-from tests.chaos.conftest import STACK, Cluster, Served, knob, record, remove_model, tolerant
+from tests.chaos.conftest import (
+    STACK,
+    Cluster,
+    Served,
+    Spares,
+    knob,
+    record,
+    remove_model,
+    tolerant,
+)
 from tests.e2e.conftest import Models, wait_for
 
 OUTAGE_SECONDS = knob("AIART_CHAOS_OUTAGE_SECONDS", 20)
@@ -17,11 +26,9 @@ ROUNDS = knob("AIART_CHAOS_OUTAGES", 1)
 
 
 def outage_round(cluster: Cluster, models: Models, iris_pickle: bytes, served: Served,
-                 round_: int) -> None:
+                 spares: Spares, round_: int) -> None:
     registry = cluster.service(f"{STACK}_registry")
-    doomed = models.name(f"doomed{round_}")
-    doomed_config = models.declare(doomed, "1", iris_pickle)
-    models.wait_status(doomed_config, "Ready", timeout=300)
+    doomed, _ = spares.ready(f"doomed{round_}")
 
     registry.scale(0)
     wait_for(lambda: not cluster.running_tasks(registry), 60, "the registry to stop")
@@ -59,6 +66,7 @@ def outage_round(cluster: Cluster, models: Models, iris_pickle: bytes, served: S
 
 
 def test_a_registry_outage_holds_only_what_needs_it_and_heals(
-        cluster: Cluster, models: Models, iris_pickle: bytes, served: Served) -> None:
+        cluster: Cluster, models: Models, iris_pickle: bytes, served: Served,
+        spares: Spares) -> None:
     for round_ in range(ROUNDS):
-        outage_round(cluster, models, iris_pickle, served, round_)
+        outage_round(cluster, models, iris_pickle, served, spares, round_)
