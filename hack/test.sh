@@ -70,7 +70,8 @@ if [ $# -gt 0 ]; then
 else
   # Two runs: the first one's session fixtures remove its models before the
   # scenarios start (dozens of model containers left running beside the
-  # harness starved it of CPU, and its operator was restarted as unhealthy).
+  # harness starved it of CPU: Swarm kept moving aiart's services between
+  # its managers, and churn stalled).
   run_pytest tests/unit tests/integration tests/e2e || status=$?
   run_pytest tests/chaos || status=$?
 fi
