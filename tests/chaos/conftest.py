@@ -6,8 +6,9 @@ node, restart a node's engine, stop the registry.
 The harness is brought up once for this package and removed after it, unless
 it was already up (then it is left as found, for hack/chaos.sh and by-hand
 runs); hack/test.sh brings it up in the background while the other tests
-run, and removes it itself. Each scenario writes what it measured to ``AIART_CHAOS_REPORT`` (JSON
-lines), which hack/chaos.sh prints as a table.
+run, and removes it itself. Each scenario writes what it measured to
+``AIART_CHAOS_REPORT`` (JSON lines), which hack/test.sh and hack/chaos.sh
+print as a table.
 """
 
 from __future__ import annotations
