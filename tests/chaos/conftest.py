@@ -179,21 +179,32 @@ class Cluster:
             engine.containers.get(container).kill()  # SIGKILL
         return container
 
-    def operator_metric(self, name: str, **labels: str) -> float:
-        """One of the operator's own metrics, read inside its container."""
-        node, container = self.wait_operator()
+    def operator_metric(self, name: str, **labels: str) -> tuple[str, float]:
+        """One of the operator's own metrics, read inside its container, and
+        the container that answered. An operator that has just started (the
+        scenario before may have killed it) serves its metrics a moment after
+        its task runs, so this waits for the endpoint rather than fail on it."""
         code = ("import urllib.request;"
-                "print(urllib.request.urlopen('http://localhost:9100/metrics').read().decode())")
-        with self.node_engine(node) as engine:
-            result = engine.containers.get(container).exec_run(
-                ["/opt/aiart/bin/python", "-c", code])
-        assert result.exit_code == 0, result.output
+                "print(urllib.request.urlopen('http://127.0.0.1:9100/metrics').read().decode())")
+
+        def read() -> tuple[str, str] | None:
+            node, container = self.wait_operator()
+            with self.node_engine(node) as engine:
+                result = engine.containers.get(container).exec_run(
+                    ["/opt/aiart/bin/python", "-c", code])
+            if result.exit_code != 0:
+                print(f"chaos: the operator's metrics did not answer yet: "
+                      f"{result.output.decode(errors='replace').strip().splitlines()[-1:]}")
+                return None
+            return container, result.output.decode()
+
+        container, text = wait_for(tolerant(read), 60, "the operator's metrics", every=1)
         wanted = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
                          if labels else "")
-        for line in result.output.decode().splitlines():
+        for line in text.splitlines():
             if line.startswith(wanted + " "):
-                return float(line.split()[-1])
-        return 0.0
+                return container, float(line.split()[-1])
+        return container, 0.0
 
     # -- hurting nodes ---------------------------------------------------------
 

@@ -32,8 +32,8 @@ def outage_round(cluster: Cluster, models: Models, iris_pickle: bytes, served: S
 
     registry.scale(0)
     wait_for(lambda: not cluster.running_tasks(registry), 60, "the registry to stop")
-    retries_before = cluster.operator_metric("aiart_operator_reconciles_total",
-                                             outcome="retry")
+    counted_by, retries_before = cluster.operator_metric(
+        "aiart_operator_reconciles_total", outcome="retry")
     out_at = time.monotonic()
     blocked = models.name(f"blocked{round_}")
     blocked_config = models.declare(blocked, "1", iris_pickle)
@@ -47,8 +47,12 @@ def outage_round(cluster: Cluster, models: Models, iris_pickle: bytes, served: S
                  "the removal to proceed without the registry")
         served.check_untouched(cluster, models)
         time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - out_at)))
-        retries = cluster.operator_metric(
-            "aiart_operator_reconciles_total", outcome="retry") - retries_before
+        answered_by, retries_after = cluster.operator_metric(
+            "aiart_operator_reconciles_total", outcome="retry")
+        # A counter starts again in a new operator: a restart during the
+        # outage is itself a failure here (nothing should kill it).
+        assert answered_by == counted_by, "the operator restarted during the registry outage"
+        retries = retries_after - retries_before
         outage = time.monotonic() - out_at
     finally:
         registry.scale(1)
