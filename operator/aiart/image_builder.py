@@ -76,6 +76,10 @@ class ImageBuilder:
         self.cluster = cluster
         self.cache_dir = cache_dir
         self.timeout = timeout
+        # model image tag -> the runtime image it is built on, and the runtime
+        # images whose layers one push of this process has put in the registry.
+        self._runtime_of: dict[str, str] = {}
+        self._runtime_pushed: set[str] = set()
 
     async def ensure_runtime(self, recipe: RuntimeRecipe) -> str:
         tag = recipe.tag
@@ -103,6 +107,7 @@ class ImageBuilder:
 
     async def ensure_model_image(self, recipe: ModelRecipe, *, push: bool = True) -> str:
         tag = recipe.tag
+        self._runtime_of[tag] = recipe.runtime_image
         async with _lock(tag):
             if not await self.cluster.image_exists(tag):
                 files = {
@@ -116,10 +121,22 @@ class ImageBuilder:
                     labels={L.MANAGED_BY: L.MANAGED_BY_VALUE, L.MODEL: recipe.name,
                             L.VERSION: recipe.version},
                 )
-            if push:
-                await self.cluster.push_image(tag)
-            return tag
+        if push:
+            await self.push_image(tag)
+        return tag
 
     async def push_image(self, tag: str) -> None:
         async with _lock(tag):
+            runtime = self._runtime_of.get(tag)
+            if runtime is not None and runtime not in self._runtime_pushed:
+                # The first push of a runtime's layers goes alone. Pushes
+                # beside it would each upload the same layers (hundreds of MB
+                # for scikit-learn), since none has them in the registry yet;
+                # after it, the engine mounts them into each new repository
+                # and a model's push carries its own thin layer only.
+                async with _lock(f"first push of {runtime}"):
+                    if runtime not in self._runtime_pushed:
+                        await self.cluster.push_image(tag)
+                        self._runtime_pushed.add(runtime)
+                        return
             await self.cluster.push_image(tag)
