@@ -1,0 +1,98 @@
+"""The container health check against a real HTTP server on a real socket:
+the runtime's own server (uvicorn, as in the image) and a few that answer
+wrongly."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import uvicorn
+from aiart_runtime.__main__ import load
+from aiart_runtime.probe import ready
+from aiart_runtime.server import create_app
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def runtime_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    path = tmp_path_factory.mktemp("model")
+    x, y = load_iris(return_X_y=True)
+    (path / "model.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(x, y)))
+    (path / "model.json").write_text(json.dumps({
+        "name": "iris", "version": "1", "runtime": "sklearn", "artifact": "model.pkl",
+        "inputs": None, "outputs": None}))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(load(path), max_body_bytes=1024), host="127.0.0.1", port=port,
+        log_config=None, access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield port
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_the_runtime_server_reads_as_ready(runtime_port: int) -> None:
+    assert ready(runtime_port)
+
+
+def test_nothing_listening_is_not_ready() -> None:
+    assert not ready(free_port(), timeout=1)
+
+
+def serve(status: int, body: bytes) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("status,body,expected", [
+    (200, b'{"ready":true}', True),
+    (200, b'{"ready":false}', False),
+    (503, b'{"ready":true}', False),  # a proxy's error page quoting a ready answer
+    (200, b"", False),
+])
+def test_only_a_200_that_says_ready_is_ready(status: int, body: bytes, expected: bool) -> None:
+    server = serve(status, body)
+    try:
+        assert ready(server.server_address[1], timeout=2) is expected
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_never_answers_is_not_ready_after_the_timeout() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        started = time.monotonic()
+        assert not ready(listener.getsockname()[1], timeout=0.5)
+        assert time.monotonic() - started < 5
