@@ -98,7 +98,11 @@ cluster_up() {
     --label "aiart.cluster=$AIART_CLUSTER" "$CLUSTER_NETWORK" >/dev/null
   local node
   for node in $(node_names); do
-    docker container inspect "$node" >/dev/null 2>&1 || start_node "$node" "$image"
+    if ! docker container inspect "$node" >/dev/null 2>&1; then
+      start_node "$node" "$image"
+    elif [ "$(docker container inspect -f '{{.State.Running}}' "$node")" != true ]; then
+      docker start "$node" >/dev/null
+    fi
   done
   for node in $(node_names); do wait_node_engine "$node"; done
   local first="$AIART_CLUSTER-m1"
@@ -119,7 +123,23 @@ cluster_up() {
   done
   # The registry runs where every node was told to find it.
   on "$first" docker node update --label-add aiart.registry=true "$first" >/dev/null
+  wait_nodes_ready "$first"
   log "cluster '$AIART_CLUSTER' up: $(on "$first" docker node ls --format '{{.Hostname}}/{{.ManagerStatus}}' | tr '\n' ' ')"
+}
+
+wait_nodes_ready() {
+  # A swarm resumed from old state can keep a node Down for good: once, the
+  # first manager's own agent lost its session and never registered again
+  # (Leader, yet Down; nothing could be scheduled on it). Say so rather than
+  # hand the tests a swarm that cannot run the registry.
+  local first=$1 deadline=$((SECONDS + 90)) down
+  while :; do
+    down=$(on "$first" docker node ls --format '{{.Hostname}} {{.Status}}' | awk '$2 != "Ready" {print $1}' | paste -sd' ' -)
+    [ -n "$down" ] || return 0
+    [ $SECONDS -lt $deadline ] \
+      || die "nodes not Ready after 90 s: $down (start afresh: hack/cluster.sh down, then up)"
+    sleep 1
+  done
 }
 
 manager_ips() {
