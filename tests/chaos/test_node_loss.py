@@ -4,8 +4,8 @@ the operator lost.
 2. A two-replica model serves traffic through the gateway while the worker
    that runs one replica is killed, paused or cut off. Pass: no request fails
    but those on their way to the lost node (in flight on it, or sent to its
-   task before the swarm marked the node down; at most one per client); the
-   lost replica is rescheduled; the config's labels show the degradation (replicas 1/2, still
+   task before the gateway learnt that the swarm had marked the node down;
+   at most two per client); the lost replica is rescheduled; the config's labels show the degradation (replicas 1/2, still
    Ready, since the model answers) and then the recovery (2/2).
 3. The manager that runs the operator is killed. Pass: the operator runs
    again on another manager and carries on (a model declared while it was
@@ -24,9 +24,14 @@ import pytest
 from tests.chaos.conftest import Cluster, Served, Traffic, knob, record, tolerant
 from tests.e2e.conftest import Models, wait_for
 
-# CI: a node killed and one cut off; the soak (hack/chaos.sh) also freezes one.
-LOSSES = os.environ.get("AIART_CHAOS_LOSSES", "kill partition").split()
+# CI: a node killed (its share of CI time allows one loss); the soak
+# (hack/chaos.sh) also freezes one and cuts one off, each several times.
+LOSSES = os.environ.get("AIART_CHAOS_LOSSES", "kill").split()
 ROUNDS = knob("AIART_CHAOS_LOSS_ROUNDS", 1)
+# How long after the swarm marks a node down the gateway may still route to
+# its task: Traefik's swarm provider reads every 1 s (stack.yml) and applies
+# a provider's change at most every 2 s (its default throttle).
+GATEWAY_LAG_SECONDS = 3.0
 
 
 def lose_a_worker(cluster: Cluster, models: Models, served: Served, service: Any, url: str,
@@ -80,12 +85,18 @@ def lose_a_worker(cluster: Cluster, models: Models, served: Served, service: Any
     assert "degraded" in seen_degraded["aiart.status.message"]
     assert models.labels(config)["aiart.status"] == "Ready"
     # Only requests on their way to the lost node may fail: those in flight
-    # when it went, and those the gateway sent to its task before the swarm
-    # marked it down (at most one per client: each waits for its answer).
-    # Every request started after that must succeed.
-    late = [(round(s - lost_at, 2), why) for s, _, why in failed if s >= down_at]
-    assert not late, f"requests started after the node was marked down failed: {late}"
-    assert len(failed) <= traffic.clients, f"{len(failed)} requests failed"
+    # when it went, and those the gateway sent to its task before it learnt
+    # of the loss. It learns after the swarm marks the node down and stops
+    # the task, at its next read of the swarm (every 1 s), applied after its
+    # provider throttle (2 s): a new request sent in that lag fails (504)
+    # when each of its tries meets the lost task, as one did 1.1 s after the
+    # node was marked down. Every request started after the lag must
+    # succeed; a client loses at most its request in flight plus one sent
+    # in the window (each waits for its answer, a 504 about 3 s).
+    late = [(round(s - lost_at, 2), why) for s, _, why in failed
+            if s >= down_at + GATEWAY_LAG_SECONDS]
+    assert not late, f"requests started after the gateway learnt of the loss failed: {late}"
+    assert len(failed) <= 2 * traffic.clients, f"{len(failed)} requests failed"
     cluster.wait_nodes_ready()
 
 
