@@ -21,7 +21,7 @@ from tests.chaos.conftest import (
 )
 from tests.e2e.conftest import Models, wait_for
 
-OUTAGE_SECONDS = knob("AIART_CHAOS_OUTAGE_SECONDS", 20)
+OUTAGE_SECONDS = knob("AIART_CHAOS_OUTAGE_SECONDS", 10)
 ROUNDS = knob("AIART_CHAOS_OUTAGES", 1)
 
 
@@ -63,7 +63,8 @@ def outage_round(cluster: Cluster, models: Models, iris_pickle: bytes, served: S
            retries_during_outage=int(retries), status_said=said[:120],
            ready_after_return_seconds=round(time.monotonic() - back_at, 1))
     # Backoff from 0.5 s, doubling: about log2(outage / 0.5) + 1 passes
-    # (6 in 20 s); twice that and a few for status writes is the bound.
+    # (5 in 10 s, 6 in 20 s); twice that and a few for status writes is the
+    # bound.
     # A hot loop would make hundreds.
     bound = 4 + 2 * math.ceil(math.log2(outage / 0.5))
     assert retries <= bound, f"{retries} retries in {outage:.0f} s (bound {bound})"
