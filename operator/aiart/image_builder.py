@@ -138,5 +138,8 @@ class ImageBuilder:
                     if runtime not in self._runtime_pushed:
                         await self.cluster.push_image(tag)
                         self._runtime_pushed.add(runtime)
+                        self._runtime_of.pop(tag, None)
                         return
             await self.cluster.push_image(tag)
+            # Pushed: forget it (a later build records it again).
+            self._runtime_of.pop(tag, None)

@@ -99,5 +99,17 @@ async def test_a_later_push_of_a_pushed_runtime_does_not_wait(tmp_path: Path) ->
     assert engine.most_at_once[1:] == [2, 2]
 
 
+async def test_what_a_pushed_image_was_built_on_is_not_kept(tmp_path: Path) -> None:
+    # One entry per model image for the operator's lifetime would grow
+    # with every model ever built.
+    engine = PushRecorder(fail_first=1)
+    images = builder(engine, tmp_path)
+    results = await push_all(images, [recipe("a"), recipe("b")])
+    assert isinstance(results[0], TransientError)
+    assert list(images._runtime_of) == [recipe("a").tag]  # kept for its retry
+    await push_all(images, [recipe("a")])
+    assert images._runtime_of == {}
+
+
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(pytest.main([__file__]))
