@@ -132,9 +132,12 @@ wait_nodes_ready() {
   # first manager's own agent lost its session and never registered again
   # (Leader, yet Down; nothing could be scheduled on it). Say so rather than
   # hand the tests a swarm that cannot run the registry.
-  local first=$1 deadline=$((SECONDS + 90)) down
+  local first=$1 deadline=$((SECONDS + 90)) listing down
   while :; do
-    down=$(on "$first" docker node ls --format '{{.Hostname}} {{.Status}}' | awk '$2 != "Ready" {print $1}' | paste -sd' ' -)
+    # A manager that cannot list nodes (an election) is "not yet", not a failure.
+    listing=$(on "$first" docker node ls --format '{{.Hostname}} {{.Status}}' 2>/dev/null) \
+      || listing="swarm-not-answering Unknown"
+    down=$(awk '$2 != "Ready" {print $1}' <<<"$listing" | paste -sd' ' -)
     [ -n "$down" ] || return 0
     [ $SECONDS -lt $deadline ] \
       || die "nodes not Ready after 90 s: $down (start afresh: hack/cluster.sh down, then up)"

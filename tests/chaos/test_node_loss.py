@@ -5,8 +5,9 @@ the operator lost.
    that runs one replica is killed, paused or cut off. Pass: no request fails
    but those on their way to the lost node (in flight on it, or sent to its
    task before the gateway learnt that the swarm had marked the node down;
-   at most two per client); the lost replica is rescheduled; the config's labels show the degradation (replicas 1/2, still
-   Ready, since the model answers) and then the recovery (2/2).
+   at most two per client); the lost replica is rescheduled; the config's
+   labels show the degradation (replicas 1/2, still Ready, since the model
+   answers) and then the recovery (2/2).
 3. The manager that runs the operator is killed. Pass: the operator runs
    again on another manager and carries on (a model declared while it was
    away becomes Ready); every model declared before is still declared and
