@@ -116,10 +116,12 @@ def test_prometheus_reads_a_new_models_numbers_and_a_failure_alerts(
     assert value(f'aiart_model_latency_objective_seconds{{{sel}}}') == 2.0
     assert (value('sum(aiart_operator_reconciles_total{outcome="ok"})') or 0) > 0
     assert value('aiart_operator_queue_depth') is not None
-    # The gateway counted the same requests for the model's route.
-    assert wait_for(lambda: value(
-        f'sum(traefik_service_requests_total{{service=~"aiart-{model}-1.*",code="200"}})'),
-        30, "Traefik's request count") >= 20
+    # The gateway counted the same requests for the model's route. Wait for
+    # a scrape after the last request: one taken mid-way (CI once read 1)
+    # is not the answer.
+    wait_for(lambda: (value(
+        f'sum(traefik_service_requests_total{{service=~"aiart-{model}-1.*",code="200"}})')
+        or 0) >= 20, 30, "Traefik's count of the 20 requests")
 
     # Now the model fails on every request: the error ratio alert fires.
     failing, headers = nan_request()
