@@ -77,11 +77,26 @@ def tar_context(files: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+# The builder's own progress lines ("Step 3/5 : RUN ...", " ---> 1a2b", ...):
+# noise to a user reading why their model failed.
+_BUILD_NOISE = re.compile(r"^(Step \d+/\d+ :|---> |Removing intermediate|Successfully )")
+_FAILURE_CHARS = 600
+
+
 def _build_failure(error: str, output: list[str]) -> str:
-    """The words a user needs: aiart's own diagnosis first, then the build's tail."""
-    ours = [line for line in output if line.startswith("aiart:")]
-    lead = ours[-1].removeprefix("aiart: ") if ours else error.strip()
-    return f"image build failed: {lead} ({' | '.join(output[-3:])})"
+    """The words a user needs, short and in plain text: aiart's own diagnosis
+    when the failing step gave one, else the step's last lines and the error."""
+    lines = [_ANSI.sub("", line).strip() for line in output]
+    ours = [line for line in lines if line.startswith("aiart:")]
+    if ours:
+        text = ours[-1].removeprefix("aiart: ")
+    else:
+        said = [line for line in lines if line and not _BUILD_NOISE.match(line)]
+        text = " | ".join([*said[-3:], _ANSI.sub("", error).strip()])
+    if len(text) > _FAILURE_CHARS:
+        text = text[:_FAILURE_CHARS - 1] + "…"
+    return f"image build failed: {text}"
 
 
 class DockerCluster:
@@ -272,15 +287,25 @@ class DockerCluster:
         return str(digests[0] if digests else raw.get("Id", ""))
 
     async def build_image(
-        self, *, context: bytes, tag: str, labels: Mapping[str, str], timeout: float  # noqa: ASYNC109
+        self, *, context: bytes, tag: str, labels: Mapping[str, str],
+        timeout: float, network: bool = True,  # noqa: ASYNC109
     ) -> None:
-        """Build from a tar context; PermanentError carries the failing step's output."""
+        """Build from a tar context; PermanentError carries the failing step's output.
+
+        ``network=False`` gives the build's steps no network at all (a model
+        image's check loads the user's pickle or code)."""
         tail: list[str] = []
+        params = {"t": tag, "rm": "1", "forcerm": "1", "labels": json.dumps(dict(labels))}
+        if not network:
+            params["networkmode"] = "none"
         try:
-            stream = self.docker.images.build(
-                fileobj=io.BytesIO(context), encoding="application/x-tar", tag=tag,
-                labels=dict(labels), rm=True, forcerm=True, stream=True, timeout=timeout,
-            )
+            # aiodocker's images.build has no network setting: the same call, by hand.
+            response = self.docker._query(
+                "build", "POST", params=params, data=context,
+                headers={"content-type": "application/x-tar"},
+                timeout=aiohttp.ClientTimeout(total=timeout))
+            stream = self.docker.images._handle_response(  # type: ignore[no-untyped-call]
+                response, True)
             async for chunk in stream:
                 if "error" in chunk:
                     raise PermanentError(_build_failure(str(chunk["error"]), tail))

@@ -116,10 +116,12 @@ class ImageBuilder:
                     f"model/{recipe.artifact_name}": recipe.artifact,
                 }
                 log.info("building model image %s", tag)
+                # No network: the build's check step loads the user's pickle or code.
                 await self.cluster.build_image(
                     context=tar_context(files), tag=tag, timeout=self.timeout,
                     labels={L.MANAGED_BY: L.MANAGED_BY_VALUE, L.MODEL: recipe.name,
                             L.VERSION: recipe.version},
+                    network=False,
                 )
         if push:
             await self.push_image(tag)
