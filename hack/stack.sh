@@ -66,6 +66,15 @@ ensure_store_secrets() {
   log "created the object store's keys (Docker secrets; for the CLI: $AIART_STORE_ENV)"
 }
 
+ensure_probe_key() {
+  # The key of the operator's probe tokens (one model version each), shared
+  # with the auth service only; random, made once, never written elsewhere.
+  docker secret inspect aiart-probe-key >/dev/null 2>&1 && return
+  head -c 32 /dev/urandom | base64 | tr -d '\n' \
+    | docker secret create --label aiart.managed-by=aiart aiart-probe-key - >/dev/null
+  log "created the operator's probe key (Docker secret aiart-probe-key)"
+}
+
 replicas_complete() {
   # replicas_complete SERVICE: every desired task is running ("2/2").
   local replicas
@@ -85,6 +94,7 @@ deploy_stack() {
   ensure_models_network
   ensure_registry_node
   ensure_store_secrets
+  ensure_probe_key
   export AIART_CA_BUNDLE=${AIART_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   AIART_CA_HASH=$(sha256sum "$AIART_CA_BUNDLE" | cut -c1-12)
   export AIART_ALERT_RULES=${AIART_ALERT_RULES:-$AIART_ROOT/monitoring/alerts.yml}

@@ -72,7 +72,7 @@ else
   # scenarios start (dozens of model containers left running beside the
   # harness starved it of CPU: Swarm kept moving aiart's services between
   # its managers, and churn stalled).
-  run_pytest tests/unit tests/integration tests/e2e || status=$?
+  run_pytest tests/unit tests/integration tests/security tests/e2e || status=$?
   run_pytest tests/chaos || status=$?
 fi
 if [ -s "$AIART_CHAOS_REPORT" ]; then

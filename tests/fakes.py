@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import json
 import pickle
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -249,7 +249,7 @@ class FakeGateway:
         return any(s.labels.get(L.MODEL) == name and s.labels.get(L.VERSION) == version
                    and self._answering(s) for s in self.cluster.services.values())
 
-    async def current_version(self, name: str) -> str | None:
+    async def current_version(self, name: str, versions: Sequence[str]) -> str | None:
         routed = [s for s in self.cluster.services.values() if s.labels.get(L.MODEL) == name
                   and carries_current_route(dict(s.labels)) and self._answering(s)]
         if not routed:

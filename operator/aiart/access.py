@@ -30,6 +30,15 @@ OPEN_PATHS = re.compile(
     r"/v2(/health/(live|ready)|/models/[a-z0-9-]+(/versions/[a-z0-9-]+)?/ready)$")
 
 
+# The operator's probes of a closed model version carry this header: an HMAC
+# of the model and version under a key only the operator and the auth service
+# hold (a Docker secret). It opens that one version's routes and nothing
+# else, so it is no platform credential; the gateway removes it before the
+# model (render.CREDENTIAL_HEADERS).
+PROBE_HEADER = "X-Aiart-Probe"
+PROBE_KEY_FILE = "/run/secrets/aiart-probe-key"
+
+
 class Role(StrEnum):
     """What a principal may do with aiart's API; every role may call the
     models in its scope."""
@@ -157,3 +166,19 @@ def decide_with_claims(policy: ModelPolicy, claims: Mapping[str, Any]) -> Decisi
     if missing:
         return Decision(403, f"the token lacks scope {', '.join(missing)}", subject=subject)
     return Decision(200, "ok", subject=subject)
+
+
+def probe_token(key: bytes, model: str, version: str) -> str:
+    """The probe credential of one model version."""
+    return hmac.new(key, f"{model}/{version}".encode(), hashlib.sha256).hexdigest()
+
+
+def decide_probe(key: bytes | None, model: str, version: str, header: str) -> Decision | None:
+    """200 when ``header`` (comma-separated tokens) holds this version's probe
+    token; None (decide as for anyone else) otherwise."""
+    if not key or not version or not header:
+        return None
+    expected = probe_token(key, model, version)
+    if any(hmac.compare_digest(expected, token.strip()) for token in header.split(",")):
+        return Decision(200, "ok", subject="aiart-probe")
+    return None

@@ -29,10 +29,13 @@ from starlette.routing import Route
 from . import logs
 from .access import (
     OPEN_PATHS,
+    PROBE_HEADER,
+    PROBE_KEY_FILE,
     ApiKey,
     Decision,
     ModelPolicy,
     credential_from,
+    decide_probe,
     decide_with_claims,
     decide_with_key,
 )
@@ -111,7 +114,8 @@ def _answer(decision: Decision, mode: str) -> Response:
     return JSONResponse({"error": decision.reason}, status_code=decision.status, headers=headers)
 
 
-def create_app(keys: KeyCache, verifier: TokenVerifier | None) -> Starlette:
+def create_app(keys: KeyCache, verifier: TokenVerifier | None,
+               probe_key: bytes | None = None) -> Starlette:
     async def verify(request: Request) -> Response:
         query = request.query_params
         model, mode = query.get("model", ""), query.get("mode", "")
@@ -124,6 +128,10 @@ def create_app(keys: KeyCache, verifier: TokenVerifier | None) -> Starlette:
         path = urlsplit(request.headers.get("x-forwarded-uri", "")).path
         if method in ("GET", "HEAD") and OPEN_PATHS.match(path):
             return _answer(Decision(200, "health", subject="anonymous"), mode)
+        probe = decide_probe(probe_key, model, query.get("version", ""),
+                             request.headers.get(PROBE_HEADER, ""))
+        if probe is not None:
+            return _answer(probe, mode)
         credential = credential_from(request.headers)
         if mode == "apikey":
             if credential is None or credential[0] != "apikey":
@@ -131,8 +139,8 @@ def create_app(keys: KeyCache, verifier: TokenVerifier | None) -> Starlette:
                                              "(X-API-Key or Authorization: Bearer)"), mode)
             return _answer(decide_with_key(policy, keys.keys, credential[1]), mode)
         if credential is not None and credential[0] == "apikey":
-            # Service principals (aiart's own probes among them): an admin
-            # key that covers the model stands in for a token.
+            # Service principals: an admin key that covers the model stands
+            # in for a token.
             return _answer(decide_with_key(policy, keys.keys, credential[1], admin_only=True),
                            mode)
         if verifier is None:
@@ -192,7 +200,14 @@ def serve_with_keys(build: Callable[[Any, KeyCache], Any], *, port_variable: str
 
 def main() -> None:
     verifier = TokenVerifier.from_env()
-    serve_with_keys(lambda _, keys: create_app(keys, verifier), port_variable="AIART_AUTH_PORT",
+    from .keystore import read_probe_key
+
+    probe_key = read_probe_key()
+    if probe_key is None:
+        log.warning("no probe key (%s): the operator cannot check closed models",
+                    os.environ.get("AIART_PROBE_KEY_FILE") or PROBE_KEY_FILE)
+    serve_with_keys(lambda _, keys: create_app(keys, verifier, probe_key),
+                    port_variable="AIART_AUTH_PORT",
                     what="aiart auth service", service_name="aiart-auth",
                     oidc_issuer=verifier.issuer if verifier else "none")
 

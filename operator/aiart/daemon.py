@@ -23,7 +23,7 @@ from .backends import open_catalog, open_store
 from .docker_adapter import DockerCluster
 from .gateway import Gateway
 from .image_builder import ImageBuilder
-from .keystore import KeyStore, renew_operator_key
+from .keystore import KeyStore, read_probe_key, revoke_operator_key
 from .loop import Operator
 from .metrics import OperatorMetrics
 from .reconcile import Deps
@@ -47,13 +47,15 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             cluster=cluster,
             builder=ImageBuilder(cluster, cache_dir=Path(settings.cache_dir),
                                  timeout=settings.build_timeout_seconds),
-            gateway=Gateway(settings.gateway_url, session,
-                            api_key=await renew_operator_key(KeyStore(cluster))),
+            gateway=Gateway(settings.gateway_url, session, probe_key=read_probe_key()),
             settings=settings,
             store=store,
             catalog=open_catalog(cluster),
             models=metrics.models,
         )
+        # Earlier releases gave the operator an admin API key for its probes;
+        # probe tokens replaced it, so no such key may stay valid.
+        await revoke_operator_key(KeyStore(cluster))
         operator = Operator(deps, metrics=metrics)
         log.info("aiart operator %s started", __version__, extra={"fields": {
             "registry": settings.registry, "network": settings.network,

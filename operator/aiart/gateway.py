@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import aiohttp
 from opentelemetry.propagate import inject
+
+from .access import PROBE_HEADER, probe_token
 
 _TIMEOUT = aiohttp.ClientTimeout(total=3)
 
 
 class Gateway:
     def __init__(self, base_url: str, session: aiohttp.ClientSession,
-                 api_key: str | None = None) -> None:
+                 probe_key: bytes | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = session
-        # The operator's own key: guarded models answer its probes as they
-        # answer users (docs/security.md).
-        self.headers = {"X-API-Key": api_key} if api_key else {}
+        # Closed versions let the operator's probes in by a token of that
+        # version alone (access.probe_token), never by a platform credential.
+        self.probe_key = probe_key
 
-    async def _get(self, path: str, method: str = "GET", body: bytes | None = None
-                   ) -> tuple[int, Any]:
+    def _probe_headers(self, name: str, versions: Iterable[str]) -> dict[str, str]:
+        if not self.probe_key:
+            return {}
+        return {PROBE_HEADER: ",".join(probe_token(self.probe_key, name, v) for v in versions)}
+
+    async def _get(self, path: str, method: str = "GET", body: bytes | None = None,
+                   probe: Mapping[str, str] | None = None) -> tuple[int, Any]:
         try:
-            headers = dict(self.headers)
+            headers = dict(probe or {})
             inject(headers)  # traceparent, when the operator traces this probe
             async with self.session.request(method, self.base_url + path, data=body,
                                             headers=headers, timeout=_TIMEOUT) as response:
@@ -43,6 +51,7 @@ class Gateway:
         """What a version's server gets wrong of the inference contract; None
         while it does not answer at all (starting, or no route yet)."""
         base = f"/models/{name}/versions/{version}"
+        probe = self._probe_headers(name, [version])
         problems = []
         checks = [
             ("GET", "/v2/health/live", None),
@@ -51,7 +60,7 @@ class Gateway:
             ("POST", f"/v2/models/{name}/infer", b"{}"),
         ]
         for method, path, payload in checks:
-            status, body = await self._get(base + path, method, payload)
+            status, body = await self._get(base + path, method, payload, probe)
             if status == 0 or status in (502, 503, 504):
                 return None
             if method == "POST":
@@ -68,10 +77,12 @@ class Gateway:
                     problems.append(f"model metadata lacks {', '.join(missing)}")
         return problems
 
-    async def current_version(self, name: str) -> str | None:
-        """The version that answers the model's unversioned route, if any."""
-        status, body = await self._get(f"/v2/models/{name}")
+    async def current_version(self, name: str, versions: Sequence[str]) -> str | None:
+        """The version that answers the model's unversioned route, if any;
+        ``versions`` are those that may (each one's probe token is sent)."""
+        status, body = await self._get(f"/v2/models/{name}",
+                                       probe=self._probe_headers(name, versions))
         if status != 200 or not isinstance(body, dict):
             return None
-        versions = body.get("versions")
-        return str(versions[0]) if isinstance(versions, list) and versions else None
+        answered = body.get("versions")
+        return str(answered[0]) if isinstance(answered, list) and answered else None

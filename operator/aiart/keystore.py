@@ -5,7 +5,10 @@ it gone on its next refresh (every second)."""
 
 from __future__ import annotations
 
-from .access import AccessError, ApiKey, Role, new_key
+import os
+from pathlib import Path
+
+from .access import PROBE_KEY_FILE, AccessError, ApiKey
 from .docker_adapter import DockerCluster
 
 KEY_LABEL = "aiart.apikey"
@@ -45,10 +48,17 @@ class KeyStore:
 OPERATOR_KEY_NAME = "aiart-operator"
 
 
-async def renew_operator_key(store: KeyStore) -> str:
-    """A fresh key for the operator's own probes through the gateway; the
-    previous operator's key is revoked. Held in memory only."""
+async def revoke_operator_key(store: KeyStore) -> None:
+    """Remove the admin key that operators before probe tokens made for
+    their probes (access.probe_token now lets them in, one version each)."""
     await store.revoke(OPERATOR_KEY_NAME)
-    text, record = new_key(OPERATOR_KEY_NAME, Role.ADMIN, [])
-    await store.add(record)
-    return text
+
+
+def read_probe_key(path: str | None = None) -> bytes | None:
+    """The key of the operator's probe tokens (a Docker secret that the
+    operator and the auth service mount), if there is one."""
+    file = Path(path or os.environ.get("AIART_PROBE_KEY_FILE") or PROBE_KEY_FILE)
+    try:
+        return file.read_bytes().strip() or None
+    except OSError:
+        return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from .objects import ConfigObject, ServiceObject, TaskSummary
@@ -34,7 +34,7 @@ class Builder(Protocol):
 
 class GatewayProbe(Protocol):
     async def version_ready(self, name: str, version: str) -> bool: ...
-    async def current_version(self, name: str) -> str | None: ...
+    async def current_version(self, name: str, versions: Sequence[str]) -> str | None: ...
     async def contract_problems(self, name: str, version: str) -> list[str] | None: ...
 
 

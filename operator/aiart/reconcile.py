@@ -369,7 +369,7 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
                 if await deps.gateway.version_ready(model, version):
                     ready.add(version)
     routed = {v for v, s in by_version.items() if carries_current_route(dict(s.labels))}
-    served = await deps.gateway.current_version(model) if len(routed) > 1 or (
+    served = await deps.gateway.current_version(model, sorted(routed)) if len(routed) > 1 or (
         routed and ready - routed) else None
     current, handing_over = choose_current(
         valid=versions, ready=ready, routed=routed, served=served)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import labels as L
+from .access import PROBE_HEADER
 from .settings import Settings
 from .spec import Manifest, Runtime
 
@@ -53,12 +54,20 @@ class Guard:
     rate_burst: int | None = None
 
 
-def guard_labels(svc: str, name: str, guard: Guard) -> tuple[dict[str, str], list[str]]:
+# Request headers that may carry a credential: removed on every model route,
+# whatever its auth mode, so that no model ever sees one (a caller may send a
+# key to a public model; the CLI and the operator's probes send theirs).
+CREDENTIAL_HEADERS = ("Authorization", "X-Api-Key", "Cookie", "Proxy-Authorization",
+                      PROBE_HEADER)
+
+
+def guard_labels(svc: str, name: str, version: str, guard: Guard
+                 ) -> tuple[dict[str, str], list[str]]:
     """Middleware labels for a version, and their names in the order to apply.
 
     The rate limit comes first (a flood never reaches the auth service), then
-    forwardAuth, then a header rewrite that removes the credential, so that
-    model containers never see one."""
+    forwardAuth; route_labels then adds the header rewrite that removes every
+    credential."""
     labels: dict[str, str] = {}
     chain: list[str] = []
     mw = "traefik.http.middlewares"
@@ -71,14 +80,13 @@ def guard_labels(svc: str, name: str, guard: Guard) -> tuple[dict[str, str], lis
     if guard.mode != "none":
         # Only aiart-made values go into the address: the name is a DNS label
         # and scopes match a strict pattern (spec.py), so nothing needs escaping.
-        query = f"model={name}&mode={guard.mode}"
+        # The version lets the auth service accept this version's probe token.
+        query = f"model={name}&version={version}&mode={guard.mode}"
         if guard.scopes:
             query += f"&scopes={','.join(guard.scopes)}"
         labels[f"{mw}.{svc}-auth.forwardauth.address"] = f"{guard.auth_url}/verify?{query}"
         labels[f"{mw}.{svc}-auth.forwardauth.authResponseHeaders"] = "X-Aiart-Subject"
-        labels[f"{mw}.{svc}-nocred.headers.customrequestheaders.Authorization"] = ""
-        labels[f"{mw}.{svc}-nocred.headers.customrequestheaders.X-Api-Key"] = ""
-        chain += [f"{svc}-auth", f"{svc}-nocred"]
+        chain.append(f"{svc}-auth")
     return labels, chain
 
 
@@ -95,8 +103,13 @@ def route_labels(
     }
     chain: list[str] = []
     if guard is not None:
-        guarding, chain = guard_labels(svc, name, guard)
+        guarding, chain = guard_labels(svc, name, version, guard)
         out.update(guarding)
+    # After the guard, on every route whatever its auth mode: no model ever
+    # sees a credential.
+    for header in CREDENTIAL_HEADERS:
+        out[f"traefik.http.middlewares.{svc}-nocred.headers.customrequestheaders.{header}"] = ""
+    chain.append(f"{svc}-nocred")
     # A task on a lost node refuses or drops connections until the swarm
     # reschedules it: Traefik then tries another task. It retries only when it
     # could not reach a task, never after a model answered, so a prediction

@@ -90,3 +90,32 @@ def test_health_paths_are_open_and_a_bad_guard_fails_closed(world) -> None:
                ).status_code == 401
     assert ask(client, "model=iris&mode=whatever").status_code == 403
     assert client.get("/health").json()["keys"] == 1
+
+
+def test_a_probe_token_opens_its_own_version_only(jwks_url: str) -> None:
+    from aiart.access import probe_token
+
+    async def no_keys() -> list[ApiKey]:
+        return []
+
+    key = b"probe-key-of-this-test"
+    verifier = TokenVerifier(issuer=ISSUER, audience="aiart", jwks_url=jwks_url)
+    with TestClient(create_app(KeyCache(no_keys), verifier, key)) as client:
+        token = probe_token(key, "iris", "2")
+        for mode in ("apikey", "oidc"):
+            q = f"model=iris&version=2&mode={mode}"
+            ok = ask(client, q, **{"X-Aiart-Probe": token})
+            assert ok.status_code == 200 and ok.headers["x-aiart-subject"] == "aiart-probe"
+            # Several versions' tokens at once (the current route's probe).
+            assert ask(client, q, **{"X-Aiart-Probe": f"abc, {token}"}).status_code == 200
+            for other in (f"model=iris&version=1&mode={mode}",
+                          f"model=wine&version=2&mode={mode}",
+                          f"model=iris&mode={mode}"):
+                assert ask(client, other, **{"X-Aiart-Probe": token}).status_code == 401, other
+        assert ask(client, "model=iris&version=2&mode=apikey",
+                   **{"X-Aiart-Probe": probe_token(b"another key", "iris", "2")}
+                   ).status_code == 401
+    # Without a probe key configured, no token opens anything.
+    with TestClient(create_app(KeyCache(no_keys), verifier)) as client:
+        assert ask(client, "model=iris&version=2&mode=apikey",
+                   **{"X-Aiart-Probe": probe_token(b"", "iris", "2")}).status_code == 401

@@ -194,7 +194,7 @@ async def test_new_version_takes_the_route_only_once_ready_and_never_leaves_a_ga
     served, old_status = [], []
     for _ in range(10):
         outcome = await reconcile_model(deps, "iris")
-        served.append(await gateway.current_version("iris"))
+        served.append(await gateway.current_version("iris", ["1", "2"]))
         old_status.append(cluster.status("iris-1"))
         if outcome.requeue_after is None:
             break
@@ -218,7 +218,7 @@ async def test_a_broken_new_version_leaves_the_old_one_routed(world) -> None:
     cluster.failing_services.add("aiart-iris-2")
     await settle(deps, "iris")
     assert cluster.status("iris-2") == "Failed"
-    assert await gateway.current_version("iris") == "1"
+    assert await gateway.current_version("iris", ["1", "2"]) == "1"
 
 
 async def test_orphaned_services_are_removed(world) -> None:

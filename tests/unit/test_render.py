@@ -97,11 +97,13 @@ def test_closed_by_default_with_the_credential_removed_before_the_model() -> Non
     labels = render(True)["Labels"]
     mw = "traefik.http.middlewares.aiart-iris-2"
     assert labels[f"{mw}-auth.forwardauth.address"] == (
-        "http://auth:8000/verify?model=iris&mode=apikey")
+        "http://auth:8000/verify?model=iris&version=2&mode=apikey")
     assert labels[f"{mw}-nocred.headers.customrequestheaders.Authorization"] == ""
     for router in ("v2", "base", "current-v2", "current-base"):
         chain = labels[f"traefik.http.routers.aiart-iris-2-{router}.middlewares"].split(",")
         assert chain[:2] == ["aiart-iris-2-auth", "aiart-iris-2-nocred"], router
+    for header in ("Authorization", "X-Api-Key", "Cookie", "X-Aiart-Probe"):
+        assert labels[f"{mw}-nocred.headers.customrequestheaders.{header}"] == "", header
 
 
 def test_oidc_scopes_and_rate_limit_guard_every_route() -> None:
@@ -112,19 +114,24 @@ def test_oidc_scopes_and_rate_limit_guard_every_route() -> None:
         current=False, ordinal=0)["Labels"]
     mw = "traefik.http.middlewares.aiart-iris-2"
     assert labels[f"{mw}-auth.forwardauth.address"].endswith(
-        "?model=iris&mode=oidc&scopes=models:predict,iris")
+        "?model=iris&version=2&mode=oidc&scopes=models:predict,iris")
     assert (labels[f"{mw}-ratelimit.ratelimit.average"],
             labels[f"{mw}-ratelimit.ratelimit.burst"]) == ("50", "100")
     assert labels["traefik.http.routers.aiart-iris-2-v2.middlewares"] == (
         "aiart-iris-2-ratelimit,aiart-iris-2-auth,aiart-iris-2-nocred,aiart-iris-2-retry")
 
 
-def test_a_public_model_has_no_guard() -> None:
+def test_a_public_model_has_no_auth_but_still_never_sees_a_credential() -> None:
     labels = render_service(
         manifest=parse_manifest(MANIFEST + "  auth: {mode: none}\n"), config_id="c", image="i",
         settings=Settings(), current=False, ordinal=0)["Labels"]
-    assert not any("forwardauth" in k or "nocred" in k for k in labels)
-    assert labels["traefik.http.routers.aiart-iris-2-v2.middlewares"] == "aiart-iris-2-retry"
+    assert not any("forwardauth" in k for k in labels)
+    mw = "traefik.http.middlewares.aiart-iris-2-nocred.headers.customrequestheaders"
+    for header in ("Authorization", "X-Api-Key", "Cookie", "Proxy-Authorization",
+                   "X-Aiart-Probe"):
+        assert labels[f"{mw}.{header}"] == "", header
+    assert labels["traefik.http.routers.aiart-iris-2-v2.middlewares"] == (
+        "aiart-iris-2-nocred,aiart-iris-2-retry")
 
 
 def test_every_route_retries_another_task_last_in_its_chain() -> None:
