@@ -125,6 +125,23 @@ def _binary_tensor(
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
 
+# No tensor a request can carry comes near these (the body limit is far
+# smaller); numpy refuses shapes past its own limits with a ValueError, which
+# must be the caller's 400, not the server's 500.
+MAX_DIMENSIONS = 32
+MAX_ELEMENTS = 2**31
+
+
+def _check_shape(shape: list[int], where: str) -> None:
+    if len(shape) > MAX_DIMENSIONS:
+        raise ProtocolError(
+            f"{where}shape has {len(shape)} dimensions; at most {MAX_DIMENSIONS}")
+    # Zero dimensions aside: numpy also refuses [2**62, 2**62, 0].
+    if math.prod(d for d in shape if d) > MAX_ELEMENTS:
+        raise ProtocolError(
+            f"{where}shape {shape} is too large: at most {MAX_ELEMENTS} elements")
+
+
 def decode_tensor(item: Any, index: int, binary: memoryview | None = None,
                   offset: int = 0) -> tuple[Tensor, int]:
     """Decode ``inputs[index]``; return it and the offset past its binary data."""
@@ -144,6 +161,7 @@ def decode_tensor(item: Any, index: int, binary: memoryview | None = None,
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise ProtocolError(f"{where}shape must be a list of non-negative integers")
+    _check_shape(shape, where)
     params = _parameters(item.get("parameters"), where)
     size = params.get("binary_data_size")
     if size is not None:
