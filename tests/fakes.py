@@ -91,8 +91,12 @@ class FakeCluster:
                 if model is None or s.labels.get(L.MODEL) == model]
 
     async def create_service(self, spec: Mapping[str, Any]) -> None:
-        if spec["Name"] in {s.name for s in self.services.values()}:
-            raise PermanentError(f"duplicate service {spec['Name']}")
+        for other in self.services.values():
+            if other.name == spec["Name"]:
+                # As the adapter reports Swarm's name conflict.
+                raise PermanentError(
+                    f"the service name {other.name} is taken by model "
+                    f"{other.labels.get(L.MODEL)} version {other.labels.get(L.VERSION)}")
         sid = f"svc{next(_clock):04d}"
         self.calls.append(f"create {spec['Name']}")
         self.services[sid] = ServiceObject(id=sid, name=spec["Name"], index=1,
@@ -256,7 +260,7 @@ class FakeGateway:
             return None
 
         def priority(s: ServiceObject) -> int:
-            return int(next(v for k, v in s.labels.items() if k.endswith("current-v2.priority")))
+            return int(next(v for k, v in s.labels.items() if k.endswith("_current_v2.priority")))
 
         return max(routed, key=priority).labels[L.VERSION]
 

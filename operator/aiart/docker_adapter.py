@@ -192,6 +192,23 @@ class DockerCluster:
             await self._json("services/create", "POST", data=dict(spec))
         except aiodocker.DockerError as exc:
             raise PermanentError(f"Swarm refused the service: {exc.message}") from exc
+        except TransientError:
+            # A name conflict (409): "aiart-a-b-c" is both model a-b version c
+            # and model a version b-c. The first one keeps it; the other is
+            # told, instead of retrying for ever.
+            name = str(spec["Name"])
+            raw = await self._json("services", params=_filters(name=[name]))
+            for other in (_service(s) for s in raw):
+                labels = spec.get("Labels") or {}
+                mine = (labels.get(L.MODEL), labels.get(L.VERSION))
+                theirs = (other.labels.get(L.MODEL), other.labels.get(L.VERSION))
+                if other.name == name and theirs != mine:
+                    owner = (f"model {theirs[0]} version {theirs[1]}" if theirs[0]
+                             else "a service aiart does not manage")
+                    raise PermanentError(
+                        f"the service name {name} is taken by {owner}; give this "
+                        "model another name or version") from None
+            raise
 
     async def update_service(self, service: ServiceObject, spec: Mapping[str, Any]) -> None:
         try:

@@ -440,12 +440,19 @@ async def apply_change(
                     extra={"inputs": prepared.inputs}))
                 return None
         with change_trace.tracer.start_as_current_span("deploy"):
-            if service is None:
-                log.info("creating service %s", desired["Name"])
-                await deps.cluster.create_service(desired)
-            else:
-                log.info("updating service %s", desired["Name"])
-                await deps.cluster.update_service(service, desired)
+            try:
+                if service is None:
+                    log.info("creating service %s", desired["Name"])
+                    await deps.cluster.create_service(desired)
+                else:
+                    log.info("updating service %s", desired["Name"])
+                    await deps.cluster.update_service(service, desired)
+            except PermanentError as exc:
+                change_trace.settled(deps.traces, config.id)
+                await set_status(deps, key, config, Status(
+                    phase=Phase.FAILED, message=str(exc), image=image,
+                    extra={"inputs": prepared.inputs}))
+                return None
         await set_status(deps, key, config, Status(
             phase=Phase.DEPLOYING, message="service created; waiting for it to answer",
             image=image, extra={"inputs": prepared.inputs}))

@@ -38,6 +38,16 @@ def service_name(name: str, version: str) -> str:
     return f"aiart-{name}-{version}"
 
 
+def traefik_name(name: str, version: str) -> str:
+    """The prefix of a version's Traefik routers, middlewares and service.
+
+    Underscores join the parts because no model name or version may hold
+    one (both are DNS labels): ``shop-1``/``current`` and ``shop``/``1``,
+    or ``a-b``/``c`` and ``a``/``b-c``, never name the same router, so one
+    deployer's model cannot replace or knock out another's routes."""
+    return f"aiart_{name}_{version}"
+
+
 def _prefix_rule(path: str) -> str:
     # Path(p) || PathPrefix(p/): "/models/iris" must not also match "/models/iris2".
     return f"Path(`{path}`) || PathPrefix(`{path}/`)"
@@ -61,8 +71,7 @@ CREDENTIAL_HEADERS = ("Authorization", "X-Api-Key", "Cookie", "Proxy-Authorizati
                       PROBE_HEADER)
 
 
-def guard_labels(svc: str, name: str, version: str, guard: Guard
-                 ) -> tuple[dict[str, str], list[str]]:
+def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str], list[str]]:
     """Middleware labels for a version, and their names in the order to apply.
 
     The rate limit comes first (a flood never reaches the auth service), then
@@ -71,12 +80,13 @@ def guard_labels(svc: str, name: str, version: str, guard: Guard
     labels: dict[str, str] = {}
     chain: list[str] = []
     mw = "traefik.http.middlewares"
+    svc = traefik_name(name, version)
     if guard.rate_average is not None:
-        labels[f"{mw}.{svc}-ratelimit.ratelimit.average"] = str(guard.rate_average)
-        labels[f"{mw}.{svc}-ratelimit.ratelimit.period"] = "1s"
-        labels[f"{mw}.{svc}-ratelimit.ratelimit.burst"] = str(
+        labels[f"{mw}.{svc}_ratelimit.ratelimit.average"] = str(guard.rate_average)
+        labels[f"{mw}.{svc}_ratelimit.ratelimit.period"] = "1s"
+        labels[f"{mw}.{svc}_ratelimit.ratelimit.burst"] = str(
             guard.rate_burst or guard.rate_average)
-        chain.append(f"{svc}-ratelimit")
+        chain.append(f"{svc}_ratelimit")
     if guard.mode != "none":
         # Only aiart-made values go into the address: the name is a DNS label
         # and scopes match a strict pattern (spec.py), so nothing needs escaping.
@@ -84,9 +94,9 @@ def guard_labels(svc: str, name: str, version: str, guard: Guard
         query = f"model={name}&version={version}&mode={guard.mode}"
         if guard.scopes:
             query += f"&scopes={','.join(guard.scopes)}"
-        labels[f"{mw}.{svc}-auth.forwardauth.address"] = f"{guard.auth_url}/verify?{query}"
-        labels[f"{mw}.{svc}-auth.forwardauth.authResponseHeaders"] = "X-Aiart-Subject"
-        chain.append(f"{svc}-auth")
+        labels[f"{mw}.{svc}_auth.forwardauth.address"] = f"{guard.auth_url}/verify?{query}"
+        labels[f"{mw}.{svc}_auth.forwardauth.authResponseHeaders"] = "X-Aiart-Subject"
+        chain.append(f"{svc}_auth")
     return labels, chain
 
 
@@ -95,7 +105,7 @@ def route_labels(
     port: int = SERVER_PORT, guard: Guard | None = None,
 ) -> dict[str, str]:
     """Traefik labels for one version; ``current`` adds the unversioned routes."""
-    svc = service_name(name, version)
+    svc = traefik_name(name, version)
     out: dict[str, str] = {
         "traefik.enable": "true",
         "traefik.swarm.network": network,
@@ -103,19 +113,19 @@ def route_labels(
     }
     chain: list[str] = []
     if guard is not None:
-        guarding, chain = guard_labels(svc, name, version, guard)
+        guarding, chain = guard_labels(name, version, guard)
         out.update(guarding)
     # After the guard, on every route whatever its auth mode: no model ever
     # sees a credential.
     for header in CREDENTIAL_HEADERS:
-        out[f"traefik.http.middlewares.{svc}-nocred.headers.customrequestheaders.{header}"] = ""
-    chain.append(f"{svc}-nocred")
+        out[f"traefik.http.middlewares.{svc}_nocred.headers.customrequestheaders.{header}"] = ""
+    chain.append(f"{svc}_nocred")
     # A task on a lost node refuses or drops connections until the swarm
     # reschedules it: Traefik then tries another task. It retries only when it
     # could not reach a task, never after a model answered, so a prediction
     # is not made twice.
-    out[f"traefik.http.middlewares.{svc}-retry.retry.attempts"] = str(RETRY_ATTEMPTS)
-    out[f"traefik.http.middlewares.{svc}-retry.retry.initialinterval"] = "100ms"
+    out[f"traefik.http.middlewares.{svc}_retry.retry.attempts"] = str(RETRY_ATTEMPTS)
+    out[f"traefik.http.middlewares.{svc}_retry.retry.initialinterval"] = "100ms"
 
     def router(router_name: str, path: str, priority: int, strip: bool) -> None:
         key = f"traefik.http.routers.{router_name}"
@@ -125,24 +135,24 @@ def route_labels(
         out[f"{key}.priority"] = str(priority)
         middlewares = list(chain)
         if strip:
-            middleware = f"{router_name}-strip"
+            middleware = f"{router_name}_strip"
             out[f"traefik.http.middlewares.{middleware}.stripprefix.prefixes"] = path
             middlewares.append(middleware)
         # Last, so that a retry re-runs neither the rate limit nor forwardAuth.
-        middlewares.append(f"{svc}-retry")
+        middlewares.append(f"{svc}_retry")
         out[f"{key}.middlewares"] = ",".join(middlewares)
 
-    router(f"{svc}-v2", f"/v2/models/{name}/versions/{version}", VERSIONED_PRIORITY, False)
-    router(f"{svc}-base", f"/models/{name}/versions/{version}", VERSIONED_PRIORITY, True)
+    router(f"{svc}_v2", f"/v2/models/{name}/versions/{version}", VERSIONED_PRIORITY, False)
+    router(f"{svc}_base", f"/models/{name}/versions/{version}", VERSIONED_PRIORITY, True)
     if current:
         priority = CURRENT_PRIORITY_BASE + ordinal
-        router(f"{svc}-current-v2", f"/v2/models/{name}", priority, False)
-        router(f"{svc}-current-base", f"/models/{name}", priority, True)
+        router(f"{svc}_current_v2", f"/v2/models/{name}", priority, False)
+        router(f"{svc}_current_base", f"/models/{name}", priority, True)
     return out
 
 
 def carries_current_route(service_labels: dict[str, str]) -> bool:
-    return any(k.endswith("-current-v2.rule") for k in service_labels)
+    return any(k.endswith("_current_v2.rule") for k in service_labels)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

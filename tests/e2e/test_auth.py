@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import docker
 import httpx
 import pytest
+from aiart.render import traefik_name
 
 from tests.e2e.conftest import STACK, Models, wait_for
 from tests.oidc import ISSUER, Signer, serve_jwks
@@ -105,7 +106,7 @@ def test_the_model_never_sees_the_credential(
     # (middlewares) that aiart put on a closed model's routes.
     model = models.name("guarded")
     models.wait_status(models.declare(model, "1", iris_pickle, auth="{mode: apikey}"), "Ready")
-    svc = f"aiart-{model}-1"
+    svc = traefik_name(model, "1")
     image = operator_service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
     echo = models.engine.services.create(
         image, ["/opt/aiart/bin/python", "-c", ECHO], name=f"t{run_id}-echo",
@@ -115,7 +116,7 @@ def test_the_model_never_sees_the_credential(
                 f"traefik.http.routers.t{run_id}-echo.rule": f"Path(`/t{run_id}-echo`)",
                 f"traefik.http.routers.t{run_id}-echo.entrypoints": "web",
                 f"traefik.http.routers.t{run_id}-echo.middlewares":
-                    f"{svc}-auth@swarm,{svc}-nocred@swarm",
+                    f"{svc}_auth@swarm,{svc}_nocred@swarm",
                 f"traefik.http.services.t{run_id}-echo.loadbalancer.server.port": "8080"})
     try:
         key_names.append(f"t{run_id}-echo")

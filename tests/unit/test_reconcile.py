@@ -275,7 +275,7 @@ async def test_a_ready_image_is_deployed_as_is_and_checked(world) -> None:
     assert not builder.built, "a ready image is never built"
     (byo,) = [s for s in cluster.services.values() if s.name == "aiart-byo-1"]
     assert byo.spec["TaskTemplate"]["ContainerSpec"]["Image"] == "team/good:1"
-    assert byo.labels["traefik.http.services.aiart-byo-1.loadbalancer.server.port"] == "9000"
+    assert byo.labels["traefik.http.services.aiart_byo_1.loadbalancer.server.port"] == "9000"
     assert cluster.status("bad-1") == "Failed"
     message = cluster.config("bad-1").labels[L.STATUS_MESSAGE]
     assert "does not honour the inference contract" in message and "404" in message

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from aiart import labels as L
 from aiart.render import (
+    Guard,
     carries_current_route,
     render_service,
     route_labels,
@@ -87,23 +88,47 @@ def test_versioned_routes_outrank_current_and_newer_current_outranks_older() -> 
     new = route_labels(name="m", version="2", current=True, ordinal=1, entrypoint="web", network="n")
     prio = lambda labels, suffix: int(next(v for k, v in labels.items()  # noqa: E731
                                            if k.endswith(f"{suffix}.priority")))
-    assert prio(new, "current-v2") > prio(old, "current-v2")
-    assert prio(old, "-v2") > prio(new, "current-v2")
+    assert prio(new, "current_v2") > prio(old, "current_v2")
+    assert prio(old, "_1_v2") > prio(new, "current_v2")
     # The base-URL routers strip exactly their own prefix.
-    assert new["traefik.http.middlewares.aiart-m-2-current-base-strip.stripprefix.prefixes"] == "/models/m"
+    assert new["traefik.http.middlewares.aiart_m_2_current_base_strip.stripprefix.prefixes"] == (
+        "/models/m")
+
+
+def traefik_objects(labels: dict[str, str]) -> set[tuple[str, str]]:
+    """(kind, name) of every router, middleware and service that labels define."""
+    return {(k.split(".")[2], k.split(".")[3]) for k in labels if k.startswith("traefik.http.")}
+
+
+@pytest.mark.parametrize(("first", "second"), [
+    (("shop-1", "current"), ("shop", "1")),
+    (("a-b", "c"), ("a", "b-c")),
+    (("m-base", "1"), ("m", "base-1")),
+    (("x", "1-current"), ("x-1", "current")),
+])
+def test_two_models_never_define_the_same_traefik_object(
+        first: tuple[str, str], second: tuple[str, str]) -> None:
+    """A deployer naming a model or version after a neighbour's routes
+    cannot redefine them (Traefik would drop both, or serve the wrong one)."""
+    def labels(name: str, version: str) -> dict[str, str]:
+        guard = Guard(auth_url="http://auth:8000", mode="apikey", rate_average=5)
+        return route_labels(name=name, version=version, current=True, ordinal=1,
+                            entrypoint="web", network="n", guard=guard)
+
+    assert not traefik_objects(labels(*first)) & traefik_objects(labels(*second))
 
 
 def test_closed_by_default_with_the_credential_removed_before_the_model() -> None:
     labels = render(True)["Labels"]
-    mw = "traefik.http.middlewares.aiart-iris-2"
-    assert labels[f"{mw}-auth.forwardauth.address"] == (
+    mw = "traefik.http.middlewares.aiart_iris_2"
+    assert labels[f"{mw}_auth.forwardauth.address"] == (
         "http://auth:8000/verify?model=iris&version=2&mode=apikey")
-    assert labels[f"{mw}-nocred.headers.customrequestheaders.Authorization"] == ""
-    for router in ("v2", "base", "current-v2", "current-base"):
-        chain = labels[f"traefik.http.routers.aiart-iris-2-{router}.middlewares"].split(",")
-        assert chain[:2] == ["aiart-iris-2-auth", "aiart-iris-2-nocred"], router
+    assert labels[f"{mw}_nocred.headers.customrequestheaders.Authorization"] == ""
+    for router in ("v2", "base", "current_v2", "current_base"):
+        chain = labels[f"traefik.http.routers.aiart_iris_2_{router}.middlewares"].split(",")
+        assert chain[:2] == ["aiart_iris_2_auth", "aiart_iris_2_nocred"], router
     for header in ("Authorization", "X-Api-Key", "Cookie", "X-Aiart-Probe"):
-        assert labels[f"{mw}-nocred.headers.customrequestheaders.{header}"] == "", header
+        assert labels[f"{mw}_nocred.headers.customrequestheaders.{header}"] == "", header
 
 
 def test_oidc_scopes_and_rate_limit_guard_every_route() -> None:
@@ -112,13 +137,13 @@ def test_oidc_scopes_and_rate_limit_guard_every_route() -> None:
     labels = render_service(
         manifest=parse_manifest(text), config_id="c", image="i", settings=Settings(),
         current=False, ordinal=0)["Labels"]
-    mw = "traefik.http.middlewares.aiart-iris-2"
-    assert labels[f"{mw}-auth.forwardauth.address"].endswith(
+    mw = "traefik.http.middlewares.aiart_iris_2"
+    assert labels[f"{mw}_auth.forwardauth.address"].endswith(
         "?model=iris&version=2&mode=oidc&scopes=models:predict,iris")
-    assert (labels[f"{mw}-ratelimit.ratelimit.average"],
-            labels[f"{mw}-ratelimit.ratelimit.burst"]) == ("50", "100")
-    assert labels["traefik.http.routers.aiart-iris-2-v2.middlewares"] == (
-        "aiart-iris-2-ratelimit,aiart-iris-2-auth,aiart-iris-2-nocred,aiart-iris-2-retry")
+    assert (labels[f"{mw}_ratelimit.ratelimit.average"],
+            labels[f"{mw}_ratelimit.ratelimit.burst"]) == ("50", "100")
+    assert labels["traefik.http.routers.aiart_iris_2_v2.middlewares"] == (
+        "aiart_iris_2_ratelimit,aiart_iris_2_auth,aiart_iris_2_nocred,aiart_iris_2_retry")
 
 
 def test_a_public_model_has_no_auth_but_still_never_sees_a_credential() -> None:
@@ -126,21 +151,21 @@ def test_a_public_model_has_no_auth_but_still_never_sees_a_credential() -> None:
         manifest=parse_manifest(MANIFEST + "  auth: {mode: none}\n"), config_id="c", image="i",
         settings=Settings(), current=False, ordinal=0)["Labels"]
     assert not any("forwardauth" in k for k in labels)
-    mw = "traefik.http.middlewares.aiart-iris-2-nocred.headers.customrequestheaders"
+    mw = "traefik.http.middlewares.aiart_iris_2_nocred.headers.customrequestheaders"
     for header in ("Authorization", "X-Api-Key", "Cookie", "Proxy-Authorization",
                    "X-Aiart-Probe"):
         assert labels[f"{mw}.{header}"] == "", header
-    assert labels["traefik.http.routers.aiart-iris-2-v2.middlewares"] == (
-        "aiart-iris-2-nocred,aiart-iris-2-retry")
+    assert labels["traefik.http.routers.aiart_iris_2_v2.middlewares"] == (
+        "aiart_iris_2_nocred,aiart_iris_2_retry")
 
 
 def test_every_route_retries_another_task_last_in_its_chain() -> None:
     # Last: a retry must not run forwardAuth or the rate limit again.
     labels = render(True)["Labels"]
-    assert labels["traefik.http.middlewares.aiart-iris-2-retry.retry.attempts"] == "3"
-    for router in ("v2", "base", "current-v2", "current-base"):
-        chain = labels[f"traefik.http.routers.aiart-iris-2-{router}.middlewares"].split(",")
-        assert chain[-1] == "aiart-iris-2-retry", router
+    assert labels["traefik.http.middlewares.aiart_iris_2_retry.retry.attempts"] == "3"
+    for router in ("v2", "base", "current_v2", "current_base"):
+        chain = labels[f"traefik.http.routers.aiart_iris_2_{router}.middlewares"].split(",")
+        assert chain[-1] == "aiart_iris_2_retry", router
 
 
 def test_model_tasks_are_placed_by_the_site_constraints_and_only_then() -> None:
