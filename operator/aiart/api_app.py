@@ -71,6 +71,7 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
                                 "or an OIDC bearer token")
         kind, value = credential
         if kind == "apikey":
+            await keys.knows(value)
             parsed = parse_key(value)
             key = keys.keys.get(parsed[0]) if parsed else None
             if key is None or not key.matches(parsed[1] if parsed else ""):
@@ -82,9 +83,12 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
             claims = await verifier.claims(value)
         except ValueError as exc:
             raise ApiError(401, f"the token is not valid: {exc}") from None
-        found = Principal.from_claims(claims)
+        found = Principal.from_claims(claims, roles_claim=verifier.roles_claim,
+                                      prefix=verifier.role_prefix)
         if found is None:
-            raise ApiError(403, "the token carries no aiart role (viewer, deployer or admin)")
+            raise ApiError(403, f"the token carries no aiart role in {verifier.roles_claim} "
+                                f"({verifier.role_prefix}viewer, {verifier.role_prefix}deployer "
+                                f"or {verifier.role_prefix}admin)")
         return found
 
     def allow(who: Principal, role: Role, model: str | None = None) -> None:

@@ -39,16 +39,21 @@ class Principal:
         return cls(subject=f"apikey:{key.name}", role=key.role, models=key.models)
 
     @classmethod
-    def from_claims(cls, claims: dict[str, Any]) -> Principal | None:
-        """A token's role from ``roles`` or Keycloak's ``realm_access.roles``
-        (``viewer``, ``deployer``, ``admin``, optionally prefixed ``aiart-``);
-        None when it has none of them."""
-        names = list(claims.get("roles") or [])
-        realm = claims.get("realm_access")
-        if isinstance(realm, dict):
-            names += list(realm.get("roles") or [])
-        found = [Role(n.removeprefix("aiart-")) for n in map(str, names)
-                 if n.removeprefix("aiart-") in {r.value for r in Role}]
+    def from_claims(cls, claims: dict[str, Any], *, roles_claim: str = "realm_access.roles",
+                    prefix: str = "aiart:") -> Principal | None:
+        """A token's role from the claim at ``roles_claim`` (a dotted path),
+        counting only names with aiart's prefix (``aiart:viewer``,
+        ``aiart:deployer``, ``aiart:admin``): a plain ``admin`` that the
+        issuer grants for another application gives nothing here. None
+        when it holds none of them."""
+        names: Any = claims
+        for part in roles_claim.split("."):
+            names = names.get(part) if isinstance(names, dict) else None
+        if isinstance(names, str):
+            names = names.split()
+        values = {r.value for r in Role}
+        found = [Role(n.removeprefix(prefix)) for n in map(str, names or [])
+                 if n.startswith(prefix) and n.removeprefix(prefix) in values]
         if not found:
             return None
         best = max(found, key=lambda r: ROLE_RANK[r])

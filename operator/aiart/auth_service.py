@@ -38,11 +38,13 @@ from .access import (
     decide_probe,
     decide_with_claims,
     decide_with_key,
+    parse_key,
 )
 
 log = logging.getLogger("aiart.auth")
 MODES = ("apikey", "oidc")
 TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
+CATCH_UP_SECONDS = 0.25
 
 
 class KeyCache:
@@ -58,6 +60,21 @@ class KeyCache:
         self.keys = {k.id: k for k in await self.load()}
         self.loaded_at = time.monotonic()
 
+    async def knows(self, text: str) -> None:
+        """Read the keys again now if ``text`` names a key not read yet: a
+        key is used as soon as it is made (the CLI prints it, a script sends
+        it). At most one such read every ``CATCH_UP_SECONDS``, so unknown
+        keys cannot make the engine be read in a loop."""
+        parsed = parse_key(text)
+        if parsed is None or parsed[0] in self.keys:
+            return
+        if self.loaded_at is not None and time.monotonic() - self.loaded_at < CATCH_UP_SECONDS:
+            return
+        try:
+            await self.refresh()
+        except Exception as exc:  # the periodic refresh says so too; decide on what we have
+            log.warning("cannot read API keys: %s", exc)
+
     async def run(self) -> None:
         while True:
             try:
@@ -68,25 +85,50 @@ class KeyCache:
 
 
 class TokenVerifier:
-    """OIDC bearer tokens: a JWT signed by a key from the issuer's JWKS."""
+    """OIDC bearer tokens: a JWT signed by a key from the issuer's JWKS, for
+    aiart's audience, requested by one of aiart's clients.
 
-    def __init__(self, *, issuer: str, audience: str | None, jwks_url: str) -> None:
+    An issuer serves many applications; a token that one of them holds must
+    not open aiart. So the audience is required, ``azp`` (the client the
+    token was issued to) must be an allowed client when the token names one,
+    and API roles come only from a namespaced claim (``role_prefix``)."""
+
+    def __init__(self, *, issuer: str, audience: str, jwks_url: str,
+                 clients: tuple[str, ...] = (), roles_claim: str = "realm_access.roles",
+                 role_prefix: str = "aiart:") -> None:
         import jwt
 
+        if not audience:
+            raise ValueError("AIART_OIDC_AUDIENCE is required with AIART_OIDC_ISSUER: "
+                             "without it, a token the issuer made for any other "
+                             "application would be taken")
         self.jwt = jwt
         self.issuer, self.audience = issuer, audience
+        self.clients = clients or (audience,)
+        self.roles_claim, self.role_prefix = roles_claim, role_prefix
         # PyJWKClient caches the key set and refetches it for an unknown key id.
         self.jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=5)
 
     @classmethod
     def from_env(cls) -> TokenVerifier | None:
+        """The site's OIDC settings; None when OIDC is off. A configuration
+        that cannot be safe (no audience) turns OIDC off with an error in
+        the log: API keys keep working, tokens are refused."""
         issuer = os.environ.get("AIART_OIDC_ISSUER", "").rstrip("/")
         if not issuer:
             return None
         jwks = os.environ.get("AIART_OIDC_JWKS_URL") or (
             f"{issuer}/protocol/openid-connect/certs")  # Keycloak's path
-        return cls(issuer=issuer, audience=os.environ.get("AIART_OIDC_AUDIENCE") or None,
-                   jwks_url=jwks)
+        clients = tuple(c.strip() for c in os.environ.get("AIART_OIDC_CLIENTS", "").split(",")
+                        if c.strip())
+        try:
+            return cls(issuer=issuer, audience=os.environ.get("AIART_OIDC_AUDIENCE", "").strip(),
+                       jwks_url=jwks, clients=clients,
+                       roles_claim=os.environ.get("AIART_OIDC_ROLES_CLAIM") or "realm_access.roles",
+                       role_prefix=os.environ.get("AIART_OIDC_ROLE_PREFIX", "aiart:"))
+        except ValueError as exc:
+            log.error("OIDC is off: %s", exc)
+            return None
 
     async def claims(self, token: str) -> dict[str, Any]:
         """The token's claims; ValueError with the reason when it is not valid."""
@@ -95,12 +137,14 @@ class TokenVerifier:
             key = await anyio.to_thread.run_sync(self.jwks.get_signing_key_from_jwt, token)
             claims: dict[str, Any] = jwt.decode(
                 token, key.key, algorithms=TOKEN_ALGORITHMS, issuer=self.issuer,
-                audience=self.audience, leeway=30,
-                options={"require": ["exp", "iss"], "verify_aud": self.audience is not None})
+                audience=self.audience, leeway=30, options={"require": ["exp", "iss", "aud"]})
         except jwt.PyJWKClientError as exc:
             raise ValueError(f"no key to check it with: {exc}") from None
         except jwt.InvalidTokenError as exc:
             raise ValueError(str(exc)) from None
+        azp = claims.get("azp")
+        if azp is not None and azp not in self.clients:
+            raise ValueError(f"the token was issued to client {azp!r}, not to aiart")
         return claims
 
 
@@ -133,6 +177,8 @@ def create_app(keys: KeyCache, verifier: TokenVerifier | None,
         if probe is not None:
             return _answer(probe, mode)
         credential = credential_from(request.headers)
+        if credential is not None and credential[0] == "apikey":
+            await keys.knows(credential[1])
         if mode == "apikey":
             if credential is None or credential[0] != "apikey":
                 return _answer(Decision(401, f"model {model!r} needs an aiart API key "

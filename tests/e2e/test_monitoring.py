@@ -120,7 +120,7 @@ def test_prometheus_reads_a_new_models_numbers_and_a_failure_alerts(
     # a scrape after the last request: one taken mid-way (CI once read 1)
     # is not the answer.
     wait_for(lambda: (value(
-        f'sum(traefik_service_requests_total{{service=~"aiart-{model}-1.*",code="200"}})')
+        f'sum(traefik_service_requests_total{{service=~"aiart_{model}_1@.*",code="200"}})')
         or 0) >= 20, 30, "Traefik's count of the 20 requests")
 
     # Now the model fails on every request: the error ratio alert fires.

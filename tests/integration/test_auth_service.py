@@ -119,3 +119,30 @@ def test_a_probe_token_opens_its_own_version_only(jwks_url: str) -> None:
     with TestClient(create_app(KeyCache(no_keys), verifier)) as client:
         assert ask(client, "model=iris&version=2&mode=apikey",
                    **{"X-Aiart-Probe": probe_token(b"", "iris", "2")}).status_code == 401
+
+
+def test_a_key_works_as_soon_as_it_is_made(jwks_url: str) -> None:
+    """The periodic read is every second; a key used before it is read
+    anyway, and unknown keys do not make the engine be read in a loop."""
+    stored: dict[str, ApiKey] = {}
+    reads = 0
+
+    async def load() -> list[ApiKey]:
+        nonlocal reads
+        reads += 1
+        return list(stored.values())
+
+    keys = KeyCache(load, every=3600)
+    verifier = TokenVerifier(issuer=ISSUER, audience="aiart", jwks_url=jwks_url)
+    with TestClient(create_app(keys, verifier)) as client:
+        client.portal.call(keys.refresh)  # type: ignore[union-attr]
+        time.sleep(0.3)
+        text, record = new_key("fresh", Role.VIEWER, ["iris"])
+        stored[record.id] = record
+        assert ask(client, "model=iris&mode=apikey", **{"X-API-Key": text}).status_code == 200
+        before = reads
+        for _ in range(20):
+            unknown, _ = new_key("never-stored", Role.VIEWER, ["iris"])
+            assert ask(client, "model=iris&mode=apikey", **{"X-API-Key": unknown}
+                       ).status_code == 401
+        assert reads - before <= 2, reads - before
