@@ -19,18 +19,26 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Receive
 
 from . import labels as L
 from .access import Role, credential_from, parse_key
 from .api_openapi import openapi_document
-from .api_views import Principal, model_views, plan_upload, version_view
+from .api_views import (
+    Principal,
+    config_reference_problem,
+    model_views,
+    plan_upload,
+    reference_problems,
+    version_view,
+)
 from .auth_service import KeyCache, TokenVerifier, serve_with_keys
 from .errors import PermanentError, TransientError
 from .objects import ConfigObject, ServiceObject
 from .ports import Store
 from .render import service_name
 from .spec import DNS_LABEL, MAX_MANIFEST_BYTES, ManifestError
-from .store_layout import bucket_for
+from .store_layout import ConfigRef, bucket_for
 
 log = logging.getLogger("aiart.api")
 PREFIX = "/api/v1"
@@ -42,6 +50,21 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.message, self.extra = status, message, extra
+
+
+def _limited_receive(receive: Receive, limit: int) -> Receive:
+    """``receive`` that refuses (413) once the body passes ``limit`` bytes."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise ApiError(413, f"the request is larger than {limit} bytes")
+        return message
+    return bounded
 
 
 def error(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -130,7 +153,12 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise ApiError(415, "send multipart/form-data with a manifest part and an "
                                 "optional artifact part")
-        async with request.form(max_files=2, max_fields=4,
+        # The body is counted as it arrives: a request that says nothing of
+        # its length (chunked) or lies about it is cut off at the limit, not
+        # spooled to disk whole first.
+        limited = Request(request.scope, _limited_receive(
+            request.receive, max_upload_bytes + MAX_MANIFEST_BYTES))
+        async with limited.form(max_files=2, max_fields=4,
                                 max_part_size=MAX_MANIFEST_BYTES) as form:
             manifest_part, artifact_part = form.get("manifest"), form.get("artifact")
             if manifest_part is None:
@@ -151,6 +179,17 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
             raise ApiError(400, "the manifest is not valid", problems=list(exc.problems)) from None
         name, version = upload.manifest.metadata.name, upload.manifest.metadata.version
         allow(who, Role.DEPLOYER, name)
+        # A deployer reaches its own model's artifacts only; an uploaded
+        # artifact is kept where it belongs, so only references are checked.
+        problems = reference_problems(who, upload.manifest)
+        if upload.artifact_config is None and upload.artifact_key is None:
+            ref = upload.manifest.spec.artifact.ref if upload.manifest.spec.artifact else None
+            referenced = await cluster.get_config(ref.name) if isinstance(ref, ConfigRef) else None
+            problem = config_reference_problem(who, upload.manifest, referenced, ARTIFACT_OF)
+            problems += [problem] if problem else []
+        if problems:
+            raise ApiError(403, f"{who.subject} may only use model {name}'s own artifacts and "
+                                "image", problems=problems)
         if await cluster.get_config(upload.config_name) is not None or any(
                 version_view(c)["version"] == version for c in await model_configs(name)):
             raise ApiError(409, f"{name} version {version} exists; a new version needs a new "

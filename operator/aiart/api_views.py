@@ -18,6 +18,7 @@ from . import labels as L
 from .access import ApiKey, Role
 from .objects import ConfigObject
 from .spec import Manifest, ManifestError, parse_manifest
+from .store_layout import ConfigRef, RunRef, S3Ref, bucket_for
 
 ROLE_RANK = {Role.VIEWER: 0, Role.DEPLOYER: 1, Role.ADMIN: 2}
 CONFIG_LIMIT = 500 * 1024  # Docker's limit for a config's data
@@ -156,3 +157,47 @@ def _document(text: bytes) -> dict[str, Any]:
         parse_manifest(text)  # raises with the parser's own words
         raise ManifestError(("manifest must be a mapping",))
     return document
+
+
+def reference_problems(who: Principal, manifest: Manifest) -> list[str]:
+    """What a manifest reaches beyond its own model, for a principal who is
+    not an admin: another model's bucket, runs or aiart-built image. Config
+    references are checked against the config's labels by the caller
+    (``config_reference_problem``). Admins reach everything."""
+    if who.role is Role.ADMIN:
+        return []
+    name = manifest.metadata.name
+    problems = []
+    artifact = manifest.spec.artifact
+    if artifact is not None:
+        ref = artifact.ref
+        if isinstance(ref, S3Ref) and ref.bucket != bucket_for(name):
+            problems.append(f"spec.artifact.uri: {artifact.uri} is outside model {name}'s "
+                            f"bucket {bucket_for(name)}")
+        if isinstance(ref, RunRef) and ref.model != name:
+            problems.append(f"spec.artifact.uri: {artifact.uri} is a run of model "
+                            f"{ref.model}, not of {name}")
+    image = manifest.spec.image
+    if image:
+        repository = image.split("@", 1)[0]
+        if ":" in repository.rsplit("/", 1)[-1]:
+            repository = repository.rsplit(":", 1)[0]
+        parts = repository.split("/")
+        if len(parts) >= 2 and parts[-2] == "aiart" and parts[-1] != name and not (
+                parts[-1].startswith("runtime-")):
+            problems.append(f"spec.image: {image} is model {parts[-1]}'s image, not {name}'s")
+    return problems
+
+
+def config_reference_problem(who: Principal, manifest: Manifest,
+                             config: ConfigObject | None, artifact_of: str) -> str | None:
+    """A ``config://`` artifact must be one of this model's artifacts
+    (labelled ``<artifact_of>=<model>``) unless an admin asks."""
+    artifact = manifest.spec.artifact
+    if who.role is Role.ADMIN or artifact is None or not isinstance(artifact.ref, ConfigRef):
+        return None
+    name = manifest.metadata.name
+    if config is None or config.labels.get(artifact_of) != name:
+        return (f"spec.artifact.uri: config {artifact.ref.name} is not an artifact of model "
+                f"{name} (labelled {artifact_of}={name})")
+    return None

@@ -4,6 +4,9 @@ Against the real engine, Traefik and operator."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import httpx
 
 from tests.e2e.conftest import Models, manifest, wait_for
@@ -56,3 +59,59 @@ def test_a_service_name_taken_by_another_model_is_refused_clearly(
     assert f"is taken by model {first}-b version c" in message, message
     assert answered_by(gateway, f"/v2/models/{first}-b/infer") == f"{first}-b"
     assert models.labels(owner)["aiart.status"] == "Ready"
+
+
+def _aiart(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "aiart.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, f"aiart {' '.join(args)}: {done.stderr}"
+    return done.stdout.strip()
+
+
+def _api_deploy(gateway: httpx.Client, key: str, text: str) -> httpx.Response:
+    return gateway.post("/api/v1/models", headers={"X-API-Key": key},
+                        files={"manifest": ("manifest.yaml", text.encode())})
+
+
+def test_a_deployer_cannot_reach_another_models_artifacts_or_image(
+        models: Models, iris_pickle: bytes, gateway: httpx.Client, run_id: str) -> None:
+    """Through aiart's REST API on the gateway, with a deployer key for one
+    model: every reference to a neighbour's artifacts, a platform config or
+    a neighbour's image is refused, and nothing is declared."""
+    mine, theirs = models.name("lane-mine"), models.name("lane-theirs")
+    models.wait_status(models.declare(theirs, "1", iris_pickle), "Ready")
+    their_artifact = f"{theirs}-model-1"
+    models.engine.configs.get(their_artifact).remove()  # made by the test: label it as the API does
+    models.config(their_artifact, iris_pickle, **{"aiart.artifact-of": theirs})
+    image = models.labels(f"{theirs}-1")["aiart.status.image"]
+    platform_config = next(c.name for c in models.engine.configs.list(
+        filters={"label": "aiart.apikey"}))
+    names = [f"t{run_id}-lane-deployer", f"t{run_id}-lane-admin"]
+    deployer = _aiart("keys", "create", names[0], "--role", "deployer", "--model", mine)
+    admin = _aiart("keys", "create", names[1], "--role", "admin", "--model", mine)
+    try:
+        def declaration(version: int, body: str) -> str:
+            return (f"apiVersion: aiart/v1\nkind: Model\n"
+                    f"metadata: {{name: {mine}, version: '{version}'}}\n"
+                    f"spec:\n  auth: {{mode: none}}\n{body}")
+
+        sklearn = "  runtime: sklearn\n  artifact: {{uri: '{}'}}\n".format
+        attacks = {
+            "s3": sklearn(f"s3://aiart-{theirs}/uploads/1/model.pkl"),
+            "run": sklearn(f"run://{theirs}/20260101T120000Z-0a1b2c3d"),
+            "config": sklearn(f"config://{their_artifact}"),
+            "platform": sklearn(f"config://{platform_config}"),
+            "image": f"  runtime: image\n  image: {image}\n",
+        }
+        for n, (what, body) in enumerate(attacks.items(), start=1):
+            answer = _api_deploy(gateway, deployer, declaration(n, body))
+            assert answer.status_code == 403, (what, answer.status_code, answer.text)
+            assert answer.json()["problems"], what
+        assert not models.engine.configs.list(filters={"label": f"aiart.model={mine}"})
+        # An admin keeps full reach.
+        answer = _api_deploy(gateway, admin, declaration(9, attacks["config"]))
+        assert answer.status_code == 202, answer.text
+        models.wait_status(f"{mine}-9", "Ready")
+    finally:
+        for name in names:
+            _aiart("keys", "revoke", name)
