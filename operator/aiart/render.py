@@ -67,6 +67,8 @@ class Guard:
 # Request headers that may carry a credential: removed on every model route,
 # whatever its auth mode, so that no model ever sees one (a caller may send a
 # key to a public model; the CLI and the operator's probes send theirs).
+# Who the gateway let in, as the auth service (or a public route) says.
+SUBJECT_HEADER = "X-Aiart-Subject"
 CREDENTIAL_HEADERS = ("Authorization", "X-Api-Key", "Cookie", "Proxy-Authorization",
                       PROBE_HEADER)
 
@@ -74,19 +76,17 @@ CREDENTIAL_HEADERS = ("Authorization", "X-Api-Key", "Cookie", "Proxy-Authorizati
 def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str], list[str]]:
     """Middleware labels for a version, and their names in the order to apply.
 
-    The rate limit comes first (a flood never reaches the auth service), then
-    forwardAuth; route_labels then adds the header rewrite that removes every
+    Who calls comes first: forwardAuth sets ``X-Aiart-Subject`` to the
+    principal it let in (``apikey:<name>``, ``oidc:<sub>``); a public route
+    sets it to ``anonymous`` (a caller's own value never passes, so a model
+    can trust it). The rate limit then counts per subject and per model, so
+    one key's flood does not starve another key, whatever addresses they
+    come from; route_labels adds the header rewrite that removes every
     credential."""
     labels: dict[str, str] = {}
     chain: list[str] = []
     mw = "traefik.http.middlewares"
     svc = traefik_name(name, version)
-    if guard.rate_average is not None:
-        labels[f"{mw}.{svc}_ratelimit.ratelimit.average"] = str(guard.rate_average)
-        labels[f"{mw}.{svc}_ratelimit.ratelimit.period"] = "1s"
-        labels[f"{mw}.{svc}_ratelimit.ratelimit.burst"] = str(
-            guard.rate_burst or guard.rate_average)
-        chain.append(f"{svc}_ratelimit")
     if guard.mode != "none":
         # Only aiart-made values go into the address: the name is a DNS label
         # and scopes match a strict pattern (spec.py), so nothing needs escaping.
@@ -95,8 +95,19 @@ def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str],
         if guard.scopes:
             query += f"&scopes={','.join(guard.scopes)}"
         labels[f"{mw}.{svc}_auth.forwardauth.address"] = f"{guard.auth_url}/verify?{query}"
-        labels[f"{mw}.{svc}_auth.forwardauth.authResponseHeaders"] = "X-Aiart-Subject"
+        labels[f"{mw}.{svc}_auth.forwardauth.authResponseHeaders"] = SUBJECT_HEADER
         chain.append(f"{svc}_auth")
+    else:
+        labels[f"{mw}.{svc}_subject.headers.customrequestheaders.{SUBJECT_HEADER}"] = "anonymous"
+        chain.append(f"{svc}_subject")
+    if guard.rate_average is not None:
+        labels[f"{mw}.{svc}_ratelimit.ratelimit.average"] = str(guard.rate_average)
+        labels[f"{mw}.{svc}_ratelimit.ratelimit.period"] = "1s"
+        labels[f"{mw}.{svc}_ratelimit.ratelimit.burst"] = str(
+            guard.rate_burst or guard.rate_average)
+        labels[f"{mw}.{svc}_ratelimit.ratelimit.sourcecriterion.requestheadername"] = (
+            SUBJECT_HEADER)
+        chain.append(f"{svc}_ratelimit")
     return labels, chain
 
 

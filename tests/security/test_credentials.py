@@ -126,7 +126,7 @@ def test_no_credential_reaches_a_public_or_closed_model(
             models.wait_status(config, "Ready", timeout=120)
         sent = {"X-API-Key": key, "Authorization": f"Bearer {key}",
                 "Cookie": "session=secret", "Proxy-Authorization": "Basic c2VjcmV0",
-                "X-Aiart-Probe": "forged"}
+                "X-Aiart-Probe": "forged", "X-Aiart-Subject": "apikey:admin"}
         body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]}
         for model in (public, closed):
             for headers in ({}, sent, {"X-API-Key": key}, {"Authorization": f"Bearer {key}"}):
@@ -152,6 +152,11 @@ def test_no_credential_reaches_a_public_or_closed_model(
                 seen = answer.json()
                 assert seen, f"{model} v{version} recorded nothing"
                 assert not leaked(seen), leaked(seen)
+            # Who called, as the gateway says: never what a caller claimed.
+            subjects = {r["headers"].get("x-aiart-subject") for r in seen}
+            assert "apikey:admin" not in subjects, subjects
+            if model == public:
+                assert subjects == {"anonymous"}, subjects
             # The operator's probes of the current route reached version 1.
             first = gateway.get(f"/models/{model}/versions/1/seen",
                                 headers={"X-API-Key": key}).json()

@@ -142,8 +142,12 @@ def test_oidc_scopes_and_rate_limit_guard_every_route() -> None:
         "?model=iris&version=2&mode=oidc&scopes=models:predict,iris")
     assert (labels[f"{mw}_ratelimit.ratelimit.average"],
             labels[f"{mw}_ratelimit.ratelimit.burst"]) == ("50", "100")
+    # Who calls first, then the rate limit per caller (not per address).
     assert labels["traefik.http.routers.aiart_iris_2_v2.middlewares"] == (
-        "aiart_iris_2_ratelimit,aiart_iris_2_auth,aiart_iris_2_nocred,aiart_iris_2_retry")
+        "aiart_iris_2_auth,aiart_iris_2_ratelimit,aiart_iris_2_nocred,aiart_iris_2_retry")
+    assert labels[f"{mw}_ratelimit.ratelimit.sourcecriterion.requestheadername"] == (
+        "X-Aiart-Subject")
+    assert labels[f"{mw}_auth.forwardauth.authResponseHeaders"] == "X-Aiart-Subject"
 
 
 def test_a_public_model_has_no_auth_but_still_never_sees_a_credential() -> None:
@@ -156,7 +160,10 @@ def test_a_public_model_has_no_auth_but_still_never_sees_a_credential() -> None:
                    "X-Aiart-Probe"):
         assert labels[f"{mw}.{header}"] == "", header
     assert labels["traefik.http.routers.aiart_iris_2_v2.middlewares"] == (
-        "aiart_iris_2_nocred,aiart_iris_2_retry")
+        "aiart_iris_2_subject,aiart_iris_2_nocred,aiart_iris_2_retry")
+    # A caller cannot pass as someone else to the model or the rate limit.
+    assert labels["traefik.http.middlewares.aiart_iris_2_subject.headers.customrequestheaders"
+                  ".X-Aiart-Subject"] == "anonymous"
 
 
 def test_every_route_retries_another_task_last_in_its_chain() -> None:
