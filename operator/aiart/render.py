@@ -313,6 +313,9 @@ def render_service(
                if settings.model_otlp_endpoint else {})
     env = {**tracing, **manifest.spec.env, "AIART_MODEL_NAME": name,
            "AIART_MODEL_VERSION": version}
+    if settings.gateway_hosts and manifest.spec.runtime is not Runtime.IMAGE:
+        # After the manifest's own: only the gateway may call aiart's servers.
+        env["AIART_GATEWAY_HOSTS"] = ",".join(settings.gateway_hosts)
     secrets: list[Any] = []
     if manifest.spec.store.credentials and store_access is not None:
         store_env, secrets = _store_access(manifest, store_access)

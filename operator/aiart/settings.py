@@ -48,6 +48,10 @@ class Settings:
     # Swarm placement constraints for every model task, e.g. node.role==worker
     # to keep models off the managers (AIART_MODEL_CONSTRAINTS, comma-separated).
     model_constraints: tuple[str, ...] = ()
+    # The gateway's DNS names on the model network: aiart's model servers
+    # answer inference from those addresses only (runtimes/aiart_runtime/
+    # gateway_only.py). Empty: from anywhere on the network.
+    gateway_hosts: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -83,4 +87,6 @@ class Settings:
             model_otlp_endpoint=env.get("AIART_MODEL_OTLP_ENDPOINT", "").strip(),
             model_constraints=tuple(
                 c.strip() for c in env.get("AIART_MODEL_CONSTRAINTS", "").split(",") if c.strip()),
+            gateway_hosts=tuple(
+                h.strip() for h in env.get("AIART_GATEWAY_HOSTS", "").split(",") if h.strip()),
         )

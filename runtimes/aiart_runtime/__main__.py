@@ -72,9 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from . import tracing
+    from .gateway_only import GatewayOnly
     from .server import create_app
 
-    app: Any = create_app(model)
+    gate = GatewayOnly.from_env(os.environ.get("AIART_GATEWAY_HOSTS", ""))
+    app: Any = create_app(model, gate=gate)
     if tracing.configure(f"aiart-model-{settings.name}", {
             "aiart.model": settings.name, "aiart.version": settings.version}):
         log.info("tracing to %s", os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")

@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import __version__
+from .gateway_only import GatewayOnly
 from .metrics import ServerMetrics, outcome_of
 from .model import ServedModel
 from .protocol import ProtocolError, decode_request, encode_binary, encode_tensor, split_binary
@@ -58,7 +59,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def create_app(
-    model: ServedModel, *, max_body_bytes: int = MAX_BODY_BYTES
+    model: ServedModel, *, max_body_bytes: int = MAX_BODY_BYTES,
+    gate: GatewayOnly | None = None,
 ) -> ModelServerApp:
     settings = model.settings
     metrics = ServerMetrics(model=settings.name, version=settings.version, runtime=model.platform)
@@ -210,7 +212,7 @@ def create_app(
     router.state.metrics = metrics
     fast_paths = {f"/v2/models/{settings.name}/infer",
                   f"/v2/models/{settings.name}/versions/{settings.version}/infer"}
-    return ModelServerApp(router, fast_paths, run_infer, max_body_bytes)
+    return ModelServerApp(router, fast_paths, run_infer, max_body_bytes, gate)
 
 
 class ModelServerApp:
@@ -219,14 +221,22 @@ class ModelServerApp:
     latency); everything else goes through Starlette's router."""
 
     def __init__(self, router: Starlette, fast_paths: set[str], run_infer: Any,
-                 max_body_bytes: int) -> None:
+                 max_body_bytes: int, gate: GatewayOnly | None = None) -> None:
         self.router = router
         self.state = router.state
         self.fast_paths = fast_paths
         self.run_infer = run_infer
         self.max_body_bytes = max_body_bytes
+        self.gate = gate
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if self.gate is not None and scope["type"] == "http":
+            client = (scope.get("client") or ("", 0))[0]
+            if not await self.gate.allows(client, scope["path"]):
+                await self._send(send, 403, orjson.dumps(
+                    {"error": "only aiart's gateway may call this model"}),
+                    {"content-type": "application/json"})
+                return
         if (scope["type"] != "http" or scope["method"] != "POST"
                 or scope["path"] not in self.fast_paths):
             await self.router(scope, receive, send)

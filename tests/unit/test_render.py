@@ -213,3 +213,19 @@ def test_aiart_runtimes_are_scraped_on_their_port_ready_images_are_not() -> None
     spec = render_service(manifest=image, config_id="c", image="reg/web:1", current=True,
                           ordinal=0, settings=Settings())
     assert L.METRICS_PORT not in spec["Labels"]
+
+
+def test_aiart_servers_are_told_the_gateways_names_ready_images_are_not() -> None:
+    settings = Settings(gateway_hosts=("traefik",))
+    # (A manifest cannot set it: AIART_* variables are refused by the parser.)
+    served = render_service(manifest=parse_manifest(MANIFEST), config_id="c", image="i",
+                            settings=settings, current=False, ordinal=0)
+    env = served["TaskTemplate"]["ContainerSpec"]["Env"]
+    assert [e for e in env if e.startswith("AIART_GATEWAY_HOSTS=")] == [
+        "AIART_GATEWAY_HOSTS=traefik"]
+    byo = parse_manifest(MANIFEST.replace("runtime: sklearn", "runtime: image\n  image: x:1")
+                         .replace('  artifact: {uri: "config://iris-model-2"}\n', ""))
+    ready = render_service(manifest=byo, config_id="c", image="x:1", settings=settings,
+                           current=False, ordinal=0)
+    assert not any(e.startswith("AIART_GATEWAY_HOSTS=")
+                   for e in ready["TaskTemplate"]["ContainerSpec"]["Env"])

@@ -1,0 +1,105 @@
+"""A model reaches nothing but its own answers.
+
+From inside a running model's container (the code inside a model), against
+the real stack: a neighbour model answers inference only to the gateway
+(403 when called directly), and the operator, the auth service, the API and
+Alertmanager are on a network no model is on. The gateway-only check itself
+is also tested on the model server app, with addresses given."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import docker
+import httpx
+from aiart_runtime.__main__ import load
+from aiart_runtime.gateway_only import GatewayOnly
+from aiart_runtime.server import create_app
+
+from tests.e2e.conftest import STACK, Models
+from tests.fakes import iris_model_dir
+
+ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                   "data": [5.1, 3.5, 1.4, 0.2]}]}
+
+
+async def test_only_the_gateways_addresses_may_call_a_model(tmp_path: Path) -> None:
+    gateway_ips = {"10.0.1.7"}
+    lookups = []
+
+    async def resolver(host: str) -> set[str]:
+        lookups.append(host)
+        return set(gateway_ips)
+
+    gate = GatewayOnly(["traefik"], resolver=resolver, every=3600)
+    app = create_app(load(iris_model_dir(tmp_path)), gate=gate)
+
+    async def call(client: str, method: str, path: str) -> int:
+        transport = httpx.ASGITransport(app=app, client=(client, 40000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://m") as http:
+            answer = await http.request(method, path, json=ROW if method == "POST" else None)
+            return answer.status_code
+
+    assert await call("10.0.1.7", "POST", "/v2/models/iris/infer") == 200
+    for path in ("/v2/models/iris/infer", "/predict", "/v2/models/iris", "/v2"):
+        method = "POST" if path.endswith(("infer", "predict")) else "GET"
+        assert await call("10.0.1.23", method, path) == 403, path
+    # Open to anyone: health, readiness, metrics; and the container itself.
+    for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/iris/ready", "/metrics"):
+        assert await call("10.0.1.23", "GET", path) == 200, path
+    assert await call("127.0.0.1", "POST", "/v2/models/iris/infer") == 200
+    # Unknown addresses do not make it look the gateway up again and again.
+    assert len(lookups) == 1
+
+
+PROBE = r"""
+import json, socket, sys, urllib.request, urllib.error
+out = {}
+for name, port in json.loads(sys.argv[1]):
+    try:
+        socket.create_connection((name, port), timeout=3).close()
+        out[name] = "connected"
+    except OSError as exc:
+        out[name] = type(exc).__name__
+url, body = sys.argv[2], sys.argv[3].encode()
+try:
+    answer = urllib.request.urlopen(urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}), timeout=5)
+    out["direct"] = answer.status
+except urllib.error.HTTPError as exc:
+    out["direct"] = exc.code
+except OSError as exc:
+    out["direct"] = type(exc).__name__
+print(json.dumps(out))
+"""
+
+
+def _container(engine: docker.DockerClient, model: str) -> docker.models.containers.Container:
+    found = engine.containers.list(filters={"label": f"com.docker.swarm.service.name="
+                                                      f"aiart-{model}-1"})
+    assert found, f"no running container of {model} on this node"
+    return found[0]
+
+
+def test_from_inside_a_model_only_the_gateway_path_exists(
+        models: Models, iris_pickle: bytes, gateway: httpx.Client) -> None:
+    attacker, victim = models.name("net-attacker"), models.name("net-victim")
+    for model in (attacker, victim):
+        models.wait_status(models.declare(model, "1", iris_pickle), "Ready")
+    engine = models.engine
+    networks = _container(engine, victim).attrs["NetworkSettings"]["Networks"]
+    victim_ip = networks["aiart-models"]["IPAddress"]
+    targets = [("auth", 8000), ("api", 8000), ("alertmanager", 9093), ("operator", 9100),
+               (f"{STACK}_auth", 8000), (f"{STACK}_operator", 9100), ("traefik", 80)]
+    code = _container(engine, attacker).exec_run(
+        ["/opt/aiart/bin/python", "-c", PROBE, json.dumps(targets),
+         f"http://{victim_ip}:8080/v2/models/{victim}/infer", json.dumps(ROW)])
+    assert code.exit_code == 0, code.output
+    seen = json.loads(code.output.decode().strip().splitlines()[-1])
+    for name, _ in targets[:-1]:
+        assert seen[name] != "connected", (name, seen)
+    assert seen["traefik"] == "connected"  # the gateway: the one way in
+    assert seen["direct"] == 403, seen
+    # Through the gateway the victim answers as ever.
+    assert gateway.post(f"/v2/models/{victim}/infer", json=ROW).status_code == 200
