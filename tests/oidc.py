@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 ISSUER = "https://login.example.test/realms/factory"
@@ -55,3 +56,15 @@ def serve_jwks(signer: Signer, host: str = "127.0.0.1") -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# Fixtures for the modules that verify tokens (imported there by name).
+@pytest.fixture(scope="module")
+def signer() -> Signer:
+    return Signer("k1")
+
+
+@pytest.fixture(scope="module")
+def jwks_url(signer: Signer) -> Iterator[str]:
+    with serve_jwks(signer) as port:
+        yield f"http://127.0.0.1:{port}/certs"

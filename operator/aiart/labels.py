@@ -12,6 +12,9 @@ SPEC_HASH: Final = "aiart.spec-hash"
 # labels only, and no task restarts. Read from the label because the engine
 # returns specs with defaults filled in, which no longer hash alike.
 TASK_HASH: Final = "aiart.task-hash"
+# The tag a service's image was pinned from: the service runs the image by
+# digest, so that a later push to the same tag cannot change what it runs.
+IMAGE_TAG: Final = "aiart.image-tag"
 ROLE: Final = "aiart.role"
 DELETE_BUCKET: Final = "aiart.store.delete-with-model"
 # The port Prometheus scrapes a model's tasks on (monitoring/prometheus.yml).

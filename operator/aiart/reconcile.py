@@ -410,6 +410,27 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
     return Outcome(requeue_after=requeue, transient=transient)
 
 
+async def pin_image(deps: Deps, desired: dict[str, Any], prepared: Prepared,
+                    service: ServiceObject | None) -> None:
+    """Run an image aiart built by its registry digest, not its tag: whoever
+    pushes to that tag later cannot change what the service runs. A live
+    service pinned from the same tag keeps its pin (the tag may point
+    elsewhere by now); a new one takes the digest this engine pushed; with
+    neither, the tag. Hashes stay those of the rendered spec (by tag), so a
+    digest never makes a difference of its own."""
+    if prepared.recipe is None:
+        return
+    tag = prepared.image
+    ref = ""
+    if service is not None and service.labels.get(L.IMAGE_TAG) == tag:
+        ref = str(service.spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Image", ""))
+    if "@sha256:" not in ref:
+        ref = await deps.cluster.image_digest(tag)
+    if "@sha256:" in ref:
+        desired["TaskTemplate"]["ContainerSpec"]["Image"] = ref
+        desired["Labels"][L.IMAGE_TAG] = tag
+
+
 async def apply_change(
     deps: Deps, key: str, config: ConfigObject, prepared: Prepared, desired: dict[str, Any],
     service: ServiceObject | None, *, same_tasks: bool, started_ns: int, parsed_ns: int,
@@ -420,8 +441,8 @@ async def apply_change(
     image = prepared.image
     with change_trace.change(deps.traces, model=model, version=version, config_id=config.id,
                              started_ns=started_ns, parsed_ns=parsed_ns):
-        if not same_tasks:
-            try:
+        try:
+            if not same_tasks:
                 config = await set_status(deps, key, config, Status(
                     phase=Phase.BUILDING, message=f"building image {image}", image=image,
                     extra={"inputs": prepared.inputs}))
@@ -433,26 +454,22 @@ async def apply_change(
                 if prepared.recipe is not None:
                     with change_trace.tracer.start_as_current_span("push"):
                         await deps.builder.push_image(prepared.recipe.tag)
-            except PermanentError as exc:
-                change_trace.settled(deps.traces, config.id)
-                await set_status(deps, key, config, Status(
-                    phase=Phase.FAILED, message=str(exc), image=image,
-                    extra={"inputs": prepared.inputs}))
-                return None
-        with change_trace.tracer.start_as_current_span("deploy"):
-            try:
+            with change_trace.tracer.start_as_current_span("deploy"):
+                await pin_image(deps, desired, prepared, service)
                 if service is None:
                     log.info("creating service %s", desired["Name"])
                     await deps.cluster.create_service(desired)
                 else:
                     log.info("updating service %s", desired["Name"])
                     await deps.cluster.update_service(service, desired)
-            except PermanentError as exc:
-                change_trace.settled(deps.traces, config.id)
-                await set_status(deps, key, config, Status(
-                    phase=Phase.FAILED, message=str(exc), image=image,
-                    extra={"inputs": prepared.inputs}))
-                return None
+        except PermanentError as exc:
+            # A build that cannot succeed, or a service Swarm refuses (a name
+            # another model holds): the user must act.
+            change_trace.settled(deps.traces, config.id)
+            await set_status(deps, key, config, Status(
+                phase=Phase.FAILED, message=str(exc), image=image,
+                extra={"inputs": prepared.inputs}))
+            return None
         await set_status(deps, key, config, Status(
             phase=Phase.DEPLOYING, message="service created; waiting for it to answer",
             image=image, extra={"inputs": prepared.inputs}))
@@ -512,6 +529,7 @@ async def reconcile_version(
             # Only its labels (routes) change: the tasks go on serving, and
             # the status below stays true to that instead of "Deploying".
             log.info("updating the routes of %s", desired["Name"])
+            await pin_image(deps, desired, prepared, service)
             await cluster.update_service(service, desired)
         else:
             return await apply_change(

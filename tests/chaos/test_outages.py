@@ -31,7 +31,15 @@ def outage_round(cluster: Cluster, models: Models, iris_pickle: bytes, served: S
     doomed, _ = spares.ready(f"doomed{round_}")
 
     registry.scale(0)
-    wait_for(lambda: not cluster.running_tasks(registry), 60, "the registry to stop")
+    # Gone, not only asked to go: a task told to shut down says "running"
+    # (desired: shutdown) while its registry drains for up to the stop grace
+    # period, and still takes pushes. On a quick machine the blocked model
+    # was built and pushed in that window and never saw an outage.
+    def serving() -> list[dict[str, object]]:
+        registry.reload()  # the scale below needs the service's latest version
+        return [t for t in registry.tasks() if t["Status"]["State"] == "running"]
+
+    wait_for(lambda: not serving(), 60, "the registry's task to stop")
     counted_by, retries_before = cluster.operator_metric(
         "aiart_operator_reconciles_total", outcome="retry")
     out_at = time.monotonic()
@@ -55,6 +63,7 @@ def outage_round(cluster: Cluster, models: Models, iris_pickle: bytes, served: S
         retries = retries_after - retries_before
         outage = time.monotonic() - out_at
     finally:
+        registry.reload()
         registry.scale(1)
     back_at = time.monotonic()
     wait_for(tolerant(lambda: models.labels(blocked_config).get("aiart.status") == "Ready"),

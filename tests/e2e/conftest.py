@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +27,14 @@ from sklearn.linear_model import LogisticRegression
 GATEWAY = os.environ.get("AIART_GATEWAY_URL", "http://localhost:8080")
 STACK = os.environ.get("AIART_STACK", "aiart")
 TEST_LABEL = "aiart.test"
+
+
+def aiart(*args: str) -> str:
+    """Run aiart's CLI as a user does; its output, or fail with its error."""
+    done = subprocess.run([sys.executable, "-m", "aiart.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, f"aiart {' '.join(args)}: {done.stderr}"
+    return done.stdout.strip()
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:

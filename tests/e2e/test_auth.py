@@ -15,19 +15,12 @@ import httpx
 import pytest
 from aiart.render import traefik_name
 
-from tests.e2e.conftest import STACK, Models, wait_for
+from tests.e2e.conftest import STACK, Models, aiart, wait_for
 from tests.oidc import ISSUER, Signer, serve_jwks
 
 pytestmark = pytest.mark.e2e
 ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
                    "data": [5.1, 3.5, 1.4, 0.2]}]}
-
-
-def aiart(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "aiart.cli", *args], capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, f"aiart {' '.join(args)}: {done.stderr}"
-    return done.stdout.strip()
 
 
 @pytest.fixture(scope="module")

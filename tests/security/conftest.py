@@ -9,3 +9,4 @@ from tests.e2e.conftest import (  # noqa: F401  (fixtures, found by name)
     operator_service,
     run_id,
 )
+from tests.oidc import jwks_url, signer  # noqa: F401  (fixtures, found by name)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import subprocess
-import sys
 import tarfile
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +19,7 @@ import docker
 import httpx
 import pytest
 
-from tests.e2e.conftest import Models, wait_for
+from tests.e2e.conftest import Models, aiart, wait_for
 
 # A server of the inference contract that keeps every request's headers and
 # shows them at GET /seen. Standard library only: it runs on the base image.
@@ -101,13 +99,6 @@ def recorder_image(engine: docker.DockerClient, run_id: str) -> Iterator[str]:
 def recorder(model: str, version: str, image: str, auth: str) -> bytes:
     return (f"apiVersion: aiart/v1\nkind: Model\nmetadata: {{name: {model}, version: '{version}'}}"
             f"\nspec:\n  runtime: image\n  image: {image}\n  auth: {{mode: {auth}}}\n").encode()
-
-
-def aiart(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "aiart.cli", *args], capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, f"aiart {' '.join(args)}: {done.stderr}"
-    return done.stdout.strip()
 
 
 def leaked(seen: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

@@ -4,12 +4,9 @@ Against the real engine, Traefik and operator."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx
 
-from tests.e2e.conftest import Models, manifest, wait_for
+from tests.e2e.conftest import Models, aiart, manifest, wait_for
 
 ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
                    "data": [5.1, 3.5, 1.4, 0.2]}]}
@@ -61,13 +58,6 @@ def test_a_service_name_taken_by_another_model_is_refused_clearly(
     assert models.labels(owner)["aiart.status"] == "Ready"
 
 
-def _aiart(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "aiart.cli", *args], capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, f"aiart {' '.join(args)}: {done.stderr}"
-    return done.stdout.strip()
-
-
 def _api_deploy(gateway: httpx.Client, key: str, text: str) -> httpx.Response:
     return gateway.post("/api/v1/models", headers={"X-API-Key": key},
                         files={"manifest": ("manifest.yaml", text.encode())})
@@ -87,8 +77,8 @@ def test_a_deployer_cannot_reach_another_models_artifacts_or_image(
     platform_config = next(c.name for c in models.engine.configs.list(
         filters={"label": "aiart.apikey"}))
     names = [f"t{run_id}-lane-deployer", f"t{run_id}-lane-admin"]
-    deployer = _aiart("keys", "create", names[0], "--role", "deployer", "--model", mine)
-    admin = _aiart("keys", "create", names[1], "--role", "admin", "--model", mine)
+    deployer = aiart("keys", "create", names[0], "--role", "deployer", "--model", mine)
+    admin = aiart("keys", "create", names[1], "--role", "admin", "--model", mine)
     try:
         def declaration(version: int, body: str) -> str:
             return (f"apiVersion: aiart/v1\nkind: Model\n"
@@ -114,4 +104,4 @@ def test_a_deployer_cannot_reach_another_models_artifacts_or_image(
         models.wait_status(f"{mine}-9", "Ready")
     finally:
         for name in names:
-            _aiart("keys", "revoke", name)
+            aiart("keys", "revoke", name)

@@ -12,18 +12,7 @@ from aiart.api_views import Principal
 from aiart.auth_service import KeyCache, TokenVerifier, create_app
 from starlette.testclient import TestClient
 
-from tests.oidc import ISSUER, Signer, serve_jwks
-
-
-@pytest.fixture(scope="module")
-def signer() -> Signer:
-    return Signer("sec")
-
-
-@pytest.fixture(scope="module")
-def jwks_url(signer: Signer) -> Iterator[str]:
-    with serve_jwks(signer) as port:
-        yield f"http://127.0.0.1:{port}/certs"
+from tests.oidc import ISSUER, Signer
 
 
 @pytest.fixture

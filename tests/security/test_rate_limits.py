@@ -4,22 +4,12 @@ Against the real Traefik and auth service."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx
 
-from tests.e2e.conftest import Models, wait_for
+from tests.e2e.conftest import Models, aiart, wait_for
 
 ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
                    "data": [5.1, 3.5, 1.4, 0.2]}]}
-
-
-def _aiart(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "aiart.cli", *args], capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, f"aiart {' '.join(args)}: {done.stderr}"
-    return done.stdout.strip()
 
 
 def test_one_keys_flood_does_not_starve_another_key(
@@ -29,7 +19,7 @@ def test_one_keys_flood_does_not_starve_another_key(
                             rateLimit="{average: 1, burst: 2}")
     models.wait_status(config, "Ready")
     names = [f"t{run_id}-flood", f"t{run_id}-calm"]
-    flood, calm = (_aiart("keys", "create", n, "--model", model) for n in names)
+    flood, calm = (aiart("keys", "create", n, "--model", model) for n in names)
     try:
         url = f"/v2/models/{model}/infer"
 
@@ -44,4 +34,4 @@ def test_one_keys_flood_does_not_starve_another_key(
         assert call(flood) == 429
     finally:
         for name in names:
-            _aiart("keys", "revoke", name)
+            aiart("keys", "revoke", name)

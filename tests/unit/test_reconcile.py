@@ -314,3 +314,26 @@ async def test_h2o_models_use_the_prebuilt_runtime(world) -> None:
     cluster.add_config("o-1", manifest_yaml("o", "1", "n-1", runtime="h2o"), {L.MODEL: "o"})
     await settle(configured, "o")
     assert "not an H2O MOJO" in cluster.config("o-1").labels[L.STATUS_MESSAGE]
+
+
+async def test_built_images_run_by_digest_and_stay_pinned_through_route_changes(world) -> None:
+    """A push to the same tag later must not change what a service runs; an
+    operator on another manager (no digest at hand) keeps the live pin."""
+    deps, cluster, _, _ = world
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    (first,) = cluster.services.values()
+    pinned = first.spec["TaskTemplate"]["ContainerSpec"]["Image"]
+    tag = cluster.config("iris-1").labels[L.STATUS_IMAGE]
+    assert pinned == f"{tag.rpartition(':')[0]}@sha256:{'0' * 64}"
+    assert first.labels[L.IMAGE_TAG] == tag
+
+    async def no_digest(_: str) -> str:
+        return "sha256:local-id-only"
+
+    cluster.image_digest = no_digest  # type: ignore[method-assign]
+    declare(cluster, "iris", "2")  # version 1 gives up its current route: labels only
+    await settle(deps, "iris")
+    v1 = next(s for s in cluster.services.values() if s.labels[L.VERSION] == "1")
+    assert not carries_current_route(dict(v1.labels))
+    assert v1.spec["TaskTemplate"]["ContainerSpec"]["Image"] == pinned

@@ -1,0 +1,55 @@
+"""A service runs the image aiart built, by digest: whoever pushes another
+image to the same tag later (the registry is reachable on the network)
+changes nothing that runs, even when the task restarts. Against the real
+engine and registry."""
+
+from __future__ import annotations
+
+import os
+
+import docker
+import httpx
+
+from tests.e2e.conftest import Models, wait_for
+
+ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
+                   "data": [5.1, 3.5, 1.4, 0.2]}]}
+
+
+def test_a_push_to_a_models_tag_does_not_change_what_runs(
+        models: Models, iris_pickle: bytes, gateway: httpx.Client) -> None:
+    model = models.name("pinned")
+    config = models.declare(model, "1", iris_pickle)
+    tag = models.wait_status(config, "Ready")["aiart.status.image"]
+    engine = models.engine
+    (service,) = models.services(model)
+    image = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    repository, _, version = tag.rpartition(":")
+    assert image.startswith(f"{repository}@sha256:"), image
+
+    # The attack: another image under the model's tag, in the registry.
+    base = os.environ.get("AIART_BASE_IMAGE", "")
+    assert base, "AIART_BASE_IMAGE is set by ./hack/test.sh"
+    engine.images.get(base).tag(repository, version)
+    try:
+        for line in engine.images.push(repository, tag=version, stream=True, decode=True):
+            assert "error" not in line, line
+        before = {t["ID"] for t in service.tasks()}
+        service.force_update()
+        wait_for(lambda: any(t["ID"] not in before and t["Status"]["State"] == "running"
+                             for t in service.tasks()), 120, "the restarted task")
+        answer = wait_for(lambda: (r := gateway.post(f"/v2/models/{model}/infer", json=ROW))
+                          .status_code == 200 and r, 60, "the model after its restart")
+        assert answer.json()["model_name"] == model
+        # A new version takes the route: version 1's labels change, its pin stays.
+        models.wait_status(models.declare(model, "2", iris_pickle), "Ready")
+        wait_for(lambda: "aiart.status.current" in models.labels(config)
+                 and models.labels(config)["aiart.status.current"] == "false", 60,
+                 "version 1 to give up the model's route")
+        service.reload()
+        assert service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == image
+    finally:
+        try:
+            engine.images.remove(tag)
+        except docker.errors.APIError:
+            pass
