@@ -55,10 +55,17 @@ class KeyCache:
         self.every = every
         self.keys: dict[str, ApiKey] = {}
         self.loaded_at: float | None = None
+        self._read_started = float("-inf")  # of the read that self.keys comes from
+        self._caught_up_at = float("-inf")
 
     async def refresh(self) -> None:
-        self.keys = {k.id: k for k in await self.load()}
-        self.loaded_at = time.monotonic()
+        started = time.monotonic()
+        keys = {k.id: k for k in await self.load()}
+        # Reads overlap (the periodic one, a catch-up): one that started
+        # earlier and ends later must not put back what a newer one saw.
+        if started >= self._read_started:
+            self.keys, self._read_started = keys, started
+            self.loaded_at = time.monotonic()
 
     async def knows(self, text: str) -> None:
         """Read the keys again now if ``text`` names a key not read yet: a
@@ -68,8 +75,9 @@ class KeyCache:
         parsed = parse_key(text)
         if parsed is None or parsed[0] in self.keys:
             return
-        if self.loaded_at is not None and time.monotonic() - self.loaded_at < CATCH_UP_SECONDS:
+        if time.monotonic() - self._caught_up_at < CATCH_UP_SECONDS:
             return
+        self._caught_up_at = time.monotonic()
         try:
             await self.refresh()
         except Exception as exc:  # the periodic refresh says so too; decide on what we have

@@ -135,3 +135,30 @@ def test_a_key_works_as_soon_as_it_is_made(jwks_url: str) -> None:
             assert ask(client, "model=iris&mode=apikey", **{"X-API-Key": unknown}
                        ).status_code == 401
         assert reads - before <= 2, reads - before
+
+
+async def test_an_older_read_of_the_keys_never_replaces_a_newer_one() -> None:
+    """The periodic read and a catch-up overlap: the one that started first
+    and ends last must not put back a key set without the new key."""
+    import asyncio
+
+    text, record = new_key("late", Role.VIEWER, ["iris"])
+    stored: dict[str, ApiKey] = {}
+    slow_started, release = asyncio.Event(), asyncio.Event()
+
+    async def load() -> list[ApiKey]:
+        seen = list(stored.values())
+        if not slow_started.is_set():
+            slow_started.set()
+            await release.wait()  # the periodic read, stuck on a slow engine
+        return seen
+
+    keys = KeyCache(load)
+    slow = asyncio.create_task(keys.refresh())
+    await slow_started.wait()
+    stored[record.id] = record  # made after the slow read listed the keys
+    await keys.knows(text)
+    assert record.id in keys.keys
+    release.set()
+    await slow
+    assert record.id in keys.keys
