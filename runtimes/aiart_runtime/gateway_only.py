@@ -54,7 +54,10 @@ class GatewayOnly:
     async def allows(self, client: str, path: str) -> bool:
         if client in LOCAL or OPEN_PATHS.match(path) or client in self.allowed:
             return True
-        if time.monotonic() - self.looked_at >= self.every:
+        # A look that found nothing (a task just started, its network's DNS
+        # not answering yet) does not hold the next one back: otherwise the
+        # gateway's first requests to a new task were refused for a second.
+        if not self.allowed or time.monotonic() - self.looked_at >= self.every:
             self.looked_at = time.monotonic()
             found: set[str] = set()
             for host in self.hosts:

@@ -103,3 +103,16 @@ def test_from_inside_a_model_only_the_gateway_path_exists(
     assert seen["direct"] == 403, seen
     # Through the gateway the victim answers as ever.
     assert gateway.post(f"/v2/models/{victim}/infer", json=ROW).status_code == 200
+
+
+async def test_a_first_look_that_finds_nothing_does_not_refuse_the_gateway_for_long() -> None:
+    """A task that has just started may not resolve the gateway yet: the
+    next request looks again instead of being refused for ``every``."""
+    answers = [set(), {"10.0.1.7"}]
+
+    async def resolver(host: str) -> set[str]:
+        return answers.pop(0) if answers else {"10.0.1.7"}
+
+    gate = GatewayOnly(["traefik"], resolver=resolver, every=3600)
+    assert not await gate.allows("10.0.1.7", "/v2/models/iris/infer")
+    assert await gate.allows("10.0.1.7", "/v2/models/iris/infer")
