@@ -8,10 +8,7 @@ AIART_REGISTRY_PORT=${AIART_REGISTRY_PORT:-5000}
 # The address users reach the gateway by; status endpoints are built from it.
 AIART_PUBLIC_URL=${AIART_PUBLIC_URL:-http://localhost:$AIART_GATEWAY_PORT}
 AIART_STORE_PORT=${AIART_STORE_PORT:-9000}
-AIART_PROMETHEUS_PORT=${AIART_PROMETHEUS_PORT:-9090}
-AIART_ALERTMANAGER_PORT=${AIART_ALERTMANAGER_PORT:-9093}
 export AIART_GATEWAY_PORT AIART_REGISTRY_PORT AIART_PUBLIC_URL AIART_STORE_PORT
-export AIART_PROMETHEUS_PORT AIART_ALERTMANAGER_PORT
 # Where every node pulls model images from: the registry's address as all
 # nodes reach it (their daemons must trust it when it is plain HTTP). On a
 # single node, localhost. The registry runs on the node labelled
@@ -27,6 +24,8 @@ AIART_TRACING=$([ -n "$AIART_OTLP_ENDPOINT" ] && echo true || echo false)
 export AIART_OTLP_ENDPOINT AIART_TRACING
 # Where the aiart CLI finds the object store's endpoint and keys on this host.
 AIART_STORE_ENV=${AIART_STORE_ENV:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/store.env}
+# Where this host keeps Prometheus' and Alertmanager's password.
+AIART_MONITORING_ENV=${AIART_MONITORING_ENV:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/monitoring.env}
 
 ensure_models_network() {
   docker network inspect aiart-models >/dev/null 2>&1 \
@@ -34,13 +33,15 @@ ensure_models_network() {
 }
 
 wait_published() {
-  # wait_published PORT PATH SECONDS: until one of the stack's hosts
-  # (AIART_STACK_HOST, space-separated: a service publishes on whichever
-  # manager runs it) answers on PORT.
+  # wait_published PORT PATH SECONDS [CURL OPTION...]: until one of the
+  # stack's hosts (AIART_STACK_HOST, space-separated: a service publishes on
+  # whichever manager runs it) answers on PORT (with a success status when
+  # options are given).
   local port=$1 path=$2 deadline=$((SECONDS + $3)) host
+  shift 3
   while :; do
     for host in $AIART_STACK_HOST; do
-      curl -s -o /dev/null --max-time 2 "http://$host:$port/$path" && return 0
+      curl -s -o /dev/null --max-time 2 "$@" "http://$host:$port/$path" && return 0
     done
     [ $SECONDS -lt $deadline ] || return 1
     sleep 0.5
@@ -75,6 +76,37 @@ ensure_probe_key() {
   log "created the operator's probe key (Docker secret aiart-probe-key)"
 }
 
+ensure_monitoring_secrets() {
+  # Prometheus' and Alertmanager's password: random, made once. Docker
+  # secrets hold it (for Prometheus, which also calls Alertmanager, and the
+  # operator) and its bcrypt hash in their web config; this host keeps it in
+  # a file only this user can read, for people and tests.
+  if docker secret inspect aiart-monitoring-password aiart-monitoring-web >/dev/null 2>&1; then
+    [ -f "$AIART_MONITORING_ENV" ] || log "note: the monitoring password exists as a Docker secret but $AIART_MONITORING_ENV is missing"
+    return
+  fi
+  docker secret inspect aiart-monitoring-password >/dev/null 2>&1 \
+    && die "the Docker secret aiart-monitoring-password exists without aiart-monitoring-web; remove the stack and that secret to make both anew"
+  local password hash
+  password=$(head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
+  hash=$(printf '%s' "$password" | "$AIART_ROOT/.venv/bin/python" -c \
+    'import bcrypt, sys; print(bcrypt.hashpw(sys.stdin.buffer.read(), bcrypt.gensalt()).decode())') \
+    || die "hashing the monitoring password failed (bcrypt, from .venv)"
+  docker secret rm aiart-monitoring-web >/dev/null 2>&1 || true
+  printf 'basic_auth_users:\n  aiart: %s\n' "$hash" \
+    | docker secret create --label aiart.managed-by=aiart aiart-monitoring-web - >/dev/null
+  printf '%s' "$password" \
+    | docker secret create --label aiart.managed-by=aiart aiart-monitoring-password - >/dev/null
+  mkdir -p "$(dirname "$AIART_MONITORING_ENV")"
+  (umask 077; printf 'AIART_MONITORING_USER=aiart\nAIART_MONITORING_PASSWORD=%s\n' "$password" \
+    > "$AIART_MONITORING_ENV")
+  log "created the monitoring password (Docker secrets; for you: $AIART_MONITORING_ENV)"
+}
+
+monitoring_password() {
+  sed -n 's/^AIART_MONITORING_PASSWORD=//p' "$AIART_MONITORING_ENV" 2>/dev/null
+}
+
 replicas_complete() {
   # replicas_complete SERVICE: every desired task is running ("2/2").
   local replicas
@@ -95,6 +127,7 @@ deploy_stack() {
   ensure_registry_node
   ensure_store_secrets
   ensure_probe_key
+  ensure_monitoring_secrets
   export AIART_CA_BUNDLE=${AIART_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   AIART_CA_HASH=$(sha256sum "$AIART_CA_BUNDLE" | cut -c1-12)
   export AIART_ALERT_RULES=${AIART_ALERT_RULES:-$AIART_ROOT/monitoring/alerts.yml}
@@ -108,8 +141,15 @@ deploy_stack() {
   wait_published "$AIART_REGISTRY_PORT" "v2/" 120 || die "the registry did not come up"
   wait_published "$AIART_GATEWAY_PORT" "" 120 || die "the gateway (Traefik) did not come up"
   wait_published "$AIART_STORE_PORT" "" 120 || die "the object store did not come up"
-  wait_published "$AIART_PROMETHEUS_PORT" "-/ready" 120 || die "Prometheus did not come up; see: docker service logs ${AIART_STACK}_prometheus"
-  wait_published "$AIART_ALERTMANAGER_PORT" "-/ready" 120 || die "Alertmanager did not come up; see: docker service logs ${AIART_STACK}_alertmanager"
+  # Prometheus and Alertmanager through the gateway, with their password.
+  # (Without the password at hand, any answer will do.)
+  local monitoring=() password
+  password=$(monitoring_password)
+  [ -z "$password" ] || monitoring=(-f -u "aiart:$password")
+  wait_published "$AIART_GATEWAY_PORT" "prometheus/-/ready" 120 "${monitoring[@]}" \
+    || die "Prometheus did not come up; see: docker service logs ${AIART_STACK}_prometheus"
+  wait_published "$AIART_GATEWAY_PORT" "alertmanager/-/ready" 120 "${monitoring[@]}" \
+    || die "Alertmanager did not come up; see: docker service logs ${AIART_STACK}_alertmanager"
   local deadline=$((SECONDS + 120)) service
   for service in operator auth api; do
     until replicas_complete "${AIART_STACK}_$service"; do

@@ -25,8 +25,10 @@ TIMEOUT = aiohttp.ClientTimeout(total=5)
 
 class AlertWatch:
     def __init__(self, cluster: Cluster, session: aiohttp.ClientSession, url: str, *,
-                 interval: float, metrics: OperatorMetrics | None = None) -> None:
+                 interval: float, metrics: OperatorMetrics | None = None,
+                 auth: aiohttp.BasicAuth | None = None) -> None:
         self.cluster = cluster
+        self.auth = auth
         self.session = session
         self.url = url.rstrip("/")
         self.interval = interval
@@ -37,7 +39,7 @@ class AlertWatch:
     async def read_alerts(self) -> list[dict[str, Any]]:
         params = {"active": "true", "silenced": "false", "inhibited": "false"}
         async with self.session.get(f"{self.url}/api/v2/alerts", params=params,
-                                    timeout=TIMEOUT) as response:
+                                    auth=self.auth, timeout=TIMEOUT) as response:
             response.raise_for_status()
             body = await response.json()
         if not isinstance(body, list):

@@ -32,7 +32,17 @@ from .settings import Settings
 log = logging.getLogger("aiart.operator")
 
 
+def monitoring_auth(settings: Settings) -> aiohttp.BasicAuth | None:
+    """Alertmanager's credentials (user aiart, the monitoring password's
+    Docker secret), or None where none is configured."""
+    if not settings.alertmanager_password_file:
+        return None
+    password = Path(settings.alertmanager_password_file).read_text().strip()
+    return aiohttp.BasicAuth("aiart", password)
+
+
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    alert_auth = monitoring_auth(settings)  # a missing secret stops the start, named
     docker = aiodocker.Docker()
     session = aiohttp.ClientSession()
     try:
@@ -70,7 +80,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         if settings.alertmanager_url:
             helpers.append(asyncio.create_task(AlertWatch(
                 cluster, session, settings.alertmanager_url,
-                interval=settings.alert_poll_seconds, metrics=metrics).run()))
+                interval=settings.alert_poll_seconds, metrics=metrics,
+                auth=alert_auth).run()))
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         for task in (runner, stopper, *helpers):
             task.cancel()

@@ -43,6 +43,9 @@ class Settings:
     # (empty: no alert labels), and how often it is read.
     alertmanager_url: str = ""
     alert_poll_seconds: float = 5.0
+    # The file holding the monitoring password Alertmanager asks for (user
+    # aiart; empty: no credentials sent).
+    alertmanager_password_file: str = ""
     # Where model servers send their traces (OTLP over HTTP; empty: no tracing).
     model_otlp_endpoint: str = ""
     # Swarm placement constraints for every model task, e.g. node.role==worker
@@ -84,6 +87,7 @@ class Settings:
             metrics_port=int(env.get("AIART_METRICS_PORT", cls.metrics_port)),
             alertmanager_url=env.get("AIART_ALERTMANAGER_URL", "").strip().rstrip("/"),
             alert_poll_seconds=float(env.get("AIART_ALERT_POLL_SECONDS", cls.alert_poll_seconds)),
+            alertmanager_password_file=env.get("AIART_ALERTMANAGER_PASSWORD_FILE", "").strip(),
             model_otlp_endpoint=env.get("AIART_MODEL_OTLP_ENDPOINT", "").strip(),
             model_constraints=tuple(
                 c.strip() for c in env.get("AIART_MODEL_CONSTRAINTS", "").split(",") if c.strip()),

@@ -29,6 +29,17 @@ STACK = os.environ.get("AIART_STACK", "aiart")
 TEST_LABEL = "aiart.test"
 
 
+def monitoring_auth() -> tuple[str, str]:
+    """Prometheus' and Alertmanager's user and password, from the file
+    hack/stack.sh wrote when it made them."""
+    path = os.environ.get("AIART_MONITORING_ENV") or os.path.join(
+        os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"),
+        "aiart", "monitoring.env")
+    with open(path) as env:
+        values = dict(line.rstrip("\n").split("=", 1) for line in env if "=" in line)
+    return values["AIART_MONITORING_USER"], values["AIART_MONITORING_PASSWORD"]
+
+
 def aiart(*args: str) -> str:
     """Run aiart's CLI as a user does; its output, or fail with its error."""
     done = subprocess.run([sys.executable, "-m", "aiart.cli", *args], capture_output=True,

@@ -6,7 +6,6 @@ alert that reaches a webhook this test serves, shows in the version's
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -19,17 +18,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import GATEWAY, STACK, Models, wait_for
+from tests.e2e.conftest import GATEWAY, STACK, Models, monitoring_auth, wait_for
 
 pytestmark = pytest.mark.e2e
-PROMETHEUS = f"http://localhost:{os.environ.get('AIART_PROMETHEUS_PORT', '9090')}"
-ALERTMANAGER = f"http://localhost:{os.environ.get('AIART_ALERTMANAGER_PORT', '9093')}"
+# Through the gateway, with the monitoring password: as a user reaches it.
+PROMETHEUS = f"{GATEWAY}/prometheus"
 GOOD = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
                     "data": [5.1, 3.5, 1.4, 0.2]}]}
 
 
 def query(promql: str) -> list[dict[str, Any]]:
-    answer = httpx.get(f"{PROMETHEUS}/api/v1/query", params={"query": promql}, timeout=10)
+    answer = httpx.get(f"{PROMETHEUS}/api/v1/query", params={"query": promql},
+                       auth=monitoring_auth(), timeout=10)
     answer.raise_for_status()
     return answer.json()["data"]["result"]  # type: ignore[no-any-return]
 

@@ -2,8 +2,9 @@
 
 From inside a running model's container (the code inside a model), against
 the real stack: a neighbour model answers inference only to the gateway
-(403 when called directly), and the operator, the auth service, the API and
-Alertmanager are on a network no model is on. The gateway-only check itself
+(403 when called directly), the operator, the auth service, the API and
+Alertmanager are on a network no model is on, and Prometheus, which is on
+the model network, asks for its password. The gateway-only check itself
 is also tested on the model server app, with addresses given."""
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ except urllib.error.HTTPError as exc:
     out["direct"] = exc.code
 except OSError as exc:
     out["direct"] = type(exc).__name__
+for url in json.loads(sys.argv[4]):
+    try:
+        out[url] = urllib.request.urlopen(url, timeout=5).status
+    except urllib.error.HTTPError as exc:
+        out[url] = exc.code
+    except OSError as exc:
+        out[url] = type(exc).__name__
 print(json.dumps(out))
 """
 
@@ -92,15 +100,21 @@ def test_from_inside_a_model_only_the_gateway_path_exists(
     victim_ip = networks["aiart-models"]["IPAddress"]
     targets = [("auth", 8000), ("api", 8000), ("alertmanager", 9093), ("operator", 9100),
                (f"{STACK}_auth", 8000), (f"{STACK}_operator", 9100), ("traefik", 80)]
+    # Prometheus shares the model network (it scrapes models): it asks for
+    # the monitoring password, and Traefik's metrics port has no routes.
+    asks = ["http://prometheus:9090/api/v1/query?query=up",
+            "http://prometheus:9090/api/v1/targets", "http://traefik:8082/api/rawdata"]
     code = _container(engine, attacker).exec_run(
         ["/opt/aiart/bin/python", "-c", PROBE, json.dumps(targets),
-         f"http://{victim_ip}:8080/v2/models/{victim}/infer", json.dumps(ROW)])
+         f"http://{victim_ip}:8080/v2/models/{victim}/infer", json.dumps(ROW), json.dumps(asks)])
     assert code.exit_code == 0, code.output
     seen = json.loads(code.output.decode().strip().splitlines()[-1])
     for name, _ in targets[:-1]:
         assert seen[name] != "connected", (name, seen)
     assert seen["traefik"] == "connected"  # the gateway: the one way in
     assert seen["direct"] == 403, seen
+    assert seen[asks[0]] == seen[asks[1]] == 401, seen
+    assert seen[asks[2]] == 404, seen
     # Through the gateway the victim answers as ever.
     assert gateway.post(f"/v2/models/{victim}/infer", json=ROW).status_code == 200
 
