@@ -114,6 +114,22 @@ replicas_complete() {
   [ -n "$replicas" ] && [ "${replicas%%/*}" = "${replicas##*/}" ] && [ "${replicas%%/*}" != 0 ]
 }
 
+service_converged() {
+  # service_converged SERVICE: its desired tasks all run, and run the
+  # service's current spec: after a stack update, the new tasks, not the old
+  # ones still counted while they are being replaced.
+  # (What a stack update changes; the engine fills other fields in on the
+  # service's copy alone.)
+  local fields='{{.Image}} {{json .Args}} {{json .Env}} {{json .Mounts}}' want task tasks
+  want=$(docker service inspect -f "{{with .Spec.TaskTemplate.ContainerSpec}}$fields{{end}}" "$1" 2>/dev/null) || return 1
+  tasks=$(docker service ps -q --filter desired-state=running "$1" 2>/dev/null)
+  [ -n "$tasks" ] || return 1
+  for task in $tasks; do
+    [ "$(docker inspect -f "{{.Status.State}} {{with .Spec.ContainerSpec}}$fields{{end}}" "$task" 2>/dev/null)" = "running $want" ] || return 1
+  done
+  replicas_complete "$1"
+}
+
 ensure_registry_node() {
   if [ -z "$(docker node ls -q --filter node.label=aiart.registry=true)" ]; then
     docker node update --label-add aiart.registry=true "$(docker info --format '{{.Swarm.NodeID}}')" >/dev/null
@@ -151,12 +167,14 @@ deploy_stack() {
   wait_published "$AIART_GATEWAY_PORT" "alertmanager/-/ready" 120 "${monitoring[@]}" \
     || die "Alertmanager did not come up; see: docker service logs ${AIART_STACK}_alertmanager"
   local deadline=$((SECONDS + 120)) service
-  for service in operator auth api; do
-    until replicas_complete "${AIART_STACK}_$service"; do
+  for service in operator engine-proxy auth api; do
+    until service_converged "${AIART_STACK}_$service"; do
       [ $SECONDS -lt $deadline ] || die "the $service service did not start; see: docker service logs ${AIART_STACK}_$service"
       sleep 0.5
     done
   done
+  wait_published "$AIART_GATEWAY_PORT" "api/v1/openapi.json" 60 -f \
+    || die "the gateway does not route the API; see: docker service logs ${AIART_STACK}_api"
 }
 
 config_status() {

@@ -42,8 +42,6 @@ from .store_layout import ConfigRef, bucket_for
 
 log = logging.getLogger("aiart.api")
 PREFIX = "/api/v1"
-ARTIFACT_OF = "aiart.artifact-of"
-CREATED_BY = "aiart.created-by"
 
 
 class ApiError(Exception):
@@ -185,7 +183,7 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
         if upload.artifact_config is None and upload.artifact_key is None:
             ref = upload.manifest.spec.artifact.ref if upload.manifest.spec.artifact else None
             referenced = await cluster.get_config(ref.name) if isinstance(ref, ConfigRef) else None
-            problem = config_reference_problem(who, upload.manifest, referenced, ARTIFACT_OF)
+            problem = config_reference_problem(who, upload.manifest, referenced, L.ARTIFACT_OF)
             problems += [problem] if problem else []
         if problems:
             raise ApiError(403, f"{who.subject} may only use model {name}'s own artifacts and "
@@ -206,9 +204,9 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
                 upload.artifact_config) is None:
             assert artifact is not None
             await cluster.create_config(upload.artifact_config, artifact, {
-                ARTIFACT_OF: name, L.VERSION: version, L.MANAGED_BY: L.MANAGED_BY_VALUE})
+                L.ARTIFACT_OF: name, L.VERSION: version, L.MANAGED_BY: L.MANAGED_BY_VALUE})
         await cluster.create_config(upload.config_name, upload.manifest_bytes, {
-            L.MODEL: name, CREATED_BY: who.subject})
+            L.MODEL: name, L.CREATED_BY: who.subject})
         log.info("deploy %s:%s by %s", name, version, who.subject)
         return JSONResponse({"name": name, "version": version, "config": upload.config_name,
                              "artifact": upload.manifest.spec.artifact.uri
@@ -232,7 +230,7 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
                 removed.append(config.name)
         # The artifacts the API stored for these versions go with them.
         versions = {version_view(c)["version"] for c in configs}
-        for config in await cluster.list_configs(f"{ARTIFACT_OF}={name}"):
+        for config in await cluster.list_configs(f"{L.ARTIFACT_OF}={name}"):
             if config.labels.get(L.VERSION) in versions:
                 await cluster.delete_config(config.id)
         log.info("remove %s by %s: %s", name, who.subject, ", ".join(removed))

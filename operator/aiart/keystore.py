@@ -8,10 +8,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from . import labels as L
 from .access import PROBE_KEY_FILE, AccessError, ApiKey
 from .docker_adapter import DockerCluster
 
-KEY_LABEL = "aiart.apikey"
 KEY_PREFIX = "aiart-apikey-"
 
 
@@ -21,11 +21,11 @@ class KeyStore:
 
     async def add(self, key: ApiKey) -> None:
         await self.cluster.create_config(f"{KEY_PREFIX}{key.id}", key.to_json(), {
-            KEY_LABEL: key.id, f"{KEY_LABEL}.name": key.name, f"{KEY_LABEL}.role": key.role.value})
+            L.API_KEY: key.id, f"{L.API_KEY}.name": key.name, f"{L.API_KEY}.role": key.role.value})
 
     async def keys(self) -> list[ApiKey]:
         keys = []
-        for config in await self.cluster.list_configs(KEY_LABEL):
+        for config in await self.cluster.list_configs(L.API_KEY):
             try:
                 keys.append(ApiKey.from_json(config.data))
             except AccessError:
@@ -35,7 +35,7 @@ class KeyStore:
     async def revoke(self, name_or_id: str) -> list[ApiKey]:
         """Remove every key with this name or id; return what was removed."""
         removed = []
-        for config in await self.cluster.list_configs(KEY_LABEL):
+        for config in await self.cluster.list_configs(L.API_KEY):
             try:
                 key = ApiKey.from_json(config.data)
             except AccessError:

@@ -16,6 +16,13 @@ TASK_HASH: Final = "aiart.task-hash"
 # digest, so that a later push to the same tag cannot change what it runs.
 IMAGE_TAG: Final = "aiart.image-tag"
 ROLE: Final = "aiart.role"
+# On configs the API creates: an uploaded artifact's model, and who declared
+# a version (the caller's subject).
+ARTIFACT_OF: Final = "aiart.artifact-of"
+CREATED_BY: Final = "aiart.created-by"
+# API key records (operator/aiart/keystore.py): the key's id, with
+# aiart.apikey.name and aiart.apikey.role beside it.
+API_KEY: Final = "aiart.apikey"
 DELETE_BUCKET: Final = "aiart.store.delete-with-model"
 # The port Prometheus scrapes a model's tasks on (monitoring/prometheus.yml).
 METRICS_PORT: Final = "aiart.metrics.port"

@@ -1,0 +1,99 @@
+"""The auth service and the API hold no socket of the engine's.
+
+From inside their containers on the real stack (as code that took either
+over would act): the engine proxy refuses everything that would make the
+caller root on the node (a container with the host's disk, a service, exec,
+the swarm's secrets) and every config write their work does not need (a key
+record, another's config removed), while the reads their work needs pass."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import docker
+import pytest
+
+from tests.e2e.conftest import STACK, Models
+
+pytestmark = pytest.mark.e2e
+
+CALLS = r"""
+import http.client, json, os, socket, sys
+
+class Engine(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect("/run/aiart-engine/docker.sock")
+
+out = {"engine socket": os.path.exists("/var/run/docker.sock")}
+for name, method, path, body in json.loads(sys.argv[1]):
+    connection = Engine("localhost", timeout=10)
+    connection.request(method, path, body=None if body is None else json.dumps(body),
+                       headers={"Content-Type": "application/json"})
+    answer = connection.getresponse()
+    out[name] = [answer.status, answer.read().decode(errors="replace")[:300]]
+print(json.dumps(out))
+"""
+
+
+def _inside(engine: docker.DockerClient, service: str, calls: list[Any]) -> dict[str, Any]:
+    found = engine.containers.list(
+        filters={"label": f"com.docker.swarm.service.name={STACK}_{service}"})
+    assert found, f"no running container of {STACK}_{service} on this node"
+    done = found[0].exec_run(["/opt/aiart/bin/python", "-c", CALLS, json.dumps(calls)])
+    assert done.exit_code == 0, done.output
+    return json.loads(done.output.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_neither_service_mounts_the_engines_socket(engine: docker.DockerClient) -> None:
+    for name in ("api", "auth"):
+        spec = engine.services.get(f"{STACK}_{name}").attrs["Spec"]
+        mounts = spec["TaskTemplate"]["ContainerSpec"].get("Mounts") or []
+        assert not [m for m in mounts if "docker.sock" in m.get("Source", "")], (name, mounts)
+
+
+def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
+        engine: docker.DockerClient, models: Models) -> None:
+    image = engine.services.get(f"{STACK}_api").attrs["Spec"]["TaskTemplate"][
+        "ContainerSpec"]["Image"]
+    bystander = models.config(f"t{models.run_id}-bystander", b"not a model")
+    key = {"Name": f"t{models.run_id}-forged-key", "Data": "",
+           "Labels": {"aiart.model": "x", "aiart.apikey": "forged", "aiart.apikey.role": "admin"}}
+    seen = _inside(engine, "api", [
+        ["host disk", "POST", "/v1.41/containers/create",
+         {"Image": image, "Cmd": ["id"], "HostConfig": {"Binds": ["/:/host"], "Privileged": True}}],
+        ["service", "POST", "/v1.41/services/create",
+         {"Name": "escape", "TaskTemplate": {"ContainerSpec": {"Image": image}}}],
+        ["exec", "POST", "/v1.41/containers/x/exec", {"Cmd": ["sh"]}],
+        ["secrets", "GET", "/v1.41/secrets", None],
+        ["containers", "GET", "/v1.41/containers/json", None],
+        ["hidden path", "GET", "/v1.41/configs/..%2Fcontainers%2Fjson", None],
+        ["key record", "POST", "/v1.41/configs/create", key],
+        ["bystander", "DELETE", f"/v1.41/configs/{bystander.id}", None],
+        ["configs", "GET", "/v1.41/configs", None],
+        ["services", "GET", "/v1.41/services", None],
+    ])
+    assert seen["engine socket"] is False
+    for call in ("host disk", "service", "exec", "secrets", "containers", "hidden path",
+                 "key record", "bystander"):
+        status, text = seen[call]
+        assert status == 403 and "engine proxy" in text, (call, seen[call])
+    assert seen["configs"][0] == seen["services"][0] == 200, seen
+    engine.configs.get(bystander.id)  # still there
+    assert not engine.configs.list(filters={"name": key["Name"]})
+    assert not [s for s in engine.services.list() if s.name == "escape"]
+
+
+def test_a_taken_over_auth_service_reads_key_records_only(engine: docker.DockerClient) -> None:
+    seen = _inside(engine, "auth", [
+        ["create", "POST", "/v1.41/configs/create",
+         {"Name": "forged", "Data": "", "Labels": {"aiart.model": "x"}}],
+        ["services", "GET", "/v1.41/services", None],
+        ["containers", "GET", "/v1.41/containers/json", None],
+        ["configs", "GET", "/v1.41/configs", None],
+    ])
+    assert seen["engine socket"] is False
+    for call in ("create", "services", "containers"):
+        assert seen[call][0] == 403, (call, seen[call])
+    assert seen["configs"][0] == 200, seen

@@ -1,0 +1,94 @@
+"""The engine proxy's policy: what the auth service and the API may ask of
+the Docker Engine (operator/aiart/engine_policy.py). The proxy itself is
+attacked through the real stack in tests/security/test_engine_proxy.py."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aiart.engine_policy import Client, decide, engine_path, may_remove
+
+AUTH, API = Client.AUTH, Client.API
+
+
+def config(labels: dict[str, str]) -> bytes:
+    return json.dumps({"Name": "x", "Labels": labels, "Data": ""}).encode()
+
+
+@pytest.mark.parametrize(("client", "method", "path"), [
+    (AUTH, "GET", "/v1.47/configs?filters=%7B%22label%22%3A%5B%22aiart.apikey%22%5D%7D"),
+    (AUTH, "GET", "/version"),
+    (AUTH, "HEAD", "/_ping"),
+    (API, "GET", "/v1.47/configs"),
+    (API, "GET", "/v1.47/configs/iris-1"),
+    (API, "GET", "/v1.47/services?filters=x"),
+    (API, "GET", "/v1.47/services/k2x9q/logs?stdout=1&tail=100"),
+    (API, "DELETE", "/v1.47/configs/iris-1"),
+])
+def test_what_each_client_needs_is_allowed(client: Client, method: str, path: str) -> None:
+    assert decide(client, method, path, b"").allowed
+
+
+@pytest.mark.parametrize(("client", "method", "path"), [
+    # Root on the node, by any road.
+    (API, "POST", "/v1.47/containers/create"),
+    (API, "POST", "/v1.47/services/create"),
+    (API, "POST", "/v1.47/services/abc/update"),
+    (API, "POST", "/v1.47/containers/abc/exec"),
+    (API, "POST", "/v1.47/images/create"),
+    (API, "POST", "/v1.47/build"),
+    (API, "GET", "/v1.47/secrets"),
+    (API, "POST", "/v1.47/swarm/leave"),
+    (API, "POST", "/v1.47/configs/abc/update?version=3"),
+    (API, "GET", "/v1.47/containers/json"),
+    # Paths that hide another path.
+    (API, "GET", "/v1.47/configs/..%2Fcontainers%2Fjson"),
+    (API, "GET", "/v1.47/configs/../containers/json"),
+    (API, "GET", "/v1.47//containers/json"),
+    (API, "GET", "/v1.47/services/a/logs/../../containers/json"),
+    # The auth service reads the key records and nothing else.
+    (AUTH, "GET", "/v1.47/services"),
+    (AUTH, "GET", "/v1.47/configs/aiart-apikey-1"),
+    (AUTH, "DELETE", "/v1.47/configs/iris-1"),
+    (AUTH, "POST", "/v1.47/configs/create"),
+])
+def test_everything_else_is_refused(client: Client, method: str, path: str) -> None:
+    verdict = decide(client, method, path, config({"aiart.model": "iris"}))
+    assert not verdict.allowed and verdict.reason
+
+
+def test_the_api_creates_deployment_configs_only() -> None:
+    ok = [{"aiart.model": "iris", "aiart.created-by": "apikey:ci"},
+          {"aiart.artifact-of": "iris", "aiart.version": "1", "aiart.managed-by": "aiart"}]
+    for labels in ok:
+        assert decide(API, "POST", "/v1.47/configs/create", config(labels)).allowed, labels
+    refused = {
+        "a key record": {"aiart.model": "iris", "aiart.apikey": "k1",
+                         "aiart.apikey.role": "admin"},
+        "no deployment label": {"aiart.managed-by": "aiart"},
+        "a foreign label": {"aiart.model": "iris", "com.example.run-as": "root"},
+        "no labels": {},
+    }
+    for what, labels in refused.items():
+        verdict = decide(API, "POST", "/v1.47/configs/create", config(labels))
+        assert not verdict.allowed, what
+    for body in (b"not json", b"[]", json.dumps({"Labels": ["aiart.model"]}).encode()):
+        assert not decide(API, "POST", "/v1.47/configs/create", body).allowed, body
+
+
+def test_the_api_removes_deployment_configs_only() -> None:
+    verdict = decide(API, "DELETE", "/v1.47/configs/iris-1", b"")
+    assert verdict.allowed and verdict.config == "iris-1"  # once its labels are read:
+    assert may_remove({"aiart.model": "iris", "team": "a"}).allowed
+    assert may_remove({"aiart.artifact-of": "iris"}).allowed
+    assert not may_remove({"aiart.apikey": "k1", "aiart.model": "iris"}).allowed
+    assert not may_remove({"aiart.managed-by": "aiart"}).allowed
+    assert not may_remove({}).allowed
+
+
+def test_engine_path_drops_the_version_and_refuses_hidden_parts() -> None:
+    assert engine_path("/v1.47/configs?x=1") == "/configs"
+    assert engine_path("/_ping") == "/_ping"
+    for raw in ("/v1.47/configs/%2e%2e/x", "/v1.47//x", "/v1.47/a/../b", "/v1.47/a/.."):
+        assert engine_path(raw) is None, raw
