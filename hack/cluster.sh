@@ -168,6 +168,7 @@ cluster_stack() {
   export AIART_STACK_HOST
   export AIART_STORE_ENV="$AIART_STATE/$AIART_CLUSTER-store.env"
   export AIART_MONITORING_ENV="$AIART_STATE/$AIART_CLUSTER-monitoring.env"
+  export AIART_REGISTRY_ENV="$AIART_STATE/$AIART_CLUSTER-registry.env"
   source "$AIART_ROOT/hack/stack.sh"
   deploy_stack
   log "aiart's stack runs on cluster '$AIART_CLUSTER' (DOCKER_HOST=$DOCKER_HOST)"

@@ -24,8 +24,10 @@ AIART_TRACING=$([ -n "$AIART_OTLP_ENDPOINT" ] && echo true || echo false)
 export AIART_OTLP_ENDPOINT AIART_TRACING
 # Where the aiart CLI finds the object store's endpoint and keys on this host.
 AIART_STORE_ENV=${AIART_STORE_ENV:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/store.env}
-# Where this host keeps Prometheus' and Alertmanager's password.
+# Where this host keeps Prometheus' and Alertmanager's password, and the
+# registry's.
 AIART_MONITORING_ENV=${AIART_MONITORING_ENV:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/monitoring.env}
+AIART_REGISTRY_ENV=${AIART_REGISTRY_ENV:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/registry.env}
 
 ensure_models_network() {
   docker network inspect aiart-models >/dev/null 2>&1 \
@@ -76,35 +78,36 @@ ensure_probe_key() {
   log "created the operator's probe key (Docker secret aiart-probe-key)"
 }
 
-ensure_monitoring_secrets() {
-  # Prometheus' and Alertmanager's password: random, made once. Docker
-  # secrets hold it (for Prometheus, which also calls Alertmanager, and the
-  # operator) and its bcrypt hash in their web config; this host keeps it in
-  # a file only this user can read, for people and tests.
-  if docker secret inspect aiart-monitoring-password aiart-monitoring-web >/dev/null 2>&1; then
-    [ -f "$AIART_MONITORING_ENV" ] || log "note: the monitoring password exists as a Docker secret but $AIART_MONITORING_ENV is missing"
+ensure_password() {
+  # ensure_password WHAT SECRET HASHED FORMAT ENV_FILE PREFIX: user aiart's
+  # password for WHAT, random, made once. The Docker secret SECRET holds it
+  # (for aiart's services that call the server), HASHED holds FORMAT filled
+  # with its bcrypt hash (what the server checks), and ENV_FILE, readable by
+  # this user only, holds PREFIX_USER and PREFIX_PASSWORD (for people and
+  # tests). Docker never shows a secret again.
+  local what=$1 secret=$2 hashed=$3 format=$4 env_file=$5 prefix=$6 password hash
+  if docker secret inspect "$secret" "$hashed" >/dev/null 2>&1; then
+    [ -f "$env_file" ] || log "note: the $what password exists as a Docker secret but $env_file is missing"
     return
   fi
-  docker secret inspect aiart-monitoring-password >/dev/null 2>&1 \
-    && die "the Docker secret aiart-monitoring-password exists without aiart-monitoring-web; remove the stack and that secret to make both anew"
-  local password hash
+  docker secret inspect "$secret" >/dev/null 2>&1 \
+    && die "the Docker secret $secret exists without $hashed; remove the stack and that secret to make both anew"
   password=$(head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
   hash=$(printf '%s' "$password" | "$AIART_ROOT/.venv/bin/python" -c \
     'import bcrypt, sys; print(bcrypt.hashpw(sys.stdin.buffer.read(), bcrypt.gensalt()).decode())') \
-    || die "hashing the monitoring password failed (bcrypt, from .venv)"
-  docker secret rm aiart-monitoring-web >/dev/null 2>&1 || true
-  printf 'basic_auth_users:\n  aiart: %s\n' "$hash" \
-    | docker secret create --label aiart.managed-by=aiart aiart-monitoring-web - >/dev/null
-  printf '%s' "$password" \
-    | docker secret create --label aiart.managed-by=aiart aiart-monitoring-password - >/dev/null
-  mkdir -p "$(dirname "$AIART_MONITORING_ENV")"
-  (umask 077; printf 'AIART_MONITORING_USER=aiart\nAIART_MONITORING_PASSWORD=%s\n' "$password" \
-    > "$AIART_MONITORING_ENV")
-  log "created the monitoring password (Docker secrets; for you: $AIART_MONITORING_ENV)"
+    || die "hashing the $what password failed (bcrypt, from .venv)"
+  docker secret rm "$hashed" >/dev/null 2>&1 || true
+  # shellcheck disable=SC2059  # the format is the caller's
+  printf "$format" "$hash" | docker secret create --label aiart.managed-by=aiart "$hashed" - >/dev/null
+  printf '%s' "$password" | docker secret create --label aiart.managed-by=aiart "$secret" - >/dev/null
+  mkdir -p "$(dirname "$env_file")"
+  (umask 077; printf '%s_USER=aiart\n%s_PASSWORD=%s\n' "$prefix" "$prefix" "$password" > "$env_file")
+  log "created the $what password (Docker secrets; for you: $env_file)"
 }
 
-monitoring_password() {
-  sed -n 's/^AIART_MONITORING_PASSWORD=//p' "$AIART_MONITORING_ENV" 2>/dev/null
+env_password() {
+  # env_password ENV_FILE PREFIX: the password ensure_password wrote there.
+  sed -n "s/^$2_PASSWORD=//p" "$1" 2>/dev/null
 }
 
 replicas_complete() {
@@ -143,7 +146,12 @@ deploy_stack() {
   ensure_registry_node
   ensure_store_secrets
   ensure_probe_key
-  ensure_monitoring_secrets
+  # Prometheus' and Alertmanager's web config: basic_auth_users.
+  ensure_password monitoring aiart-monitoring-password aiart-monitoring-web \
+    'basic_auth_users:\n  aiart: %s\n' "$AIART_MONITORING_ENV" AIART_MONITORING
+  # The registry's: an htpasswd file.
+  ensure_password registry aiart-registry-password aiart-registry-htpasswd \
+    'aiart:%s\n' "$AIART_REGISTRY_ENV" AIART_REGISTRY
   export AIART_CA_BUNDLE=${AIART_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   AIART_CA_HASH=$(sha256sum "$AIART_CA_BUNDLE" | cut -c1-12)
   export AIART_ALERT_RULES=${AIART_ALERT_RULES:-$AIART_ROOT/monitoring/alerts.yml}
@@ -160,7 +168,7 @@ deploy_stack() {
   # Prometheus and Alertmanager through the gateway, with their password.
   # (Without the password at hand, any answer will do.)
   local monitoring=() password
-  password=$(monitoring_password)
+  password=$(env_password "$AIART_MONITORING_ENV" AIART_MONITORING)
   [ -z "$password" ] || monitoring=(-f -u "aiart:$password")
   wait_published "$AIART_GATEWAY_PORT" "prometheus/-/ready" 120 "${monitoring[@]}" \
     || die "Prometheus did not come up; see: docker service logs ${AIART_STACK}_prometheus"

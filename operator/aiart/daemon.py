@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 from . import __version__, logs
 from .alert_watch import AlertWatch
 from .backends import open_catalog, open_store
-from .docker_adapter import DockerCluster
+from .docker_adapter import DockerCluster, RegistryAuth
 from .gateway import Gateway
 from .image_builder import ImageBuilder
 from .keystore import KeyStore, read_probe_key, revoke_operator_key
@@ -32,21 +32,33 @@ from .settings import Settings
 log = logging.getLogger("aiart.operator")
 
 
+# The user of the passwords aiart's stack makes (hack/stack.sh).
+USER = "aiart"
+
+
 def monitoring_auth(settings: Settings) -> aiohttp.BasicAuth | None:
-    """Alertmanager's credentials (user aiart, the monitoring password's
-    Docker secret), or None where none is configured."""
+    """Alertmanager's credentials (the monitoring password's Docker secret),
+    or None where none is configured."""
     if not settings.alertmanager_password_file:
         return None
-    password = Path(settings.alertmanager_password_file).read_text().strip()
-    return aiohttp.BasicAuth("aiart", password)
+    return aiohttp.BasicAuth(USER, Path(settings.alertmanager_password_file).read_text().strip())
+
+
+def registry_auth(settings: Settings) -> RegistryAuth | None:
+    """The registry's credentials (its password's Docker secret), or None."""
+    if not settings.registry_password_file:
+        return None
+    password = Path(settings.registry_password_file).read_text().strip()
+    return RegistryAuth(settings.registry, USER, password)
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    alert_auth = monitoring_auth(settings)  # a missing secret stops the start, named
+    # A missing secret stops the start, named.
+    alert_auth, registry = monitoring_auth(settings), registry_auth(settings)
     docker = aiodocker.Docker()
     session = aiohttp.ClientSession()
     try:
-        cluster = DockerCluster(docker)
+        cluster = DockerCluster(docker, registry)
         await cluster.ensure_network(settings.network)
         store = open_store()
         metrics = OperatorMetrics()

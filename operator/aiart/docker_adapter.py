@@ -19,6 +19,7 @@ from typing import Any
 
 import aiodocker
 import aiohttp
+from aiodocker.utils import compose_auth_header
 
 from . import labels as L
 from .errors import PermanentError, TransientError
@@ -99,9 +100,31 @@ def _build_failure(error: str, output: list[str]) -> str:
     return f"image build failed: {text}"
 
 
+class RegistryAuth:
+    """aiart's registry and its credentials: pushes carry them, and so do
+    services whose image is in it (the engine hands them to the nodes that
+    pull). Never sent for an image of another registry."""
+
+    def __init__(self, server: str, username: str, password: str) -> None:
+        self.server = server
+        self.credentials = {"username": username, "password": password}
+        self.header = compose_auth_header(self.credentials, registry_addr=server)
+
+    def owns(self, image: str) -> bool:
+        return image.startswith(f"{self.server}/")
+
+    def for_image(self, image: str) -> dict[str, str]:
+        return {"X-Registry-Auth": self.header} if self.owns(image) else {}
+
+
 class DockerCluster:
-    def __init__(self, docker: aiodocker.Docker) -> None:
+    def __init__(self, docker: aiodocker.Docker, registry: RegistryAuth | None = None) -> None:
         self.docker = docker
+        self.registry = registry
+
+    def _auth_for(self, spec: Mapping[str, Any]) -> dict[str, str]:
+        image = str(spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Image", ""))
+        return self.registry.for_image(image) if self.registry else {}
 
     async def _json(self, path: str, method: str = "GET", **kwargs: Any) -> Any:
         try:
@@ -189,7 +212,8 @@ class DockerCluster:
 
     async def create_service(self, spec: Mapping[str, Any]) -> None:
         try:
-            await self._json("services/create", "POST", data=dict(spec))
+            await self._json("services/create", "POST", data=dict(spec),
+                             headers=self._auth_for(spec))
         except aiodocker.DockerError as exc:
             raise PermanentError(f"Swarm refused the service: {exc.message}") from exc
         except TransientError:
@@ -215,6 +239,7 @@ class DockerCluster:
             await self._json(
                 f"services/{service.id}/update", "POST",
                 params={"version": str(service.index)}, data=dict(spec),
+                headers=self._auth_for(spec),
             )
         except aiodocker.DockerError as exc:
             if "out of sequence" in str(exc.message):
@@ -339,7 +364,8 @@ class DockerCluster:
     async def push_image(self, tag: str) -> None:
         repo, _, version = tag.rpartition(":")
         try:
-            async for chunk in self.docker.images.push(repo, tag=version, stream=True):
+            auth = self.registry.credentials if self.registry and self.registry.owns(tag) else None
+            async for chunk in self.docker.images.push(repo, tag=version, stream=True, auth=auth):
                 if "error" in chunk:
                     raise TransientError(f"push to the registry failed: {chunk['error']}")
         except aiodocker.DockerError as exc:

@@ -46,6 +46,9 @@ class Settings:
     # The file holding the monitoring password Alertmanager asks for (user
     # aiart; empty: no credentials sent).
     alertmanager_password_file: str = ""
+    # The file holding the registry's password (user aiart) for pushes and
+    # the pulls of model services (empty: the registry asks for none).
+    registry_password_file: str = ""
     # Where model servers send their traces (OTLP over HTTP; empty: no tracing).
     model_otlp_endpoint: str = ""
     # Swarm placement constraints for every model task, e.g. node.role==worker
@@ -88,6 +91,7 @@ class Settings:
             alertmanager_url=env.get("AIART_ALERTMANAGER_URL", "").strip().rstrip("/"),
             alert_poll_seconds=float(env.get("AIART_ALERT_POLL_SECONDS", cls.alert_poll_seconds)),
             alertmanager_password_file=env.get("AIART_ALERTMANAGER_PASSWORD_FILE", "").strip(),
+            registry_password_file=env.get("AIART_REGISTRY_PASSWORD_FILE", "").strip(),
             model_otlp_endpoint=env.get("AIART_MODEL_OTLP_ENDPOINT", "").strip(),
             model_constraints=tuple(
                 c.strip() for c in env.get("AIART_MODEL_CONSTRAINTS", "").split(",") if c.strip()),

@@ -29,15 +29,16 @@ STACK = os.environ.get("AIART_STACK", "aiart")
 TEST_LABEL = "aiart.test"
 
 
-def monitoring_auth() -> tuple[str, str]:
-    """Prometheus' and Alertmanager's user and password, from the file
-    hack/stack.sh wrote when it made them."""
-    path = os.environ.get("AIART_MONITORING_ENV") or os.path.join(
+def stack_auth(what: str) -> tuple[str, str]:
+    """The user and password of ``monitoring`` (Prometheus, Alertmanager) or
+    the ``registry``, from the file hack/stack.sh wrote when it made them."""
+    prefix = f"AIART_{what.upper()}"
+    path = os.environ.get(f"{prefix}_ENV") or os.path.join(
         os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"),
-        "aiart", "monitoring.env")
+        "aiart", f"{what}.env")
     with open(path) as env:
         values = dict(line.rstrip("\n").split("=", 1) for line in env if "=" in line)
-    return values["AIART_MONITORING_USER"], values["AIART_MONITORING_PASSWORD"]
+    return values[f"{prefix}_USER"], values[f"{prefix}_PASSWORD"]
 
 
 def aiart(*args: str) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import GATEWAY, STACK, Models, monitoring_auth, wait_for
+from tests.e2e.conftest import GATEWAY, STACK, Models, stack_auth, wait_for
 
 pytestmark = pytest.mark.e2e
 # Through the gateway, with the monitoring password: as a user reaches it.
@@ -29,7 +29,7 @@ GOOD = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
 
 def query(promql: str) -> list[dict[str, Any]]:
     answer = httpx.get(f"{PROMETHEUS}/api/v1/query", params={"query": promql},
-                       auth=monitoring_auth(), timeout=10)
+                       auth=stack_auth("monitoring"), timeout=10)
     answer.raise_for_status()
     return answer.json()["data"]["result"]  # type: ignore[no-any-return]
 

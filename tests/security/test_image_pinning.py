@@ -1,7 +1,7 @@
-"""A service runs the image aiart built, by digest: whoever pushes another
-image to the same tag later (the registry is reachable on the network)
-changes nothing that runs, even when the task restarts. Against the real
-engine and registry."""
+"""Nobody without the registry's password can push, pull or delete a model's
+image; and a service runs the image aiart built, by digest, so that even a
+push with the password to the same tag later changes nothing that runs, when
+the task restarts or the route moves. Against the real engine and registry."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import docker
 import httpx
 
-from tests.e2e.conftest import Models, wait_for
+from tests.e2e.conftest import Models, stack_auth, wait_for
 
 ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
                    "data": [5.1, 3.5, 1.4, 0.2]}]}
@@ -27,12 +27,29 @@ def test_a_push_to_a_models_tag_does_not_change_what_runs(
     repository, _, version = tag.rpartition(":")
     assert image.startswith(f"{repository}@sha256:"), image
 
-    # The attack: another image under the model's tag, in the registry.
+    registry, _, name = repository.partition("/")
+    digest = image.partition("@")[2]
+    # Without the password: nothing to read, nothing to delete.
+    with httpx.Client(base_url=f"http://{registry}", timeout=10) as client:
+        for method in ("GET", "DELETE"):
+            answer = client.request(method, f"/v2/{name}/manifests/{digest}")
+            assert answer.status_code == 401, (method, answer.status_code)
+        assert client.get("/v2/_catalog").status_code == 401
+        user, password = stack_auth("registry")
+        assert client.get("/v2/_catalog", auth=(user, "not-" + password)).status_code == 401
+        assert client.get(f"/v2/{name}/manifests/{digest}", auth=(user, password), headers={
+            "Accept": "application/vnd.docker.distribution.manifest.v2+json"}).status_code == 200
+
+    # Another image under the model's tag: refused without the password...
     base = os.environ.get("AIART_BASE_IMAGE", "")
     assert base, "AIART_BASE_IMAGE is set by ./hack/test.sh"
     engine.images.get(base).tag(repository, version)
     try:
-        for line in engine.images.push(repository, tag=version, stream=True, decode=True):
+        pushed = list(engine.images.push(repository, tag=version, stream=True, decode=True))
+        assert any("error" in line for line in pushed), pushed[-3:]
+        # ... and with it (one who holds it), still not what runs.
+        for line in engine.images.push(repository, tag=version, stream=True, decode=True,
+                                       auth_config={"username": user, "password": password}):
             assert "error" not in line, line
         before = {t["ID"] for t in service.tasks()}
         service.force_update()

@@ -14,7 +14,7 @@ import docker
 import httpx
 import pytest
 
-from tests.e2e.conftest import GATEWAY, STACK, monitoring_auth
+from tests.e2e.conftest import GATEWAY, STACK, stack_auth
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,7 @@ def _fake_alert() -> list[dict[str, object]]:
 
 
 def test_anonymous_and_wrong_password_are_refused_on_every_monitoring_path() -> None:
-    user, password = monitoring_auth()
+    user, password = stack_auth("monitoring")
     with httpx.Client(base_url=GATEWAY, timeout=10) as client:
         for auth in (None, (user, "not-" + password), ("admin", password)):
             for path in READS:
