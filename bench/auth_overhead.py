@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -20,11 +21,14 @@ import uuid
 
 import docker
 import httpx
+from aiart.cli_api import DEFAULT_URL, LOCAL_CA, trust
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from wrk_load import wrk
 
-GATEWAY = "http://localhost:8080"
+# Through the gateway as users call it: HTTPS, checked against the local CA.
+GATEWAY = os.environ.get("AIART_GATEWAY_URL", DEFAULT_URL)
+VERIFY = trust(os.environ.get("AIART_CA_FILE"), LOCAL_CA)
 BODY = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP64",
                     "data": [5.1, 3.5, 1.4, 0.2]}]}
 
@@ -53,7 +57,7 @@ def main() -> None:
                               "--model", names["closed"]], capture_output=True, text=True,
                              check=True).stdout.strip()
         deadline = time.monotonic() + 300
-        with httpx.Client(base_url=GATEWAY, timeout=5) as client:
+        with httpx.Client(base_url=GATEWAY, verify=VERIFY, timeout=5) as client:
             for name in names.values():
                 while client.post(f"/v2/models/{name}/infer", json=BODY,
                                   headers={"X-API-Key": key}).status_code != 200:

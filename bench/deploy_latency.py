@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import pickle
 import statistics
 import time
@@ -24,13 +25,16 @@ from pathlib import Path
 import aiodocker
 import docker
 import httpx
+from aiart.cli_api import DEFAULT_URL, LOCAL_CA, trust
 from aiart.docker_adapter import DockerCluster
 from aiart.image_builder import ImageBuilder
 from aiart.recipes import ModelRecipe
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-GATEWAY = "http://localhost:8080"
+# Through the gateway as users call it: HTTPS, checked against the local CA.
+GATEWAY = os.environ.get("AIART_GATEWAY_URL", DEFAULT_URL)
+VERIFY = trust(os.environ.get("AIART_CA_FILE"), LOCAL_CA)
 BODY = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP64",
                     "data": [5.1, 3.5, 1.4, 0.2]}]}
 
@@ -128,7 +132,7 @@ def main() -> None:
                   else f"aiart/runtime-{RUNTIME}:")
         runtime = next(t for i in engine.images.list(filters={"label": f"aiart.runtime={RUNTIME}"})
                        for t in i.tags if t.startswith(prefix))
-        with httpx.Client(base_url=GATEWAY, timeout=10) as client:
+        with httpx.Client(base_url=GATEWAY, verify=VERIFY, timeout=10) as client:
             for r in range(args.rounds):
                 first, second = deploy_round(engine, client, r * 10)
                 firsts.append(first)

@@ -169,6 +169,11 @@ cluster_stack() {
   export AIART_STORE_ENV="$AIART_STATE/$AIART_CLUSTER-store.env"
   export AIART_MONITORING_ENV="$AIART_STATE/$AIART_CLUSTER-monitoring.env"
   export AIART_REGISTRY_ENV="$AIART_STATE/$AIART_CLUSTER-registry.env"
+  # Plain HTTP on the gateway (what a site ending TLS in front of it runs):
+  # the scenarios are about failures, not certificates. Its own local CA,
+  # and none of the calling shell's TLS settings.
+  unset AIART_PUBLIC_URL AIART_TLS_CERT AIART_TLS_KEY AIART_TLS_CA
+  export AIART_GATEWAY_TLS=false AIART_TLS_DIR="$AIART_STATE/$AIART_CLUSTER-tls"
   source "$AIART_ROOT/hack/stack.sh"
   deploy_stack
   log "aiart's stack runs on cluster '$AIART_CLUSTER' (DOCKER_HOST=$DOCKER_HOST)"

@@ -4,9 +4,24 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 AIART_STACK=${AIART_STACK:-aiart}
 AIART_GATEWAY_PORT=${AIART_GATEWAY_PORT:-8080}
+AIART_GATEWAY_TLS_PORT=${AIART_GATEWAY_TLS_PORT:-8443}
 AIART_REGISTRY_PORT=${AIART_REGISTRY_PORT:-5000}
+# HTTPS on the gateway, plain HTTP redirected to it. AIART_GATEWAY_TLS=false
+# serves plain HTTP too (a site that ends TLS in front of the gateway).
+AIART_GATEWAY_TLS=${AIART_GATEWAY_TLS:-true}
+if [ "$AIART_GATEWAY_TLS" = true ]; then
+  AIART_GATEWAY_ENTRYPOINTS=websecure,internal
+  default_public_url=https://localhost:$AIART_GATEWAY_TLS_PORT
+else
+  AIART_GATEWAY_ENTRYPOINTS=web,websecure,internal
+  default_public_url=http://localhost:$AIART_GATEWAY_PORT
+fi
 # The address users reach the gateway by; status endpoints are built from it.
-AIART_PUBLIC_URL=${AIART_PUBLIC_URL:-http://localhost:$AIART_GATEWAY_PORT}
+AIART_PUBLIC_URL=${AIART_PUBLIC_URL:-$default_public_url}
+# The gateway's certificate: a site's own (AIART_TLS_CERT, AIART_TLS_KEY),
+# else one from a local CA kept here (ca.crt is what clients trust).
+AIART_TLS_DIR=${AIART_TLS_DIR:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/tls}
+export AIART_GATEWAY_TLS AIART_GATEWAY_TLS_PORT AIART_GATEWAY_ENTRYPOINTS AIART_TLS_DIR
 AIART_STORE_PORT=${AIART_STORE_PORT:-9000}
 export AIART_GATEWAY_PORT AIART_REGISTRY_PORT AIART_PUBLIC_URL AIART_STORE_PORT
 # Where every node pulls model images from: the registry's address as all
@@ -34,16 +49,27 @@ ensure_models_network() {
     || docker network create --driver overlay --attachable --label aiart.managed-by=aiart aiart-models >/dev/null
 }
 
+wait_gateway() {
+  # wait_gateway PATH SECONDS [CURL OPTION...]: wait_published, through the
+  # gateway as users reach it (HTTPS when it is on, checking the certificate).
+  if [ "$AIART_GATEWAY_TLS" = true ]; then
+    wait_published "https:$AIART_GATEWAY_TLS_PORT" "$@" ${AIART_TLS_CA:+--cacert "$AIART_TLS_CA"}
+  else
+    wait_published "$AIART_GATEWAY_PORT" "$@"
+  fi
+}
+
 wait_published() {
-  # wait_published PORT PATH SECONDS [CURL OPTION...]: until one of the
-  # stack's hosts (AIART_STACK_HOST, space-separated: a service publishes on
-  # whichever manager runs it) answers on PORT (with a success status when
-  # options are given).
-  local port=$1 path=$2 deadline=$((SECONDS + $3)) host
+  # wait_published [SCHEME:]PORT PATH SECONDS [CURL OPTION...]: until one
+  # of the stack's hosts (AIART_STACK_HOST, space-separated: a service
+  # publishes on whichever manager runs it) answers on PORT (with a success
+  # status when options are given).
+  local port=${1##*:} scheme=http path=$2 deadline=$((SECONDS + $3)) host
+  [ "$port" = "$1" ] || scheme=${1%%:*}
   shift 3
   while :; do
     for host in $AIART_STACK_HOST; do
-      curl -s -o /dev/null --max-time 2 "$@" "http://$host:$port/$path" && return 0
+      curl -s -o /dev/null --max-time 2 "$@" "$scheme://$host:$port/$path" && return 0
     done
     [ $SECONDS -lt $deadline ] || return 1
     sleep 0.5
@@ -79,35 +105,98 @@ ensure_probe_key() {
 }
 
 ensure_password() {
-  # ensure_password WHAT SECRET HASHED FORMAT ENV_FILE PREFIX: user aiart's
-  # password for WHAT, random, made once. The Docker secret SECRET holds it
-  # (for aiart's services that call the server), HASHED holds FORMAT filled
-  # with its bcrypt hash (what the server checks), and ENV_FILE, readable by
-  # this user only, holds PREFIX_USER and PREFIX_PASSWORD (for people and
-  # tests). Docker never shows a secret again.
-  local what=$1 secret=$2 hashed=$3 format=$4 env_file=$5 prefix=$6 password hash
-  if docker secret inspect "$secret" "$hashed" >/dev/null 2>&1; then
-    [ -f "$env_file" ] || log "note: the $what password exists as a Docker secret but $env_file is missing"
-    return
+  # ensure_password WHAT SECRET FORMAT ENV_FILE PREFIX: user aiart's password
+  # for WHAT, random, made once. The Docker secret SECRET holds it (for
+  # aiart's services that call the server); ENV_FILE, readable by this user
+  # only, holds PREFIX_USER and PREFIX_PASSWORD (for people and tests); the
+  # file beside it, <ENV_FILE without .env>.hashed, holds FORMAT filled with
+  # its bcrypt hash (what the server checks; stack.yml makes a secret of it
+  # named by content). Sets PREFIX_HASHED and PREFIX_HASHED_HASH.
+  local what=$1 secret=$2 format=$3 env_file=$4 prefix=$5 password hash
+  local hashed=${4%.env}.hashed
+  password=$(env_password "$env_file" "$prefix")
+  if [ -z "$password" ]; then
+    if docker secret inspect "$secret" >/dev/null 2>&1; then
+      # Docker never shows a secret again: the hash on file must do.
+      [ -f "$hashed" ] || die "the $what password exists as the Docker secret $secret, but $env_file is missing; remove the stack and that secret to make a new one"
+      log "note: the $what password exists as a Docker secret but $env_file is missing"
+    else
+      password=$(head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
+      mkdir -p "$(dirname "$env_file")"
+      (umask 077; printf '%s_USER=aiart\n%s_PASSWORD=%s\n' "$prefix" "$prefix" "$password" > "$env_file")
+      log "created the $what password (a Docker secret; for you: $env_file)"
+    fi
   fi
-  docker secret inspect "$secret" >/dev/null 2>&1 \
-    && die "the Docker secret $secret exists without $hashed; remove the stack and that secret to make both anew"
-  password=$(head -c 96 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
-  hash=$(printf '%s' "$password" | "$AIART_ROOT/.venv/bin/python" -c \
-    'import bcrypt, sys; print(bcrypt.hashpw(sys.stdin.buffer.read(), bcrypt.gensalt()).decode())') \
-    || die "hashing the $what password failed (bcrypt, from .venv)"
-  docker secret rm "$hashed" >/dev/null 2>&1 || true
-  # shellcheck disable=SC2059  # the format is the caller's
-  printf "$format" "$hash" | docker secret create --label aiart.managed-by=aiart "$hashed" - >/dev/null
-  printf '%s' "$password" | docker secret create --label aiart.managed-by=aiart "$secret" - >/dev/null
-  mkdir -p "$(dirname "$env_file")"
-  (umask 077; printf '%s_USER=aiart\n%s_PASSWORD=%s\n' "$prefix" "$prefix" "$password" > "$env_file")
-  log "created the $what password (Docker secrets; for you: $env_file)"
+  if [ -n "$password" ]; then
+    docker secret inspect "$secret" >/dev/null 2>&1 \
+      || printf '%s' "$password" | docker secret create --label aiart.managed-by=aiart "$secret" - >/dev/null
+    # bcrypt's lowest cost (4): the password is 32 random characters, which no
+    # cost makes easier to guess, and the registry checks it on every request
+    # of a push (cost 12 took a quarter of a second each).
+    if ! grep -q '\$2b\$04\$' "$hashed" 2>/dev/null; then
+      hash=$(printf '%s' "$password" | "$AIART_ROOT/.venv/bin/python" -c \
+        'import bcrypt, sys; print(bcrypt.hashpw(sys.stdin.buffer.read(), bcrypt.gensalt(4)).decode())') \
+        || die "hashing the $what password failed (bcrypt, from .venv)"
+      # shellcheck disable=SC2059  # the format is the caller's
+      (umask 077; printf "$format" "$hash" > "$hashed")
+    fi
+  fi
+  printf -v "${prefix}_HASHED" '%s' "$hashed"
+  printf -v "${prefix}_HASHED_HASH" '%s' "$(sha256sum "$hashed" | cut -c1-12)"
+  export "${prefix}_HASHED" "${prefix}_HASHED_HASH"
 }
 
 env_password() {
-  # env_password ENV_FILE PREFIX: the password ensure_password wrote there.
-  sed -n "s/^$2_PASSWORD=//p" "$1" 2>/dev/null
+  # env_password ENV_FILE PREFIX: the password ensure_password wrote there
+  # (nothing, and success, when there is no such file).
+  [ ! -f "$1" ] || sed -n "s/^$2_PASSWORD=//p" "$1"
+}
+
+ensure_gateway_certificate() {
+  # A site's certificate as given, else the local CA's (made once) for
+  # localhost, 127.0.0.1, this host's name, the stack's hosts and
+  # AIART_TLS_HOSTS; made anew when that list changes.
+  if [ -n "${AIART_TLS_CERT:-}" ] || [ -n "${AIART_TLS_KEY:-}" ]; then
+    [ -f "${AIART_TLS_CERT:-}" ] && [ -f "${AIART_TLS_KEY:-}" ] \
+      || die "AIART_TLS_CERT and AIART_TLS_KEY must both name PEM files"
+  else
+    command -v openssl >/dev/null || apt_install openssl
+    local dir=$AIART_TLS_DIR host sans
+    mkdir -p "$dir"
+    chmod 700 "$dir"
+    if [ ! -f "$dir/ca.crt" ]; then
+      (umask 077; openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -keyout "$dir/ca.key" -out "$dir/ca.crt" -days 3650 -subj "/CN=aiart local CA" \
+        -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -addext "subjectKeyIdentifier=hash" 2>/dev/null) || die "making the local CA failed"
+      log "made a local CA for the gateway's certificate: clients trust $dir/ca.crt"
+    fi
+    sans="DNS:localhost,IP:127.0.0.1,DNS:$(hostname)"
+    for host in $AIART_STACK_HOST ${AIART_TLS_HOSTS:-}; do
+      if [[ $host =~ ^[0-9.]+$ ]]; then sans="$sans,IP:$host"; else sans="$sans,DNS:$host"; fi
+    done
+    if [ ! -f "$dir/gateway.crt" ] || [ "$(cat "$dir/gateway.sans" 2>/dev/null)" != "$sans" ]; then
+      (umask 077
+       openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+         -keyout "$dir/gateway.key" -out "$dir/gateway.csr" -subj "/CN=aiart gateway" 2>/dev/null \
+       && openssl x509 -req -in "$dir/gateway.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
+         -CAcreateserial -out "$dir/gateway.crt" -days 825 -extfile <(printf '%s\n' \
+           "subjectAltName=$sans" "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
+           "extendedKeyUsage=serverAuth" "subjectKeyIdentifier=hash" \
+           "authorityKeyIdentifier=keyid,issuer") 2>/dev/null) \
+        || die "making the gateway's certificate failed"
+      printf '%s' "$sans" > "$dir/gateway.sans"
+      log "made the gateway's certificate for ${sans//DNS:/} (signed by $dir/ca.crt)"
+    fi
+    AIART_TLS_CERT=$dir/gateway.crt
+    AIART_TLS_KEY=$dir/gateway.key
+    AIART_TLS_CA=$dir/ca.crt
+  fi
+  AIART_TLS_CERT_HASH=$(sha256sum "$AIART_TLS_CERT" | cut -c1-12)
+  AIART_TLS_KEY_HASH=$(sha256sum "$AIART_TLS_KEY" | cut -c1-12)
+  AIART_GATEWAY_TLS_HASH=$(sha256sum "$AIART_ROOT/gateway/tls.yml" | cut -c1-12)
+  export AIART_TLS_CA=${AIART_TLS_CA:-}
+  export AIART_TLS_CERT AIART_TLS_KEY AIART_TLS_CERT_HASH AIART_TLS_KEY_HASH AIART_GATEWAY_TLS_HASH
 }
 
 replicas_complete() {
@@ -147,11 +236,11 @@ deploy_stack() {
   ensure_store_secrets
   ensure_probe_key
   # Prometheus' and Alertmanager's web config: basic_auth_users.
-  ensure_password monitoring aiart-monitoring-password aiart-monitoring-web \
+  ensure_password monitoring aiart-monitoring-password \
     'basic_auth_users:\n  aiart: %s\n' "$AIART_MONITORING_ENV" AIART_MONITORING
   # The registry's: an htpasswd file.
-  ensure_password registry aiart-registry-password aiart-registry-htpasswd \
-    'aiart:%s\n' "$AIART_REGISTRY_ENV" AIART_REGISTRY
+  ensure_password registry aiart-registry-password 'aiart:%s\n' "$AIART_REGISTRY_ENV" AIART_REGISTRY
+  ensure_gateway_certificate
   export AIART_CA_BUNDLE=${AIART_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   AIART_CA_HASH=$(sha256sum "$AIART_CA_BUNDLE" | cut -c1-12)
   export AIART_ALERT_RULES=${AIART_ALERT_RULES:-$AIART_ROOT/monitoring/alerts.yml}
@@ -170,9 +259,9 @@ deploy_stack() {
   local monitoring=() password
   password=$(env_password "$AIART_MONITORING_ENV" AIART_MONITORING)
   [ -z "$password" ] || monitoring=(-f -u "aiart:$password")
-  wait_published "$AIART_GATEWAY_PORT" "prometheus/-/ready" 120 "${monitoring[@]}" \
+  wait_gateway "prometheus/-/ready" 120 "${monitoring[@]}" \
     || die "Prometheus did not come up; see: docker service logs ${AIART_STACK}_prometheus"
-  wait_published "$AIART_GATEWAY_PORT" "alertmanager/-/ready" 120 "${monitoring[@]}" \
+  wait_gateway "alertmanager/-/ready" 120 "${monitoring[@]}" \
     || die "Alertmanager did not come up; see: docker service logs ${AIART_STACK}_alertmanager"
   local deadline=$((SECONDS + 120)) service
   for service in operator engine-proxy auth api; do
@@ -181,7 +270,7 @@ deploy_stack() {
       sleep 0.5
     done
   done
-  wait_published "$AIART_GATEWAY_PORT" "api/v1/openapi.json" 60 -f \
+  wait_gateway "api/v1/openapi.json" 60 -f \
     || die "the gateway does not route the API; see: docker service logs ${AIART_STACK}_api"
 }
 

@@ -25,7 +25,8 @@ set -a; eval "$images"; set +a
 deploy_stack
 log "set-up took $((SECONDS - started)) s"
 
-export AIART_GATEWAY_URL="http://localhost:$AIART_GATEWAY_PORT"
+# The gateway as users reach it: HTTPS, checked against the local CA.
+export AIART_GATEWAY_URL="$AIART_PUBLIC_URL"
 export AIART_STACK
 
 # No arguments: every test, the multi-node scenarios (tests/chaos) last and

@@ -33,7 +33,8 @@ if [ ! -s "$key_file" ] || ! "$aiart" keys ls | grep -q "^$(cut -d_ -f2 "$key_fi
   log "created an API key for the example: $key_file"
 fi
 endpoint=$(docker config inspect iris-1 --format '{{index .Spec.Labels "aiart.status.endpoint"}}')
-call="curl -s -H \"X-API-Key: \$(cat $key_file)\" -H 'Content-Type: application/json' -d @examples/iris/request.json $endpoint/v2/models/iris/infer"
+# The local CA's certificate, when the gateway's certificate is the local CA's.
+call="curl -s ${AIART_TLS_CA:+--cacert $AIART_TLS_CA }-H \"X-API-Key: \$(cat $key_file)\" -H 'Content-Type: application/json' -d @examples/iris/request.json $endpoint/v2/models/iris/infer"
 log "the iris model is Ready at $endpoint"
 echo
 echo "  $call"

@@ -2,7 +2,9 @@
 
 URL and key come from ``--url``/``--key``, else ``AIART_URL``/``AIART_API_KEY``
 (or ``AIART_TOKEN`` for an OIDC token), else the file
-``${XDG_CONFIG_HOME:-~/.config}/aiart/cli.env`` (KEY=VALUE lines). Exit codes:
+``${XDG_CONFIG_HOME:-~/.config}/aiart/cli.env`` (KEY=VALUE lines). HTTPS is
+checked against the system's CAs and ``AIART_CA_FILE`` (else the local CA
+``hack/stack.sh`` made, ``~/.config/aiart/tls/ca.crt``). Exit codes:
 0 done, 1 refused or failed request, 3 the deployed version ended Failed or
 Invalid, 4 gave up waiting.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -22,6 +25,9 @@ import httpx
 from .cli_table import table
 
 EXIT_FAILED, EXIT_TIMEOUT = 3, 4
+DEFAULT_URL = "https://localhost:8443"
+# The local CA hack/stack.sh makes when no site certificate is given.
+LOCAL_CA = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "aiart/tls/ca.crt"
 ARTIFACT_NAMES = ("model.pkl", "model.joblib", "model.onnx", "model.zip", "model.py")
 
 
@@ -33,7 +39,7 @@ class CliError(Exception):
 
 def add_commands(commands: Any) -> None:
     def client_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--url", help="aiart's address (AIART_URL; default http://localhost:8080)")
+        p.add_argument("--url", help=f"aiart's address (AIART_URL; default {DEFAULT_URL})")
         p.add_argument("--key", help="API key or token (AIART_API_KEY, AIART_TOKEN)")
         p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -62,7 +68,7 @@ def add_commands(commands: Any) -> None:
     client_options(predict)
 
 
-def _settings(args: argparse.Namespace) -> tuple[str, str | None]:
+def _settings(args: argparse.Namespace) -> tuple[str, str | None, ssl.SSLContext]:
     env = dict(os.environ)
     config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "aiart"
     if (config / "cli.env").is_file():
@@ -70,9 +76,23 @@ def _settings(args: argparse.Namespace) -> tuple[str, str | None]:
             name, sep, value = line.partition("=")
             if sep:
                 env.setdefault(name.strip(), value.strip())
-    url = args.url or env.get("AIART_URL") or "http://localhost:8080"
+    url = args.url or env.get("AIART_URL") or DEFAULT_URL
     key: str | None = args.key or env.get("AIART_API_KEY") or env.get("AIART_TOKEN")
-    return str(url).rstrip("/"), key
+    return str(url).rstrip("/"), key, trust(env.get("AIART_CA_FILE"), LOCAL_CA)
+
+
+def trust(ca_file: str | None, local_ca: Path) -> ssl.SSLContext:
+    """The system's CAs, and the CA that signed aiart's gateway certificate:
+    AIART_CA_FILE, else the local CA hack/stack.sh made, where there is one."""
+    context = ssl.create_default_context()
+    if ca_file:
+        try:
+            context.load_verify_locations(ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise CliError(f"AIART_CA_FILE {ca_file}: {exc}") from None
+    elif local_ca.is_file():
+        context.load_verify_locations(str(local_ca))
+    return context
 
 
 def _check(response: httpx.Response) -> Any:
@@ -105,10 +125,10 @@ def _manifest_and_artifact(path: Path, artifact: Path | None) -> tuple[Path, Pat
 
 
 def run_command(args: argparse.Namespace) -> int:
-    url, key = _settings(args)
+    url, key, verify = _settings(args)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+        with httpx.Client(base_url=url, headers=headers, timeout=60, verify=verify) as client:
             return _run(client, args)
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach aiart at {url}: {exc}") from None

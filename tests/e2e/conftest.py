@@ -12,21 +12,55 @@ import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import certifi
 import docker
+import gevent.ssl
 import httpx
 import pytest
+import tritonclient.http as triton
 from docker.models.configs import Config
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-GATEWAY = os.environ.get("AIART_GATEWAY_URL", "http://localhost:8080")
+GATEWAY = os.environ.get("AIART_GATEWAY_URL", "https://localhost:8443")
 STACK = os.environ.get("AIART_STACK", "aiart")
+# The gateway's entrypoints model routes are on (hack/stack.sh).
+ENTRYPOINTS = os.environ.get("AIART_GATEWAY_ENTRYPOINTS", "websecure,internal")
 TEST_LABEL = "aiart.test"
+# The gateway's certificate is the local CA's (hack/stack.sh): every client
+# here (httpx, kserve's, the CLI run as a subprocess) trusts it through
+# OpenSSL's SSL_CERT_FILE, as a site adds its own CA to its clients' bundle.
+LOCAL_CA = os.environ.get("AIART_TLS_CA") or os.path.join(
+    os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "aiart", "tls", "ca.crt")
+
+
+def _trust_local_ca() -> None:
+    if not os.path.isfile(LOCAL_CA):
+        return
+    bundle = Path(tempfile.gettempdir()) / f"aiart-tests-ca-{os.getuid()}.pem"
+    base = os.environ.get("SSL_CERT_FILE") or certifi.where()
+    if base != str(bundle):
+        bundle.write_text(Path(base).read_text() + "\n" + Path(LOCAL_CA).read_text())
+        os.environ["SSL_CERT_FILE"] = str(bundle)
+
+
+_trust_local_ca()
+
+
+def triton_client(path: str) -> triton.InferenceServerClient:
+    """tritonclient's HTTP client for the gateway at ``path`` (it takes
+    host:port/path and a TLS switch, not a URL)."""
+    scheme, _, rest = GATEWAY.partition("://")
+    return triton.InferenceServerClient(
+        url=f"{rest}{path}", ssl=scheme == "https", ssl_options={"ca_certs": LOCAL_CA},
+        ssl_context_factory=gevent.ssl.create_default_context)
 
 
 def stack_auth(what: str) -> tuple[str, str]:

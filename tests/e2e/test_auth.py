@@ -15,7 +15,7 @@ import httpx
 import pytest
 from aiart.render import traefik_name
 
-from tests.e2e.conftest import STACK, Models, aiart, wait_for
+from tests.e2e.conftest import ENTRYPOINTS, STACK, Models, aiart, wait_for
 from tests.oidc import ISSUER, Signer, serve_jwks
 
 pytestmark = pytest.mark.e2e
@@ -107,7 +107,7 @@ def test_the_model_never_sees_the_credential(
         labels={"aiart.test": run_id, "traefik.enable": "true",
                 "traefik.swarm.network": "aiart-models",
                 f"traefik.http.routers.t{run_id}-echo.rule": f"Path(`/t{run_id}-echo`)",
-                f"traefik.http.routers.t{run_id}-echo.entrypoints": "web",
+                f"traefik.http.routers.t{run_id}-echo.entrypoints": ENTRYPOINTS,
                 f"traefik.http.routers.t{run_id}-echo.middlewares":
                     f"{svc}_auth@swarm,{svc}_nocred@swarm",
                 f"traefik.http.services.t{run_id}-echo.loadbalancer.server.port": "8080"})

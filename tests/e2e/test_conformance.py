@@ -18,7 +18,7 @@ from skl2onnx import to_onnx
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.e2e.conftest import GATEWAY, Models
+from tests.e2e.conftest import GATEWAY, Models, triton_client
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 RUNTIMES = ["sklearn", "onnx", "h2o", "python"]
@@ -104,7 +104,7 @@ def test_open_inference_openapi_client(deployed: dict[str, str], runtime: str) -
 def test_tritonclient(deployed: dict[str, str], runtime: str, binary: bool) -> None:
     model = deployed[runtime]
     name, datatype, output, expected = CONTRACT[runtime]
-    client = triton.InferenceServerClient(url=f"{GATEWAY.removeprefix('http://')}/models/{model}")
+    client = triton_client(f"/models/{model}")
     assert client.is_server_ready() and client.is_model_ready(model)
     tensor = triton.InferInput(name, [2, 4], datatype)
     tensor.set_data_from_numpy(np.array(ROWS, dtype=np.float64 if datatype == "FP64"

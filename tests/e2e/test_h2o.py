@@ -8,7 +8,7 @@ import httpx
 import numpy as np
 import tritonclient.http as triton
 
-from tests.e2e.conftest import GATEWAY, Models
+from tests.e2e.conftest import Models, triton_client
 
 MOJO = Path(__file__).parents[1] / "fixtures" / "iris-h2o-gbm.zip"
 
@@ -18,7 +18,7 @@ def test_h2o_mojo_through_the_gateway(models: Models, gateway: httpx.Client) -> 
     config = models.declare(model, "1", MOJO.read_bytes(), runtime="h2o")
     models.wait_status(config, "Ready", timeout=300)
     assert gateway.get(f"/v2/models/{model}").json()["platform"] == "h2o_mojo"
-    client = triton.InferenceServerClient(url=f"{GATEWAY.removeprefix('http://')}/models/{model}")
+    client = triton_client(f"/models/{model}")
     for binary in (False, True):
         tensor = triton.InferInput("input-0", [2, 4], "FP64")
         tensor.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]),

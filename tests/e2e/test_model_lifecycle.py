@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import tritonclient.http as triton
 
-from tests.e2e.conftest import GATEWAY, Models, wait_for
+from tests.e2e.conftest import GATEWAY, Models, triton_client, wait_for
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
 
@@ -84,7 +84,7 @@ def test_declare_serve_upgrade_and_remove(models: Models, iris_pickle: bytes,
     assert gateway.get(f"/v2/models/{model}x/ready").status_code == 404
 
     # tritonclient in JSON mode, given the model's base URL.
-    client = triton.InferenceServerClient(url=f"{GATEWAY.removeprefix('http://')}{base}")
+    client = triton_client(base)
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready(model)
     metadata = client.get_model_metadata(model)

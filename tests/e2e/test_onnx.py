@@ -10,7 +10,7 @@ from skl2onnx import to_onnx
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.e2e.conftest import GATEWAY, Models
+from tests.e2e.conftest import Models, triton_client
 
 ROWS = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]], dtype=np.float32)
 
@@ -33,7 +33,7 @@ def test_onnx_model_through_the_gateway(models: Models, iris_onnx: bytes,
     assert meta["platform"] == "onnxruntime_onnx"
     assert meta["inputs"] == [{"name": "X", "datatype": "FP32", "shape": [-1, 4]}]
 
-    client = triton.InferenceServerClient(url=f"{GATEWAY.removeprefix('http://')}/models/{model}")
+    client = triton_client(f"/models/{model}")
     for binary in (False, True):
         tensor = triton.InferInput("X", [2, 4], "FP32")
         tensor.set_data_from_numpy(ROWS, binary_data=binary)
