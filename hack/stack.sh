@@ -16,6 +16,17 @@ else
   AIART_GATEWAY_ENTRYPOINTS=web,websecure,internal
   default_public_url=http://localhost:$AIART_GATEWAY_PORT
 fi
+# The site's domain for the gateway: every route answers that host name only
+# (empty: any), and the local certificate names it.
+AIART_GATEWAY_HOST=${AIART_GATEWAY_HOST:-}
+[[ -z $AIART_GATEWAY_HOST || $AIART_GATEWAY_HOST =~ ^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ ]] \
+  || die "AIART_GATEWAY_HOST must be a DNS name, not '$AIART_GATEWAY_HOST'"
+AIART_GATEWAY_HOST_RULE=${AIART_GATEWAY_HOST:+Host(\`$AIART_GATEWAY_HOST\`) && }
+if [ -n "$AIART_GATEWAY_HOST" ]; then
+  default_public_url=${default_public_url/localhost/$AIART_GATEWAY_HOST}
+  AIART_TLS_HOSTS="${AIART_TLS_HOSTS:-} $AIART_GATEWAY_HOST"
+fi
+export AIART_GATEWAY_HOST AIART_GATEWAY_HOST_RULE AIART_TLS_HOSTS
 # The address users reach the gateway by; status endpoints are built from it.
 AIART_PUBLIC_URL=${AIART_PUBLIC_URL:-$default_public_url}
 # The gateway's certificate: a site's own (AIART_TLS_CERT, AIART_TLS_KEY),
@@ -51,11 +62,14 @@ ensure_models_network() {
 
 wait_gateway() {
   # wait_gateway PATH SECONDS [CURL OPTION...]: wait_published, through the
-  # gateway as users reach it (HTTPS when it is on, checking the certificate).
+  # gateway as users reach it (HTTPS when it is on, checking the certificate;
+  # under the gateway's host name when routes answer that one only).
+  local host=()
+  [ -z "$AIART_GATEWAY_HOST" ] || host=(-H "Host: $AIART_GATEWAY_HOST")
   if [ "$AIART_GATEWAY_TLS" = true ]; then
-    wait_published "https:$AIART_GATEWAY_TLS_PORT" "$@" ${AIART_TLS_CA:+--cacert "$AIART_TLS_CA"}
+    wait_published "https:$AIART_GATEWAY_TLS_PORT" "$@" "${host[@]}" ${AIART_TLS_CA:+--cacert "$AIART_TLS_CA"}
   else
-    wait_published "$AIART_GATEWAY_PORT" "$@"
+    wait_published "$AIART_GATEWAY_PORT" "$@" "${host[@]}"
   fi
 }
 

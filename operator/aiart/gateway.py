@@ -15,9 +15,12 @@ _TIMEOUT = aiohttp.ClientTimeout(total=3)
 
 class Gateway:
     def __init__(self, base_url: str, session: aiohttp.ClientSession,
-                 probe_key: bytes | None = None) -> None:
+                 probe_key: bytes | None = None, host: str = "") -> None:
         self.base_url = base_url.rstrip("/")
         self.session = session
+        # Routes that answer one host name only (AIART_GATEWAY_HOST) are
+        # probed under that name.
+        self.host = host
         # Closed versions let the operator's probes in by a token of that
         # version alone (access.probe_token), never by a platform credential.
         self.probe_key = probe_key
@@ -31,6 +34,8 @@ class Gateway:
                    probe: Mapping[str, str] | None = None) -> tuple[int, Any]:
         try:
             headers = dict(probe or {})
+            if self.host:
+                headers["Host"] = self.host
             inject(headers)  # traceparent, when the operator traces this probe
             async with self.session.request(method, self.base_url + path, data=body,
                                             headers=headers, timeout=_TIMEOUT) as response:

@@ -48,9 +48,10 @@ def traefik_name(name: str, version: str) -> str:
     return f"aiart_{name}_{version}"
 
 
-def _prefix_rule(path: str) -> str:
+def _prefix_rule(path: str, host: str = "") -> str:
     # Path(p) || PathPrefix(p/): "/models/iris" must not also match "/models/iris2".
-    return f"Path(`{path}`) || PathPrefix(`{path}/`)"
+    rule = f"Path(`{path}`) || PathPrefix(`{path}/`)"
+    return f"Host(`{host}`) && ({rule})" if host else rule
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,7 +114,7 @@ def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str],
 
 def route_labels(
     *, name: str, version: str, current: bool, ordinal: int, entrypoint: str, network: str,
-    port: int = SERVER_PORT, guard: Guard | None = None,
+    port: int = SERVER_PORT, guard: Guard | None = None, host: str = "",
 ) -> dict[str, str]:
     """Traefik labels for one version; ``current`` adds the unversioned routes."""
     svc = traefik_name(name, version)
@@ -140,7 +141,7 @@ def route_labels(
 
     def router(router_name: str, path: str, priority: int, strip: bool) -> None:
         key = f"traefik.http.routers.{router_name}"
-        out[f"{key}.rule"] = _prefix_rule(path)
+        out[f"{key}.rule"] = _prefix_rule(path, host)
         out[f"{key}.entrypoints"] = entrypoint
         out[f"{key}.service"] = svc
         out[f"{key}.priority"] = str(priority)
@@ -328,6 +329,7 @@ def render_service(
                 name=name, version=version, current=current, ordinal=ordinal,
                 entrypoint=settings.entrypoint, network=settings.network,
                 port=manifest.spec.port, guard=_guard(manifest, settings),
+                host=settings.gateway_host,
             ),
         },
         "TaskTemplate": {

@@ -3,8 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                   r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _host(value: str) -> str:
+    """AIART_GATEWAY_HOST: a DNS name (it goes into Traefik rules as is)."""
+    value = value.strip().lower()
+    if value and not _HOST.match(value):
+        raise ValueError(f"AIART_GATEWAY_HOST must be a DNS name, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -12,6 +24,9 @@ class Settings:
     registry: str = "localhost:5000"
     network: str = "aiart-models"
     entrypoint: str = "web"
+    # The one host name model routes answer to (the site's domain for the
+    # gateway); empty: any.
+    gateway_host: str = ""
     public_url: str = "http://localhost:8080"
     # Where the operator itself reaches the gateway to check readiness: inside
     # the stack that is Traefik's name on the overlay network, not the host's.
@@ -67,6 +82,7 @@ class Settings:
             registry=env.get("AIART_REGISTRY", cls.registry),
             network=env.get("AIART_NETWORK", cls.network),
             entrypoint=env.get("AIART_ENTRYPOINT", cls.entrypoint),
+            gateway_host=_host(env.get("AIART_GATEWAY_HOST", "")),
             public_url=public,
             gateway_url=env.get("AIART_GATEWAY_URL", public).rstrip("/"),
             auth_url=env.get("AIART_AUTH_URL", cls.auth_url).rstrip("/"),

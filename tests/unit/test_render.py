@@ -6,8 +6,10 @@ import json
 import os
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiart import labels as L
+from aiart.gateway import Gateway
 from aiart.render import (
     Guard,
     carries_current_route,
@@ -18,6 +20,8 @@ from aiart.render import (
 )
 from aiart.settings import Settings
 from aiart.spec import parse_manifest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 GOLDEN = Path(__file__).with_name("golden")
 MANIFEST = """
@@ -229,3 +233,34 @@ def test_aiart_servers_are_told_the_gateways_names_ready_images_are_not() -> Non
                            current=False, ordinal=0)
     assert not any(e.startswith("AIART_GATEWAY_HOSTS=")
                    for e in ready["TaskTemplate"]["ContainerSpec"]["Env"])
+
+
+def test_with_a_gateway_host_every_route_answers_that_host_only() -> None:
+    host = "aiart.factory.example"
+    labels = route_labels(name="m", version="1", current=True, ordinal=0,
+                          entrypoint="websecure", network="n", host=host)
+    rules = [v for k, v in labels.items() if k.endswith(".rule")]
+    assert len(rules) >= 2 and all(r.startswith(f"Host(`{host}`) && (") for r in rules), rules
+    anyhost = route_labels(name="m", version="1", current=True, ordinal=0,
+                           entrypoint="websecure", network="n")
+    assert not [v for k, v in anyhost.items() if k.endswith(".rule") and "Host(" in v]
+    assert Settings.from_env({"AIART_GATEWAY_HOST": "AIART.Factory.example"}).gateway_host == host
+    # It goes into Traefik rules as is: nothing but a DNS name.
+    for bad in ("a`) || PathPrefix(`/", "two words", "-a.example", "a..example"):
+        with pytest.raises(ValueError, match="AIART_GATEWAY_HOST"):
+            Settings.from_env({"AIART_GATEWAY_HOST": bad})
+
+
+async def test_the_operator_probes_under_the_gateway_host() -> None:
+    seen: list[str] = []
+
+    async def ready(request: web.Request) -> web.Response:
+        seen.append(request.host)
+        return web.json_response({"name": "m", "ready": True})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", ready)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        gateway = Gateway(str(server.make_url("")), session, host="aiart.factory.example")
+        await gateway.version_ready("m", "1")
+    assert seen == ["aiart.factory.example"]
