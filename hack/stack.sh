@@ -119,15 +119,15 @@ ensure_probe_key() {
 }
 
 ensure_password() {
-  # ensure_password WHAT SECRET FORMAT ENV_FILE PREFIX: user aiart's password
-  # for WHAT, random, made once. The Docker secret SECRET holds it (for
-  # aiart's services that call the server); ENV_FILE, readable by this user
-  # only, holds PREFIX_USER and PREFIX_PASSWORD (for people and tests); the
-  # file beside it, <ENV_FILE without .env>.hashed, holds FORMAT filled with
-  # its bcrypt hash (what the server checks; stack.yml makes a secret of it
-  # named by content). Sets PREFIX_HASHED and PREFIX_HASHED_HASH.
-  local what=$1 secret=$2 format=$3 env_file=$4 prefix=$5 password hash
-  local hashed=${4%.env}.hashed
+  # ensure_password WHAT SECRET ENV_FILE PREFIX: user aiart's password for
+  # WHAT, random, made once. The Docker secret SECRET holds it (for aiart's
+  # services that call the server); ENV_FILE, readable by this user only,
+  # holds PREFIX_USER and PREFIX_PASSWORD (for people and tests); the file
+  # beside it, <ENV_FILE without .env>.htpasswd, holds its bcrypt hash (what
+  # the servers check; stack.yml makes secrets of it, named by content). Sets
+  # PREFIX_HTPASSWD and PREFIX_HTPASSWD_HASH.
+  local what=$1 secret=$2 env_file=$3 prefix=$4 password hash
+  local hashed=${3%.env}.htpasswd
   password=$(env_password "$env_file" "$prefix")
   if [ -z "$password" ]; then
     if docker secret inspect "$secret" >/dev/null 2>&1; then
@@ -151,13 +151,12 @@ ensure_password() {
       hash=$(printf '%s' "$password" | "$AIART_ROOT/.venv/bin/python" -c \
         'import bcrypt, sys; print(bcrypt.hashpw(sys.stdin.buffer.read(), bcrypt.gensalt(4)).decode())') \
         || die "hashing the $what password failed (bcrypt, from .venv)"
-      # shellcheck disable=SC2059  # the format is the caller's
-      (umask 077; printf "$format" "$hash" > "$hashed")
+      (umask 077; printf 'aiart:%s\n' "$hash" > "$hashed")
     fi
   fi
-  printf -v "${prefix}_HASHED" '%s' "$hashed"
-  printf -v "${prefix}_HASHED_HASH" '%s' "$(sha256sum "$hashed" | cut -c1-12)"
-  export "${prefix}_HASHED" "${prefix}_HASHED_HASH"
+  printf -v "${prefix}_HTPASSWD" '%s' "$hashed"
+  printf -v "${prefix}_HTPASSWD_HASH" '%s' "$(sha256sum "$hashed" | cut -c1-12)"
+  export "${prefix}_HTPASSWD" "${prefix}_HTPASSWD_HASH"
 }
 
 env_password() {
@@ -249,11 +248,15 @@ deploy_stack() {
   ensure_registry_node
   ensure_store_secrets
   ensure_probe_key
-  # Prometheus' and Alertmanager's web config: basic_auth_users.
-  ensure_password monitoring aiart-monitoring-password \
-    'basic_auth_users:\n  aiart: %s\n' "$AIART_MONITORING_ENV" AIART_MONITORING
-  # The registry's: an htpasswd file.
-  ensure_password registry aiart-registry-password 'aiart:%s\n' "$AIART_REGISTRY_ENV" AIART_REGISTRY
+  # Prometheus, Alertmanager and the gateway's metrics share one password;
+  # the first two read its hash from a web config made of the htpasswd line.
+  ensure_password monitoring aiart-monitoring-password "$AIART_MONITORING_ENV" AIART_MONITORING
+  AIART_MONITORING_WEB=${AIART_MONITORING_HTPASSWD%.htpasswd}.web.yml
+  (umask 077; sed -n 's/^aiart:\(.*\)$/basic_auth_users:\n  aiart: \1/p' "$AIART_MONITORING_HTPASSWD" \
+    > "$AIART_MONITORING_WEB")
+  AIART_MONITORING_WEB_HASH=$(sha256sum "$AIART_MONITORING_WEB" | cut -c1-12)
+  export AIART_MONITORING_WEB AIART_MONITORING_WEB_HASH
+  ensure_password registry aiart-registry-password "$AIART_REGISTRY_ENV" AIART_REGISTRY
   ensure_gateway_certificate
   export AIART_CA_BUNDLE=${AIART_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   AIART_CA_HASH=$(sha256sum "$AIART_CA_BUNDLE" | cut -c1-12)

@@ -100,10 +100,11 @@ def test_from_inside_a_model_only_the_gateway_path_exists(
     victim_ip = networks["aiart-models"]["IPAddress"]
     targets = [("auth", 8000), ("api", 8000), ("alertmanager", 9093), ("operator", 9100),
                (f"{STACK}_auth", 8000), (f"{STACK}_operator", 9100), ("traefik", 80)]
-    # Prometheus shares the model network (it scrapes models): it asks for
-    # the monitoring password, and Traefik's metrics port has no routes.
+    # Prometheus shares the model network (it scrapes models), and so does
+    # the gateway's metrics port: both ask for the monitoring password.
     asks = ["http://prometheus:9090/api/v1/query?query=up",
-            "http://prometheus:9090/api/v1/targets", "http://traefik:8082/api/rawdata"]
+            "http://prometheus:9090/api/v1/targets", "http://traefik:8082/metrics",
+            "http://traefik:8082/api/rawdata"]
     code = _container(engine, attacker).exec_run(
         ["/opt/aiart/bin/python", "-c", PROBE, json.dumps(targets),
          f"http://{victim_ip}:8080/v2/models/{victim}/infer", json.dumps(ROW), json.dumps(asks)])
@@ -113,8 +114,8 @@ def test_from_inside_a_model_only_the_gateway_path_exists(
         assert seen[name] != "connected", (name, seen)
     assert seen["traefik"] == "connected"  # the gateway: the one way in
     assert seen["direct"] == 403, seen
-    assert seen[asks[0]] == seen[asks[1]] == 401, seen
-    assert seen[asks[2]] == 404, seen
+    assert seen[asks[0]] == seen[asks[1]] == seen[asks[2]] == 401, seen
+    assert seen[asks[3]] == 404, seen
     # Through the gateway the victim answers as ever.
     assert gateway.post(f"/v2/models/{victim}/infer", json=ROW).status_code == 200
 
