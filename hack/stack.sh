@@ -289,6 +289,24 @@ deploy_stack() {
   done
   wait_gateway "api/v1/openapi.json" 60 -f \
     || die "the gateway does not route the API; see: docker service logs ${AIART_STACK}_api"
+  prune_replaced
+}
+
+prune_replaced() {
+  # The stack's configs and secrets are named by content: each change of a
+  # certificate, password hash or configuration file leaves the old one
+  # behind. Remove those no service of the stack names any more; the engine
+  # refuses while an old task still uses one, and the next deploy tries again.
+  local services used kind name
+  services=$(docker service ls -q --filter "label=com.docker.stack.namespace=$AIART_STACK")
+  [ -n "$services" ] || return 0
+  # shellcheck disable=SC2086  # one id per word
+  used=" $(docker service inspect $services --format '{{range .Spec.TaskTemplate.ContainerSpec.Secrets}}{{.SecretName}} {{end}}{{range .Spec.TaskTemplate.ContainerSpec.Configs}}{{.ConfigName}} {{end}}' | tr '\n' ' ') "
+  for kind in config secret; do
+    for name in $(docker "$kind" ls -q --filter "label=com.docker.stack.namespace=$AIART_STACK" --format '{{.Name}}'); do
+      [[ $used == *" $name "* ]] || docker "$kind" rm "$name" >/dev/null 2>&1 || true
+    done
+  done
 }
 
 config_status() {
