@@ -96,6 +96,13 @@ def trust(ca_file: str | None, local_ca: Path) -> ssl.SSLContext:
 
 
 def _check(response: httpx.Response) -> Any:
+    if response.is_redirect:
+        # Plain HTTP on a gateway with TLS on: say where aiart answers rather
+        # than send the request (and its key) again by ourselves.
+        where = response.headers.get("location", "")
+        raise CliError(f"{response.request.url.scheme}://{response.request.url.netloc.decode()} "
+                       f"redirects to {where}: set AIART_URL (or --url) to aiart's HTTPS "
+                       "address, e.g. " + DEFAULT_URL)
     try:
         body = response.json()
     except ValueError:

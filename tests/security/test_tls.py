@@ -9,6 +9,8 @@ import hashlib
 import os
 import socket
 import ssl
+import subprocess
+import sys
 from urllib.parse import urlsplit
 
 import certifi
@@ -58,3 +60,11 @@ def test_the_gateway_presents_the_certificate_it_was_given() -> None:
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{GATEWAY}/v2/health/live",
                   verify=ssl.create_default_context(cafile=certifi.where()), timeout=5)
+
+
+def test_the_cli_pointed_at_plain_http_says_where_aiart_answers() -> None:
+    done = subprocess.run([sys.executable, "-m", "aiart.cli", "ls", "--url", PLAIN,
+                           "--key", "aiart_000000000000_x"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1
+    assert f"redirects to {GATEWAY}/api/v1/models" in done.stderr, done.stderr
