@@ -9,20 +9,32 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$AIART_ROOT/hack/stack.sh"
 
 started=$SECONDS
+# Where the time went, printed as a table at the end: "stage|seconds" lines.
+stages=()
+stage_started=$SECONDS
+stage() {
+  # stage NAME: the time since the last stage ended is NAME's.
+  stages+=("$1|$((SECONDS - stage_started))")
+  stage_started=$SECONDS
+}
 apt_install curl ca-certificates
 ensure_engine
 ensure_swarm
 ensure_venv
 cd "$AIART_ROOT"
+stage "engine, swarm, virtual environment"
 
 log "lint and types"
 .venv/bin/ruff check .
 .venv/bin/mypy --no-error-summary
+stage "lint and types"
 
 log "images and stack"
 images=$("$AIART_ROOT/hack/images.sh" build_all)
 set -a; eval "$images"; set +a
+stage "images"
 deploy_stack
+stage "stack deployed"
 log "set-up took $((SECONDS - started)) s"
 
 # The gateway as users reach it: HTTPS, checked against the local CA.
@@ -68,13 +80,16 @@ run_pytest() {
 status=0
 if [ $# -gt 0 ]; then
   run_pytest "$@" || status=$?
+  stage "pytest $*"
 else
   # Two runs: the first one's session fixtures remove its models before the
   # scenarios start (dozens of model containers left running beside the
   # harness starved it of CPU: Swarm kept moving aiart's services between
   # its managers, and churn stalled).
   run_pytest tests/unit tests/integration tests/security tests/e2e || status=$?
+  stage "unit, integration, security, e2e"
   run_pytest tests/chaos || status=$?
+  stage "chaos (after its harness was up)"
 fi
 if [ -s "$AIART_CHAOS_REPORT" ]; then
   log "what the reliability scenarios measured"
@@ -86,7 +101,13 @@ if [ -n "$harness_pid" ]; then
   if [ -z "${AIART_CHAOS_KEEP:-}" ]; then
     "$AIART_ROOT/hack/cluster.sh" down
   fi
+  [ ! -s "$AIART_CHAOS_HARNESS/done" ] \
+    || stages+=("(multi-node harness up, beside the tests)|$(cut -d' ' -f2 "$AIART_CHAOS_HARNESS/done")")
   rm -rf "$AIART_CHAOS_HARNESS"
+  stage "harness removed"
 fi
 log "tests took $((SECONDS - started)) s in all"
+printf '\n| stage | seconds |\n|---|---|\n'
+printf '| %s |\n' "${stages[@]//|/ | }"
+printf '| all | %s |\n\n' "$((SECONDS - started))"
 exit "$status"
