@@ -4,10 +4,11 @@ Neither holds the engine's socket: whoever holds it is root on the node, and
 both face the network. aiart's engine proxy (``engine_proxy.py``) gives each
 a socket of its own and passes on only the calls its work needs:
 
-- the auth service reads configs (the API key records);
-- the API reads configs and aiart's services and their logs, creates the
-  configs a deployment is (a model version, an uploaded artifact) and
-  removes them again.
+- the auth service lists configs, filtered to the API key records;
+- the API lists configs (filtered by an ``aiart.*`` label) and aiart's
+  services (filtered to ``aiart.managed-by=aiart``), reads a config and a
+  model service's logs, creates the configs a deployment is (a model
+  version, an uploaded artifact) and removes them again.
 
 Everything else (containers, services, secrets, images, nodes, exec, a key
 record written or removed) is refused. This module is the decision alone;
@@ -21,7 +22,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import labels as L
 
@@ -49,6 +50,14 @@ _READS: list[tuple[str, re.Pattern[str], frozenset[Client]]] = [
     ]
 ]
 _CONFIG = re.compile(rf"^/configs/({_ID})$")
+_LOGS = re.compile(rf"^/services/({_ID})/logs$")
+# A list must be filtered by one of these labels (Docker ANDs label filters,
+# so nothing without it is listed): (client, path) -> label, or label prefix.
+_LIST_FILTERS = {
+    (Client.AUTH, "/configs"): L.API_KEY,
+    (Client.API, "/configs"): "aiart.",
+    (Client.API, "/services"): f"{L.MANAGED_BY}={L.MANAGED_BY_VALUE}",
+}
 # The labels that make a config part of a deployment the API may write:
 # a model version, or an artifact uploaded for one. Key records are not.
 DEPLOYMENT_LABELS = (L.MODEL, L.ARTIFACT_OF)
@@ -64,6 +73,9 @@ class Verdict:
     # Set for a removal: the config whose labels must show it is one the
     # client may remove (the proxy reads them, then asks may_remove).
     config: str | None = None
+    # Set for logs: the service whose labels must show it is a model's (the
+    # proxy reads them, then asks may_read_logs).
+    service: str | None = None
 
 
 def engine_path(raw_path: str) -> str | None:
@@ -82,9 +94,12 @@ def decide(client: Client, method: str, raw_path: str, body: bytes) -> Verdict:
         return Verdict(False, "the path holds an encoded or relative part")
     for allowed_method, pattern, clients in _READS:
         if method == allowed_method and pattern.fullmatch(path):
-            if client in clients:
-                return Verdict(True)
-            break
+            if client not in clients:
+                break
+            if (client, path) in _LIST_FILTERS:
+                return _filtered(client, path, raw_path)
+            logs = _LOGS.match(path)
+            return Verdict(True, service=logs.group(1) if logs else None)
     else:
         if client is Client.API and method == "POST" and path == "/configs/create":
             return _creation(body)
@@ -92,6 +107,36 @@ def decide(client: Client, method: str, raw_path: str, body: bytes) -> Verdict:
         if client is Client.API and method == "DELETE" and removal:
             return Verdict(True, config=removal.group(1))
     return Verdict(False, f"the {client.value} service may not {method} {unquote(path)}")
+
+
+def _filtered(client: Client, path: str, raw_path: str) -> Verdict:
+    wanted = _LIST_FILTERS[(client, path)]
+    try:
+        filters: Any = json.loads(parse_qs(urlsplit(raw_path).query).get("filters", ["{}"])[0])
+        labels = filters.get("label", []) if isinstance(filters, dict) else []
+        # The engine takes both ["k=v", ...] and {"k=v": true, ...}.
+        labels = [k for k, on in labels.items() if on] if isinstance(labels, dict) else labels
+    except ValueError:
+        labels = []
+    if any(isinstance(label, str) and _matches(label, wanted) for label in labels):
+        return Verdict(True)
+    return Verdict(False, f"the {client.value} service lists {path} only filtered by the "
+                          f"label {wanted}{'*' if wanted.endswith('.') else ''}")
+
+
+def _matches(label: str, wanted: str) -> bool:
+    if wanted.endswith("."):  # any label of that namespace
+        return label.startswith(wanted)
+    if "=" in wanted:  # that label with that value
+        return label == wanted
+    return label == wanted or label.startswith(f"{wanted}=")  # that label, any value
+
+
+def may_read_logs(labels: dict[str, str]) -> Verdict:
+    """Whether the API may read the logs of a service that carries ``labels``."""
+    if L.MODEL in labels:
+        return Verdict(True)
+    return Verdict(False, "the api service may read the logs of model services only")
 
 
 def _creation(body: bytes) -> Verdict:

@@ -20,13 +20,14 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from . import logs
-from .engine_policy import MAX_BODY, Client, Verdict, decide, may_remove
+from .engine_policy import MAX_BODY, Client, Verdict, decide, may_read_logs, may_remove
 
 log = logging.getLogger("aiart.engine_proxy")
 ENGINE = "/var/run/docker.sock"
@@ -59,7 +60,9 @@ class EngineProxy:
             return refuse(413, f"a request to the engine proxy is at most {MAX_BODY} bytes")
         verdict = decide(client, request.method, raw, body)
         if verdict.allowed and verdict.config is not None:
-            verdict = await self.removable(verdict.config)
+            verdict = await self.judged("configs", verdict.config, may_remove)
+        elif verdict.allowed and verdict.service is not None:
+            verdict = await self.judged("services", verdict.service, may_read_logs)
         if not verdict.allowed:
             log.warning("refused %s %s from the %s service: %s", request.method, raw,
                         client.value, verdict.reason)
@@ -82,10 +85,11 @@ class EngineProxy:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return refuse(502, f"aiart's engine proxy cannot reach the engine: {exc}")
 
-    async def removable(self, config: str) -> Verdict:
-        """Read the config's labels from the engine, then ask the policy."""
+    async def judged(self, kind: str, name: str,
+                     judge: Callable[[dict[str, str]], Verdict]) -> Verdict:
+        """Read the object's labels from the engine, then ask the policy."""
         try:
-            async with self.session.get(f"http://engine/configs/{config}",
+            async with self.session.get(f"http://engine/{kind}/{name}",
                                         timeout=TIMEOUT) as answer:
                 if answer.status == 404:
                     # Gone already: the engine's own 404 is the honest answer.
@@ -93,8 +97,8 @@ class EngineProxy:
                 answer.raise_for_status()
                 labels = (await answer.json()).get("Spec", {}).get("Labels") or {}
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-            return Verdict(False, f"the config's labels could not be read: {exc}")
-        return may_remove(labels)
+            return Verdict(False, f"the labels of {kind} {name} could not be read: {exc}")
+        return judge(labels)
 
 
 def sockets_from_env(value: str) -> dict[Client, Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote
 
 import docker
 import pytest
@@ -37,6 +38,10 @@ print(json.dumps(out))
 """
 
 
+def _filtered(path: str, label: str) -> str:
+    return f"{path}?filters={quote(json.dumps({'label': [label]}))}"
+
+
 def _inside(engine: docker.DockerClient, service: str, calls: list[Any]) -> dict[str, Any]:
     found = engine.containers.list(
         filters={"label": f"com.docker.swarm.service.name={STACK}_{service}"})
@@ -58,6 +63,7 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
     image = engine.services.get(f"{STACK}_api").attrs["Spec"]["TaskTemplate"][
         "ContainerSpec"]["Image"]
     bystander = models.config(f"t{models.run_id}-bystander", b"not a model")
+    operator = engine.services.get(f"{STACK}_operator").id
     key = {"Name": f"t{models.run_id}-forged-key", "Data": "",
            "Labels": {"aiart.model": "x", "aiart.apikey": "forged", "aiart.apikey.role": "admin"}}
     seen = _inside(engine, "api", [
@@ -71,12 +77,15 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
         ["hidden path", "GET", "/v1.41/configs/..%2Fcontainers%2Fjson", None],
         ["key record", "POST", "/v1.41/configs/create", key],
         ["bystander", "DELETE", f"/v1.41/configs/{bystander.id}", None],
-        ["configs", "GET", "/v1.41/configs", None],
-        ["services", "GET", "/v1.41/services", None],
+        ["every config", "GET", "/v1.41/configs", None],
+        ["every service", "GET", "/v1.41/services", None],
+        ["operator's logs", "GET", f"/v1.41/services/{operator}/logs?stdout=1", None],
+        ["configs", "GET", _filtered("/v1.41/configs", "aiart.model"), None],
+        ["services", "GET", _filtered("/v1.41/services", "aiart.managed-by=aiart"), None],
     ])
     assert seen["engine socket"] is False
     for call in ("host disk", "service", "exec", "secrets", "containers", "hidden path",
-                 "key record", "bystander"):
+                 "key record", "bystander", "every config", "every service", "operator's logs"):
         status, text = seen[call]
         assert status == 403 and "engine proxy" in text, (call, seen[call])
     assert seen["configs"][0] == seen["services"][0] == 200, seen
@@ -91,9 +100,10 @@ def test_a_taken_over_auth_service_reads_key_records_only(engine: docker.DockerC
          {"Name": "forged", "Data": "", "Labels": {"aiart.model": "x"}}],
         ["services", "GET", "/v1.41/services", None],
         ["containers", "GET", "/v1.41/containers/json", None],
-        ["configs", "GET", "/v1.41/configs", None],
+        ["every config", "GET", "/v1.41/configs", None],
+        ["configs", "GET", _filtered("/v1.41/configs", "aiart.apikey"), None],
     ])
     assert seen["engine socket"] is False
-    for call in ("create", "services", "containers"):
+    for call in ("create", "services", "containers", "every config"):
         assert seen[call][0] == 403, (call, seen[call])
     assert seen["configs"][0] == 200, seen

@@ -5,11 +5,18 @@ attacked through the real stack in tests/security/test_engine_proxy.py."""
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 import pytest
-from aiart.engine_policy import Client, decide, engine_path, may_remove
+from aiart.engine_policy import Client, decide, engine_path, may_read_logs, may_remove
 
 AUTH, API = Client.AUTH, Client.API
+
+
+def listed(path: str, *labels: str, other: dict[str, object] | None = None) -> str:
+    """A list call as aiodocker sends it: filters as JSON in the query."""
+    filters = {"label": list(labels), **(other or {})}
+    return f"{path}?{urlencode({'filters': json.dumps(filters)})}"
 
 
 def config(labels: dict[str, str]) -> bytes:
@@ -20,9 +27,11 @@ def config(labels: dict[str, str]) -> bytes:
     (AUTH, "GET", "/v1.47/configs?filters=%7B%22label%22%3A%5B%22aiart.apikey%22%5D%7D"),
     (AUTH, "GET", "/version"),
     (AUTH, "HEAD", "/_ping"),
-    (API, "GET", "/v1.47/configs"),
+    (API, "GET", listed("/v1.47/configs", "aiart.model")),
+    (API, "GET", listed("/v1.47/configs", "aiart.model=iris")),
+    (API, "GET", listed("/v1.47/configs", "aiart.catalog.model=iris")),
     (API, "GET", "/v1.47/configs/iris-1"),
-    (API, "GET", "/v1.47/services?filters=x"),
+    (API, "GET", listed("/v1.47/services", "aiart.managed-by=aiart", "aiart.model=iris")),
     (API, "GET", "/v1.47/services/k2x9q/logs?stdout=1&tail=100"),
     (API, "DELETE", "/v1.47/configs/iris-1"),
 ])
@@ -47,6 +56,14 @@ def test_what_each_client_needs_is_allowed(client: Client, method: str, path: st
     (API, "GET", "/v1.47/configs/../containers/json"),
     (API, "GET", "/v1.47//containers/json"),
     (API, "GET", "/v1.47/services/a/logs/../../containers/json"),
+    # Lists of everything: other stacks' configs and services' environments.
+    (API, "GET", "/v1.47/configs"),
+    (API, "GET", listed("/v1.47/configs", "team=a")),
+    (API, "GET", "/v1.47/services"),
+    (API, "GET", listed("/v1.47/services", "aiart.model=iris")),
+    (API, "GET", listed("/v1.47/services", "aiart.managed-by=aiartx")),
+    (AUTH, "GET", listed("/v1.47/configs", "aiart.model")),
+    (AUTH, "GET", "/v1.47/configs?filters=not-json"),
     # The auth service reads the key records and nothing else.
     (AUTH, "GET", "/v1.47/services"),
     (AUTH, "GET", "/v1.47/configs/aiart-apikey-1"),
@@ -85,6 +102,21 @@ def test_the_api_removes_deployment_configs_only() -> None:
     assert not may_remove({"aiart.apikey": "k1", "aiart.model": "iris"}).allowed
     assert not may_remove({"aiart.managed-by": "aiart"}).allowed
     assert not may_remove({}).allowed
+
+
+def test_the_api_reads_the_logs_of_model_services_only() -> None:
+    verdict = decide(API, "GET", "/v1.47/services/k2x9q/logs?tail=10", b"")
+    assert verdict.allowed and verdict.service == "k2x9q"  # once its labels are read:
+    assert may_read_logs({"aiart.model": "iris", "aiart.version": "1"}).allowed
+    assert not may_read_logs({"aiart.role": "operator", "aiart.managed-by": "aiart"}).allowed
+    assert not may_read_logs({}).allowed
+
+
+def test_label_filters_may_come_as_a_mapping() -> None:
+    assert decide(API, "GET", "/v1.47/services?" + urlencode({"filters": json.dumps(
+        {"label": {"aiart.managed-by=aiart": True}})}), b"").allowed
+    assert not decide(API, "GET", "/v1.47/services?" + urlencode({"filters": json.dumps(
+        {"label": {"aiart.managed-by=aiart": False}})}), b"").allowed
 
 
 def test_engine_path_drops_the_version_and_refuses_hidden_parts() -> None:
