@@ -6,9 +6,10 @@ a socket of its own and passes on only the calls its work needs:
 
 - the auth service lists configs, filtered to the API key records;
 - the API lists configs (filtered by an ``aiart.*`` label) and aiart's
-  services (filtered to ``aiart.managed-by=aiart``), reads a config and a
-  model service's logs, creates the configs a deployment is (a model
-  version, an uploaded artifact) and removes them again.
+  services (filtered to ``aiart.managed-by=aiart``), reads a config's
+  labels (not its data) and a model service's logs, creates the configs a
+  deployment is (a model version, an uploaded artifact) and removes them
+  again.
 
 Everything else (containers, services, secrets, images, nodes, exec, a key
 record written or removed) is refused. This module is the decision alone;
@@ -76,6 +77,10 @@ class Verdict:
     # Set for logs: the service whose labels must show it is a model's (the
     # proxy reads them, then asks may_read_logs).
     service: str | None = None
+    # The answer goes back without the config's data: the API looks a single
+    # config up for its labels only (does it exist, whose artifact is it),
+    # and any config may be named to it.
+    without_data: bool = False
 
 
 def engine_path(raw_path: str) -> str | None:
@@ -99,7 +104,8 @@ def decide(client: Client, method: str, raw_path: str, body: bytes) -> Verdict:
             if (client, path) in _LIST_FILTERS:
                 return _filtered(client, path, raw_path)
             logs = _LOGS.match(path)
-            return Verdict(True, service=logs.group(1) if logs else None)
+            return Verdict(True, service=logs.group(1) if logs else None,
+                           without_data=client is Client.API and _CONFIG.match(path) is not None)
     else:
         if client is Client.API and method == "POST" and path == "/configs/create":
             return _creation(body)

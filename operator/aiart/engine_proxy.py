@@ -69,6 +69,8 @@ class EngineProxy:
             return refuse(403, f"aiart's engine proxy: {verdict.reason}")
         headers = {"Content-Type": request.headers["Content-Type"]} \
             if "Content-Type" in request.headers else {}
+        if verdict.without_data:
+            return await self.without_data(raw)
         try:
             async with self.session.request(request.method, f"http://engine{raw}",
                                             data=body or None, headers=headers,
@@ -83,6 +85,17 @@ class EngineProxy:
                 await answer.write_eof()
                 return answer
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            return refuse(502, f"aiart's engine proxy cannot reach the engine: {exc}")
+
+    async def without_data(self, raw: str) -> web.Response:
+        """The engine's answer about one config, its data left out."""
+        try:
+            async with self.session.get(f"http://engine{raw}", timeout=TIMEOUT) as upstream:
+                body = await upstream.json(content_type=None)
+                if upstream.status == 200 and isinstance(body, dict):
+                    body.get("Spec", {}).pop("Data", None)
+                return web.json_response(body, status=upstream.status)
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return refuse(502, f"aiart's engine proxy cannot reach the engine: {exc}")
 
     async def judged(self, kind: str, name: str,

@@ -33,7 +33,7 @@ for name, method, path, body in json.loads(sys.argv[1]):
     connection.request(method, path, body=None if body is None else json.dumps(body),
                        headers={"Content-Type": "application/json"})
     answer = connection.getresponse()
-    out[name] = [answer.status, answer.read().decode(errors="replace")[:300]]
+    out[name] = [answer.status, answer.read().decode(errors="replace")[:4000]]
 print(json.dumps(out))
 """
 
@@ -81,6 +81,7 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
         ["every service", "GET", "/v1.41/services", None],
         ["operator's logs", "GET", f"/v1.41/services/{operator}/logs?stdout=1", None],
         ["configs", "GET", _filtered("/v1.41/configs", "aiart.model"), None],
+        ["bystander's data", "GET", f"/v1.41/configs/{bystander.id}", None],
         ["services", "GET", _filtered("/v1.41/services", "aiart.managed-by=aiart"), None],
     ])
     assert seen["engine socket"] is False
@@ -89,6 +90,9 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
         status, text = seen[call]
         assert status == 403 and "engine proxy" in text, (call, seen[call])
     assert seen["configs"][0] == seen["services"][0] == 200, seen
+    # A config named to it comes back with its labels, not its data.
+    status, text = seen["bystander's data"]
+    assert status == 200 and bystander.id in text and '"Data"' not in text, text
     engine.configs.get(bystander.id)  # still there
     assert not engine.configs.list(filters={"name": key["Name"]})
     assert not [s for s in engine.services.list() if s.name == "escape"]

@@ -104,6 +104,11 @@ def test_the_api_removes_deployment_configs_only() -> None:
     assert not may_remove({}).allowed
 
 
+def test_a_config_read_alone_comes_back_without_its_data() -> None:
+    assert decide(API, "GET", "/v1.47/configs/iris-model-1", b"").without_data
+    assert not decide(API, "GET", listed("/v1.47/configs", "aiart.model"), b"").without_data
+
+
 def test_the_api_reads_the_logs_of_model_services_only() -> None:
     verdict = decide(API, "GET", "/v1.47/services/k2x9q/logs?tail=10", b"")
     assert verdict.allowed and verdict.service == "k2x9q"  # once its labels are read:
