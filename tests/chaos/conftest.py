@@ -30,10 +30,11 @@ import docker
 import httpx
 import pytest
 import requests
+from docker.models.configs import Config
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
-from tests.e2e.conftest import Models, wait_for
+from tests.e2e.conftest import TEST_LABEL, Models, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = os.environ.get("AIART_CLUSTER", "aiart")
@@ -70,10 +71,57 @@ def tolerant(check: Callable[[], Any]) -> Callable[[], Any]:
     return run
 
 
+# What the swarm answers a write while it elects a leader (a manager was
+# just lost or stopped): the write may or may not have been committed.
+ELECTION_ERRORS = ("DeadlineExceeded", "does not have a leader", "rpc error: code = Unavailable")
+
+
+def through_election(write: Callable[[], Any], what: str, timeout: float = 120) -> Any:
+    """Do a user's write to the swarm, again while the swarm answers that
+    it has no leader yet, as a user (or Portainer) would retry. Scenarios
+    that hurt a manager write right after; a slow machine's election once
+    outlasted the engine's deadline ("context deadline exceeded" on a
+    config create), and that is the swarm's behaviour, not aiart's."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return write()
+        except docker.errors.APIError as exc:
+            if not any(e in str(exc) for e in ELECTION_ERRORS) or time.monotonic() > deadline:
+                raise
+            print(f"\nchaos: {what} met an election ({exc}); again")
+            time.sleep(1)
+
+
+class ChaosModels(Models):
+    """Models declared and removed through elections: a write the swarm
+    timed out on may have landed after all, so a retried create that finds
+    its config (same labels) takes it as done."""
+
+    def config(self, name: str, data: bytes, **labels: str) -> Config:
+        def create() -> Config:
+            try:
+                return super(ChaosModels, self).config(name, data, **labels)
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+                found = self.engine.configs.get(name)
+                if found.attrs["Spec"].get("Labels", {}).get(TEST_LABEL) != self.run_id:
+                    raise
+                return found
+        config: Config = through_election(create, f"creating {name}")
+        return config
+
+
 def remove_model(models: Models, model: str) -> None:
     """Remove every config that declares a model, as a user removes it."""
-    for config in models.engine.configs.list(filters={"label": f"aiart.model={model}"}):
-        config.remove()
+    def remove() -> None:
+        for config in models.engine.configs.list(filters={"label": f"aiart.model={model}"}):
+            try:
+                config.remove()
+            except docker.errors.NotFound:
+                pass  # a try before landed after all
+    through_election(remove, f"removing {model}")
 
 
 def node_ip(node: str) -> str:
@@ -259,6 +307,33 @@ class Cluster:
     def start_engine(self, node: str) -> None:
         self.host.containers.get(node).start()
 
+    def heal(self) -> list[str]:
+        """Bring back every node a scenario left hurt: start a stopped one,
+        thaw a frozen one, reconnect a cut-off one; the nodes healed.
+
+        Scenarios restore what they hurt themselves; this is for the one
+        that failed half-way, so that its failure stays its own instead of
+        leaving the swarm short of a manager (or of quorum) for the next."""
+        network = self.host.networks.get(f"{CLUSTER}-cluster")
+        healed = []
+        for container in self.host.containers.list(
+                all=True, filters={"label": f"aiart.cluster={CLUSTER}"}):
+            if container.status == "paused":
+                container.unpause()
+            elif container.status != "running":
+                container.start()
+            else:
+                network.reload()
+                if any(c.id == container.id for c in network.containers):
+                    continue
+                network.connect(container, ipv4_address=node_ip(container.name))
+            healed.append(container.name)
+        if healed:
+            print(f"\nchaos: healed {healed} after the scenario")
+            self.wait_leader()
+            self.wait_nodes_ready()
+        return healed
+
     def operator_off_first(self) -> tuple[str, str]:
         """Keep the operator off the first manager, whose loss would also be
         the registry's and this harness's way in; (node, container)."""
@@ -320,6 +395,14 @@ def cluster() -> Iterator[Cluster]:
         subprocess.run([str(ROOT / "hack/cluster.sh"), "down"], check=False)
 
 
+@pytest.fixture(autouse=True)
+def healed_after(cluster: Cluster) -> Iterator[None]:
+    yield
+    healed = cluster.heal()
+    # A scenario that passed must have restored what it hurt itself.
+    assert not healed, f"the scenario left {healed} hurt"
+
+
 @pytest.fixture(scope="package")
 def iris_pickle() -> bytes:
     x, y = load_iris(return_X_y=True)
@@ -329,7 +412,7 @@ def iris_pickle() -> bytes:
 @pytest.fixture(scope="package")
 def models(cluster: Cluster) -> Models:
     # The harness is removed with everything on it: no per-test cleanup.
-    return Models(cluster.engine, uuid.uuid4().hex[:6])
+    return ChaosModels(cluster.engine, uuid.uuid4().hex[:6])
 
 
 @dataclass

@@ -32,10 +32,14 @@ def restart_round(cluster: Cluster, models: Models, iris_pickle: bytes, spares: 
     node, container = cluster.operator_off_first()
     restarted_at = time.monotonic()
     cluster.stop_engine(node)
-    new = models.name(f"new{round_}")
-    new_config = models.declare(new, "1", iris_pickle)
-    remove_model(models, gone)
-    cluster.start_engine(node)
+    try:
+        # Declared while a manager is away, maybe the leader: the swarm
+        # elects another first (ChaosModels writes through the election).
+        new = models.name(f"new{round_}")
+        new_config = models.declare(new, "1", iris_pickle)
+        remove_model(models, gone)
+    finally:
+        cluster.start_engine(node)
     cluster.wait_operator(other_than=container, timeout=180)
     back_at = time.monotonic()
     wait_for(tolerant(lambda: models.labels(new_config).get("aiart.status") == "Ready"
