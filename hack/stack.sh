@@ -109,13 +109,13 @@ ensure_store_secrets() {
   log "created the object store's keys (Docker secrets; for the CLI: $AIART_STORE_ENV)"
 }
 
-ensure_probe_key() {
-  # The key of the operator's probe tokens (one model version each), shared
-  # with the auth service only; random, made once, never written elsewhere.
-  docker secret inspect aiart-probe-key >/dev/null 2>&1 && return
+ensure_key() {
+  # ensure_key SECRET WHAT: a random key, made once, kept as the Docker
+  # secret SECRET only (aiart's services read it; nobody needs to type it).
+  docker secret inspect "$1" >/dev/null 2>&1 && return
   head -c 32 /dev/urandom | base64 | tr -d '\n' \
-    | docker secret create --label aiart.managed-by=aiart aiart-probe-key - >/dev/null
-  log "created the operator's probe key (Docker secret aiart-probe-key)"
+    | docker secret create --label aiart.managed-by=aiart "$1" - >/dev/null
+  log "created $2 (Docker secret $1)"
 }
 
 ensure_password() {
@@ -247,7 +247,12 @@ deploy_stack() {
   ensure_models_network
   ensure_registry_node
   ensure_store_secrets
-  ensure_probe_key
+  # The key of the operator's probe tokens (one model version each), shared
+  # with the auth service only.
+  ensure_key aiart-probe-key "the operator's probe key"
+  # The key models' own store keys derive from, shared by the operator and
+  # the store gateway only (operator/aiart/store_policy.py).
+  ensure_key aiart-store-gateway-key "the store gateway's key"
   # Prometheus, Alertmanager and the gateway's metrics share one password;
   # the first two read its hash from a web config made of the htpasswd line.
   ensure_password monitoring aiart-monitoring-password "$AIART_MONITORING_ENV" AIART_MONITORING

@@ -47,7 +47,8 @@ class FakeCluster:
         self.calls: list[str] = []
         self.failing_services: set[str] = set()
         self.running_for = 60.0
-        self.secrets: dict[str, str] = {}
+        self.secrets: dict[str, str] = {}  # name -> id
+        self.secret_data: dict[str, tuple[bytes, dict[str, str]]] = {}
 
     # -- test helpers ---------------------------------------------------
     def add_config(self, name: str, data: bytes, labels: Mapping[str, str] | None = None) -> str:
@@ -136,6 +137,17 @@ class FakeCluster:
 
     async def secret_id(self, name: str) -> str | None:
         return self.secrets.get(name)
+
+    async def ensure_secret(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+        if name not in self.secrets:
+            self.secrets[name] = f"secret-{len(self.secrets)}"
+            self.secret_data[name] = (data, dict(labels))
+        return self.secrets[name]
+
+    async def remove_model_secrets(self, model: str) -> None:
+        for name, (_, labels) in list(self.secret_data.items()):
+            if labels.get(L.MODEL) == model:
+                del self.secrets[name], self.secret_data[name]
 
     async def list_configs(self, label: str) -> list[ConfigObject]:
         key, _, value = label.partition("=")

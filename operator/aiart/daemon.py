@@ -44,6 +44,14 @@ def monitoring_auth(settings: Settings) -> aiohttp.BasicAuth | None:
     return aiohttp.BasicAuth(USER, Path(settings.alertmanager_password_file).read_text().strip())
 
 
+def store_gateway_key(settings: Settings) -> bytes | None:
+    """The store gateway's key (its Docker secret), or None: then no model
+    gets the store."""
+    if not settings.store_gateway_key_file:
+        return None
+    return Path(settings.store_gateway_key_file).read_bytes().strip()
+
+
 def registry_auth(settings: Settings) -> RegistryAuth | None:
     """The registry's credentials (its password's Docker secret), or None."""
     if not settings.registry_password_file:
@@ -55,6 +63,7 @@ def registry_auth(settings: Settings) -> RegistryAuth | None:
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     # A missing secret stops the start, named.
     alert_auth, registry = monitoring_auth(settings), registry_auth(settings)
+    gateway_key = store_gateway_key(settings)
     docker = aiodocker.Docker()
     session = aiohttp.ClientSession()
     try:
@@ -73,6 +82,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
                             host=settings.gateway_host),
             settings=settings,
             store=store,
+            store_gateway_key=gateway_key,
             catalog=open_catalog(cluster),
             models=metrics.models,
         )

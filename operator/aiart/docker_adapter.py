@@ -166,6 +166,30 @@ class DockerCluster:
         raw = await self._json("secrets", params=_filters(name=[name]))
         return next((s["ID"] for s in raw if s["Spec"]["Name"] == name), None)
 
+    async def ensure_secret(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+        """The id of the secret ``name``, created with ``data`` if missing
+        (names are content hashes: one that exists holds the same data). Two
+        passes that create it at once: the second gets a 409, a transient
+        error, and finds it the next time."""
+        found = await self.secret_id(name)
+        if found is not None:
+            return found
+        created = await self._json("secrets/create", "POST", data={
+            "Name": name, "Labels": dict(labels), "Data": base64.b64encode(data).decode()})
+        return str(created["ID"])
+
+    async def remove_model_secrets(self, model: str) -> None:
+        """Remove the secrets aiart made for a model. One still in use (by a
+        service not yet gone) stays, said in the log; nothing else depends
+        on its removal."""
+        raw = await self._json("secrets", params=_filters(
+            label=[f"{L.MODEL}={model}", f"{L.MANAGED_BY}={L.MANAGED_BY_VALUE}"]))
+        for secret in raw:
+            try:
+                await self._json(f"secrets/{secret['ID']}", "DELETE")
+            except (aiodocker.DockerError, TransientError) as exc:
+                log.warning("cannot remove secret %s: %s", secret["Spec"]["Name"], exc)
+
     async def get_config(self, name: str) -> ConfigObject | None:
         try:
             raw = await self._json(f"configs/{name}")

@@ -42,6 +42,7 @@ from .settings import Settings
 from .spec import Manifest, Runtime
 from .status import Phase, Status, read_status, status_from_labels, status_labels
 from .store_layout import artifact_key, bucket_for, manifest_key
+from .store_policy import access_key_for, key_secret_name, secret_for
 
 log = logging.getLogger("aiart.reconcile")
 POLL_SECONDS = 1.0
@@ -73,6 +74,9 @@ class Deps:
     models: ModelStates | None = None
     # The trace of each version's change in progress, by config id.
     traces: dict[str, Context] = field(default_factory=dict)
+    # The store gateway's key, which models' own store keys derive from
+    # (None: no model gets the store).
+    store_gateway_key: bytes | None = None
 
 
 def _artifact_file(manifest: Manifest) -> str:
@@ -193,20 +197,24 @@ async def write_status(cluster: Cluster, config: ConfigObject, status: Status) -
 
 
 async def store_access(deps: Deps, manifest: Manifest) -> StoreAccess | None:
-    """The endpoint and secrets a model that asks for the store is given."""
+    """The endpoint and key secrets a model that asks for the store is given:
+    keys of its own, for the store gateway, never the store's."""
     if not manifest.spec.store.credentials:
         return None
     settings = deps.settings
-    if deps.store is None or not settings.model_store_endpoint:
-        raise PermanentError("spec.store.credentials: no object store is configured here "
-                             "(AIART_S3_ENDPOINT)")
+    if deps.store is None or not settings.model_store_endpoint or deps.store_gateway_key is None:
+        raise PermanentError("spec.store.credentials: no store gateway is configured here "
+                             "(AIART_S3_MODEL_ENDPOINT, AIART_STORE_GATEWAY_KEY_FILE); aiart "
+                             "gives a model keys of its own, never the store's")
+    model = manifest.metadata.name
+    access_key = access_key_for(model)
     ids = []
-    for secret in (settings.store_access_key_secret, settings.store_secret_key_secret):
-        secret_id = await deps.cluster.secret_id(secret)
-        if secret_id is None:
-            raise PermanentError(f"spec.store.credentials: the Docker secret {secret!r} with "
-                                 "the object store's key does not exist")
-        ids.append((secret_id, secret))
+    for what, value in (("access", access_key),
+                        ("secret", secret_for(deps.store_gateway_key, access_key))):
+        name = key_secret_name(model, what, value)
+        secret_id = await deps.cluster.ensure_secret(
+            name, value.encode(), {L.MANAGED_BY: L.MANAGED_BY_VALUE, L.MODEL: model})
+        ids.append((secret_id, name))
     return StoreAccess(endpoint=settings.model_store_endpoint, secure=settings.store_secure,
                        access_key_secret=ids[0], secret_key_secret=ids[1])
 
@@ -358,6 +366,11 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
             await record_removal(deps, model, version, service.labels.get(L.OWNER, ""))
         else:
             by_version[version] = service
+
+    if not plans and services:
+        # The model is gone: so are the store keys its versions were given
+        # (their services, which held them, were removed just above).
+        await cluster.remove_model_secrets(model)
 
     versions = [p.manifest.metadata.version for p in valid if p.manifest]
     ready = set()

@@ -45,13 +45,13 @@ class Settings:
     build_timeout_seconds: float = 1800.0
     # A model whose tasks failed this many times with none running is Failed.
     failed_task_threshold: int = 3
-    # The object store as model containers reach it (AIART_S3_ENDPOINT's
-    # host may be the operator's view only), and the names of the Docker
-    # secrets holding its keys, given to models that ask for the store.
+    # The object store as model containers reach it: the store gateway,
+    # which takes each model's own keys (store_policy), and the file holding
+    # the gateway's key, which those keys derive from. Without both, no model
+    # gets the store.
     model_store_endpoint: str = ""
     store_secure: bool = False
-    store_access_key_secret: str = "aiart-store-access-key"
-    store_secret_key_secret: str = "aiart-store-secret-key"
+    store_gateway_key_file: str = ""
     # Where the operator serves its Prometheus metrics (0: nowhere).
     metrics_port: int = 9100
     # Alertmanager, whose active alerts become aiart.status.alerts labels
@@ -96,13 +96,9 @@ class Settings:
             build_timeout_seconds=float(
                 env.get("AIART_BUILD_TIMEOUT_SECONDS", cls.build_timeout_seconds)
             ),
-            model_store_endpoint=env.get(
-                "AIART_S3_MODEL_ENDPOINT", env.get("AIART_S3_ENDPOINT", "")).strip(),
+            model_store_endpoint=env.get("AIART_S3_MODEL_ENDPOINT", "").strip(),
             store_secure=env.get("AIART_S3_SECURE", "").lower() in ("1", "true", "yes"),
-            store_access_key_secret=env.get(
-                "AIART_S3_ACCESS_KEY_SECRET", cls.store_access_key_secret),
-            store_secret_key_secret=env.get(
-                "AIART_S3_SECRET_KEY_SECRET", cls.store_secret_key_secret),
+            store_gateway_key_file=env.get("AIART_STORE_GATEWAY_KEY_FILE", "").strip(),
             metrics_port=int(env.get("AIART_METRICS_PORT", cls.metrics_port)),
             alertmanager_url=env.get("AIART_ALERTMANAGER_URL", "").strip().rstrip("/"),
             alert_poll_seconds=float(env.get("AIART_ALERT_POLL_SECONDS", cls.alert_poll_seconds)),

@@ -137,7 +137,7 @@ def test_store_outage_stalls_only_what_needs_the_store_then_recovers(
     infer(gateway, remote)
 
 
-def test_a_model_that_asks_gets_the_store_keys_as_secrets(
+def test_a_model_that_asks_gets_keys_of_its_own_as_secrets(
         models: Models, engine: docker.DockerClient, iris_pickle: bytes) -> None:
     model = models.name("creds")
     models.declare(model, "1", iris_pickle, manifest_data=None, store="{credentials: true}")
@@ -147,10 +147,21 @@ def test_a_model_that_asks_gets_the_store_keys_as_secrets(
     keys = store_keys()
     env = dict(item.split("=", 1) for item in container_spec["Env"])
     assert env["AIART_STORE_BUCKET"] == f"aiart-{model}"
+    assert env["AIART_STORE_ENDPOINT"] == "store-gateway:9000"
     spec_text = json.dumps(service.attrs["Spec"])
-    assert keys["AIART_S3_SECRET_KEY"] not in spec_text
-    assert keys["AIART_S3_ACCESS_KEY"] not in spec_text
     [container] = engine.containers.list(
         filters={"label": f"com.docker.swarm.service.name={service.name}"})
-    code, out = container.exec_run(["cat", env["AIART_STORE_SECRET_KEY_FILE"]])
-    assert code == 0 and out.decode() == keys["AIART_S3_SECRET_KEY"]
+    code, access = container.exec_run(["cat", env["AIART_STORE_ACCESS_KEY_FILE"]])
+    assert code == 0 and access.decode() == f"aiart-{model}"
+    code, secret = container.exec_run(["cat", env["AIART_STORE_SECRET_KEY_FILE"]])
+    assert code == 0 and len(secret) == 40 and secret.decode() not in spec_text
+    # Never the store's own keys.
+    assert keys["AIART_S3_SECRET_KEY"] != secret.decode()
+    assert keys["AIART_S3_ACCESS_KEY"] != access.decode()
+    # The model gone, so are its keys' secrets.
+    secrets = [s["SecretName"] for s in container_spec["Secrets"]]
+    for config in engine.configs.list(filters={"label": f"aiart.model={model}"}):
+        config.remove()
+    wait_for(lambda: not models.services(model), 60, f"{model}'s service to go")
+    wait_for(lambda: not [s for s in engine.secrets.list() if s.name in secrets], 60,
+             f"{model}'s key secrets to go")

@@ -3,7 +3,9 @@
 From inside a running model's container (the code inside a model), against
 the real stack: a neighbour model answers inference only to the gateway
 (403 when called directly), the operator, the auth service, the API and
-Alertmanager are on a network no model is on, and Prometheus, which is on
+Alertmanager and the object store are on a network no model is on (models
+reach the store through the store gateway, tests/security/test_store_scope.py),
+and Prometheus, which is on
 the model network, asks for its password. The gateway-only check itself
 is also tested on the model server app, with addresses given."""
 
@@ -99,7 +101,8 @@ def test_from_inside_a_model_only_the_gateway_path_exists(
     networks = _container(engine, victim).attrs["NetworkSettings"]["Networks"]
     victim_ip = networks["aiart-models"]["IPAddress"]
     targets = [("auth", 8000), ("api", 8000), ("alertmanager", 9093), ("operator", 9100),
-               (f"{STACK}_auth", 8000), (f"{STACK}_operator", 9100), ("traefik", 80)]
+               (f"{STACK}_auth", 8000), (f"{STACK}_operator", 9100), ("store", 9000),
+               (f"{STACK}_store", 9000), ("traefik", 80)]
     # Prometheus shares the model network (it scrapes models), and so does
     # the gateway's metrics port: both ask for the monitoring password.
     asks = ["http://prometheus:9090/api/v1/query?query=up",

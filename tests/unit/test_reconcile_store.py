@@ -4,6 +4,7 @@ outages, and the record each deployment leaves in the catalog."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from aiart.catalog_docker import DockerCatalog
 from aiart.reconcile import Deps, reconcile_model
 from aiart.runs import list_runs, upload_run
 from aiart.settings import Settings
+from aiart.store_policy import secret_for
 
 from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, FakeStore, tiny_model
 
@@ -182,15 +184,17 @@ async def test_a_served_model_stays_ready_while_the_store_is_away(world) -> None
     assert "aiart.status.dependency" not in cluster.config("iris-1").labels
 
 
-async def test_credentials_reach_the_container_as_secrets_only(world) -> None:
+async def test_a_model_gets_keys_of_its_own_as_secrets_only(world) -> None:
     deps, cluster, _ = world
     cluster.add_config("m", tiny_model())
     declare_spec(cluster, "iris", "1", "config://m", "  store: {credentials: true}\n")
     await settle(deps, "iris")
     assert cluster.status("iris-1") == "Failed"
-    assert "aiart-store-access-key" in cluster.config("iris-1").labels[L.STATUS_MESSAGE]
+    message = cluster.config("iris-1").labels[L.STATUS_MESSAGE]
+    assert "AIART_STORE_GATEWAY_KEY_FILE" in message and "never the store's" in message
+    assert not cluster.secrets
 
-    cluster.secrets = {"aiart-store-access-key": "sec1", "aiart-store-secret-key": "sec2"}
+    deps = dataclasses.replace(deps, store_gateway_key=b"gateway-key-0123456789")
     cluster.remove_config("iris-1")
     declare_spec(cluster, "iris", "2", "config://m", "  store: {credentials: true}\n")
     await settle(deps, "iris")
@@ -201,8 +205,19 @@ async def test_credentials_reach_the_container_as_secrets_only(world) -> None:
     assert env["AIART_STORE_ENDPOINT"] == "store:9000"
     assert env["AIART_STORE_BUCKET"] == "aiart-iris"
     assert env["AIART_STORE_ACCESS_KEY_FILE"] == "/run/secrets/aiart-store-access-key"
-    assert [(s["SecretID"], s["File"]["Mode"]) for s in container["Secrets"]] == [
-        ("sec1", 0o400), ("sec2", 0o400)]
+    given = {s["SecretName"]: (s["SecretID"], s["File"]["Mode"]) for s in container["Secrets"]}
+    assert set(given) == set(cluster.secrets)
+    data = {name: cluster.secret_data[name][0] for name in given}
+    access = next(v for n, v in data.items() if "-access-" in n)
+    secret = next(v for n, v in data.items() if "-secret-" in n)
+    assert access == b"aiart-iris"
+    assert secret.decode() == secret_for(b"gateway-key-0123456789", "aiart-iris")
+    assert all(mode == 0o400 for _, mode in given.values())
+
+    # The model gone, its keys go with it.
+    cluster.remove_config("iris-2")
+    await settle(deps, "iris")
+    assert not cluster.services and not cluster.secrets
 
 
 async def test_bucket_is_kept_unless_the_manifest_asks_to_delete_it(world) -> None:
