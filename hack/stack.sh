@@ -212,6 +212,49 @@ ensure_gateway_certificate() {
   export AIART_TLS_CERT AIART_TLS_KEY AIART_TLS_CERT_HASH AIART_TLS_KEY_HASH AIART_GATEWAY_TLS_HASH
 }
 
+ensure_internal_certificate() {
+  # The certificate of aiart's own services that take credentials from the
+  # gateway (the auth service, the API), signed by an internal CA made once
+  # for that alone: Traefik trusts only it on those hops. Made anew when the
+  # names change.
+  command -v openssl >/dev/null || apt_install openssl
+  local dir=$AIART_TLS_DIR sans="" name
+  mkdir -p "$dir"
+  chmod 700 "$dir"
+  if [ ! -f "$dir/internal-ca.crt" ]; then
+    (umask 077; openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+      -keyout "$dir/internal-ca.key" -out "$dir/internal-ca.crt" -days 3650 \
+      -subj "/CN=aiart internal CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -addext "subjectKeyIdentifier=hash" 2>/dev/null) || die "making the internal CA failed"
+    log "made the internal CA of aiart's own services ($dir/internal-ca.crt)"
+  fi
+  for name in auth api "${AIART_STACK}_auth" "${AIART_STACK}_api"; do
+    sans="${sans:+$sans,}DNS:$name"
+  done
+  if [ ! -f "$dir/internal.crt" ] || [ "$(cat "$dir/internal.sans" 2>/dev/null)" != "$sans" ]; then
+    (umask 077
+     openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+       -keyout "$dir/internal.key" -out "$dir/internal.csr" -subj "/CN=aiart internal" 2>/dev/null \
+     && openssl x509 -req -in "$dir/internal.csr" -CA "$dir/internal-ca.crt" \
+       -CAkey "$dir/internal-ca.key" -CAcreateserial -out "$dir/internal.crt" -days 825 \
+       -extfile <(printf '%s\n' "subjectAltName=$sans" "basicConstraints=CA:FALSE" \
+         "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
+         "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid,issuer") 2>/dev/null) \
+      || die "making the internal certificate failed"
+    printf '%s' "$sans" > "$dir/internal.sans"
+    log "made the internal certificate for ${sans//DNS:/}"
+  fi
+  AIART_INTERNAL_CA=$dir/internal-ca.crt
+  AIART_INTERNAL_CERT=$dir/internal.crt
+  AIART_INTERNAL_KEY=$dir/internal.key
+  AIART_INTERNAL_CA_HASH=$(sha256sum "$AIART_INTERNAL_CA" | cut -c1-12)
+  AIART_INTERNAL_CERT_HASH=$(sha256sum "$AIART_INTERNAL_CERT" | cut -c1-12)
+  AIART_INTERNAL_KEY_HASH=$(sha256sum "$AIART_INTERNAL_KEY" | cut -c1-12)
+  export AIART_INTERNAL_CA AIART_INTERNAL_CERT AIART_INTERNAL_KEY \
+    AIART_INTERNAL_CA_HASH AIART_INTERNAL_CERT_HASH AIART_INTERNAL_KEY_HASH
+}
+
 replicas_complete() {
   # replicas_complete SERVICE: every desired task is running ("2/2").
   local replicas
@@ -263,6 +306,7 @@ deploy_stack() {
   export AIART_MONITORING_WEB AIART_MONITORING_WEB_HASH
   ensure_password registry aiart-registry-password "$AIART_REGISTRY_ENV" AIART_REGISTRY
   ensure_gateway_certificate
+  ensure_internal_certificate
   export AIART_CA_BUNDLE=${AIART_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   AIART_CA_HASH=$(sha256sum "$AIART_CA_BUNDLE" | cut -c1-12)
   export AIART_ALERT_RULES=${AIART_ALERT_RULES:-$AIART_ROOT/monitoring/alerts.yml}

@@ -59,6 +59,9 @@ class Guard:
     """What stands before a version's routes: who may call it, and how often."""
 
     auth_url: str  # the forwardAuth service, as Traefik reaches it
+    # The CA file (in Traefik's container) the auth service's certificate
+    # chains to, for an https auth_url; empty: the system's.
+    auth_ca: str = ""
     mode: str = "none"
     scopes: tuple[str, ...] = ()
     rate_average: int | None = None
@@ -97,6 +100,8 @@ def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str],
             query += f"&scopes={','.join(guard.scopes)}"
         labels[f"{mw}.{svc}_auth.forwardauth.address"] = f"{guard.auth_url}/verify?{query}"
         labels[f"{mw}.{svc}_auth.forwardauth.authResponseHeaders"] = SUBJECT_HEADER
+        if guard.auth_ca:
+            labels[f"{mw}.{svc}_auth.forwardauth.tls.ca"] = guard.auth_ca
         chain.append(f"{svc}_auth")
     else:
         labels[f"{mw}.{svc}_subject.headers.customrequestheaders.{SUBJECT_HEADER}"] = "anonymous"
@@ -284,7 +289,8 @@ def _store_access(manifest: Manifest, access: StoreAccess) -> tuple[dict[str, st
 
 def _guard(manifest: Manifest, settings: Settings) -> Guard:
     spec = manifest.spec
-    return Guard(auth_url=settings.auth_url, mode=spec.auth.mode.value,
+    return Guard(auth_url=settings.auth_url, auth_ca=settings.auth_ca,
+                 mode=spec.auth.mode.value,
                  scopes=tuple(spec.auth.scopes),
                  rate_average=spec.rateLimit.average if spec.rateLimit else None,
                  rate_burst=spec.rateLimit.burst if spec.rateLimit else None)

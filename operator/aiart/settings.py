@@ -33,6 +33,9 @@ class Settings:
     gateway_url: str = "http://localhost:8080"
     # The forwardAuth service that guards model routes, as Traefik reaches it.
     auth_url: str = "http://auth:8000"
+    # For an https auth_url: the CA file, as Traefik's container has it, that
+    # the auth service's certificate chains to (empty: the system's CAs).
+    auth_ca: str = ""
     resync_seconds: float = 30.0
     workers: int = 4
     default_sklearn: str = "1.9.1"
@@ -86,6 +89,7 @@ class Settings:
             public_url=public,
             gateway_url=env.get("AIART_GATEWAY_URL", public).rstrip("/"),
             auth_url=env.get("AIART_AUTH_URL", cls.auth_url).rstrip("/"),
+            auth_ca=env.get("AIART_AUTH_CA", "").strip(),
             resync_seconds=float(env.get("AIART_RESYNC_SECONDS", cls.resync_seconds)),
             workers=int(env.get("AIART_WORKERS", cls.workers)),
             default_sklearn=env.get("AIART_DEFAULT_SKLEARN", cls.default_sklearn),

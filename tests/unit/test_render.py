@@ -13,6 +13,7 @@ from aiart.gateway import Gateway
 from aiart.render import (
     Guard,
     carries_current_route,
+    guard_labels,
     render_service,
     route_labels,
     spec_hash,
@@ -264,3 +265,14 @@ async def test_the_operator_probes_under_the_gateway_host() -> None:
         gateway = Gateway(str(server.make_url("")), session, host="aiart.factory.example")
         await gateway.version_ready("m", "1")
     assert seen == ["aiart.factory.example"]
+
+
+def test_traefik_checks_the_auth_services_certificate_against_the_internal_ca() -> None:
+    guard = Guard(auth_url="https://auth:8000", auth_ca="/etc/traefik/internal-ca.crt",
+                  mode="apikey")
+    labels, _ = guard_labels("iris", "2", guard)
+    mw = "traefik.http.middlewares.aiart_iris_2_auth.forwardauth"
+    assert labels[f"{mw}.address"].startswith("https://auth:8000/verify?")
+    assert labels[f"{mw}.tls.ca"] == "/etc/traefik/internal-ca.crt"
+    plain, _ = guard_labels("iris", "2", Guard(auth_url="http://auth:8000", mode="apikey"))
+    assert not any(".tls." in label for label in plain)
