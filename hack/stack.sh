@@ -188,19 +188,7 @@ ensure_gateway_certificate() {
     for host in $AIART_STACK_HOST ${AIART_TLS_HOSTS:-}; do
       if [[ $host =~ ^[0-9.]+$ ]]; then sans="$sans,IP:$host"; else sans="$sans,DNS:$host"; fi
     done
-    if [ ! -f "$dir/gateway.crt" ] || [ "$(cat "$dir/gateway.sans" 2>/dev/null)" != "$sans" ]; then
-      (umask 077
-       openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-         -keyout "$dir/gateway.key" -out "$dir/gateway.csr" -subj "/CN=aiart gateway" 2>/dev/null \
-       && openssl x509 -req -in "$dir/gateway.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
-         -CAcreateserial -out "$dir/gateway.crt" -days 825 -extfile <(printf '%s\n' \
-           "subjectAltName=$sans" "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
-           "extendedKeyUsage=serverAuth" "subjectKeyIdentifier=hash" \
-           "authorityKeyIdentifier=keyid,issuer") 2>/dev/null) \
-        || die "making the gateway's certificate failed"
-      printf '%s' "$sans" > "$dir/gateway.sans"
-      log "made the gateway's certificate for ${sans//DNS:/} (signed by $dir/ca.crt)"
-    fi
+    issue_certificate ca gateway "$sans" "the gateway"
     AIART_TLS_CERT=$dir/gateway.crt
     AIART_TLS_KEY=$dir/gateway.key
     AIART_TLS_CA=$dir/ca.crt
@@ -212,13 +200,33 @@ ensure_gateway_certificate() {
   export AIART_TLS_CERT AIART_TLS_KEY AIART_TLS_CERT_HASH AIART_TLS_KEY_HASH AIART_GATEWAY_TLS_HASH
 }
 
-ensure_internal_certificate() {
-  # The certificate of aiart's own services that take credentials from the
-  # gateway (the auth service, the API), signed by an internal CA made once
-  # for that alone: Traefik trusts only it on those hops. Made anew when the
-  # names change.
+issue_certificate() {
+  # issue_certificate CA NAME SANS WHAT: $AIART_TLS_DIR/NAME.crt and .key for
+  # SANS (openssl's subjectAltName list), signed by $AIART_TLS_DIR/CA.crt;
+  # made anew when SANS change.
+  local dir=$AIART_TLS_DIR ca=$1 name=$2 sans=$3
+  [ -f "$dir/$name.crt" ] && [ "$(cat "$dir/$name.sans" 2>/dev/null)" = "$sans" ] && return
+  (umask 077
+   openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+     -keyout "$dir/$name.key" -out "$dir/$name.csr" -subj "/CN=aiart $name" 2>/dev/null \
+   && openssl x509 -req -in "$dir/$name.csr" -CA "$dir/$ca.crt" -CAkey "$dir/$ca.key" \
+     -CAcreateserial -out "$dir/$name.crt" -days 825 -extfile <(printf '%s\n' \
+       "subjectAltName=$sans" "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" \
+       "extendedKeyUsage=serverAuth" "subjectKeyIdentifier=hash" \
+       "authorityKeyIdentifier=keyid,issuer") 2>/dev/null) \
+    || die "making the certificate of $4 failed"
+  printf '%s' "$sans" > "$dir/$name.sans"
+  log "made the certificate of $4 for ${sans//DNS:/} (signed by $dir/$ca.crt)"
+}
+
+ensure_internal_certificates() {
+  # The certificates of aiart's own services that take credentials over the
+  # network: the auth service and the API (callers' keys and tokens, from
+  # the gateway) and the registry (its password, from every node's engine).
+  # An internal CA, made once for that alone, signs them: Traefik trusts
+  # only it on those hops.
   command -v openssl >/dev/null || apt_install openssl
-  local dir=$AIART_TLS_DIR sans="" name
+  local dir=$AIART_TLS_DIR sans="" name host
   mkdir -p "$dir"
   chmod 700 "$dir"
   if [ ! -f "$dir/internal-ca.crt" ]; then
@@ -232,27 +240,24 @@ ensure_internal_certificate() {
   for name in auth api "${AIART_STACK}_auth" "${AIART_STACK}_api"; do
     sans="${sans:+$sans,}DNS:$name"
   done
-  if [ ! -f "$dir/internal.crt" ] || [ "$(cat "$dir/internal.sans" 2>/dev/null)" != "$sans" ]; then
-    (umask 077
-     openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-       -keyout "$dir/internal.key" -out "$dir/internal.csr" -subj "/CN=aiart internal" 2>/dev/null \
-     && openssl x509 -req -in "$dir/internal.csr" -CA "$dir/internal-ca.crt" \
-       -CAkey "$dir/internal-ca.key" -CAcreateserial -out "$dir/internal.crt" -days 825 \
-       -extfile <(printf '%s\n' "subjectAltName=$sans" "basicConstraints=CA:FALSE" \
-         "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" \
-         "subjectKeyIdentifier=hash" "authorityKeyIdentifier=keyid,issuer") 2>/dev/null) \
-      || die "making the internal certificate failed"
-    printf '%s' "$sans" > "$dir/internal.sans"
-    log "made the internal certificate for ${sans//DNS:/}"
-  fi
+  issue_certificate internal-ca internal "$sans" "the auth service and the API"
+  # The registry as every node's engine and this script reach it.
+  sans="DNS:localhost,IP:127.0.0.1"
+  for host in "${AIART_REGISTRY_ADDRESS%:*}" $AIART_STACK_HOST; do
+    if [[ $host =~ ^[0-9.]+$ ]]; then name="IP:$host"; else name="DNS:$host"; fi
+    [[ ,$sans, == *",$name,"* ]] || sans="$sans,$name"
+  done
+  issue_certificate internal-ca registry "$sans" "the registry"
   AIART_INTERNAL_CA=$dir/internal-ca.crt
-  AIART_INTERNAL_CERT=$dir/internal.crt
-  AIART_INTERNAL_KEY=$dir/internal.key
-  AIART_INTERNAL_CA_HASH=$(sha256sum "$AIART_INTERNAL_CA" | cut -c1-12)
-  AIART_INTERNAL_CERT_HASH=$(sha256sum "$AIART_INTERNAL_CERT" | cut -c1-12)
-  AIART_INTERNAL_KEY_HASH=$(sha256sum "$AIART_INTERNAL_KEY" | cut -c1-12)
-  export AIART_INTERNAL_CA AIART_INTERNAL_CERT AIART_INTERNAL_KEY \
-    AIART_INTERNAL_CA_HASH AIART_INTERNAL_CERT_HASH AIART_INTERNAL_KEY_HASH
+  local file
+  for file in internal-ca.crt internal.crt internal.key registry.crt registry.key; do
+    # AIART_INTERNAL_CRT_HASH, AIART_REGISTRY_KEY_HASH, ...: secret names.
+    name=${file//[.-]/_}
+    name=AIART_${name^^}_HASH
+    printf -v "$name" '%s' "$(sha256sum "$dir/$file" | cut -c1-12)"
+    export "${name?}"
+  done
+  export AIART_INTERNAL_CA AIART_TLS_DIR
 }
 
 replicas_complete() {
@@ -306,7 +311,7 @@ deploy_stack() {
   export AIART_MONITORING_WEB AIART_MONITORING_WEB_HASH
   ensure_password registry aiart-registry-password "$AIART_REGISTRY_ENV" AIART_REGISTRY
   ensure_gateway_certificate
-  ensure_internal_certificate
+  ensure_internal_certificates
   export AIART_CA_BUNDLE=${AIART_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   AIART_CA_HASH=$(sha256sum "$AIART_CA_BUNDLE" | cut -c1-12)
   export AIART_ALERT_RULES=${AIART_ALERT_RULES:-$AIART_ROOT/monitoring/alerts.yml}
@@ -317,7 +322,8 @@ deploy_stack() {
   local out
   out=$(docker stack deploy --resolve-image never -c "$AIART_ROOT/stack.yml" "$AIART_STACK" 2>&1) \
     || { echo "$out" >&2; die "docker stack deploy failed"; }
-  wait_published "$AIART_REGISTRY_PORT" "v2/" 120 || die "the registry did not come up"
+  wait_published "https:$AIART_REGISTRY_PORT" "v2/" 120 --cacert "$AIART_INTERNAL_CA" \
+    || die "the registry did not come up"
   wait_published "$AIART_GATEWAY_PORT" "" 120 || die "the gateway (Traefik) did not come up"
   wait_published "$AIART_STORE_PORT" "" 120 || die "the object store did not come up"
   # Prometheus and Alertmanager through the gateway, with their password.

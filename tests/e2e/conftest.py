@@ -37,8 +37,12 @@ TEST_LABEL = "aiart.test"
 # The gateway's certificate is the local CA's (hack/stack.sh): every client
 # here (httpx, kserve's, the CLI run as a subprocess) trusts it through
 # OpenSSL's SSL_CERT_FILE, as a site adds its own CA to its clients' bundle.
-LOCAL_CA = os.environ.get("AIART_TLS_CA") or os.path.join(
-    os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "aiart", "tls", "ca.crt")
+TLS_DIR = os.environ.get("AIART_TLS_DIR") or os.path.join(
+    os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config"), "aiart", "tls")
+LOCAL_CA = os.environ.get("AIART_TLS_CA") or os.path.join(TLS_DIR, "ca.crt")
+# aiart's internal CA: the auth service's, the API's and the registry's
+# certificates (hack/stack.sh).
+INTERNAL_CA = os.path.join(TLS_DIR, "internal-ca.crt")
 
 
 def _trust_local_ca() -> None:

@@ -1,5 +1,5 @@
 """Nobody without the registry's password can push, pull or delete a model's
-image; and a service runs the image aiart built, by digest, so that even a
+image, and the password crosses the network over HTTPS only; and a service runs the image aiart built, by digest, so that even a
 push with the password to the same tag later changes nothing that runs, when
 the task restarts or the route moves. Against the real engine and registry."""
 
@@ -10,7 +10,7 @@ import os
 import docker
 import httpx
 
-from tests.e2e.conftest import Models, stack_auth, wait_for
+from tests.e2e.conftest import INTERNAL_CA, Models, stack_auth, wait_for
 
 ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
                    "data": [5.1, 3.5, 1.4, 0.2]}]}
@@ -29,8 +29,12 @@ def test_a_push_to_a_models_tag_does_not_change_what_runs(
 
     registry, _, name = repository.partition("/")
     digest = image.partition("@")[2]
+    # HTTPS only (the password crosses the network), with a certificate of
+    # aiart's internal CA; plain HTTP gets no registry answer.
+    with httpx.Client(base_url=f"http://{registry}", timeout=10) as plain:
+        assert plain.get("/v2/").status_code == 400  # Go's answer to HTTP on a TLS port
     # Without the password: nothing to read, nothing to delete.
-    with httpx.Client(base_url=f"http://{registry}", timeout=10) as client:
+    with httpx.Client(base_url=f"https://{registry}", timeout=10, verify=INTERNAL_CA) as client:
         for method in ("GET", "DELETE"):
             answer = client.request(method, f"/v2/{name}/manifests/{digest}")
             assert answer.status_code == 401, (method, answer.status_code)

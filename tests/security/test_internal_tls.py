@@ -11,16 +11,11 @@ models and the API answer as ever (tests/e2e)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import docker
 
-from tests.e2e.conftest import STACK
-
-INTERNAL_CA = Path(os.environ.get("AIART_TLS_DIR") or Path(
-    os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "aiart" / "tls") / (
-    "internal-ca.crt")
+from tests.e2e.conftest import INTERNAL_CA, STACK
 
 PROBE = r"""
 import http.client, json, ssl, sys
@@ -52,7 +47,7 @@ def test_the_auth_service_and_the_api_speak_https_only(engine: docker.DockerClie
     targets = [("auth", "/health"), ("api", "/api/v1/models"),
                (f"{STACK}_auth", "/health")]
     result = operator[0].exec_run(["/opt/aiart/bin/python", "-c", PROBE,
-                                   INTERNAL_CA.read_text(), json.dumps(targets)])
+                                   Path(INTERNAL_CA).read_text(), json.dumps(targets)])
     assert result.exit_code == 0, result.output
     seen = json.loads(result.output.decode().strip().splitlines()[-1])
     for name, _ in targets:
