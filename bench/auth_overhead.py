@@ -21,7 +21,7 @@ import uuid
 
 import docker
 import httpx
-from aiart.cli_api import DEFAULT_URL, LOCAL_CA, trust
+from aiart.cli.api import DEFAULT_URL, LOCAL_CA, trust
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from wrk_load import wrk

@@ -25,10 +25,10 @@ from pathlib import Path
 import aiodocker
 import docker
 import httpx
-from aiart.cli_api import DEFAULT_URL, LOCAL_CA, trust
-from aiart.docker_adapter import DockerCluster
-from aiart.image_builder import ImageBuilder
-from aiart.recipes import ModelRecipe
+from aiart.build.image_builder import ImageBuilder
+from aiart.build.recipes import ModelRecipe
+from aiart.cli.api import DEFAULT_URL, LOCAL_CA, trust
+from aiart.engine.adapter import DockerCluster
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 

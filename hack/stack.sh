@@ -299,7 +299,7 @@ deploy_stack() {
   # with the auth service only.
   ensure_key aiart-probe-key "the operator's probe key"
   # The key models' own store keys derive from, shared by the operator and
-  # the store gateway only (operator/aiart/store_policy.py).
+  # the store gateway only (operator/aiart/store/policy.py).
   ensure_key aiart-store-gateway-key "the store gateway's key"
   # Prometheus, Alertmanager and the gateway's metrics share one password;
   # the first two read its hash from a web config made of the htpasswd line.

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiart import labels as L
-from aiart.errors import ObjectMissing, PermanentError, StoreUnavailable, TransientError
-from aiart.objects import ConfigObject, ServiceObject, TaskSummary
-from aiart.recipes import ModelRecipe, RuntimeRecipe
-from aiart.render import carries_current_route
+from aiart.build.recipes import ModelRecipe, RuntimeRecipe
+from aiart.core import labels as L
+from aiart.core.errors import ObjectMissing, PermanentError, StoreUnavailable, TransientError
+from aiart.core.objects import ConfigObject, ServiceObject, TaskSummary
+from aiart.core.render import carries_current_route
 from sklearn.linear_model import LogisticRegression
 
 _clock = itertools.count(1)

@@ -1,9 +1,10 @@
 """aiart: an AI Analytics Runtime for Docker Swarm.
 
 The operator turns Docker config objects labelled ``aiart.model`` into routed,
-watched model services. Pure modules (``spec``, ``render``, ``routing``,
-``status``) hold the logic; adapters (``docker_adapter``, ``gateway``) hold
-the I/O; ``reconcile`` and ``loop`` tie them together.
+watched model services. The package is cut into wings (docs/architecture.md):
+``core`` holds the pure logic; ``engine``, ``store``, ``catalog``, ``auth`` and
+``build`` the parts that talk to the world; ``control`` (the operator), ``api``
+and ``cli`` are the programs.
 """
 
 __version__ = "0.1.0"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import docker
 import httpx
 import pytest
-from aiart.render import traefik_name
+from aiart.core.render import traefik_name
 
 from tests.e2e.conftest import ENTRYPOINTS, STACK, Models, aiart, wait_for
 from tests.oidc import ISSUER, Signer, serve_jwks

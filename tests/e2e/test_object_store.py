@@ -15,8 +15,8 @@ import anyio
 import docker
 import httpx
 import pytest
-from aiart.cli_store import store_env_file
-from aiart.store import ObjectStore, StoreSettings
+from aiart.cli.store import store_env_file
+from aiart.store.client import ObjectStore, StoreSettings
 
 from tests.e2e.conftest import STACK, Models, wait_for
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiart.access import ApiKey, Role, new_key
-from aiart.auth_service import KeyCache, TokenVerifier, create_app
+from aiart.auth.access import ApiKey, Role, new_key
+from aiart.auth.service import KeyCache, TokenVerifier, create_app
 from starlette.testclient import TestClient
 
 from tests.oidc import ISSUER, Signer
@@ -82,7 +82,7 @@ def test_health_paths_are_open_and_a_bad_guard_fails_closed(world) -> None:
 
 
 def test_a_probe_token_opens_its_own_version_only(jwks_url: str) -> None:
-    from aiart.access import probe_token
+    from aiart.auth.access import probe_token
 
     async def no_keys() -> list[ApiKey]:
         return []

@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator
 
 import aiodocker
 import pytest
-from aiart.catalog import HISTORY_LIMIT, Catalog, Deployment, Query
-from aiart.catalog_docker import KIND, MODEL, DockerCatalog
-from aiart.catalog_mongo import MongoCatalog
-from aiart.docker_adapter import DockerCluster
+from aiart.catalog.configs import KIND, MODEL, DockerCatalog
+from aiart.catalog.mongo import MongoCatalog
+from aiart.catalog.records import HISTORY_LIMIT, Catalog, Deployment, Query
+from aiart.engine.adapter import DockerCluster
 from mongomock_motor import AsyncMongoMockClient
 
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import aiodocker
 import pytest
-from aiart import labels as L
-from aiart.docker_adapter import DockerCluster, tar_context
+from aiart.core import labels as L
+from aiart.engine.adapter import DockerCluster, tar_context
 
 pytestmark = pytest.mark.docker
 

@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiart.errors import ObjectMissing, StoreUnavailable
-from aiart.runs import RunError, fetch_run_model, list_runs, upload_run
-from aiart.store import ObjectStore, StoreSettings
-from aiart.store_layout import RunRef
+from aiart.core.errors import ObjectMissing, StoreUnavailable
+from aiart.core.store_layout import RunRef
+from aiart.store.client import ObjectStore, StoreSettings
+from aiart.store.runs import RunError, fetch_run_model, list_runs, upload_run
 from moto.server import ThreadedMotoServer
 
 

@@ -21,9 +21,9 @@ import botocore.config
 import botocore.exceptions
 import pytest
 import requests
-from aiart.store import StoreSettings
-from aiart.store_gateway import StoreGateway
-from aiart.store_policy import access_key_for, secret_for, sign
+from aiart.store.client import StoreSettings
+from aiart.store.gateway import StoreGateway
+from aiart.store.policy import access_key_for, secret_for, sign
 from aiohttp import web
 from minio import Minio
 from minio.commonconfig import CopySource

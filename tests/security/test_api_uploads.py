@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
-from aiart.access import ApiKey, Role, new_key
-from aiart.api_app import create_app
-from aiart.auth_service import KeyCache
+from aiart.api.app import create_app
+from aiart.auth.access import ApiKey, Role, new_key
+from aiart.auth.service import KeyCache
 
 from tests.fakes import FakeCluster, FakeStore
 

@@ -160,7 +160,7 @@ def test_no_credential_reaches_a_public_or_closed_model(
 
 def test_a_forged_or_foreign_probe_token_opens_nothing(
         models: Models, gateway: httpx.Client, recorder_image: str) -> None:
-    from aiart.access import probe_token
+    from aiart.auth.access import probe_token
 
     model = models.name("rec-probe")
     config = models.declare(model, "1", None,

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from aiart.access import ApiKey
-from aiart.api_views import Principal
-from aiart.auth_service import KeyCache, TokenVerifier, create_app
+from aiart.api.views import Principal
+from aiart.auth.access import ApiKey
+from aiart.auth.service import KeyCache, TokenVerifier, create_app
 from starlette.testclient import TestClient
 
 from tests.oidc import ISSUER, Signer

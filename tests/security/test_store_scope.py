@@ -14,7 +14,7 @@ import json
 
 import anyio
 import docker
-from aiart.store import ObjectStore, StoreSettings
+from aiart.store.client import ObjectStore, StoreSettings
 
 from tests.e2e.conftest import STACK, TEST_LABEL, Models, wait_for
 from tests.e2e.test_object_store import store_keys

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from aiart.access import (
+from aiart.auth.access import (
     OPEN_PATHS,
     AccessError,
     ApiKey,

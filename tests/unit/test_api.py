@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from aiart import labels as L
-from aiart.access import ApiKey, Role, new_key
-from aiart.api_app import create_app
-from aiart.auth_service import KeyCache
-from aiart.spec import parse_manifest
+from aiart.api.app import create_app
+from aiart.auth.access import ApiKey, Role, new_key
+from aiart.auth.service import KeyCache
+from aiart.core import labels as L
+from aiart.core.spec import parse_manifest
 from starlette.testclient import TestClient
 
 from tests.fakes import FakeCluster, FakeStore, tiny_model

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aiart.docker_adapter import _build_failure
+from aiart.engine.adapter import _build_failure
 
 
 def test_aiart_diagnosis_wins_and_colour_codes_are_removed() -> None:

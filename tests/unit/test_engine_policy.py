@@ -1,5 +1,5 @@
 """The engine proxy's policy: what the auth service and the API may ask of
-the Docker Engine (operator/aiart/engine_policy.py). The proxy itself is
+the Docker Engine (operator/aiart/engine/policy.py). The proxy itself is
 attacked through the real stack in tests/security/test_engine_proxy.py."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-from aiart.engine_policy import Client, decide, engine_path, may_read_logs, may_remove
+from aiart.engine.policy import Client, decide, engine_path, may_read_logs, may_remove
 
 AUTH, API = Client.AUTH, Client.API
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 import yaml
-from aiart import labels as L
-from aiart.reconcile import Deps, reconcile_model
-from aiart.settings import Settings
-from aiart.spec import ManifestError, parse_manifest
+from aiart.control.reconcile import Deps, reconcile_model
+from aiart.core import labels as L
+from aiart.core.settings import Settings
+from aiart.core.spec import ManifestError, parse_manifest
 from aiart_runtime.__main__ import load
 from aiart_runtime.server import create_app
 from hypothesis import HealthCheck, given, settings

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from aiart.render import render_service
-from aiart.settings import Settings
-from aiart.spec import ManifestError, parse_manifest
+from aiart.core.render import render_service
+from aiart.core.settings import Settings
+from aiart.core.spec import ManifestError, parse_manifest
 
 INJECTIONS = [
     "iris`) || PathPrefix(`/",

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from aiart.docker_adapter import DockerCluster
-from aiart.errors import TransientError
-from aiart.image_builder import ImageBuilder
-from aiart.recipes import ModelRecipe
+from aiart.build.image_builder import ImageBuilder
+from aiart.build.recipes import ModelRecipe
+from aiart.core.errors import TransientError
+from aiart.engine.adapter import DockerCluster
 
 
 class PushRecorder:

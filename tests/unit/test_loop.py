@@ -6,11 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiart import labels as L
-from aiart.errors import TransientError
-from aiart.loop import Operator
-from aiart.reconcile import Deps, Outcome
-from aiart.settings import Settings
+from aiart.control.loop import Operator
+from aiart.control.reconcile import Deps, Outcome
+from aiart.core import labels as L
+from aiart.core.errors import TransientError
+from aiart.core.settings import Settings
 
 from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, manifest_yaml
 

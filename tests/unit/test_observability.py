@@ -6,16 +6,16 @@ import asyncio
 import contextlib
 from typing import Any
 
-from aiart import labels as L
-from aiart.alert_watch import AlertWatch
-from aiart.alerts import alerts_for, firing_alerts, with_alerts
-from aiart.errors import TransientError
-from aiart.loop import Operator
-from aiart.metrics import ModelStates, OperatorMetrics, VersionState, version_state
-from aiart.reconcile import Deps, Outcome, reconcile_model
-from aiart.settings import Settings
-from aiart.spec import parse_manifest
-from aiart.status import Phase, Status, status_labels
+from aiart.control.alert_watch import AlertWatch
+from aiart.control.loop import Operator
+from aiart.control.metrics import ModelStates, OperatorMetrics, VersionState, version_state
+from aiart.control.reconcile import Deps, Outcome, reconcile_model
+from aiart.core import labels as L
+from aiart.core.alerts import alerts_for, firing_alerts, with_alerts
+from aiart.core.errors import TransientError
+from aiart.core.settings import Settings
+from aiart.core.spec import parse_manifest
+from aiart.core.status import Phase, Status, status_labels
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 

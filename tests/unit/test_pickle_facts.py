@@ -9,7 +9,7 @@ import joblib
 import numpy as np
 import pytest
 import sklearn
-from aiart.pickle_facts import NotAPickle, read_pickle_facts
+from aiart.build.pickle_facts import NotAPickle, read_pickle_facts
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler

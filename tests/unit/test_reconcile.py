@@ -4,11 +4,11 @@ recovery, version hand-over, garbage collection."""
 from __future__ import annotations
 
 import pytest
-from aiart import labels as L
-from aiart.errors import PermanentError, TransientError
-from aiart.reconcile import Deps, reconcile_model
-from aiart.render import carries_current_route
-from aiart.settings import Settings
+from aiart.control.reconcile import Deps, reconcile_model
+from aiart.core import labels as L
+from aiart.core.errors import PermanentError, TransientError
+from aiart.core.render import carries_current_route
+from aiart.core.settings import Settings
 
 from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, manifest_yaml, tiny_model
 

@@ -9,13 +9,13 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from aiart import labels as L
-from aiart.catalog import Query
-from aiart.catalog_docker import DockerCatalog
-from aiart.reconcile import Deps, reconcile_model
-from aiart.runs import list_runs, upload_run
-from aiart.settings import Settings
-from aiart.store_policy import secret_for
+from aiart.catalog.configs import DockerCatalog
+from aiart.catalog.records import Query
+from aiart.control.reconcile import Deps, reconcile_model
+from aiart.core import labels as L
+from aiart.core.settings import Settings
+from aiart.store.policy import secret_for
+from aiart.store.runs import list_runs, upload_run
 
 from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, FakeStore, tiny_model
 

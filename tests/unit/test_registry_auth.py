@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 
-from aiart.docker_adapter import DockerCluster, RegistryAuth
+from aiart.engine.adapter import DockerCluster, RegistryAuth
 
 
 def decoded(header: str) -> dict[str, str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiart import labels as L
-from aiart.gateway import Gateway
-from aiart.render import (
+from aiart.control.prober import Gateway
+from aiart.core import labels as L
+from aiart.core.render import (
     Guard,
     carries_current_route,
     guard_labels,
@@ -19,8 +19,8 @@ from aiart.render import (
     spec_hash,
     task_template_hash,
 )
-from aiart.settings import Settings
-from aiart.spec import parse_manifest
+from aiart.core.settings import Settings
+from aiart.core.spec import parse_manifest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from aiart.spec import ManifestError, parse_manifest
-from aiart.store_layout import ConfigRef
+from aiart.core.spec import ManifestError, parse_manifest
+from aiart.core.store_layout import ConfigRef
 
 GOOD = textwrap.dedent("""
     apiVersion: aiart/v1

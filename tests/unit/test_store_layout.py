@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from aiart.spec import ManifestError, parse_manifest
-from aiart.store_layout import (
+from aiart.core.spec import ManifestError, parse_manifest
+from aiart.core.store_layout import (
     RUN_ID,
     BadURI,
     ConfigRef,

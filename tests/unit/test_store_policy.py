@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiart.store_policy import (
+from aiart.store.policy import (
     Denied,
     access_key_for,
     authorize,

@@ -8,9 +8,9 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from aiart import labels as L
-from aiart.reconcile import Deps, reconcile_model
-from aiart.settings import Settings
+from aiart.control.reconcile import Deps, reconcile_model
+from aiart.core import labels as L
+from aiart.core.settings import Settings
 from aiart_runtime.__main__ import load
 from aiart_runtime.server import create_app
 from aiart_runtime.tracing import TracingMiddleware, tracing_enabled

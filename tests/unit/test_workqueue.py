@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from aiart.workqueue import WorkQueue
+from aiart.control.workqueue import WorkQueue
 
 
 async def test_a_burst_for_one_key_becomes_one_item() -> None:

@@ -1,0 +1,106 @@
+"""The OpenAPI 3.1 document of aiart's REST API, served at /api/v1/openapi.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiart import __version__
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+ERRORS = {"401": _error("no credential, or one that is unknown, revoked or invalid"),
+          "403": _error("the credential's role or models do not allow this")}
+NAME = {"name": "name", "in": "path", "required": True,
+        "schema": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}}
+
+
+MODEL_LIST = {"type": "object", "properties": {"models": {
+    "type": "array", "items": {"$ref": "#/components/schemas/Model"}}}}
+
+
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "aiart", "version": __version__,
+                 "description": "Deploy and inspect models. Every change is a labelled "
+                                "Docker config that aiart's operator acts on."},
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"apiKey": []}, {"bearer": []}],
+        "paths": {
+            "/models": {
+                "get": {"summary": "Models with their versions and status",
+                        "responses": {"200": {"description": "the models the caller may see",
+                                              "content": {"application/json": {
+                                                  "schema": MODEL_LIST}}},
+                                      **ERRORS}},
+                "post": {"summary": "Deploy a version: a manifest and its artifact",
+                         "requestBody": {"required": True, "content": {"multipart/form-data": {
+                             "schema": {"type": "object", "required": ["manifest"], "properties": {
+                                 "manifest": {"type": "string", "format": "binary",
+                                              "description": "the aiart/v1 manifest (YAML)"},
+                                 "artifact": {"type": "string", "format": "binary",
+                                              "description": "the model file; spec.artifact "
+                                              "then points to where aiart keeps it"}}}}}},
+                         "responses": {"202": {"description": "declared; the operator builds "
+                                                              "and deploys it"},
+                                       "400": _error("the manifest is not valid (problems "
+                                                     "lists each, with its field)"),
+                                       "409": _error("this version exists"),
+                                       "413": _error("too large"), **ERRORS}},
+            },
+            "/models/{name}": {
+                "parameters": [NAME],
+                "get": {"summary": "One model", "responses": {
+                    "200": {"description": "the model", "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Model"}}}},
+                    "404": _error("no such model"), **ERRORS}},
+                "delete": {"summary": "Remove every version of a model", "responses": {
+                    "200": {"description": "the configs removed"},
+                    "404": _error("no such model"), **ERRORS}},
+            },
+            "/models/{name}/versions/{version}": {
+                "parameters": [NAME, {"name": "version", "in": "path", "required": True,
+                                      "schema": {"type": "string"}}],
+                "delete": {"summary": "Remove one version", "responses": {
+                    "200": {"description": "the configs removed"},
+                    "404": _error("no such version"), **ERRORS}},
+            },
+            "/models/{name}/logs": {
+                "parameters": [NAME,
+                               {"name": "tail", "in": "query", "schema": {
+                                   "type": "integer", "minimum": 1, "maximum": 10000}},
+                               {"name": "version", "in": "query", "schema": {"type": "string"}}],
+                "get": {"summary": "The last lines of a version's log (default: current)",
+                        "responses": {"200": {"description": "log lines"},
+                                      "404": _error("no such model or service"), **ERRORS}},
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer",
+                           "description": "an aiart API key or an OIDC access token"},
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {
+                    "error": {"type": "string"},
+                    "problems": {"type": "array", "items": {"type": "string"}}}},
+                "Version": {"type": "object", "properties": {
+                    k: {"type": "string"} for k in (
+                        "version", "config", "configId", "created", "runtime", "status",
+                        "message", "endpoint", "image", "replicas")} | {
+                    "current": {"type": "boolean"},
+                    "alerts": {"type": "array", "items": {"type": "string"},
+                               "description": "names of the version's firing alerts"}}},
+                "Model": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "status": {"type": "string"},
+                    "endpoint": {"type": "string"},
+                    "versions": {"type": "array",
+                                 "items": {"$ref": "#/components/schemas/Version"}}}},
+            },
+        },
+    }

@@ -1,0 +1,3 @@
+"""The catalog of deployments: its records and queries, kept in Docker configs
+or MongoDB.
+"""

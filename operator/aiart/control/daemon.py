@@ -1,0 +1,148 @@
+"""``aiart-operator``: startup, main loop, shutdown.
+
+The signal handler only sets a flag; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiodocker
+import aiohttp
+from aiart_runtime import tracing
+from prometheus_client import start_http_server
+
+from aiart import __version__
+from aiart.auth.keystore import KeyStore, read_probe_key, revoke_operator_key
+from aiart.build.image_builder import ImageBuilder
+from aiart.catalog.backends import open_catalog
+from aiart.control.alert_watch import AlertWatch
+from aiart.control.loop import Operator
+from aiart.control.metrics import OperatorMetrics
+from aiart.control.prober import Gateway
+from aiart.control.reconcile import Deps
+from aiart.core import logs
+from aiart.core.settings import Settings
+from aiart.engine.adapter import DockerCluster, RegistryAuth
+from aiart.store.client import open_store
+
+log = logging.getLogger("aiart.operator")
+
+
+# The user of the passwords aiart's stack makes (hack/stack.sh).
+USER = "aiart"
+
+
+def monitoring_auth(settings: Settings) -> aiohttp.BasicAuth | None:
+    """Alertmanager's credentials (the monitoring password's Docker secret),
+    or None where none is configured."""
+    if not settings.alertmanager_password_file:
+        return None
+    return aiohttp.BasicAuth(USER, Path(settings.alertmanager_password_file).read_text().strip())
+
+
+def store_gateway_key(settings: Settings) -> bytes | None:
+    """The store gateway's key (its Docker secret), or None: then no model
+    gets the store."""
+    if not settings.store_gateway_key_file:
+        return None
+    return Path(settings.store_gateway_key_file).read_bytes().strip()
+
+
+def registry_auth(settings: Settings) -> RegistryAuth | None:
+    """The registry's credentials (its password's Docker secret), or None."""
+    if not settings.registry_password_file:
+        return None
+    password = Path(settings.registry_password_file).read_text().strip()
+    return RegistryAuth(settings.registry, USER, password)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    # A missing secret stops the start, named.
+    alert_auth, registry = monitoring_auth(settings), registry_auth(settings)
+    gateway_key = store_gateway_key(settings)
+    docker = aiodocker.Docker()
+    session = aiohttp.ClientSession()
+    try:
+        cluster = DockerCluster(docker, registry)
+        await cluster.ensure_network(settings.network)
+        store = open_store()
+        metrics = OperatorMetrics()
+        if settings.metrics_port:
+            # A thread of prometheus_client's: scrapes never wait on the loop.
+            start_http_server(settings.metrics_port, registry=metrics.registry)
+        deps = Deps(
+            cluster=cluster,
+            builder=ImageBuilder(cluster, cache_dir=Path(settings.cache_dir),
+                                 timeout=settings.build_timeout_seconds),
+            gateway=Gateway(settings.gateway_url, session, probe_key=read_probe_key(),
+                            host=settings.gateway_host),
+            settings=settings,
+            store=store,
+            store_gateway_key=gateway_key,
+            catalog=open_catalog(cluster),
+            models=metrics.models,
+        )
+        # Earlier releases gave the operator an admin API key for its probes;
+        # probe tokens replaced it, so no such key may stay valid.
+        await revoke_operator_key(KeyStore(cluster))
+        operator = Operator(deps, metrics=metrics)
+        log.info("aiart operator %s started", __version__, extra={"fields": {
+            "registry": settings.registry, "network": settings.network,
+            "gateway": settings.gateway_url, "public_url": settings.public_url,
+            "object_store": store.endpoint if store else "none",
+            "catalog": type(deps.catalog).__name__,
+            "metrics_port": settings.metrics_port,
+            "alertmanager": settings.alertmanager_url or "none"}})
+        runner = asyncio.create_task(operator.run())
+        stopper = asyncio.create_task(stop.wait())
+        helpers = []
+        if settings.alertmanager_url:
+            helpers.append(asyncio.create_task(AlertWatch(
+                cluster, session, settings.alertmanager_url,
+                interval=settings.alert_poll_seconds, metrics=metrics,
+                auth=alert_auth).run()))
+        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (runner, stopper, *helpers):
+            task.cancel()
+        if runner in done and runner.exception() is not None:
+            raise runner.exception()  # type: ignore[misc]
+    finally:
+        await session.close()
+        await docker.close()
+        log.info("aiart operator stopped")
+
+
+def main() -> None:
+    logs.configure(os.environ.get("AIART_LOG_LEVEL", "INFO"))
+    settings = Settings.from_env()
+    if tracing.configure("aiart-operator"):
+        log.info("tracing reconcile steps over OTLP")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def on_signal() -> None:
+            if stop.is_set():
+                os._exit(1)  # second signal: no more waiting
+            log.info("stopping")
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        await serve(settings, stop)
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

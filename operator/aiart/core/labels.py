@@ -1,0 +1,44 @@
+"""The ``aiart.*`` label names: the operator's whole vocabulary on Docker objects."""
+
+from typing import Final
+
+MODEL: Final = "aiart.model"
+MANAGED_BY: Final = "aiart.managed-by"
+MANAGED_BY_VALUE: Final = "aiart"
+OWNER: Final = "aiart.owner"
+VERSION: Final = "aiart.version"
+SPEC_HASH: Final = "aiart.spec-hash"
+# A hash of the rendered task template alone: equal means an update changes
+# labels only, and no task restarts. Read from the label because the engine
+# returns specs with defaults filled in, which no longer hash alike.
+TASK_HASH: Final = "aiart.task-hash"
+# The tag a service's image was pinned from: the service runs the image by
+# digest, so that a later push to the same tag cannot change what it runs.
+IMAGE_TAG: Final = "aiart.image-tag"
+ROLE: Final = "aiart.role"
+# On configs the API creates: an uploaded artifact's model, and who declared
+# a version (the caller's subject).
+ARTIFACT_OF: Final = "aiart.artifact-of"
+CREATED_BY: Final = "aiart.created-by"
+# API key records (operator/aiart/auth/keystore.py): the key's id, with
+# aiart.apikey.name and aiart.apikey.role beside it.
+API_KEY: Final = "aiart.apikey"
+DELETE_BUCKET: Final = "aiart.store.delete-with-model"
+# The port Prometheus scrapes a model's tasks on (monitoring/prometheus.yml).
+METRICS_PORT: Final = "aiart.metrics.port"
+
+STATUS: Final = "aiart.status"
+STATUS_PREFIX: Final = "aiart.status."
+STATUS_MESSAGE: Final = "aiart.status.message"
+STATUS_IMAGE: Final = "aiart.status.image"
+STATUS_ENDPOINT: Final = "aiart.status.endpoint"
+STATUS_REPLICAS: Final = "aiart.status.replicas"
+STATUS_CURRENT: Final = "aiart.status.current"
+STATUS_INPUTS: Final = "aiart.status.inputs"
+# Firing alerts' names, comma-separated; written by the alert watcher.
+STATUS_ALERTS: Final = "aiart.status.alerts"
+
+# Labels on runtime images, so that a runtime image can be found by what is
+# inside it rather than by a name someone has to remember.
+RUNTIME: Final = "aiart.runtime"
+RUNTIME_RECIPE: Final = "aiart.runtime.recipe"

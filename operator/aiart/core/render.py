@@ -1,0 +1,395 @@
+"""Desired Swarm services and Traefik routes for model versions. Pure: no I/O.
+
+Routes (Traefik's Swarm provider reads them from service labels):
+
+- ``/v2/models/<m>/versions/<v>[/...]``  -> version v, path unchanged
+- ``/models/<m>/versions/<v>[/...]``     -> version v, prefix stripped
+- ``/v2/models/<m>[/...]`` and ``/models/<m>[/...]`` -> the current version
+
+Versioned routers outrank the current ones. Every version's current routers
+have their own names and a priority that grows with the version's age order,
+so during a hand-over both versions carry them and the newer one wins; no
+request meets a gap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiart.core import labels as L
+from aiart.core.settings import Settings
+from aiart.core.spec import Manifest, Runtime
+
+SERVER_PORT = 8080
+RUNTIME_USER = "10001:10001"
+VERSIONED_PRIORITY = 1_000_000
+CURRENT_PRIORITY_BASE = 10_000
+# Tries of another task when one cannot be reached (the gateway's dial timeout
+# in stack.yml bounds each).
+RETRY_ATTEMPTS = 3
+_SECOND = 1_000_000_000
+
+
+def service_name(name: str, version: str) -> str:
+    return f"aiart-{name}-{version}"
+
+
+def traefik_name(name: str, version: str) -> str:
+    """The prefix of a version's Traefik routers, middlewares and service.
+
+    Underscores join the parts because no model name or version may hold
+    one (both are DNS labels): ``shop-1``/``current`` and ``shop``/``1``,
+    or ``a-b``/``c`` and ``a``/``b-c``, never name the same router, so one
+    deployer's model cannot replace or knock out another's routes."""
+    return f"aiart_{name}_{version}"
+
+
+def _prefix_rule(path: str, host: str = "") -> str:
+    # Path(p) || PathPrefix(p/): "/models/iris" must not also match "/models/iris2".
+    rule = f"Path(`{path}`) || PathPrefix(`{path}/`)"
+    return f"Host(`{host}`) && ({rule})" if host else rule
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Guard:
+    """What stands before a version's routes: who may call it, and how often."""
+
+    auth_url: str  # the forwardAuth service, as Traefik reaches it
+    # The CA file (in Traefik's container) the auth service's certificate
+    # chains to, for an https auth_url; empty: the system's.
+    auth_ca: str = ""
+    mode: str = "none"
+    scopes: tuple[str, ...] = ()
+    rate_average: int | None = None
+    rate_burst: int | None = None
+
+
+# Request headers that may carry a credential: removed on every model route,
+# whatever its auth mode, so that no model ever sees one (a caller may send a
+# key to a public model; the CLI and the operator's probes send theirs).
+# Who the gateway let in, as the auth service (or a public route) says.
+SUBJECT_HEADER = "X-Aiart-Subject"
+# The operator's probe token for one version (auth/access.py makes and checks it).
+PROBE_HEADER = "X-Aiart-Probe"
+CREDENTIAL_HEADERS = ("Authorization", "X-Api-Key", "Cookie", "Proxy-Authorization",
+                      PROBE_HEADER)
+
+
+def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str], list[str]]:
+    """Middleware labels for a version, and their names in the order to apply.
+
+    Who calls comes first: forwardAuth sets ``X-Aiart-Subject`` to the
+    principal it let in (``apikey:<name>``, ``oidc:<sub>``); a public route
+    sets it to ``anonymous`` (a caller's own value never passes, so a model
+    can trust it). The rate limit then counts per subject and per model, so
+    one key's flood does not starve another key, whatever addresses they
+    come from; route_labels adds the header rewrite that removes every
+    credential."""
+    labels: dict[str, str] = {}
+    chain: list[str] = []
+    mw = "traefik.http.middlewares"
+    svc = traefik_name(name, version)
+    if guard.mode != "none":
+        # Only aiart-made values go into the address: the name is a DNS label
+        # and scopes match a strict pattern (spec.py), so nothing needs escaping.
+        # The version lets the auth service accept this version's probe token.
+        query = f"model={name}&version={version}&mode={guard.mode}"
+        if guard.scopes:
+            query += f"&scopes={','.join(guard.scopes)}"
+        labels[f"{mw}.{svc}_auth.forwardauth.address"] = f"{guard.auth_url}/verify?{query}"
+        labels[f"{mw}.{svc}_auth.forwardauth.authResponseHeaders"] = SUBJECT_HEADER
+        if guard.auth_ca:
+            labels[f"{mw}.{svc}_auth.forwardauth.tls.ca"] = guard.auth_ca
+        chain.append(f"{svc}_auth")
+    else:
+        labels[f"{mw}.{svc}_subject.headers.customrequestheaders.{SUBJECT_HEADER}"] = "anonymous"
+        chain.append(f"{svc}_subject")
+    if guard.rate_average is not None:
+        labels[f"{mw}.{svc}_ratelimit.ratelimit.average"] = str(guard.rate_average)
+        labels[f"{mw}.{svc}_ratelimit.ratelimit.period"] = "1s"
+        labels[f"{mw}.{svc}_ratelimit.ratelimit.burst"] = str(
+            guard.rate_burst or guard.rate_average)
+        labels[f"{mw}.{svc}_ratelimit.ratelimit.sourcecriterion.requestheadername"] = (
+            SUBJECT_HEADER)
+        chain.append(f"{svc}_ratelimit")
+    return labels, chain
+
+
+def route_labels(
+    *, name: str, version: str, current: bool, ordinal: int, entrypoint: str, network: str,
+    port: int = SERVER_PORT, guard: Guard | None = None, host: str = "",
+) -> dict[str, str]:
+    """Traefik labels for one version; ``current`` adds the unversioned routes."""
+    svc = traefik_name(name, version)
+    out: dict[str, str] = {
+        "traefik.enable": "true",
+        "traefik.swarm.network": network,
+        f"traefik.http.services.{svc}.loadbalancer.server.port": str(port),
+    }
+    chain: list[str] = []
+    if guard is not None:
+        guarding, chain = guard_labels(name, version, guard)
+        out.update(guarding)
+    # After the guard, on every route whatever its auth mode: no model ever
+    # sees a credential.
+    for header in CREDENTIAL_HEADERS:
+        out[f"traefik.http.middlewares.{svc}_nocred.headers.customrequestheaders.{header}"] = ""
+    chain.append(f"{svc}_nocred")
+    # A task on a lost node refuses or drops connections until the swarm
+    # reschedules it: Traefik then tries another task. It retries only when it
+    # could not reach a task, never after a model answered, so a prediction
+    # is not made twice.
+    out[f"traefik.http.middlewares.{svc}_retry.retry.attempts"] = str(RETRY_ATTEMPTS)
+    out[f"traefik.http.middlewares.{svc}_retry.retry.initialinterval"] = "100ms"
+
+    def router(router_name: str, path: str, priority: int, strip: bool) -> None:
+        key = f"traefik.http.routers.{router_name}"
+        out[f"{key}.rule"] = _prefix_rule(path, host)
+        out[f"{key}.entrypoints"] = entrypoint
+        out[f"{key}.service"] = svc
+        out[f"{key}.priority"] = str(priority)
+        middlewares = list(chain)
+        if strip:
+            middleware = f"{router_name}_strip"
+            out[f"traefik.http.middlewares.{middleware}.stripprefix.prefixes"] = path
+            middlewares.append(middleware)
+        # Last, so that a retry re-runs neither the rate limit nor forwardAuth.
+        middlewares.append(f"{svc}_retry")
+        out[f"{key}.middlewares"] = ",".join(middlewares)
+
+    router(f"{svc}_v2", f"/v2/models/{name}/versions/{version}", VERSIONED_PRIORITY, False)
+    router(f"{svc}_base", f"/models/{name}/versions/{version}", VERSIONED_PRIORITY, True)
+    if current:
+        priority = CURRENT_PRIORITY_BASE + ordinal
+        router(f"{svc}_current_v2", f"/v2/models/{name}", priority, False)
+        router(f"{svc}_current_base", f"/models/{name}", priority, True)
+    return out
+
+
+def carries_current_route(service_labels: dict[str, str]) -> bool:
+    return any(k.endswith("_current_v2.rule") for k in service_labels)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSettingsFile:
+    """What the model server reads from ``/model/model.json``."""
+
+    name: str
+    version: str
+    runtime: str
+    artifact: str
+    inputs: list[dict[str, Any]] | None
+    outputs: list[dict[str, Any]] | None
+    allow_unsafe_pickle: bool = False
+    entrypoint: str | None = None
+
+    def to_json(self) -> bytes:
+        body: dict[str, Any] = {
+            "name": self.name, "version": self.version, "runtime": self.runtime,
+            "artifact": self.artifact, "inputs": self.inputs, "outputs": self.outputs,
+        }
+        # Written only when set, so that existing models keep their image tags.
+        if self.allow_unsafe_pickle:
+            body["allow_unsafe_pickle"] = True
+        if self.entrypoint:
+            body["entrypoint"] = self.entrypoint
+        return json.dumps(body, sort_keys=True, indent=2).encode()
+
+
+def model_settings(manifest: Manifest, artifact_file: str) -> ModelSettingsFile:
+    spec = manifest.spec
+    return ModelSettingsFile(
+        name=manifest.metadata.name,
+        version=manifest.metadata.version,
+        runtime=spec.runtime.value,
+        artifact=artifact_file,
+        inputs=[t.model_dump(mode="json") for t in spec.inputs] if spec.inputs else None,
+        outputs=[t.model_dump(mode="json") for t in spec.outputs] if spec.outputs else None,
+        allow_unsafe_pickle=bool(spec.artifact and spec.artifact.allowUnsafePickle),
+        entrypoint=spec.entrypoint,
+    )
+
+
+def _resources(manifest: Manifest) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field, key in (("limits", "Limits"), ("reservations", "Reservations")):
+        res = getattr(manifest.spec.resources, field)
+        entry: dict[str, int] = {}
+        if res.cpus is not None:
+            entry["NanoCPUs"] = int(res.cpus * 1e9)
+        if res.memory_bytes is not None:
+            entry["MemoryBytes"] = res.memory_bytes
+        if entry:
+            out[key] = entry
+    return out
+
+
+def _container_hardening(manifest: Manifest) -> dict[str, Any]:
+    common: dict[str, Any] = {
+        "CapabilityDrop": ["ALL"],
+        "Mounts": [{"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 64 << 20}}],
+    }
+    if manifest.spec.runtime is Runtime.IMAGE:
+        # A ready image keeps its own user and filesystem: aiart cannot know
+        # what it writes, and has no probe program inside it.
+        return common
+    return {
+        # Model code never needs root, a writable image or any capability; a
+        # pickle that runs code finds none of them.
+        "User": RUNTIME_USER,
+        "ReadOnly": True,
+        **common,
+        # Checked often, so that a new task is routed soon after it answers;
+        # judged leniently, so that a host busy with a neighbour's image
+        # build (seconds without CPU) does not get a healthy model killed.
+        "Healthcheck": {
+            "Test": ["CMD", "/opt/aiart/bin/python", "-m", "aiart_runtime.probe"],
+            "Interval": 2 * _SECOND,
+            "Timeout": 6 * _SECOND,
+            "Retries": 5,
+            "StartPeriod": 120 * _SECOND,
+        },
+    }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreAccess:
+    """What a model container gets when its manifest asks for the object store:
+    the endpoint in its environment, the keys as Docker secret files."""
+
+    endpoint: str
+    secure: bool
+    access_key_secret: tuple[str, str]  # (secret id, secret name)
+    secret_key_secret: tuple[str, str]
+
+
+STORE_SECRETS_DIR = "/run/secrets"
+
+
+def _store_access(manifest: Manifest, access: StoreAccess) -> tuple[dict[str, str], list[Any]]:
+    name = manifest.metadata.name
+    # aiart's runtimes run as RUNTIME_USER; a ready image may run as anyone.
+    owner = RUNTIME_USER.split(":") if manifest.spec.runtime is not Runtime.IMAGE else ["0", "0"]
+    mode = 0o400 if manifest.spec.runtime is not Runtime.IMAGE else 0o444
+    secrets, env = [], {
+        "AIART_STORE_ENDPOINT": access.endpoint,
+        "AIART_STORE_SECURE": "true" if access.secure else "false",
+        "AIART_STORE_BUCKET": f"aiart-{name}",
+    }
+    for variable, target, (secret_id, secret_name) in (
+            ("AIART_STORE_ACCESS_KEY_FILE", "aiart-store-access-key", access.access_key_secret),
+            ("AIART_STORE_SECRET_KEY_FILE", "aiart-store-secret-key", access.secret_key_secret)):
+        env[variable] = f"{STORE_SECRETS_DIR}/{target}"
+        secrets.append({"File": {"Name": target, "UID": owner[0], "GID": owner[1], "Mode": mode},
+                        "SecretID": secret_id, "SecretName": secret_name})
+    return env, secrets
+
+
+def _guard(manifest: Manifest, settings: Settings) -> Guard:
+    spec = manifest.spec
+    return Guard(auth_url=settings.auth_url, auth_ca=settings.auth_ca,
+                 mode=spec.auth.mode.value,
+                 scopes=tuple(spec.auth.scopes),
+                 rate_average=spec.rateLimit.average if spec.rateLimit else None,
+                 rate_burst=spec.rateLimit.burst if spec.rateLimit else None)
+
+
+def render_service(
+    *,
+    manifest: Manifest,
+    config_id: str,
+    image: str,
+    settings: Settings,
+    current: bool,
+    ordinal: int,
+    store_access: StoreAccess | None = None,
+) -> dict[str, Any]:
+    """The Docker service spec (Engine API JSON) for one model version."""
+    name, version = manifest.metadata.name, manifest.metadata.version
+    svc = service_name(name, version)
+    identity = {
+        L.MANAGED_BY: L.MANAGED_BY_VALUE,
+        L.MODEL: name,
+        L.VERSION: version,
+        L.OWNER: config_id,
+    }
+    # The site's tracing endpoint first: a manifest's own OTEL_* settings win.
+    tracing = ({"OTEL_EXPORTER_OTLP_ENDPOINT": settings.model_otlp_endpoint}
+               if settings.model_otlp_endpoint else {})
+    env = {**tracing, **manifest.spec.env, "AIART_MODEL_NAME": name,
+           "AIART_MODEL_VERSION": version}
+    if settings.gateway_hosts and manifest.spec.runtime is not Runtime.IMAGE:
+        # After the manifest's own: only the gateway may call aiart's servers.
+        env["AIART_GATEWAY_HOSTS"] = ",".join(settings.gateway_hosts)
+    secrets: list[Any] = []
+    if manifest.spec.store.credentials and store_access is not None:
+        store_env, secrets = _store_access(manifest, store_access)
+        env.update(store_env)
+    spec: dict[str, Any] = {
+        "Name": svc,
+        "Labels": {
+            **identity,
+            **route_labels(
+                name=name, version=version, current=current, ordinal=ordinal,
+                entrypoint=settings.entrypoint, network=settings.network,
+                port=manifest.spec.port, guard=_guard(manifest, settings),
+                host=settings.gateway_host,
+            ),
+        },
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": image,
+                # No owner here: re-creating a config with the same content must
+                # not restart its tasks.
+                "Labels": {k: v for k, v in identity.items() if k != L.OWNER},
+                "Env": [f"{k}={v}" for k, v in sorted(env.items())],
+                **_container_hardening(manifest),
+                **({"Secrets": secrets} if secrets else {}),
+                "StopGracePeriod": 10 * _SECOND,
+            },
+            "Resources": _resources(manifest),
+            **_placement(settings),
+            "RestartPolicy": {"Condition": "any", "Delay": 2 * _SECOND, "MaxAttempts": 0},
+            "Networks": [{"Target": settings.network}],
+        },
+        "Mode": {"Replicated": {"Replicas": manifest.spec.replicas}},
+        # start-first: a changed version starts its new task before the old
+        # one stops, so an update of a served model drops no request.
+        "UpdateConfig": {"Parallelism": 1, "Order": "start-first", "FailureAction": "pause"},
+        # No VIP: Traefik dials task addresses directly, which needs no IPVS.
+        "EndpointSpec": {"Mode": "dnsrr"},
+    }
+    if manifest.spec.runtime is not Runtime.IMAGE:
+        # aiart's runtimes serve /metrics next to inference; a ready image
+        # is scraped only if it says so itself (docs/observability.md).
+        spec["Labels"][L.METRICS_PORT] = str(manifest.spec.port)
+    if manifest.spec.store.deleteWithModel:
+        # Read when the model's last config is gone and the manifest with it.
+        spec["Labels"][L.DELETE_BUCKET] = "true"
+    spec["Labels"][L.TASK_HASH] = task_template_hash(spec)
+    spec["Labels"][L.SPEC_HASH] = spec_hash(spec)
+    return spec
+
+
+def _placement(settings: Settings) -> dict[str, Any]:
+    # Absent unless set: a new key would change every model's task template
+    # and restart every served model on an upgrade of aiart.
+    if not settings.model_constraints:
+        return {}
+    return {"Placement": {"Constraints": list(settings.model_constraints)}}
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """A stable hash of a rendered spec, ignoring its own hash label."""
+    body = dict(spec)
+    body["Labels"] = {k: v for k, v in spec.get("Labels", {}).items() if k != L.SPEC_HASH}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def task_template_hash(spec: dict[str, Any]) -> str:
+    return hashlib.sha256(
+        json.dumps(spec.get("TaskTemplate", {}), sort_keys=True).encode()
+    ).hexdigest()[:16]

@@ -1,0 +1,398 @@
+"""The v1 manifest: parsing and validation into a typed, frozen ``ModelSpec``.
+
+Pure: no I/O. Every problem in a manifest is reported at once, each with the
+path of the field it concerns, so that a user fixes them all in one go.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from aiart.core.store_layout import ArtifactRef, BadURI, parse_artifact_uri
+
+API_VERSION = "aiart/v1"
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# Service names are "aiart-<name>-<version>" and must fit Docker's 63 characters.
+SERVICE_PREFIX = "aiart-"
+MAX_SERVICE_NAME = 63
+MAX_MANIFEST_BYTES = 64 * 1024
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+LABEL_KEY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+MEMORY = re.compile(r"^(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+SKLEARN_VERSION = re.compile(r"^\d+\.\d+(\.\d+)?([.-]?(post|rc|dev)\d*)?$")
+# A Docker image reference: [registry[:port]/]path[:tag][@sha256:digest], lower-case path.
+IMAGE_REF = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+# A pinned requirement: name[extras]==version, nothing else (no URLs, no pip
+# options): requirements end up in an image build.
+PINNED_REQUIREMENT = re.compile(
+    r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?(\[[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*\])?"
+    r"==[A-Za-z0-9]([A-Za-z0-9.!+_-]*[A-Za-z0-9])?$"
+)
+PYTHON_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_MEMORY_UNITS = {None: 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+                 "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+class Runtime(StrEnum):
+    SKLEARN = "sklearn"
+    ONNX = "onnx"
+    PYTHON = "python"
+    H2O = "h2o"
+    IMAGE = "image"
+
+
+class AuthMode(StrEnum):
+    NONE = "none"  # public: anyone who reaches the gateway
+    APIKEY = "apikey"  # an aiart API key that covers the model (the default)
+    OIDC = "oidc"  # a JWT from the configured OIDC issuer, with the required scopes
+
+
+class Datatype(StrEnum):
+    """Open Inference Protocol tensor datatypes."""
+
+    BOOL = "BOOL"
+    UINT8 = "UINT8"
+    UINT16 = "UINT16"
+    UINT32 = "UINT32"
+    UINT64 = "UINT64"
+    INT8 = "INT8"
+    INT16 = "INT16"
+    INT32 = "INT32"
+    INT64 = "INT64"
+    FP16 = "FP16"
+    FP32 = "FP32"
+    FP64 = "FP64"
+    BYTES = "BYTES"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _dns_label(value: str, what: str) -> str:
+    if not DNS_LABEL.match(value):
+        raise ValueError(
+            f"{what} {value!r} must be a DNS label: lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+class Metadata(_Strict):
+    name: str
+    version: str
+    description: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_label(value, "name")
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: object) -> object:
+        # YAML reads `version: 1` as an int; a version is a name, so accept
+        # plain integers but keep them as text.
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if isinstance(value, str):
+            _dns_label(value, "version")
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not LABEL_KEY.match(key) or len(key) > 63:
+                raise ValueError(f"label key {key!r} must be letters, digits, '-', '_' or '.'")
+            if key.startswith("aiart."):
+                raise ValueError(f"label key {key!r}: the aiart. prefix is reserved")
+        return value
+
+    @model_validator(mode="after")
+    def _fits_service_name(self) -> Metadata:
+        length = len(SERVICE_PREFIX) + len(self.name) + 1 + len(self.version)
+        if length > MAX_SERVICE_NAME:
+            raise ValueError(
+                f"name and version are too long together: service name "
+                f"'{SERVICE_PREFIX}{self.name}-{self.version}' would have {length} characters, "
+                f"at most {MAX_SERVICE_NAME} are allowed"
+            )
+        return self
+
+
+class Artifact(_Strict):
+    uri: str
+    sha256: str | None = None
+    format: Literal["pickle", "joblib", "auto"] = "auto"
+    # Pickles load through an allow-list unless the user vouches for the file.
+    allowUnsafePickle: bool = False
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        try:
+            parse_artifact_uri(value)
+        except BadURI as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("sha256 must be 64 lower-case hexadecimal digits")
+        return value
+
+    @property
+    def ref(self) -> ArtifactRef:
+        return parse_artifact_uri(self.uri)
+
+
+class Framework(_Strict):
+    """Library versions the artifact needs; detected from a pickle when absent."""
+
+    sklearn: str | None = None
+    numpy: Literal[1, 2] | None = None
+
+    @field_validator("sklearn", mode="before")
+    @classmethod
+    def _sklearn(cls, value: object) -> object:
+        if isinstance(value, float):
+            value = str(value)
+        if isinstance(value, str) and not SKLEARN_VERSION.match(value):
+            raise ValueError(f"{value!r} is not a scikit-learn version such as 1.5.2")
+        return value
+
+
+class Tensor(_Strict):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.\-:/]+$")
+    datatype: Datatype = Field(strict=False)
+    shape: list[Annotated[int, Field(ge=-1)]]
+
+
+class Resources(_Strict):
+    cpus: float | None = Field(default=None, gt=0, le=1024)
+    memory: str | None = None
+
+    @field_validator("cpus", mode="before")
+    @classmethod
+    def _cpus(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a number of CPUs such as 0.5") from None
+        return value
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | None) -> str | None:
+        if value is not None and not MEMORY.match(value):
+            raise ValueError(f"{value!r} is not a memory size such as 512Mi or 1G")
+        return value
+
+    @property
+    def memory_bytes(self) -> int | None:
+        if self.memory is None:
+            return None
+        match = MEMORY.match(self.memory)
+        assert match is not None
+        return int(match.group(1)) * _MEMORY_UNITS[match.group(2)]
+
+
+class ResourceSpec(_Strict):
+    limits: Resources = Field(default_factory=Resources)
+    reservations: Resources = Field(default_factory=Resources)
+
+
+class Auth(_Strict):
+    # Closed unless the manifest opens it: a model is public only by choice.
+    mode: AuthMode = Field(default=AuthMode.APIKEY, strict=False)
+    # oidc: scopes the caller's token must carry (all of them).
+    scopes: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9:._/-]{0,127}$")]] = Field(
+        default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _scopes_need_oidc(self) -> Auth:
+        if self.scopes and self.mode is not AuthMode.OIDC:
+            raise ValueError("auth.scopes is only for mode oidc")
+        return self
+
+
+class RateLimit(_Strict):
+    """Traefik's rate limiter: ``average`` requests per second, bursts of ``burst``."""
+
+    average: int = Field(ge=1, le=1_000_000)
+    burst: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class Store(_Strict):
+    """The model's bucket in the object store (see docs/storage.md)."""
+
+    # Give the model's containers the store's endpoint and credentials (as
+    # Docker secrets), to read inputs or write results under predictions/.
+    credentials: bool = False
+    # Delete the bucket, and everything in it, when the model's last version
+    # is removed. By default the bucket, and so every run and result, is kept.
+    deleteWithModel: bool = False
+
+
+class Objectives(_Strict):
+    """Service objectives the shipped alert rules hold the model to (docs/observability.md)."""
+
+    # The 99th percentile of inference latency, in milliseconds, over 5 minutes.
+    latencyP99Ms: float | None = Field(default=None, gt=0, le=3_600_000)
+
+
+class Spec(_Strict):
+    runtime: Runtime = Field(strict=False)
+    artifact: Artifact | None = None
+    # runtime: image only: the ready image to deploy, and the port it serves on.
+    image: str | None = Field(default=None, max_length=512)
+    port: int = Field(default=8080, ge=1, le=65535)
+    # runtime: python only: pinned requirements, and the class to serve (the
+    # module's own load()/predict() when absent).
+    requirements: list[str] = Field(default_factory=list, max_length=100)
+    entrypoint: str | None = None
+    framework: Framework = Field(default_factory=Framework)
+    replicas: int = Field(default=1, ge=0, le=100)
+    resources: ResourceSpec = Field(default_factory=ResourceSpec)
+    env: dict[str, str] = Field(default_factory=dict)
+    inputs: list[Tensor] | None = None
+    outputs: list[Tensor] | None = None
+    auth: Auth = Field(default_factory=Auth)
+    rateLimit: RateLimit | None = None
+    store: Store = Field(default_factory=Store)
+    objectives: Objectives = Field(default_factory=Objectives)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        if value is not None and not IMAGE_REF.match(value):
+            raise ValueError(
+                f"{value!r} is not an image reference such as registry:5000/team/model:1")
+        return value
+
+    @field_validator("requirements")
+    @classmethod
+    def _requirements(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not PINNED_REQUIREMENT.match(item):
+                raise ValueError(
+                    f"requirement {item!r} must be pinned as name==version "
+                    "(no URLs, paths or pip options)")
+        return value
+
+    @field_validator("entrypoint")
+    @classmethod
+    def _entrypoint(cls, value: str | None) -> str | None:
+        if value is not None and not PYTHON_NAME.match(value):
+            raise ValueError(f"entrypoint {value!r} must be a Python class name")
+        return value
+
+    @model_validator(mode="after")
+    def _runtime_inputs(self) -> Spec:
+        if self.runtime is Runtime.IMAGE:
+            if self.image is None:
+                raise ValueError("runtime image needs spec.image, the image to deploy")
+            if self.artifact is not None:
+                raise ValueError("runtime image deploys spec.image as is: remove spec.artifact")
+        else:
+            if self.artifact is None:
+                raise ValueError(f"runtime {self.runtime.value} needs spec.artifact")
+            if self.image is not None:
+                raise ValueError(f"spec.image is only for runtime image, not {self.runtime.value}")
+            if self.port != 8080:
+                raise ValueError("spec.port is only for runtime image; aiart's runtimes use 8080")
+        if self.runtime is not Runtime.PYTHON and (self.requirements or self.entrypoint):
+            raise ValueError("spec.requirements and spec.entrypoint are only for runtime python")
+        return self
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key, item in value.items():
+            if not ENV_NAME.match(key):
+                raise ValueError(f"environment variable name {key!r} is not valid")
+            if key.startswith("AIART_"):
+                raise ValueError(f"environment variable {key!r}: the AIART_ prefix is reserved")
+            if "\x00" in item:
+                raise ValueError(f"environment variable {key!r} contains a NUL byte")
+        return value
+
+
+class Manifest(_Strict):
+    apiVersion: Literal["aiart/v1"]
+    kind: Literal["Model"]
+    metadata: Metadata
+    spec: Spec
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestError(Exception):
+    """Everything wrong with one manifest, each problem with its field path."""
+
+    problems: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return "; ".join(self.problems)
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif parts:
+            parts.append(f".{item}")
+        else:
+            parts.append(str(item))
+    return "".join(parts) or "manifest"
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "required field is missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def parse_manifest(data: bytes | str) -> Manifest:
+    """Parse a YAML (or JSON) manifest; raise ``ManifestError`` listing every problem."""
+    if isinstance(data, bytes):
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ManifestError((f"manifest is {len(data)} bytes; at most {MAX_MANIFEST_BYTES}",))
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ManifestError((f"manifest is not UTF-8 text: {exc}",)) from None
+    try:
+        document = yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise ManifestError((f"manifest is not valid YAML: {exc}".replace("\n", " "),)) from None
+    if not isinstance(document, dict):
+        raise ManifestError(("manifest must be a mapping with apiVersion, kind, metadata, spec",))
+    try:
+        return Manifest.model_validate(document)
+    except ValidationError as exc:
+        problems = tuple(
+            f"{_location(tuple(err['loc']))}: {_message(err)}" for err in exc.errors()
+        )
+        raise ManifestError(problems) from None
