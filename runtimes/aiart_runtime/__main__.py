@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import logging
 import os
 import sys
@@ -15,29 +16,24 @@ from . import logs
 from .model import ModelLoadError, ServedModel
 from .settings import ModelSettings
 
+# Each runtime kind's model class, as MLServer's ``implementation`` setting
+# names one: imported on demand, since each runtime image holds only its own
+# libraries. The operator's side of a kind is aiart/build/kinds.py.
+IMPLEMENTATIONS = {
+    "sklearn": "aiart_runtime.sklearn_model:SklearnModel",
+    "onnx": "aiart_runtime.onnx_model:OnnxModel",
+    "h2o": "aiart_runtime.h2o_model:H2OModel",
+    "python": "aiart_runtime.python_model:PythonModel",
+}
+
 
 def load(model_dir: Path) -> ServedModel:
     settings = ModelSettings.load(model_dir)
-    model: ServedModel
-    # Imported on demand: each runtime image holds only its own libraries.
-    if settings.runtime == "sklearn":
-        from .sklearn_model import SklearnModel
-
-        model = SklearnModel(settings)
-    elif settings.runtime == "onnx":
-        from .onnx_model import OnnxModel
-
-        model = OnnxModel(settings)
-    elif settings.runtime == "h2o":
-        from .h2o_model import H2OModel
-
-        model = H2OModel(settings)
-    elif settings.runtime == "python":
-        from .python_model import PythonModel
-
-        model = PythonModel(settings)
-    else:
+    implementation = IMPLEMENTATIONS.get(settings.runtime)
+    if implementation is None:
         raise ModelLoadError(f"unknown runtime {settings.runtime!r}")
+    module, _, name = implementation.partition(":")
+    model: ServedModel = getattr(importlib.import_module(module), name)(settings)
     model.load()
     return model
 

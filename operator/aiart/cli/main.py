@@ -11,6 +11,7 @@ from pathlib import Path
 import aiodocker
 
 from aiart.build.image_builder import ImageBuilder
+from aiart.build.kinds import KINDS
 from aiart.build.recipes import h2o_runtime, onnx_runtime, sklearn_runtime
 from aiart.cli import api as cli_api
 from aiart.cli import keys as cli_keys
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aiart", description="AI Analytics Runtime for Swarm")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build-runtime", help="build a runtime image if it is missing")
-    build.add_argument("--runtime", default="sklearn", choices=("sklearn", "onnx", "h2o"))
+    build.add_argument("--runtime", default="sklearn",
+                       choices=[k.runtime.value for k in KINDS.values() if k.prebuilt])
     build.add_argument("--genmodel-jar", help="h2o-genmodel.jar (h2o runtime)")
     build.add_argument("--sklearn", help="scikit-learn version, e.g. 1.9.1 (sklearn runtime)")
     build.add_argument("--numpy-major", type=int, default=2, choices=(1, 2))

@@ -15,13 +15,10 @@ from typing import Any
 
 from opentelemetry.context import Context
 
-from aiart.build.pickle_facts import NotAPickle, read_pickle_facts
+from aiart.build.kinds import kind_of
 from aiart.build.recipes import (
     ModelRecipe,
     RuntimeRecipe,
-    onnx_runtime,
-    python_runtime,
-    sklearn_runtime,
 )
 from aiart.catalog.records import HISTORY_LIMIT, Catalog, Deployment, now
 from aiart.control import change_trace
@@ -80,70 +77,6 @@ class Deps:
     store_gateway_key: bytes | None = None
 
 
-def _artifact_file(manifest: Manifest) -> str:
-    if manifest.spec.runtime is Runtime.ONNX:
-        return "model.onnx"
-    if manifest.spec.runtime is Runtime.PYTHON:
-        return "model.py"
-    if manifest.spec.runtime is Runtime.H2O:
-        return "model.zip"
-    fmt = manifest.spec.artifact.format if manifest.spec.artifact else "auto"
-    return "model.joblib" if fmt == "joblib" else "model.pkl"
-
-
-def choose_runtime(
-    settings: Settings, manifest: Manifest, artifact: bytes, artifact_name: str
-) -> RuntimeRecipe | str:
-    """The runtime a model needs: a recipe to build, or the tag of a prebuilt
-    image; PermanentError when its artifact is unusable."""
-    base, python = settings.base_image, settings.python_version
-    if manifest.spec.runtime is Runtime.H2O:
-        if not artifact.startswith(b"PK\x03\x04"):
-            raise PermanentError(
-                f"artifact {artifact_name!r} is not an H2O MOJO (a zip file); export it with "
-                "model.download_mojo()")
-        if not settings.h2o_runtime_image:
-            raise PermanentError(
-                "the h2o runtime is not configured here: set AIART_H2O_RUNTIME_IMAGE "
-                "(hack/images.sh build_h2o_runtime builds it)")
-        return settings.h2o_runtime_image
-    if manifest.spec.runtime is Runtime.PYTHON:
-        try:
-            compile(artifact, "model.py", "exec")
-        except (SyntaxError, ValueError) as exc:
-            raise PermanentError(
-                f"artifact {artifact_name!r} is not valid Python source: {exc}") from None
-        return python_runtime(requirements=tuple(manifest.spec.requirements), base_image=base,
-                              python_version=python)
-    if manifest.spec.runtime is Runtime.ONNX:
-        if not looks_like_onnx(artifact):
-            raise PermanentError(
-                f"artifact {artifact_name!r} is not an ONNX model (no ONNX protobuf header)")
-        return onnx_runtime(base_image=base, python_version=python)
-    try:
-        facts = read_pickle_facts(artifact)
-    except NotAPickle as exc:
-        raise PermanentError(f"artifact {artifact_name!r}: {exc}") from None
-    framework = manifest.spec.framework
-    sklearn = framework.sklearn or facts.sklearn_version or settings.default_sklearn
-    numpy_major = framework.numpy or facts.numpy_major or _numpy_major(sklearn)
-    return sklearn_runtime(sklearn=sklearn, numpy_major=numpy_major, base_image=base,
-                           python_version=python)
-
-
-def _numpy_major(sklearn: str) -> int:
-    # scikit-learn supports numpy 2 from 1.4.2 on; older releases need numpy 1.
-    parts = tuple(int(p) for p in sklearn.split(".")[:3] if p.isdigit())
-    return 2 if parts >= (1, 4, 2) else 1
-
-
-def looks_like_onnx(data: bytes) -> bool:
-    # An ONNX file is a ModelProto whose first field is ir_version (field 1,
-    # a varint: tag byte 0x08). Cheap, and enough to catch a wrong file (a
-    # pickle starts with 0x80) before building anything.
-    return len(data) > 16 and data[0] == 0x08
-
-
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """A version's inputs resolved to an image: what to deploy, and how to build it."""
@@ -167,9 +100,10 @@ async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
     artifact_ref = manifest.spec.artifact
     assert artifact_ref is not None
     artifact = await fetch_artifact(deps.cluster, deps.store, artifact_ref)
-    runtime = choose_runtime(deps.settings, manifest, artifact.data, artifact.name)
+    kind = kind_of(manifest)
+    runtime = kind.serve_with(deps.settings, manifest, artifact.data, artifact.name)
     runtime_tag = runtime if isinstance(runtime, str) else runtime.tag
-    settings_file = model_settings(manifest, _artifact_file(manifest))
+    settings_file = model_settings(manifest, kind.artifact_file(manifest))
     recipe = ModelRecipe(
         name=manifest.metadata.name,
         version=manifest.metadata.version,
