@@ -1,4 +1,5 @@
-"""JSON log lines, with the model's name and version on every line."""
+"""JSON log lines, for the model servers (with the model's name and version on
+every line) and for the operator's services alike."""
 
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import anyio.to_thread
-from aiart_runtime import tracing
+from aiart_runtime import logs, tracing
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,7 +38,6 @@ from aiart.auth.access import (
     decide_with_key,
     parse_key,
 )
-from aiart.core import logs
 from aiart.core.render import PROBE_HEADER
 
 log = logging.getLogger("aiart.auth")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import aiodocker
 import aiohttp
-from aiart_runtime import tracing
+from aiart_runtime import logs, tracing
 from prometheus_client import start_http_server
 
 from aiart import __version__
@@ -26,7 +26,6 @@ from aiart.control.loop import Operator
 from aiart.control.metrics import OperatorMetrics
 from aiart.control.prober import Gateway
 from aiart.control.reconcile import Deps
-from aiart.core import logs
 from aiart.core.settings import Settings
 from aiart.engine.adapter import DockerCluster, RegistryAuth
 from aiart.store.client import open_store

@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
+from aiart_runtime import logs
 from aiohttp import web
 
-from aiart.core import logs
 from aiart.engine.policy import MAX_BODY, Client, Verdict, decide, may_read_logs, may_remove
 
 log = logging.getLogger("aiart.engine_proxy")

@@ -23,11 +23,11 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import aiohttp
+from aiart_runtime import logs
 from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from aiart.core import logs
 from aiart.store.client import StoreSettings
 from aiart.store.policy import (
     MAX_DELETE_BODY,
