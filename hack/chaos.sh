@@ -27,7 +27,7 @@ export AIART_CHAOS_REPORT=$report
 
 log "soak: $AIART_CHAOS_KILLS operator kills; worker losses ($AIART_CHAOS_LOSSES) x $AIART_CHAOS_LOSS_ROUNDS; $AIART_CHAOS_RESTARTS engine restarts; $AIART_CHAOS_OUTAGES registry outages of $AIART_CHAOS_OUTAGE_SECONDS s; churn of $AIART_CHAOS_CHURN models; $AIART_FUZZ_EXAMPLES examples per fuzz property"
 status=0
-.venv/bin/pytest -p no:cacheprovider -ra --durations=0 tests/chaos tests/unit/test_fuzz.py "$@" \
+.venv/bin/pytest -p no:cacheprovider -ra --durations=0 tests/chaos tests/unit/control/test_fuzz.py "$@" \
   || status=$?
 [ "$status" -ne 5 ] || { echo "pytest collected no tests" >&2; status=1; }
 echo

@@ -86,8 +86,8 @@ else
   # scenarios start (dozens of model containers left running beside the
   # harness starved it of CPU: Swarm kept moving aiart's services between
   # its managers, and churn stalled).
-  run_pytest tests/unit tests/integration tests/security tests/e2e || status=$?
-  stage "unit, integration, security, e2e"
+  run_pytest tests/unit tests/runtime tests/integration tests/security tests/e2e || status=$?
+  stage "unit, runtime, integration, security, e2e"
   run_pytest tests/chaos || status=$?
   stage "chaos (after its harness was up)"
 fi
