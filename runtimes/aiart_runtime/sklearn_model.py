@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,21 @@ import numpy.typing as npt
 from .model import ModelLoadError, numeric_rows, select_outputs
 from .protocol import ProtocolError, Tensor, datatype_of
 from .settings import ModelSettings, TensorSpec
+
+
+@contextlib.contextmanager
+def missing_values_refused(matrix: npt.NDArray[Any]) -> Iterator[None]:
+    """A ValueError from an estimator given NaN or infinity (JSON's null
+    among them) is the request's fault, a 400, not the model's: many
+    estimators refuse missing values, and which do is not reliably known
+    beforehand (a pipeline's tags say no even when an imputer leads it)."""
+    try:
+        yield
+    except ValueError as exc:
+        if matrix.dtype.kind == "f" and not np.isfinite(matrix).all():
+            raise ProtocolError(f"the model does not take these values (null, NaN or "
+                                f"infinity among them): {exc}") from exc
+        raise
 
 
 class SklearnModel:
@@ -33,7 +49,9 @@ class SklearnModel:
         return self.predict(self.features(inputs), wanted)
 
     def predict_rows(self, rows: Any) -> npt.NDArray[Any]:
-        return np.asarray(self.estimator.predict(self.rows_to_matrix(rows)))
+        matrix = self.rows_to_matrix(rows)
+        with missing_values_refused(matrix):
+            return np.asarray(self.estimator.predict(matrix))
 
     def load(self) -> None:
         import joblib  # joblib.load also reads plain pickles
@@ -124,10 +142,11 @@ class SklearnModel:
         for index, name in enumerate(names):
             if name not in selected:
                 continue
-            if index == 0:
-                results.append((name, np.asarray(self.estimator.predict(matrix)).reshape(-1)))
-            elif index == 1 and self.has_proba:
-                results.append((name, np.asarray(self.estimator.predict_proba(matrix))))
+            with missing_values_refused(matrix):
+                if index == 0:
+                    results.append((name, np.asarray(self.estimator.predict(matrix)).reshape(-1)))
+                elif index == 1 and self.has_proba:
+                    results.append((name, np.asarray(self.estimator.predict_proba(matrix))))
         return results
 
     def rows_to_matrix(self, rows: Any) -> npt.NDArray[Any]:

@@ -6,7 +6,7 @@ alert that reaches a webhook this test serves, shows in the version's
 from __future__ import annotations
 
 import json
-import struct
+import pickle
 import subprocess
 import sys
 import threading
@@ -17,6 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder
 
 from tests.e2e.conftest import GATEWAY, STACK, Models, stack_auth, wait_for
 
@@ -39,13 +43,18 @@ def value(promql: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-def nan_request() -> tuple[bytes, dict[str, str]]:
-    """A well-formed request the iris model cannot answer (NaN features, sent
-    as a binary tensor since JSON has no NaN): the model's own failure, a 500."""
-    header = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
-                                     "parameters": {"binary_data_size": 32}}]}).encode()
-    return header + struct.pack("<4d", float("nan"), 1, 1, 1), {
-        "Inference-Header-Content-Length": str(len(header))}
+def strict_model() -> bytes:
+    """Iris behind a one-hot encoder that refuses values it never saw: a
+    well-formed request with such a value is the model's own failure, a 500
+    (finite numbers: not the caller's missing values)."""
+    x, y = load_iris(return_X_y=True)
+    model = make_pipeline(OneHotEncoder(handle_unknown="error"),
+                          LogisticRegression(max_iter=500)).fit(x, y)
+    return pickle.dumps(model, protocol=5)
+
+
+UNSEEN = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                      "data": [99.0, 3.5, 1.4, 0.2]}]}
 
 
 class Hooks:
@@ -90,10 +99,9 @@ def webhook(models: Models) -> Iterator[Hooks]:
 
 
 def test_prometheus_reads_a_new_models_numbers_and_a_failure_alerts(
-        models: Models, iris_pickle: bytes, gateway: httpx.Client, webhook: Hooks,
-        run_id: str) -> None:
+        models: Models, gateway: httpx.Client, webhook: Hooks, run_id: str) -> None:
     model = models.name("watched")
-    config = models.declare(model, "1", iris_pickle, objectives="{latencyP99Ms: 2000}")
+    config = models.declare(model, "1", strict_model(), objectives="{latencyP99Ms: 2000}")
     models.wait_status(config, "Ready")
     url = f"/v2/models/{model}/infer"
     body = json.dumps(GOOD).encode()
@@ -124,16 +132,16 @@ def test_prometheus_reads_a_new_models_numbers_and_a_failure_alerts(
         or 0) >= 20, 30, "Traefik's count of the 20 requests")
 
     # Now the model fails on every request: the error ratio alert fires.
-    failing, headers = nan_request()
+    failing = json.dumps(UNSEEN).encode()
     stop = threading.Event()
 
     def fail_steadily() -> None:
         with httpx.Client(base_url=GATEWAY, timeout=10) as client:
             while not stop.is_set():
-                client.post(url, content=failing, headers=headers)
+                client.post(url, content=failing)
                 time.sleep(0.2)
 
-    assert gateway.post(url, content=failing, headers=headers).status_code == 500
+    assert gateway.post(url, content=failing).status_code == 500
     sender = threading.Thread(target=fail_steadily, daemon=True)
     sender.start()
     try:

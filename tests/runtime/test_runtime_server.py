@@ -189,3 +189,14 @@ def test_found_by_fuzzing_no_rows_and_out_of_range_numbers_are_the_callers(
     status, body = infer(client, {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP16",
                                               "data": [70000, 1, 1, 1]}]})
     assert status == 400 and "out of FP16's range" in body["error"]
+
+
+def test_found_by_fuzzing_missing_values_the_model_refuses_are_the_callers(
+        client: TestClient) -> None:
+    # A logistic regression takes no NaN: JSON null among the rows is the
+    # request's fault (400, with scikit-learn's reason), not the model's.
+    answer = client.post("/predict", json=[[None, None, None, None]])
+    assert answer.status_code == 400, answer.text
+    assert "null, NaN or infinity" in answer.json()["error"]
+    # Finite values the model fails on stay the model's failure.
+    assert client.post("/predict", json=[[1.0, 2.0, 3.0, 4.0]]).status_code == 200

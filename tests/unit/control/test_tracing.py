@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiart.control.reconcile import Deps, reconcile_model
@@ -81,13 +82,23 @@ def test_the_model_server_continues_the_callers_trace(
     assert span.attributes is not None and span.attributes["http.response.status_code"] == 200
 
 
+class Broken:
+    """An estimator that fails on any input: the model's own failure."""
+
+    def predict(self, matrix: object) -> object:
+        raise RuntimeError("the estimator broke")
+
+    predict_proba = predict
+
+
 def test_server_errors_mark_the_span_and_probes_stay_quiet(
-        model_server: TestClient, spans: InMemorySpanExporter) -> None:
-    header = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
-                                     "parameters": {"binary_data_size": 32}}]}).encode()
-    nan = header + b"\x00\x00\x00\x00\x00\x00\xf8\x7f" + b"\x00" * 24
-    failed = model_server.post("/v2/models/iris/infer", content=nan, headers={
-        "Inference-Header-Content-Length": str(len(header))})
+        tmp_path: Path, spans: InMemorySpanExporter) -> None:
+    model = load(iris_model_dir(tmp_path))
+    model.estimator = Broken()  # type: ignore[attr-defined]
+    model_server = TestClient(TracingMiddleware(create_app(model), "aiart_runtime"))
+    row = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                       "data": [5.1, 3.5, 1.4, 0.2]}]}
+    failed = model_server.post("/v2/models/iris/infer", json=row)
     assert failed.status_code == 500
     assert model_server.get("/v2/health/ready").status_code == 200  # no caller trace: no span
     assert model_server.get("/metrics").status_code == 200
