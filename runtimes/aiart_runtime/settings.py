@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,13 @@ class TensorSpec:
 
 @dataclass(frozen=True, slots=True)
 class ModelSettings:
+    """``model.json``, one definition: the operator writes it into a model's
+    image (``to_json``), the model server reads it (``load``)."""
+
     name: str
     version: str
     runtime: str
+    # The artifact's path; model.json holds its file name, beside itself.
     artifact: Path
     inputs: list[TensorSpec] | None
     outputs: list[TensorSpec] | None
@@ -28,7 +32,11 @@ class ModelSettings:
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelSettings:
-        body: dict[str, Any] = json.loads((model_dir / "model.json").read_text())
+        return cls.from_json((model_dir / "model.json").read_bytes(), model_dir)
+
+    @classmethod
+    def from_json(cls, data: bytes, model_dir: Path) -> ModelSettings:
+        body: dict[str, Any] = json.loads(data)
 
         def tensors(items: list[dict[str, Any]] | None) -> list[TensorSpec] | None:
             return [TensorSpec(**t) for t in items] if items else None
@@ -43,3 +51,21 @@ class ModelSettings:
             allow_unsafe_pickle=body.get("allow_unsafe_pickle") is True,
             entrypoint=body.get("entrypoint"),
         )
+
+    def to_json(self) -> bytes:
+        """The file's bytes. They go into the model image's content hash:
+        the same settings always give the same bytes."""
+        def tensors(items: list[TensorSpec] | None) -> list[dict[str, Any]] | None:
+            return [asdict(t) for t in items] if items else None
+
+        body: dict[str, Any] = {
+            "name": self.name, "version": self.version, "runtime": self.runtime,
+            "artifact": self.artifact.name, "inputs": tensors(self.inputs),
+            "outputs": tensors(self.outputs),
+        }
+        # Written only when set, so that existing models keep their image tags.
+        if self.allow_unsafe_pickle:
+            body["allow_unsafe_pickle"] = True
+        if self.entrypoint:
+            body["entrypoint"] = self.entrypoint
+        return json.dumps(body, sort_keys=True, indent=2).encode()

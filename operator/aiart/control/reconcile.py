@@ -108,7 +108,7 @@ async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
         name=manifest.metadata.name,
         version=manifest.metadata.version,
         runtime_image=runtime_tag,
-        artifact_name=settings_file.artifact,
+        artifact_name=settings_file.artifact.name,
         artifact=artifact.data,
         settings_json=settings_file.to_json(),
         registry=deps.settings.registry,

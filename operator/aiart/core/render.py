@@ -17,11 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from aiart_runtime.settings import ModelSettings, TensorSpec
 
 from aiart.core import labels as L
 from aiart.core.settings import Settings
-from aiart.core.spec import Manifest, Runtime
+from aiart.core.spec import Manifest, Runtime, Tensor
 
 SERVER_PORT = 8080
 RUNTIME_USER = "10001:10001"
@@ -173,41 +176,21 @@ def carries_current_route(service_labels: dict[str, str]) -> bool:
     return any(k.endswith("_current_v2.rule") for k in service_labels)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ModelSettingsFile:
-    """What the model server reads from ``/model/model.json``."""
-
-    name: str
-    version: str
-    runtime: str
-    artifact: str
-    inputs: list[dict[str, Any]] | None
-    outputs: list[dict[str, Any]] | None
-    allow_unsafe_pickle: bool = False
-    entrypoint: str | None = None
-
-    def to_json(self) -> bytes:
-        body: dict[str, Any] = {
-            "name": self.name, "version": self.version, "runtime": self.runtime,
-            "artifact": self.artifact, "inputs": self.inputs, "outputs": self.outputs,
-        }
-        # Written only when set, so that existing models keep their image tags.
-        if self.allow_unsafe_pickle:
-            body["allow_unsafe_pickle"] = True
-        if self.entrypoint:
-            body["entrypoint"] = self.entrypoint
-        return json.dumps(body, sort_keys=True, indent=2).encode()
-
-
-def model_settings(manifest: Manifest, artifact_file: str) -> ModelSettingsFile:
+def model_settings(manifest: Manifest, artifact_file: str) -> ModelSettings:
+    """The model.json a version's image holds (its schema is the runtime's)."""
     spec = manifest.spec
-    return ModelSettingsFile(
+
+    def tensors(items: list[Tensor] | None) -> list[TensorSpec] | None:
+        return [TensorSpec(name=t.name, datatype=str(t.datatype), shape=list(t.shape))
+                for t in items] if items else None
+
+    return ModelSettings(
         name=manifest.metadata.name,
         version=manifest.metadata.version,
         runtime=spec.runtime.value,
-        artifact=artifact_file,
-        inputs=[t.model_dump(mode="json") for t in spec.inputs] if spec.inputs else None,
-        outputs=[t.model_dump(mode="json") for t in spec.outputs] if spec.outputs else None,
+        artifact=Path(artifact_file),
+        inputs=tensors(spec.inputs),
+        outputs=tensors(spec.outputs),
         allow_unsafe_pickle=bool(spec.artifact and spec.artifact.allowUnsafePickle),
         entrypoint=spec.entrypoint,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -14,6 +15,7 @@ from aiart.core.render import (
     Guard,
     carries_current_route,
     guard_labels,
+    model_settings,
     render_service,
     route_labels,
     spec_hash,
@@ -21,6 +23,7 @@ from aiart.core.render import (
 )
 from aiart.core.settings import Settings
 from aiart.core.spec import parse_manifest
+from aiart_runtime.settings import ModelSettings, TensorSpec
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -276,3 +279,14 @@ def test_traefik_checks_the_auth_services_certificate_against_the_internal_ca() 
     assert labels[f"{mw}.tls.ca"] == "/etc/traefik/internal-ca.crt"
     plain, _ = guard_labels("iris", "2", Guard(auth_url="http://auth:8000", mode="apikey"))
     assert not any(".tls." in label for label in plain)
+
+
+def test_model_json_is_written_and_read_by_one_definition(tmp_path: Path) -> None:
+    manifest = parse_manifest(MANIFEST.replace("runtime: sklearn", "runtime: onnx") + (
+        "  inputs: [{name: x, datatype: FP32, shape: [-1, 4]}]\n"
+        "  outputs: [{name: y, datatype: INT64, shape: [-1]}]\n"))
+    written = model_settings(manifest, "model.onnx")
+    (tmp_path / "model.json").write_bytes(written.to_json())
+    read = ModelSettings.load(tmp_path)
+    assert read == dataclasses.replace(written, artifact=tmp_path / "model.onnx")
+    assert read.inputs == [TensorSpec(name="x", datatype="FP32", shape=[-1, 4])]
