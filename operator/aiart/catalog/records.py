@@ -28,6 +28,12 @@ class StatusEvent:
     message: str
 
 
+def deployment_key(model: str, version: str, config_id: str) -> str:
+    """One deployment's key in the catalog (and in the operator's memos): a
+    version as one config declared it."""
+    return f"{model}/{version}/{config_id}"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Deployment:
     """One version of one model as deployed from one config."""
@@ -50,7 +56,7 @@ class Deployment:
 
     @property
     def key(self) -> str:
-        return f"{self.model}/{self.version}/{self.config_id}"
+        return deployment_key(self.model, self.version, self.config_id)
 
     def with_status(self, status: str, message: str, at: str) -> Deployment:
         """This record with ``status`` appended, unless it is already the latest."""

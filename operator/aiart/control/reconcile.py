@@ -20,7 +20,7 @@ from aiart.build.recipes import (
     ModelRecipe,
     RuntimeRecipe,
 )
-from aiart.catalog.records import HISTORY_LIMIT, Catalog, Deployment, now
+from aiart.catalog.records import HISTORY_LIMIT, Catalog, Deployment, deployment_key, now
 from aiart.control import change_trace
 from aiart.control.artifacts import Fetched, fetch_artifact
 from aiart.control.metrics import ModelStates, VersionState, version_state
@@ -190,7 +190,7 @@ async def record_removal(deps: Deps, model: str, version: str, config_id: str) -
     if deps.catalog is None:
         return
     try:
-        await deps.catalog.record_status(f"{model}/{version}/{config_id}", "Removed",
+        await deps.catalog.record_status(deployment_key(model, version, config_id), "Removed",
                                          "the version's config was removed", now())
     except Exception as exc:
         log.warning("catalog: cannot record the removal of %s:%s: %s", model, version, exc)
@@ -341,7 +341,7 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
             phase, _ = read_status(fresh.labels)
             keep = phase if phase in (Phase.PENDING, Phase.BUILDING, Phase.DEPLOYING) else (
                 Phase.PENDING)
-            await set_status(deps, f"{model}/{version}/{fresh.id}", fresh, Status(
+            await set_status(deps, deployment_key(model, version, fresh.id), fresh, Status(
                 phase=keep, message=f"retrying after a temporary failure: {exc}",
                 image=fresh.labels.get(L.STATUS_IMAGE, "")))
             continue
@@ -433,7 +433,7 @@ async def reconcile_version(
     assert manifest is not None
     name, version = manifest.metadata.name, manifest.metadata.version
     config = plan.config
-    key = f"{name}/{version}/{config.id}"
+    key = deployment_key(name, version, config.id)
     phase, failed_inputs = read_status(config.labels)
     started_ns = time.time_ns()
 
