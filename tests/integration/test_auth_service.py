@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from aiart.auth.access import ApiKey, Role, new_key
-from aiart.auth.service import KeyCache, TokenVerifier, create_app
+from aiart.auth.keystore import KeyCache
+from aiart.auth.service import create_app
+from aiart.auth.tokens import TokenVerifier
 from starlette.testclient import TestClient
 
 from tests.oidc import ISSUER, Signer

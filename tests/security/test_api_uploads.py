@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import httpx
 from aiart.api.app import create_app
 from aiart.auth.access import ApiKey, Role, new_key
-from aiart.auth.service import KeyCache
+from aiart.auth.keystore import KeyCache
 
 from tests.fakes import FakeCluster, FakeStore
 

@@ -31,7 +31,9 @@ from aiart.api.views import (
     version_view,
 )
 from aiart.auth.access import Role, credential_from, parse_key
-from aiart.auth.service import KeyCache, TokenVerifier, serve_with_keys
+from aiart.auth.keystore import KeyCache
+from aiart.auth.serving import serve_with_keys
+from aiart.auth.tokens import TokenVerifier
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.objects import ConfigObject, ServiceObject

@@ -1,17 +1,23 @@
 """API keys kept as Docker configs: the record (name, role, models and the
 secret's SHA-256, never the secret) in the config's data, in the swarm's
 replicated store. Revoking a key removes its config; the auth service sees
-it gone on its next refresh (every second)."""
+it gone on its next refresh (every second): ``KeyCache`` is what the auth
+service and the API hold of them."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiart.auth.access import PROBE_KEY_FILE, AccessError, ApiKey
+from aiart.auth.access import PROBE_KEY_FILE, AccessError, ApiKey, parse_key
 from aiart.core import labels as L
 from aiart.engine.adapter import DockerCluster
 
+log = logging.getLogger("aiart.auth")
 KEY_PREFIX = "aiart-apikey-"
 
 
@@ -62,3 +68,52 @@ def read_probe_key(path: str | None = None) -> bytes | None:
         return file.read_bytes().strip() or None
     except OSError:
         return None
+
+
+# How soon a refresh asked for by a request may read the swarm again.
+CATCH_UP_SECONDS = 0.25
+
+
+class KeyCache:
+    """The API keys, refreshed in the background."""
+
+    def __init__(self, load: Callable[[], Awaitable[list[ApiKey]]], every: float = 1.0) -> None:
+        self.load = load
+        self.every = every
+        self.keys: dict[str, ApiKey] = {}
+        self.loaded_at: float | None = None
+        self._read_started = float("-inf")  # of the read that self.keys comes from
+        self._caught_up_at = float("-inf")
+
+    async def refresh(self) -> None:
+        started = time.monotonic()
+        keys = {k.id: k for k in await self.load()}
+        # Reads overlap (the periodic one, a catch-up): one that started
+        # earlier and ends later must not put back what a newer one saw.
+        if started >= self._read_started:
+            self.keys, self._read_started = keys, started
+            self.loaded_at = time.monotonic()
+
+    async def knows(self, text: str) -> None:
+        """Read the keys again now if ``text`` names a key not read yet: a
+        key is used as soon as it is made (the CLI prints it, a script sends
+        it). At most one such read every ``CATCH_UP_SECONDS``, so unknown
+        keys cannot make the engine be read in a loop."""
+        parsed = parse_key(text)
+        if parsed is None or parsed[0] in self.keys:
+            return
+        if time.monotonic() - self._caught_up_at < CATCH_UP_SECONDS:
+            return
+        self._caught_up_at = time.monotonic()
+        try:
+            await self.refresh()
+        except Exception as exc:  # the periodic refresh says so too; decide on what we have
+            log.warning("cannot read API keys: %s", exc)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception as exc:  # keep the last keys; say so
+                log.warning("cannot read API keys: %s; keeping the last %d", exc, len(self.keys))
+            await asyncio.sleep(self.every)

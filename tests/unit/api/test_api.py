@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 from aiart.api.app import create_app
 from aiart.auth.access import ApiKey, Role, new_key
-from aiart.auth.service import KeyCache
+from aiart.auth.keystore import KeyCache
 from aiart.core import labels as L
 from aiart.core.spec import parse_manifest
 from starlette.testclient import TestClient
