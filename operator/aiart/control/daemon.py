@@ -22,10 +22,10 @@ from aiart.auth.keystore import KeyStore, read_probe_key, revoke_operator_key
 from aiart.build.image_builder import ImageBuilder
 from aiart.catalog.backends import open_catalog
 from aiart.control.alert_watch import AlertWatch
+from aiart.control.deps import Deps
 from aiart.control.loop import Operator
 from aiart.control.metrics import OperatorMetrics
 from aiart.control.prober import Gateway
-from aiart.control.reconcile import Deps
 from aiart.core.settings import Settings
 from aiart.engine.adapter import DockerCluster, RegistryAuth
 from aiart.store.client import open_store

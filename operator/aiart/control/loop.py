@@ -16,8 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiart.catalog.configs import CATALOG_PREFIX
+from aiart.control.deps import Deps
 from aiart.control.metrics import OperatorMetrics
-from aiart.control.reconcile import Deps, Outcome, reconcile_model
+from aiart.control.reconcile import Outcome, reconcile_model
 from aiart.control.workqueue import WorkQueue
 from aiart.core import labels as L
 from aiart.core.errors import TransientError

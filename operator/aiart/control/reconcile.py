@@ -7,40 +7,36 @@ twice in a row changes nothing. Work for one version never blocks another.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from opentelemetry.context import Context
-
-from aiart.build.kinds import kind_of
-from aiart.build.recipes import (
-    ModelRecipe,
-    RuntimeRecipe,
-)
-from aiart.catalog.records import HISTORY_LIMIT, Catalog, Deployment, deployment_key, now
+from aiart.catalog.records import deployment_key
 from aiart.control import change_trace
-from aiart.control.artifacts import Fetched, fetch_artifact
-from aiart.control.metrics import ModelStates, VersionState, version_state
-from aiart.control.ports import Builder, Cluster, GatewayProbe
+from aiart.control.deps import Deps
+from aiart.control.metrics import VersionState, version_state
+from aiart.control.prepare import Prepared, prepare, store_access
+from aiart.control.records import (
+    archive,
+    flush_status_events,
+    record_deployment,
+    record_removal,
+    set_status,
+    write_status,
+)
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.objects import ConfigObject, ServiceObject
 from aiart.core.plan import VersionPlan, choose_current, plan_versions
 from aiart.core.render import (
-    StoreAccess,
     carries_current_route,
-    model_settings,
     render_service,
 )
 from aiart.core.settings import Settings
-from aiart.core.spec import Manifest, Runtime
-from aiart.core.status import Phase, Status, read_status, status_from_labels, status_labels
-from aiart.core.store_layout import artifact_key, bucket_for, manifest_key
-from aiart.store.client import Store
-from aiart.store.policy import access_key_for, key_secret_name, secret_for
+from aiart.core.spec import Runtime
+from aiart.core.status import Phase, Status, read_status, status_from_labels
+from aiart.core.store_layout import bucket_for
 
 log = logging.getLogger("aiart.reconcile")
 POLL_SECONDS = 1.0
@@ -52,206 +48,6 @@ CONTRACT_GRACE_SECONDS = 10.0
 class Outcome:
     requeue_after: float | None
     transient: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Deps:
-    cluster: Cluster
-    builder: Builder
-    gateway: GatewayProbe
-    settings: Settings
-    store: Store | None = None
-    catalog: Catalog | None = None
-    # What this process has already written to the store and the catalog, so
-    # that periodic passes do not repeat it; lost on restart, and then
-    # redone once (both writes are idempotent).
-    written: dict[str, str] = field(default_factory=dict)
-    # Status events the catalog could not take yet, by deployment key.
-    unrecorded: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
-    # Each model's state for Prometheus, as its labels were at the last pass.
-    models: ModelStates | None = None
-    # The trace of each version's change in progress, by config id.
-    traces: dict[str, Context] = field(default_factory=dict)
-    # The store gateway's key, which models' own store keys derive from
-    # (None: no model gets the store).
-    store_gateway_key: bytes | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """A version's inputs resolved to an image: what to deploy, and how to build it."""
-
-    image: str
-    inputs: str  # a hash of everything the image is made from
-    recipe: ModelRecipe | None = None  # None: a ready image, nothing to build
-    runtime: RuntimeRecipe | None = None
-    artifact: Fetched | None = None
-
-
-async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
-    """Read the artifact and pick the runtime; PermanentError says what is wrong."""
-    manifest = plan.manifest
-    assert manifest is not None
-    if manifest.spec.runtime is Runtime.IMAGE:
-        assert manifest.spec.image is not None
-        image = manifest.spec.image
-        inputs = hashlib.sha256(f"{plan.config.id}\0{image}".encode()).hexdigest()[:16]
-        return Prepared(image=image, inputs=inputs)
-    artifact_ref = manifest.spec.artifact
-    assert artifact_ref is not None
-    artifact = await fetch_artifact(deps.cluster, deps.store, artifact_ref)
-    kind = kind_of(manifest)
-    runtime = kind.serve_with(deps.settings, manifest, artifact.data, artifact.name)
-    runtime_tag = runtime if isinstance(runtime, str) else runtime.tag
-    settings_file = model_settings(manifest, kind.artifact_file(manifest))
-    recipe = ModelRecipe(
-        name=manifest.metadata.name,
-        version=manifest.metadata.version,
-        runtime_image=runtime_tag,
-        artifact_name=settings_file.artifact.name,
-        artifact=artifact.data,
-        settings_json=settings_file.to_json(),
-        registry=deps.settings.registry,
-    )
-    inputs = hashlib.sha256(f"{plan.config.id}\0{recipe.tag}".encode()).hexdigest()[:16]
-    return Prepared(image=recipe.tag, inputs=inputs, recipe=recipe,
-                    runtime=None if isinstance(runtime, str) else runtime, artifact=artifact)
-
-
-async def write_status(cluster: Cluster, config: ConfigObject, status: Status) -> ConfigObject:
-    """Write ``status`` if it differs; return the config as it now is."""
-    wanted = status_labels(config.labels, status)
-    if wanted == dict(config.labels):
-        return config
-    updated = await cluster.update_config_labels(config, wanted)
-    if updated is None:
-        # Someone else wrote meanwhile (or the config is gone): the event that
-        # caused brings us back with fresh state.
-        raise TransientError(f"config {config.name} changed while its status was written")
-    return updated
-
-
-async def store_access(deps: Deps, manifest: Manifest) -> StoreAccess | None:
-    """The endpoint and key secrets a model that asks for the store is given:
-    keys of its own, for the store gateway, never the store's."""
-    if not manifest.spec.store.credentials:
-        return None
-    settings = deps.settings
-    if deps.store is None or not settings.model_store_endpoint or deps.store_gateway_key is None:
-        raise PermanentError("spec.store.credentials: no store gateway is configured here "
-                             "(AIART_S3_MODEL_ENDPOINT, AIART_STORE_GATEWAY_KEY_FILE); aiart "
-                             "gives a model keys of its own, never the store's")
-    model = manifest.metadata.name
-    access_key = access_key_for(model)
-    ids = []
-    for what, value in (("access", access_key),
-                        ("secret", secret_for(deps.store_gateway_key, access_key))):
-        name = key_secret_name(model, what, value)
-        secret_id = await deps.cluster.ensure_secret(
-            name, value.encode(), {L.MANAGED_BY: L.MANAGED_BY_VALUE, L.MODEL: model})
-        ids.append((secret_id, name))
-    return StoreAccess(endpoint=settings.model_store_endpoint, secure=settings.store_secure,
-                       access_key_secret=ids[0], secret_key_secret=ids[1])
-
-
-async def set_status(deps: Deps, key: str, config: ConfigObject, status: Status) -> ConfigObject:
-    """``write_status``, and a status event in the catalog when the status changed."""
-    before = (config.labels.get(L.STATUS), config.labels.get(L.STATUS_MESSAGE))
-    updated = await write_status(deps.cluster, config, status)
-    after = (updated.labels.get(L.STATUS), updated.labels.get(L.STATUS_MESSAGE))
-    if deps.catalog is not None and after != before:
-        events = deps.unrecorded.setdefault(key, [])
-        events.append((status.phase.value, after[1] or "", now()))
-        del events[:-HISTORY_LIMIT]  # the catalog keeps no more than these either
-        await flush_status_events(deps, key)
-    return updated
-
-
-async def flush_status_events(deps: Deps, key: str) -> None:
-    """Write the status events the catalog has not taken yet, oldest first.
-
-    The catalog is a record: serving goes on while it is down, and what it
-    missed is written, with the times it happened, once it is back."""
-    events = deps.unrecorded.get(key)
-    if deps.catalog is None or not events:
-        return
-    while events:
-        status, message, at = events[0]
-        try:
-            await deps.catalog.record_status(key, status, message, at)
-        except Exception as exc:
-            log.warning("catalog: cannot record the status of %s yet: %s", key, exc)
-            return
-        events.pop(0)
-    deps.unrecorded.pop(key, None)
-
-
-async def record_removal(deps: Deps, model: str, version: str, config_id: str) -> None:
-    if deps.catalog is None:
-        return
-    try:
-        await deps.catalog.record_status(deployment_key(model, version, config_id), "Removed",
-                                         "the version's config was removed", now())
-    except Exception as exc:
-        log.warning("catalog: cannot record the removal of %s:%s: %s", model, version, exc)
-
-
-async def record_deployment(deps: Deps, key: str, plan: VersionPlan, prepared: Prepared) -> None:
-    """Put the version in the catalog (once per process and image)."""
-    manifest = plan.manifest
-    if deps.catalog is None or manifest is None:
-        return
-    memo = f"catalog:{key}"
-    if deps.written.get(memo) == prepared.image:
-        return
-    artifact = prepared.artifact
-    try:
-        digest = await deps.cluster.image_digest(prepared.image) if prepared.recipe else ""
-        await deps.catalog.record_deployment(Deployment(
-            model=manifest.metadata.name, version=manifest.metadata.version,
-            config_id=plan.config.id, runtime=manifest.spec.runtime.value,
-            manifest=plan.config.data.decode("utf-8", errors="replace"),
-            parameters=manifest.spec.model_dump(mode="json"),
-            labels=dict(manifest.metadata.labels), image=prepared.image, image_digest=digest,
-            artifact_uri=artifact.uri if artifact else "",
-            artifact_sha256=artifact.sha256 if artifact else "",
-            run_id=artifact.run_id if artifact else "",
-            deployed_at=plan.config.created_at or now()))
-    except Exception as exc:  # as above: logged, and tried again on the next pass
-        log.warning("catalog: cannot record %s: %s", key, exc)
-        return
-    # Before its image is built the record has no digest yet: record again
-    # on later passes until it has one.
-    if digest or prepared.recipe is None:
-        deps.written[memo] = prepared.image
-
-
-async def archive(deps: Deps, plan: VersionPlan, prepared: Prepared) -> None:
-    """Keep a served version's artifact and manifest in its model's bucket."""
-    manifest = plan.manifest
-    assert manifest is not None
-    artifact = prepared.artifact
-    if deps.store is None or artifact is None or prepared.recipe is None:
-        return
-    name, version = manifest.metadata.name, manifest.metadata.version
-    memo = f"archive:{name}/{version}"
-    if deps.written.get(memo) == artifact.sha256:
-        return
-    bucket = bucket_for(name)
-    key = artifact_key(version, prepared.recipe.artifact_name)
-    try:
-        await deps.store.ensure_bucket(bucket)
-        found = await deps.store.stat(bucket, key)
-        if found is None or found[2].get("sha256") != artifact.sha256:
-            await deps.store.put(bucket, key, artifact.data, metadata={
-                "sha256": artifact.sha256, "source": artifact.uri})
-            await deps.store.put(bucket, manifest_key(version), plan.config.data,
-                                 content_type="application/yaml")
-    except TransientError as exc:
-        log.warning("cannot archive %s version %s in the object store yet: %s",
-                    name, version, exc)
-        return
-    deps.written[memo] = artifact.sha256
 
 
 def _endpoint(settings: Settings, name: str, version: str, current: bool) -> str:

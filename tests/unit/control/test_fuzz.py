@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-from aiart.control.reconcile import Deps, reconcile_model
+from aiart.control.deps import Deps
+from aiart.control.reconcile import reconcile_model
 from aiart.core import labels as L
 from aiart.core.settings import Settings
 from aiart.core.spec import ManifestError, parse_manifest

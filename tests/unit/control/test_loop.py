@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+from aiart.control.deps import Deps
 from aiart.control.loop import Operator
-from aiart.control.reconcile import Deps, Outcome
+from aiart.control.reconcile import Outcome
 from aiart.core import labels as L
 from aiart.core.errors import TransientError
 from aiart.core.settings import Settings

@@ -7,9 +7,10 @@ import contextlib
 from typing import Any
 
 from aiart.control.alert_watch import AlertWatch
+from aiart.control.deps import Deps
 from aiart.control.loop import Operator
 from aiart.control.metrics import ModelStates, OperatorMetrics, VersionState, version_state
-from aiart.control.reconcile import Deps, Outcome, reconcile_model
+from aiart.control.reconcile import Outcome, reconcile_model
 from aiart.core import labels as L
 from aiart.core.alerts import alerts_for, firing_alerts, with_alerts
 from aiart.core.errors import TransientError

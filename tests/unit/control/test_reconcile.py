@@ -4,7 +4,8 @@ recovery, version hand-over, garbage collection."""
 from __future__ import annotations
 
 import pytest
-from aiart.control.reconcile import Deps, reconcile_model
+from aiart.control.deps import Deps
+from aiart.control.reconcile import reconcile_model
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.render import carries_current_route

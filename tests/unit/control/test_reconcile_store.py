@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from aiart.catalog.configs import DockerCatalog
 from aiart.catalog.records import Query
-from aiart.control.reconcile import Deps, reconcile_model
+from aiart.control.deps import Deps
+from aiart.control.reconcile import reconcile_model
 from aiart.core import labels as L
 from aiart.core.settings import Settings
 from aiart.store.policy import secret_for

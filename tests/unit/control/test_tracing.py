@@ -9,7 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiart.control.reconcile import Deps, reconcile_model
+from aiart.control.deps import Deps
+from aiart.control.reconcile import reconcile_model
 from aiart.core import labels as L
 from aiart.core.settings import Settings
 from aiart_runtime.__main__ import load
