@@ -5,8 +5,28 @@
 # and the reliability scenarios on a multi-node harness (tests/chaos, short
 # versions; ./hack/chaos.sh runs the long soak).
 # Extra arguments go to pytest, e.g. ./hack/test.sh tests/unit -k spec
+# ./hack/test.sh unit [PYTEST ARGS]: the fast loop, no engine and no stack:
+# lint, types and every test that needs no Docker (unit, runtime, and the
+# integration tests against in-process servers).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$AIART_ROOT/hack/stack.sh"
+
+if [ "${1:-}" = unit ]; then
+  shift
+  ensure_venv
+  cd "$AIART_ROOT"
+  .venv/bin/ruff check .
+  .venv/bin/mypy --no-error-summary
+  # The h2o runtime's tests score with H2O's jar (fetched once, cached).
+  AIART_GENMODEL_JAR=${AIART_GENMODEL_JAR:-$("$AIART_ROOT/hack/images.sh" fetch_genmodel_jar)}
+  export AIART_GENMODEL_JAR
+  rc=0
+  .venv/bin/pytest -p no:cacheprovider -q -m "not docker and not e2e" \
+    tests/unit tests/runtime tests/integration "$@" || rc=$?
+  # pytest's 5 means it ran no test: a failure, never a green run.
+  [ "$rc" -ne 5 ] || { echo "pytest collected no tests" >&2; rc=1; }
+  exit "$rc"
+fi
 
 started=$SECONDS
 # Where the time went, printed as a table at the end: "stage|seconds" lines.

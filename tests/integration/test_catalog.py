@@ -16,7 +16,7 @@ from aiart.engine.adapter import DockerCluster
 from mongomock_motor import AsyncMongoMockClient
 
 
-@pytest.fixture(params=["docker", "mongodb"])
+@pytest.fixture(params=[pytest.param("docker", marks=pytest.mark.docker), "mongodb"])
 async def catalog(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Catalog, str]]:
     prefix = f"c{uuid.uuid4().hex[:6]}"
     if request.param == "mongodb":
