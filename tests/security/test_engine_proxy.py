@@ -1,10 +1,13 @@
-"""The auth service and the API hold no socket of the engine's.
+"""The auth service, the API, the gateway and Prometheus hold no socket of
+the engine's.
 
-From inside their containers on the real stack (as code that took either
-over would act): the engine proxy refuses everything that would make the
-caller root on the node (a container with the host's disk, a service, exec,
-the swarm's secrets) and every config write their work does not need (a key
-record, another's config removed), while the reads their work needs pass."""
+From inside their containers on the real stack (as code that took one over
+would act): the engine proxy refuses everything that would make the caller
+root on the node (a container with the host's disk, a service, exec, the
+swarm's secrets) and every config write their work does not need (a key
+record, another's config removed), while the reads their work needs pass.
+The gateway's and Prometheus's images have no interpreter, so their calls
+come from a container given the same volume, which is all either holds."""
 
 from __future__ import annotations
 
@@ -51,8 +54,9 @@ def _inside(engine: docker.DockerClient, service: str, calls: list[Any]) -> dict
     return json.loads(done.output.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-def test_neither_service_mounts_the_engines_socket(engine: docker.DockerClient) -> None:
-    for name in ("api", "auth"):
+def test_no_service_facing_the_network_mounts_the_engines_socket(
+        engine: docker.DockerClient) -> None:
+    for name in ("api", "auth", "traefik", "prometheus"):
         spec = engine.services.get(f"{STACK}_{name}").attrs["Spec"]
         mounts = spec["TaskTemplate"]["ContainerSpec"].get("Mounts") or []
         assert not [m for m in mounts if "docker.sock" in m.get("Source", "")], (name, mounts)
@@ -111,3 +115,58 @@ def test_a_taken_over_auth_service_reads_key_records_only(engine: docker.DockerC
     for call in ("create", "services", "containers", "every config"):
         assert seen[call][0] == 403, (call, seen[call])
     assert seen["configs"][0] == 200, seen
+
+
+@pytest.mark.parametrize(("service", "volume"), [("traefik", "engine-gateway"),
+                                                 ("prometheus", "engine-monitoring")])
+def test_a_taken_over_gateway_or_prometheus_reads_the_swarm_without_secrets(
+        engine: docker.DockerClient, service: str, volume: str) -> None:
+    spec = engine.services.get(f"{STACK}_{service}").attrs["Spec"]["TaskTemplate"]
+    mounts = spec["ContainerSpec"].get("Mounts") or []
+    assert [m for m in mounts if m.get("Source") == f"{STACK}_{volume}"
+            and m.get("Target") == "/run/aiart-engine"], mounts
+    image = engine.services.get(f"{STACK}_api").attrs["Spec"]["TaskTemplate"][
+        "ContainerSpec"]["Image"]
+    operator = engine.services.get(f"{STACK}_operator").id
+    version = engine.services.get(operator).attrs["Version"]["Index"]
+    calls = [
+        ["host disk", "POST", "/v1.41/containers/create",
+         {"Image": image, "Cmd": ["id"], "HostConfig": {"Binds": ["/:/host"], "Privileged": True}}],
+        ["service", "POST", "/v1.41/services/create",
+         {"Name": "escape", "TaskTemplate": {"ContainerSpec": {"Image": image}}}],
+        ["operator replaced", "POST", f"/v1.41/services/{operator}/update?version=1",
+         {"TaskTemplate": {"ContainerSpec": {"Image": image}}}],
+        ["exec", "POST", "/v1.41/containers/x/exec", {"Cmd": ["sh"]}],
+        ["secrets", "GET", "/v1.41/secrets", None],
+        ["configs", "GET", "/v1.41/configs", None],
+        ["operator's logs", "GET", f"/v1.41/services/{operator}/logs?stdout=1", None],
+        ["services", "GET", "/v1.41/services", None],
+        ["tasks", "GET", "/v1.41/tasks", None],
+        ["networks", "GET", "/v1.41/networks", None],
+        ["nodes", "GET", "/v1.41/nodes", None],
+    ]
+    # The whole answers are looked at inside (the services' list is long):
+    # an environment anywhere in them, and the operator's settings by name.
+    script = CALLS.replace(
+        "answer.read().decode(errors=\"replace\")[:4000]",
+        "(lambda text: {'Env': '\"Env\"' in text, 'AIART_': 'AIART_' in text,"
+        " 'operator': " + repr(operator) + " in text, 'text': text[:300]})"
+        "(answer.read().decode(errors=\"replace\"))")
+    assert script != CALLS
+    output = engine.containers.run(
+        image, ["/opt/aiart/bin/python", "-c", script, json.dumps(calls)], remove=True,
+        entrypoint=[], volumes={f"{STACK}_{volume}": {"bind": "/run/aiart-engine", "mode": "rw"}},
+        labels={"aiart.test": "engine-proxy"}, network_mode="none")
+    seen = json.loads(output.decode().strip().splitlines()[-1])
+    for call in ("host disk", "service", "operator replaced", "exec", "secrets", "configs",
+                 "operator's logs"):
+        status, answer = seen[call]
+        assert status == 403 and "engine proxy" in answer["text"], (call, seen[call])
+    for call in ("services", "tasks", "networks", "nodes"):
+        assert seen[call][0] == 200, (call, seen[call])
+    # What the gateway reads names the operator's service, not its settings.
+    assert seen["services"][1]["operator"] and seen["tasks"][1]["operator"], seen
+    for call in ("services", "tasks"):
+        assert not seen[call][1]["Env"] and not seen[call][1]["AIART_"], (call, seen[call])
+    assert engine.services.get(operator).attrs["Version"]["Index"] == version
+    assert not [s for s in engine.services.list() if s.name == "escape"]

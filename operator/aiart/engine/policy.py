@@ -1,15 +1,19 @@
-"""What the auth service and the API may ask of the Docker Engine.
+"""What aiart's services other than the operator may ask of the Docker Engine.
 
-Neither holds the engine's socket: whoever holds it is root on the node, and
-both face the network. aiart's engine proxy (``proxy.py``) gives each
-a socket of its own and passes on only the calls its work needs:
+None of them holds the engine's socket: whoever holds it is root on the
+node, and each faces the network. aiart's engine proxy (``proxy.py``) gives
+each a socket of its own and passes on only the calls its work needs:
 
 - the auth service lists configs, filtered to the API key records;
 - the API lists configs (filtered by an ``aiart.*`` label) and aiart's
   services (filtered to ``aiart.managed-by=aiart``), reads a config's
   labels (not its data) and a model service's logs, creates the configs a
   deployment is (a model version, an uploaded artifact) and removes them
-  again.
+  again;
+- the gateway (Traefik's swarm provider) and Prometheus (its Swarm service
+  discovery) read services, tasks, networks and nodes, and see the services
+  and tasks without their containers' environment, which holds other
+  services' credentials (a model's store keys) and which neither needs.
 
 Everything else (containers, services, secrets, images, nodes, exec, a key
 record written or removed) is refused. This module is the decision alone;
@@ -33,23 +37,32 @@ from aiart.core import labels as L
 class Client(Enum):
     AUTH = "auth"
     API = "api"
+    GATEWAY = "gateway"
+    MONITORING = "monitoring"
 
 
 # Docker's object ids and names: no '/', no '%', nothing a path could hide in.
 _ID = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"
 _VERSIONED = re.compile(r"^/v\d+\.\d+(/.*)$")
 # (method, path pattern) -> the clients that may make the call.
-_BOTH, _API = (Client.AUTH, Client.API), (Client.API,)
+_ALL, _API = tuple(Client), (Client.API,)
+# The clients that watch the swarm to find their routes or targets.
+_WATCHERS = (Client.GATEWAY, Client.MONITORING)
 _READS: list[tuple[str, re.Pattern[str], frozenset[Client]]] = [
     (method, re.compile(pattern), frozenset(clients))
     for method, pattern, clients in [
-        ("GET", r"/_ping", _BOTH),
-        ("HEAD", r"/_ping", _BOTH),
-        ("GET", r"/version", _BOTH),
-        ("GET", r"/configs", _BOTH),
+        ("GET", r"/_ping", _ALL),
+        ("HEAD", r"/_ping", _ALL),
+        ("GET", r"/version", _ALL),
+        ("GET", r"/configs", (Client.AUTH, Client.API)),
         ("GET", rf"/configs/{_ID}", _API),
-        ("GET", r"/services", _API),
+        ("GET", r"/services", (Client.API, *_WATCHERS)),
         ("GET", rf"/services/{_ID}/logs", _API),
+        ("GET", r"/tasks", _WATCHERS),
+        ("GET", r"/networks", _WATCHERS),
+        ("GET", rf"/networks/{_ID}", _WATCHERS),
+        ("GET", r"/nodes", _WATCHERS),
+        ("GET", rf"/nodes/{_ID}", _WATCHERS),
     ]
 ]
 _CONFIG = re.compile(rf"^/configs/({_ID})$")
@@ -79,10 +92,9 @@ class Verdict:
     # Set for logs: the service whose labels must show it is a model's (the
     # proxy reads them, then asks may_read_logs).
     service: str | None = None
-    # The answer goes back without the config's data: the API looks a single
-    # config up for its labels only (does it exist, whose artifact is it),
-    # and any config may be named to it.
-    without_data: bool = False
+    # The answer goes back rewritten by ``rewritten`` (a config without its
+    # data, services and tasks without their environment).
+    rewrite: bool = False
 
 
 def engine_path(raw_path: str) -> str | None:
@@ -107,7 +119,7 @@ def decide(client: Client, method: str, raw_path: str, body: bytes) -> Verdict:
                 return _filtered(client, path, raw_path)
             logs = _LOGS.match(path)
             return Verdict(True, service=logs.group(1) if logs else None,
-                           without_data=client is Client.API and _CONFIG.match(path) is not None)
+                           rewrite=_rewritten_for(client, path))
     else:
         if client is Client.API and method == "POST" and path == "/configs/create":
             return _creation(body)
@@ -115,6 +127,36 @@ def decide(client: Client, method: str, raw_path: str, body: bytes) -> Verdict:
         if client is Client.API and method == "DELETE" and removal:
             return Verdict(True, config=removal.group(1))
     return Verdict(False, f"the {client.value} service may not {method} {unquote(path)}")
+
+
+def _rewritten_for(client: Client, path: str) -> bool:
+    if client is Client.API:
+        return _CONFIG.match(path) is not None
+    return client in _WATCHERS and path in ("/services", "/tasks")
+
+
+def rewritten(path: str, answer: Any) -> Any:
+    """What a client sees of a read its verdict marked ``rewrite``: a single
+    config without its data (the API looks a config up for its labels only,
+    and any config may be named to it); services and tasks without their
+    containers' environment, for the watchers (the spec now and the one
+    before an update)."""
+    if _CONFIG.match(path):
+        if isinstance(answer, dict) and isinstance(answer.get("Spec"), dict):
+            answer["Spec"].pop("Data", None)
+        return answer
+    for item in answer if isinstance(answer, list) else ():
+        if not isinstance(item, dict):
+            continue
+        for spec in (item.get("Spec"), item.get("PreviousSpec")):
+            if not isinstance(spec, dict):
+                continue
+            # A service's spec holds a task template; a task's spec is one.
+            template = spec.get("TaskTemplate", spec)
+            container = template.get("ContainerSpec") if isinstance(template, dict) else None
+            if isinstance(container, dict):
+                container.pop("Env", None)
+    return answer
 
 
 def _filtered(client: Client, path: str, raw_path: str) -> Verdict:

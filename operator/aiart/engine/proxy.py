@@ -1,5 +1,5 @@
 """``aiart-engine-proxy``: the Docker Engine API, narrowed, for the auth
-service and the API.
+service, the API, the gateway and Prometheus.
 
 It holds the engine's socket and serves one Unix socket per client, each in
 a volume only that client mounts (``stack.yml``), so a client is known by
@@ -27,7 +27,16 @@ import aiohttp
 from aiart_runtime import logs
 from aiohttp import web
 
-from aiart.engine.policy import MAX_BODY, Client, Verdict, decide, may_read_logs, may_remove
+from aiart.engine.policy import (
+    MAX_BODY,
+    Client,
+    Verdict,
+    decide,
+    engine_path,
+    may_read_logs,
+    may_remove,
+    rewritten,
+)
 
 log = logging.getLogger("aiart.engine_proxy")
 ENGINE = "/var/run/docker.sock"
@@ -69,8 +78,8 @@ class EngineProxy:
             return refuse(403, f"aiart's engine proxy: {verdict.reason}")
         headers = {"Content-Type": request.headers["Content-Type"]} \
             if "Content-Type" in request.headers else {}
-        if verdict.without_data:
-            return await self.without_data(raw)
+        if verdict.rewrite:
+            return await self.rewritten(raw)
         try:
             async with self.session.request(request.method, f"http://engine{raw}",
                                             data=body or None, headers=headers,
@@ -87,13 +96,13 @@ class EngineProxy:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return refuse(502, f"aiart's engine proxy cannot reach the engine: {exc}")
 
-    async def without_data(self, raw: str) -> web.Response:
-        """The engine's answer about one config, its data left out."""
+    async def rewritten(self, raw: str) -> web.Response:
+        """The engine's answer to a read, as the policy rewrites it."""
         try:
             async with self.session.get(f"http://engine{raw}", timeout=TIMEOUT) as upstream:
                 body = await upstream.json(content_type=None)
-                if upstream.status == 200 and isinstance(body, dict):
-                    body.get("Spec", {}).pop("Data", None)
+                if upstream.status == 200:
+                    body = rewritten(engine_path(raw) or "", body)
                 return web.json_response(body, status=upstream.status)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return refuse(502, f"aiart's engine proxy cannot reach the engine: {exc}")
@@ -125,7 +134,7 @@ def sockets_from_env(value: str) -> dict[Client, Path]:
             raise SystemExit(f"AIART_ENGINE_PROXY_SOCKETS: no client {name!r} "
                              f"(clients: {', '.join(c.value for c in Client)})") from None
     if not sockets:
-        raise SystemExit("AIART_ENGINE_PROXY_SOCKETS names no socket (auth=PATH,api=PATH)")
+        raise SystemExit("AIART_ENGINE_PROXY_SOCKETS names no socket (auth=PATH,api=PATH,...)")
     return sockets
 
 

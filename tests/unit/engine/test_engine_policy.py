@@ -1,16 +1,23 @@
-"""The engine proxy's policy: what the auth service and the API may ask of
-the Docker Engine (operator/aiart/engine/policy.py). The proxy itself is
+"""The engine proxy's policy: what the auth service, the API, the gateway
+and Prometheus may ask of the Docker Engine (operator/aiart/engine/policy.py). The proxy itself is
 attacked through the real stack in tests/security/test_engine_proxy.py."""
 
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
-from aiart.engine.policy import Client, decide, engine_path, may_read_logs, may_remove
+from aiart.engine.policy import (
+    Client,
+    decide,
+    engine_path,
+    may_read_logs,
+    may_remove,
+    rewritten,
+)
 
-AUTH, API = Client.AUTH, Client.API
+AUTH, API, GATEWAY, MONITORING = Client.AUTH, Client.API, Client.GATEWAY, Client.MONITORING
 
 
 def listed(path: str, *labels: str, other: dict[str, object] | None = None) -> str:
@@ -105,8 +112,46 @@ def test_the_api_removes_deployment_configs_only() -> None:
 
 
 def test_a_config_read_alone_comes_back_without_its_data() -> None:
-    assert decide(API, "GET", "/v1.47/configs/iris-model-1", b"").without_data
-    assert not decide(API, "GET", listed("/v1.47/configs", "aiart.model"), b"").without_data
+    assert decide(API, "GET", "/v1.47/configs/iris-model-1", b"").rewrite
+    assert not decide(API, "GET", listed("/v1.47/configs", "aiart.model"), b"").rewrite
+    config = {"ID": "c1", "Spec": {"Name": "iris-model-1", "Labels": {"aiart.model": "iris"},
+                                   "Data": "c2VjcmV0"}}
+    assert rewritten("/configs/c1", config) == {
+        "ID": "c1", "Spec": {"Name": "iris-model-1", "Labels": {"aiart.model": "iris"}}}
+
+
+@pytest.mark.parametrize("client", [GATEWAY, MONITORING])
+def test_the_watchers_read_the_swarm_and_write_nothing(client: Client) -> None:
+    for path in ("/v1.47/services", "/v1.47/services?status=true", "/v1.47/tasks?filters="
+                 + quote(json.dumps({"service": ["x"], "desired-state": ["running"]})),
+                 "/v1.47/networks", "/v1.47/networks/aiart-models", "/v1.47/nodes",
+                 "/v1.47/nodes/xioly36ew61vgo0gziw7d4e71",
+                 "/v1.47/version", "/_ping"):
+        assert decide(client, "GET", path, b"").allowed, path
+    for method, path in [("POST", "/v1.47/containers/create"), ("POST", "/v1.47/services/create"),
+                         ("POST", "/v1.47/services/x/update"), ("DELETE", "/v1.47/services/x"),
+                         ("POST", "/v1.47/networks/create"), ("GET", "/v1.47/secrets"),
+                         ("GET", "/v1.47/configs"), ("GET", "/v1.47/containers/json"),
+                         ("POST", "/v1.47/containers/x/exec"), ("GET", "/v1.47/services/x/logs"),
+                         ("POST", "/v1.47/nodes/x/update"), ("GET", "/v1.47/swarm")]:
+        assert not decide(client, method, path, b"{}").allowed, (method, path)
+    assert decide(client, "GET", "/v1.47/services", b"").rewrite
+    assert decide(client, "GET", "/v1.47/tasks", b"").rewrite
+    assert not decide(client, "GET", "/v1.47/nodes", b"").rewrite
+
+
+def test_the_watchers_see_services_and_tasks_without_their_environment() -> None:
+    container = {"Image": "m@sha256:1", "Env": ["AWS_SECRET_ACCESS_KEY=s"], "Labels": {"a": "b"}}
+    service = {"ID": "s1", "Spec": {"Labels": {"aiart.model": "iris"},
+                                    "TaskTemplate": {"ContainerSpec": dict(container)}},
+               "PreviousSpec": {"TaskTemplate": {"ContainerSpec": dict(container)}}}
+    task = {"ID": "t1", "Spec": {"ContainerSpec": dict(container)}, "Status": {"State": "running"}}
+    shown = rewritten("/services", [service]) + rewritten("/tasks", [task])
+    assert "AWS_SECRET_ACCESS_KEY" not in json.dumps(shown)
+    assert shown[0]["Spec"]["TaskTemplate"]["ContainerSpec"] == {
+        "Image": "m@sha256:1", "Labels": {"a": "b"}}
+    assert shown[1]["Spec"]["ContainerSpec"]["Image"] == "m@sha256:1"
+    assert shown[1]["Status"] == {"State": "running"}
 
 
 def test_the_api_reads_the_logs_of_model_services_only() -> None:
