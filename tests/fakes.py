@@ -49,6 +49,7 @@ class FakeCluster:
         self.running_for = 60.0
         self.secrets: dict[str, str] = {}  # name -> id
         self.secret_data: dict[str, tuple[bytes, dict[str, str]]] = {}
+        self.registry_digests: dict[str, str] = {}  # ready image -> repo@sha256:...
 
     # -- test helpers ---------------------------------------------------
     def add_config(self, name: str, data: bytes, labels: Mapping[str, str] | None = None) -> str:
@@ -127,7 +128,16 @@ class FakeCluster:
             yield {}
 
     async def image_digest(self, tag: str) -> str:
-        return f"{tag.rpartition(':')[0]}@sha256:{'0' * 64}"
+        # What the engine knows locally: images aiart built and pushed to its
+        # registry; others only as the (fake) registry last gave them.
+        if tag.startswith("localhost:5000/"):
+            return f"{tag.rpartition(':')[0]}@sha256:{'0' * 64}"
+        return self.registry_digests.get(tag, "")
+
+    async def registry_digest(self, image: str) -> str:
+        # What a registry would answer for a ready image: it moves when the
+        # test says so (a push to the tag).
+        return self.registry_digests.get(image, "")
 
     async def delete_config(self, config_id: str) -> bool:
         return self.configs.pop(config_id, None) is not None

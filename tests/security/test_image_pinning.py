@@ -1,7 +1,9 @@
 """Nobody without the registry's password can push, pull or delete a model's
-image, and the password crosses the network over HTTPS only; and a service runs the image aiart built, by digest, so that even a
-push with the password to the same tag later changes nothing that runs, when
-the task restarts or the route moves. Against the real engine and registry."""
+image, and the password crosses the network over HTTPS only; and a service
+runs its image by digest (the one aiart built and pushed, or the one the
+registry gave for a ready image's tag), so that even a push with the password
+to the same tag later changes nothing that runs, when the task restarts or
+the route moves. Against the real engine and registry."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import docker
 import httpx
 
 from tests.e2e.conftest import INTERNAL_CA, Models, stack_auth, wait_for
+from tests.e2e.test_image_runtime import byo
 
 ROW = {"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP64",
                    "data": [5.1, 3.5, 1.4, 0.2]}]}
@@ -44,6 +47,14 @@ def test_a_push_to_a_models_tag_does_not_change_what_runs(
         assert client.get(f"/v2/{name}/manifests/{digest}", auth=(user, password), headers={
             "Accept": "application/vnd.docker.distribution.manifest.v2+json"}).status_code == 200
 
+    # The same image, handed over as a ready image by its tag, runs by the
+    # digest the registry gives for the tag.
+    ready = models.declare(model, "r", None, manifest_data=byo(model, "r", tag))
+    models.wait_status(ready, "Ready")
+    (ready_service,) = [s for s in models.services(model)
+                        if s.attrs["Spec"]["Labels"]["aiart.version"] == "r"]
+    assert ready_service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == image
+
     # Another image under the model's tag: refused without the password...
     base = os.environ.get("AIART_BASE_IMAGE", "")
     assert base, "AIART_BASE_IMAGE is set by ./hack/test.sh"
@@ -67,8 +78,9 @@ def test_a_push_to_a_models_tag_does_not_change_what_runs(
         wait_for(lambda: "aiart.status.current" in models.labels(config)
                  and models.labels(config)["aiart.status.current"] == "false", 60,
                  "version 1 to give up the model's route")
-        service.reload()
-        assert service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == image
+        for pinned in (service, ready_service):
+            pinned.reload()
+            assert pinned.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"] == image
     finally:
         try:
             engine.images.remove(tag)

@@ -17,7 +17,7 @@ import yaml
 from aiart.auth.access import ApiKey, Role
 from aiart.core import labels as L
 from aiart.core.objects import ConfigObject
-from aiart.core.spec import Manifest, ManifestError, parse_manifest
+from aiart.core.spec import Manifest, ManifestError, image_repository, parse_manifest
 from aiart.core.store_layout import ConfigRef, RunRef, S3Ref, bucket_for
 
 ROLE_RANK = {Role.VIEWER: 0, Role.DEPLOYER: 1, Role.ADMIN: 2}
@@ -179,10 +179,7 @@ def reference_problems(who: Principal, manifest: Manifest) -> list[str]:
                             f"{ref.model}, not of {name}")
     image = manifest.spec.image
     if image:
-        repository = image.split("@", 1)[0]
-        if ":" in repository.rsplit("/", 1)[-1]:
-            repository = repository.rsplit(":", 1)[0]
-        parts = repository.split("/")
+        parts = image_repository(image).split("/")
         if len(parts) >= 2 and parts[-2] == "aiart" and parts[-1] != name and not (
                 parts[-1].startswith("runtime-")):
             problems.append(f"spec.image: {image} is model {parts[-1]}'s image, not {name}'s")

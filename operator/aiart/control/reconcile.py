@@ -156,18 +156,22 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
 
 async def pin_image(deps: Deps, desired: dict[str, Any], prepared: Prepared,
                     service: ServiceObject | None) -> None:
-    """Run an image aiart built by its registry digest, not its tag: whoever
+    """Run a model's image by its registry digest, not its tag: whoever
     pushes to that tag later cannot change what the service runs. A live
     service pinned from the same tag keeps its pin (the tag may point
-    elsewhere by now); a new one takes the digest this engine pushed; with
-    neither, the tag. Hashes stay those of the rendered spec (by tag), so a
-    digest never makes a difference of its own."""
-    if prepared.recipe is None:
-        return
+    elsewhere by now); a new one takes the digest this engine pushed (an
+    image aiart built) or the one the registry gives for the tag now (a
+    ready image, as ``docker service create`` resolves one); with neither,
+    the tag. Hashes stay those of the rendered spec (by tag), so a digest
+    never makes a difference of its own."""
     tag = prepared.image
+    if "@sha256:" in tag:
+        return  # pinned by the manifest itself
     ref = ""
     if service is not None and service.labels.get(L.IMAGE_TAG) == tag:
         ref = str(service.spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Image", ""))
+    if "@sha256:" not in ref and prepared.recipe is None:
+        ref = await deps.cluster.registry_digest(tag)
     if "@sha256:" not in ref:
         ref = await deps.cluster.image_digest(tag)
     if "@sha256:" in ref:

@@ -31,6 +31,17 @@ IMAGE_REF = re.compile(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
     r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
+
+
+def image_repository(image: str) -> str:
+    """An image reference without its tag and digest: ``host:5000/team/m:1``
+    -> ``host:5000/team/m`` (a registry's port is not a tag)."""
+    repository = image.split("@", 1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    return repository
+
+
 # A pinned requirement: name[extras]==version, nothing else (no URLs, no pip
 # options): requirements end up in an image build.
 PINNED_REQUIREMENT = re.compile(

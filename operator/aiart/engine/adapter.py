@@ -24,8 +24,12 @@ from aiodocker.utils import compose_auth_header
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.objects import ConfigObject, ServiceObject, TaskSummary
+from aiart.core.spec import image_repository
 
 log = logging.getLogger("aiart.docker")
+# How long a registry may take to say what a tag is (a registry that cannot
+# be reached must not hold a reconcile pass up for long).
+REGISTRY_TIMEOUT = 15.0
 
 
 def _config(raw: Mapping[str, Any]) -> ConfigObject:
@@ -348,9 +352,23 @@ class DockerCluster:
             raw = await self._json(f"images/{tag}/json")
         except aiodocker.DockerError:
             return ""
-        repo = tag.rpartition(":")[0]
+        repo = image_repository(tag)
         digests = [d for d in raw.get("RepoDigests") or [] if d.startswith(f"{repo}@")]
         return str(digests[0] if digests else raw.get("Id", ""))
+
+    async def registry_digest(self, image: str) -> str:
+        """What the image's registry says its reference is now, by digest
+        (repo@sha256:...), as ``docker service create`` resolves an image;
+        empty when no registry answers (an image built on this node only)."""
+        try:
+            raw = await self._json(f"distribution/{image}/json",
+                                   headers=self.registry.for_image(image) if self.registry else {},
+                                   timeout=REGISTRY_TIMEOUT)
+        except (aiodocker.DockerError, TransientError) as exc:
+            log.info("no registry digest for %s: %s", image, exc)
+            return ""
+        digest = str((raw.get("Descriptor") or {}).get("digest", ""))
+        return f"{image_repository(image)}@{digest}" if digest.startswith("sha256:") else ""
 
     async def build_image(
         self, *, context: bytes, tag: str, labels: Mapping[str, str],

@@ -282,6 +282,36 @@ async def test_a_ready_image_is_deployed_as_is_and_checked(world) -> None:
     assert "does not honour the inference contract" in message and "404" in message
 
 
+async def test_a_ready_image_runs_by_the_digest_its_registry_gave_and_keeps_it(world) -> None:
+    """Whoever pushes to a ready image's tag later does not change what the
+    running service runs (as ``docker service create`` resolves an image)."""
+    deps, cluster, _, _ = world
+    first, moved = (f"registry.example:5000/team/good@sha256:{c * 64}" for c in "ab")
+    cluster.registry_digests["registry.example:5000/team/good:1"] = first
+    cluster.add_config("byo-1", byo_manifest("byo", "registry.example:5000/team/good:1"),
+                       {L.MODEL: "byo"})
+    await settle(deps, "byo")
+    assert cluster.status("byo-1") == "Ready"
+    (byo,) = cluster.services.values()
+    assert byo.spec["TaskTemplate"]["ContainerSpec"]["Image"] == first
+    assert byo.labels[L.IMAGE_TAG] == "registry.example:5000/team/good:1"
+    # The tag moves; the next passes (a resync, a route change) keep the pin.
+    cluster.registry_digests["registry.example:5000/team/good:1"] = moved
+    cluster.add_config("byo-2", byo_manifest("byo", "team/other:1").replace(b"'1'", b"'2'"),
+                       {L.MODEL: "byo"})
+    await settle(deps, "byo")
+    v1 = next(s for s in cluster.services.values() if s.labels[L.VERSION] == "1")
+    assert v1.spec["TaskTemplate"]["ContainerSpec"]["Image"] == first
+    # No registry knows the image (built on this node only): the tag, as is;
+    # a manifest that names a digest keeps it.
+    v2 = next(s for s in cluster.services.values() if s.labels[L.VERSION] == "2")
+    assert v2.spec["TaskTemplate"]["ContainerSpec"]["Image"] == "team/other:1"
+    cluster.add_config("dig-1", byo_manifest("dig", moved), {L.MODEL: "dig"})
+    await settle(deps, "dig")
+    (dig,) = [s for s in cluster.services.values() if s.labels[L.MODEL] == "dig"]
+    assert dig.spec["TaskTemplate"]["ContainerSpec"]["Image"] == moved
+
+
 async def test_python_code_gets_a_runtime_per_requirement_set(world) -> None:
     deps, cluster, builder, _ = world
     cluster.add_config("code", b"def predict(inputs):\n    return 1\n")
