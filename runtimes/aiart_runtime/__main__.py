@@ -6,7 +6,6 @@ import argparse
 import gc
 import importlib
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 from . import logs
 from .model import ModelLoadError, ServedModel
-from .settings import ModelSettings
+from .settings import ModelSettings, ServerSettings
 
 # Each runtime kind's model class, as MLServer's ``implementation`` setting
 # names one: imported on demand, since each runtime image holds only its own
@@ -71,12 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     from .gateway_only import GatewayOnly
     from .server import create_app
 
-    gate = GatewayOnly.from_env(os.environ.get("AIART_GATEWAY_HOSTS", ""))
+    gate = GatewayOnly.from_env(ServerSettings.from_env().gateway_hosts)
     app: Any = create_app(model, gate=gate)
     if tracing.configure(f"aiart-model-{settings.name}", {
             "aiart.model": settings.name, "aiart.version": settings.version}):
-        log.info("tracing to %s", os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                 or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        log.info("tracing to %s", tracing.otlp_endpoint())
         app = tracing.TracingMiddleware(app, "aiart_runtime")
     # The model and the libraries are loaded for good: moving them out of the
     # collector's reach keeps full collections (a latency spike) short.

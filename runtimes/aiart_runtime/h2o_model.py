@@ -15,9 +15,7 @@ import numpy.typing as npt
 
 from .model import ModelLoadError, select_outputs
 from .protocol import ProtocolError, Tensor
-from .settings import ModelSettings, TensorSpec
-
-GENMODEL_JAR = "/opt/aiart/extra/h2o-genmodel.jar"
+from .settings import ModelSettings, ServerSettings, TensorSpec
 
 
 class H2OModel:
@@ -38,7 +36,7 @@ class H2OModel:
     def load(self) -> None:
         import jpype
 
-        jar = os.environ.get("AIART_GENMODEL_JAR", GENMODEL_JAR)
+        jar = ServerSettings.from_env().genmodel_jar
         if not os.path.exists(jar):
             raise ModelLoadError(f"H2O's scoring classes are missing: no {jar}")
         if not jpype.isJVMStarted():

@@ -43,7 +43,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-ALLOWLIST_ENV = "AIART_PICKLE_ALLOWLIST"
+from .settings import ServerSettings
+
 # Where the runtime image keeps the list it made at build.
 DEFAULT_ALLOWLIST = Path("/opt/aiart/pickle-allowlist.json")
 
@@ -202,7 +203,7 @@ def dump_allowlist(pairs: Iterable[Pair]) -> str:
 @cache
 def allowlist() -> frozenset[Pair]:
     """The image's list (made at build), or one made now from what is installed."""
-    path = Path(os.environ.get(ALLOWLIST_ENV) or DEFAULT_ALLOWLIST)
+    path = Path(ServerSettings.from_env().pickle_allowlist or DEFAULT_ALLOWLIST)
     if path.is_file():
         return frozenset((str(m), str(n)) for m, n in json.loads(path.read_text()))
     return build_allowlist()

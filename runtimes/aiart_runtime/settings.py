@@ -1,11 +1,42 @@
-"""The model's settings, written by the operator into the image as model.json."""
+"""The model server's settings: the model's own (``model.json``, written by
+the operator into the image) and the server's (its environment)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+GENMODEL_JAR = "/opt/aiart/extra/h2o-genmodel.jar"
+
+
+def _env(variable: str, default: str, doc: str) -> Any:
+    return field(default=default, metadata={"env": variable, "doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Every variable a model server reads, declared once (the operator's
+    docs/operations.md table lists them with its own)."""
+
+    gateway_hosts: str = _env(
+        "AIART_GATEWAY_HOSTS", "",
+        "The gateway's DNS names: inference is answered from those addresses only "
+        "(comma-separated; the operator sets it); empty: from anywhere.")
+    genmodel_jar: str = _env("AIART_GENMODEL_JAR", GENMODEL_JAR,
+                             "H2O's scoring classes (the h2o runtime).")
+    pickle_allowlist: str = _env(
+        "AIART_PICKLE_ALLOWLIST", "",
+        "The pickle loader's allow-list file; empty: the image's, made at its build.")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:
+        env = os.environ if env is None else env
+        return cls(**{f.name: env[f.metadata["env"]] for f in fields(cls)
+                      if env.get(f.metadata["env"], "").strip()})
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,12 +25,18 @@ from opentelemetry.trace import SpanKind, StatusCode
 QUIET_PATHS = ("/metrics", "/v2/health/", "/ping")
 
 
-def tracing_enabled(env: Mapping[str, str] | None = None) -> bool:
+def otlp_endpoint(env: Mapping[str, str] | None = None) -> str:
+    """Where traces go, as OpenTelemetry's own variables say (the SDK reads
+    the same ones); empty: tracing is off."""
     env = os.environ if env is None else env
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return False
-    return bool(env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-                or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip())
+        return ""
+    return (env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+            or env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip())
+
+
+def tracing_enabled(env: Mapping[str, str] | None = None) -> bool:
+    return bool(otlp_endpoint(env))
 
 
 def configure(service_name: str, attributes: Mapping[str, str] | None = None) -> bool:

@@ -225,7 +225,7 @@ def test_the_list_made_at_image_build_is_the_one_loaded(
                                                "LogisticRegression")}
     path = tmp_path / "allowlist.json"
     path.write_text(safe_pickle.dump_allowlist(pairs))
-    monkeypatch.setenv(safe_pickle.ALLOWLIST_ENV, str(path))
+    monkeypatch.setenv("AIART_PICKLE_ALLOWLIST", str(path))
     safe_pickle.allowlist.cache_clear()
     try:
         fitted = LogisticRegression(max_iter=300).fit(X, Y)

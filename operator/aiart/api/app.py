@@ -9,7 +9,6 @@ config create``. Manifests are checked with the operator's own parser.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
@@ -38,6 +37,7 @@ from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.objects import ConfigObject, ServiceObject
 from aiart.core.render import service_name
+from aiart.core.settings import ServiceSettings
 from aiart.core.spec import DNS_LABEL, MAX_MANIFEST_BYTES, ManifestError
 from aiart.core.store_layout import ConfigRef, bucket_for
 from aiart.store.client import Store
@@ -294,10 +294,11 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
 def main() -> None:
     from aiart.store.client import open_store
 
-    limit = int(os.environ.get("AIART_API_MAX_UPLOAD_BYTES", 512 * 1024**2))
+    settings = ServiceSettings.from_env()
     serve_with_keys(lambda cluster, keys: create_app(
-        cluster, open_store(), keys, TokenVerifier.from_env(), max_upload_bytes=limit),
-        port_variable="AIART_API_PORT", what="aiart API", service_name="aiart-api")
+        cluster, open_store(), keys, TokenVerifier.from_env(),
+        max_upload_bytes=settings.max_upload_bytes),
+        port=settings.api_port, what="aiart API", service_name="aiart-api")
 
 
 if __name__ == "__main__":

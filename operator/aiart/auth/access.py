@@ -30,13 +30,6 @@ OPEN_PATHS = re.compile(
     r"/v2(/health/(live|ready)|/models/[a-z0-9-]+(/versions/[a-z0-9-]+)?/ready)$")
 
 
-# The operator's probes of a closed model version carry this header: an HMAC
-# of the model and version under a key only the operator and the auth service
-# hold (a Docker secret). It opens that one version's routes and nothing
-# else, so it is no platform credential; the gateway removes it before the
-# model (render.CREDENTIAL_HEADERS).
-PROBE_KEY_FILE = "/run/secrets/aiart-probe-key"
-
 
 class Role(StrEnum):
     """What a principal may do with aiart's API; every role may call the

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiart.auth.access import PROBE_KEY_FILE, AccessError, ApiKey, parse_key
+from aiart.auth.access import AccessError, ApiKey, parse_key
 from aiart.core import labels as L
+from aiart.core.settings import ProbeSettings
 from aiart.engine.adapter import DockerCluster
 
 log = logging.getLogger("aiart.auth")
@@ -63,7 +63,7 @@ async def revoke_operator_key(store: KeyStore) -> None:
 def read_probe_key(path: str | None = None) -> bytes | None:
     """The key of the operator's probe tokens (a Docker secret that the
     operator and the auth service mount), if there is one."""
-    file = Path(path or os.environ.get("AIART_PROBE_KEY_FILE") or PROBE_KEY_FILE)
+    file = Path(path or ProbeSettings.from_env().key_file)
     try:
         return file.read_bytes().strip() or None
     except OSError:

@@ -12,7 +12,6 @@ in force (and the health endpoint says how old they are).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from urllib.parse import urlsplit
 
@@ -23,7 +22,6 @@ from starlette.routing import Route
 
 from aiart.auth.access import (
     OPEN_PATHS,
-    PROBE_KEY_FILE,
     Decision,
     ModelPolicy,
     credential_from,
@@ -35,6 +33,7 @@ from aiart.auth.keystore import KeyCache
 from aiart.auth.serving import serve_with_keys
 from aiart.auth.tokens import TokenVerifier
 from aiart.core.render import PROBE_HEADER
+from aiart.core.settings import ProbeSettings, ServiceSettings
 
 log = logging.getLogger("aiart.auth")
 MODES = ("apikey", "oidc")
@@ -109,9 +108,9 @@ def main() -> None:
     probe_key = read_probe_key()
     if probe_key is None:
         log.warning("no probe key (%s): the operator cannot check closed models",
-                    os.environ.get("AIART_PROBE_KEY_FILE") or PROBE_KEY_FILE)
+                    ProbeSettings.from_env().key_file)
     serve_with_keys(lambda _, keys: create_app(keys, verifier, probe_key),
-                    port_variable="AIART_AUTH_PORT",
+                    port=ServiceSettings.from_env().auth_port,
                     what="aiart auth service", service_name="aiart-auth",
                     oidc_issuer=verifier.issuer if verifier else "none")
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import anyio.to_thread
+
+from aiart.core.settings import OIDCSettings
 
 log = logging.getLogger("aiart.auth")
 TOKEN_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256"]
@@ -42,18 +43,15 @@ class TokenVerifier:
         """The site's OIDC settings; None when OIDC is off. A configuration
         that cannot be safe (no audience) turns OIDC off with an error in
         the log: API keys keep working, tokens are refused."""
-        issuer = os.environ.get("AIART_OIDC_ISSUER", "").rstrip("/")
-        if not issuer:
+        settings = OIDCSettings.from_env()
+        if not settings.issuer:
             return None
-        jwks = os.environ.get("AIART_OIDC_JWKS_URL") or (
-            f"{issuer}/protocol/openid-connect/certs")  # Keycloak's path
-        clients = tuple(c.strip() for c in os.environ.get("AIART_OIDC_CLIENTS", "").split(",")
-                        if c.strip())
+        jwks = settings.jwks_url or (
+            f"{settings.issuer}/protocol/openid-connect/certs")  # Keycloak's path
         try:
-            return cls(issuer=issuer, audience=os.environ.get("AIART_OIDC_AUDIENCE", "").strip(),
-                       jwks_url=jwks, clients=clients,
-                       roles_claim=os.environ.get("AIART_OIDC_ROLES_CLAIM") or "realm_access.roles",
-                       role_prefix=os.environ.get("AIART_OIDC_ROLE_PREFIX", "aiart:"))
+            return cls(issuer=settings.issuer, audience=settings.audience, jwks_url=jwks,
+                       clients=settings.clients, roles_claim=settings.roles_claim,
+                       role_prefix=settings.role_prefix)
         except ValueError as exc:
             log.error("OIDC is off: %s", exc)
             return None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from aiart.build.pickle_facts import NotAPickle, read_pickle_facts
 from aiart.build.recipes import RuntimeRecipe, onnx_runtime, python_runtime, sklearn_runtime
 from aiart.core.errors import PermanentError
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Manifest, Runtime
 
 
@@ -27,7 +27,7 @@ class Kind:
     # The runtime that serves an artifact: a recipe to build, or a prebuilt
     # image's tag. Raises PermanentError, saying why, for an artifact that is
     # not of this kind.
-    serve_with: Callable[[Settings, Manifest, bytes, str], RuntimeRecipe | str]
+    serve_with: Callable[[OperatorSettings, Manifest, bytes, str], RuntimeRecipe | str]
     # Whether ``aiart build-runtime --runtime NAME`` prebuilds it.
     prebuilt: bool = False
 
@@ -43,7 +43,7 @@ def numpy_major(sklearn: str) -> int:
     return 2 if parts >= (1, 4, 2) else 1
 
 
-def _sklearn(settings: Settings, manifest: Manifest, artifact: bytes,
+def _sklearn(settings: OperatorSettings, manifest: Manifest, artifact: bytes,
              name: str) -> RuntimeRecipe:
     try:
         facts = read_pickle_facts(artifact)
@@ -63,14 +63,16 @@ def looks_like_onnx(data: bytes) -> bool:
     return len(data) > 16 and data[0] == 0x08
 
 
-def _onnx(settings: Settings, manifest: Manifest, artifact: bytes, name: str) -> RuntimeRecipe:
+def _onnx(settings: OperatorSettings, manifest: Manifest, artifact: bytes,
+          name: str) -> RuntimeRecipe:
     if not looks_like_onnx(artifact):
         raise PermanentError(
             f"artifact {name!r} is not an ONNX model (no ONNX protobuf header)")
     return onnx_runtime(base_image=settings.base_image, python_version=settings.python_version)
 
 
-def _python(settings: Settings, manifest: Manifest, artifact: bytes, name: str) -> RuntimeRecipe:
+def _python(settings: OperatorSettings, manifest: Manifest, artifact: bytes,
+            name: str) -> RuntimeRecipe:
     try:
         compile(artifact, "model.py", "exec")
     except (SyntaxError, ValueError) as exc:
@@ -79,7 +81,7 @@ def _python(settings: Settings, manifest: Manifest, artifact: bytes, name: str) 
                           base_image=settings.base_image, python_version=settings.python_version)
 
 
-def _h2o(settings: Settings, manifest: Manifest, artifact: bytes, name: str) -> str:
+def _h2o(settings: OperatorSettings, manifest: Manifest, artifact: bytes, name: str) -> str:
     if not artifact.startswith(b"PK\x03\x04"):
         raise PermanentError(
             f"artifact {name!r} is not an H2O MOJO (a zip file); export it with "

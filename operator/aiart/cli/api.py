@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import ssl
 import sys
 import time
@@ -23,11 +22,10 @@ from typing import Any
 import httpx
 
 from aiart.cli.table import table
+from aiart.core.settings import CLISettings, environment_with
 
 EXIT_FAILED, EXIT_TIMEOUT = 3, 4
-DEFAULT_URL = "https://localhost:8443"
-# The local CA hack/stack.sh makes when no site certificate is given.
-LOCAL_CA = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "aiart/tls/ca.crt"
+DEFAULT_URL = CLISettings.model_fields["url"].default
 ARTIFACT_NAMES = ("model.pkl", "model.joblib", "model.onnx", "model.zip", "model.py")
 
 
@@ -69,16 +67,18 @@ def add_commands(commands: Any) -> None:
 
 
 def _settings(args: argparse.Namespace) -> tuple[str, str | None, ssl.SSLContext]:
-    env = dict(os.environ)
-    config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "aiart"
-    if (config / "cli.env").is_file():
-        for line in (config / "cli.env").read_text().splitlines():
-            name, sep, value = line.partition("=")
-            if sep:
-                env.setdefault(name.strip(), value.strip())
-    url = args.url or env.get("AIART_URL") or DEFAULT_URL
-    key: str | None = args.key or env.get("AIART_API_KEY") or env.get("AIART_TOKEN")
-    return str(url).rstrip("/"), key, trust(env.get("AIART_CA_FILE"), LOCAL_CA)
+    settings = cli_settings()
+    url = args.url or settings.url
+    key: str | None = args.key or settings.api_key or settings.token or None
+    # The local CA hack/stack.sh makes when no site certificate is given.
+    return (str(url).rstrip("/"), key,
+            trust(settings.ca_file or None, settings.config_dir / "tls" / "ca.crt"))
+
+
+def cli_settings() -> CLISettings:
+    """The CLI's settings: the environment, then ``~/.config/aiart/cli.env``
+    for what the environment does not set."""
+    return CLISettings.from_env(environment_with(CLISettings.from_env().config_dir / "cli.env"))
 
 
 def trust(ca_file: str | None, local_ca: Path) -> ssl.SSLContext:

@@ -17,12 +17,12 @@ from aiart.cli import api as cli_api
 from aiart.cli import keys as cli_keys
 from aiart.cli.store import add_commands, run_command
 from aiart.core.errors import PermanentError, TransientError
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart.engine.adapter import DockerCluster
 
 
 async def _build_runtime(args: argparse.Namespace) -> str:
-    settings = Settings.from_env()
+    settings = OperatorSettings.from_env()
     base = args.base_image or settings.base_image
     if args.runtime == "onnx":
         recipe = onnx_runtime(base_image=base, python_version=settings.python_version)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from aiart.catalog.backends import open_catalog
 from aiart.catalog.records import Deployment, Query
 from aiart.cli.table import table
 from aiart.core.errors import PermanentError
+from aiart.core.settings import CLISettings, environment_with
 from aiart.core.status import Phase
 from aiart.engine.adapter import DockerCluster
 from aiart.store.client import ObjectStore, open_store
@@ -74,21 +74,13 @@ def _run_files(items: Sequence[str]) -> list[tuple[str, Path]]:
 
 def store_env_file() -> Path:
     """Where hack/stack.sh leaves the store's endpoint and keys for the CLI."""
-    given = os.environ.get("AIART_STORE_ENV")
-    if given:
-        return Path(given)
-    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config) / "aiart" / "store.env"
+    settings = CLISettings.from_env()
+    return Path(settings.store_env) if settings.store_env else settings.config_dir / "store.env"
 
 
 def _store() -> ObjectStore:
-    env = dict(os.environ)
-    if not env.get("AIART_S3_ENDPOINT") and store_env_file().is_file():
-        for line in store_env_file().read_text().splitlines():
-            key, sep, value = line.partition("=")
-            if sep and key.startswith("AIART_S3_"):
-                env.setdefault(key.strip(), value.strip())
-    store = open_store(env)
+    # The environment's store, or else the one hack/stack.sh wrote down.
+    store = open_store() or open_store(environment_with(store_env_file(), "AIART_S3_"))
     if store is None:
         raise PermanentError("no object store configured: set AIART_S3_ENDPOINT, "
                              f"AIART_S3_ACCESS_KEY and AIART_S3_SECRET_KEY (or {store_env_file()})")

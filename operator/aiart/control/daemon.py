@@ -26,7 +26,7 @@ from aiart.control.deps import Deps
 from aiart.control.loop import Operator
 from aiart.control.metrics import OperatorMetrics
 from aiart.control.prober import Gateway
-from aiart.core.settings import Settings
+from aiart.core.settings import LogSettings, OperatorSettings, StoreGatewaySettings
 from aiart.engine.adapter import DockerCluster, RegistryAuth
 from aiart.store.client import open_store
 
@@ -37,7 +37,7 @@ log = logging.getLogger("aiart.operator")
 USER = "aiart"
 
 
-def monitoring_auth(settings: Settings) -> aiohttp.BasicAuth | None:
+def monitoring_auth(settings: OperatorSettings) -> aiohttp.BasicAuth | None:
     """Alertmanager's credentials (the monitoring password's Docker secret),
     or None where none is configured."""
     if not settings.alertmanager_password_file:
@@ -45,15 +45,15 @@ def monitoring_auth(settings: Settings) -> aiohttp.BasicAuth | None:
     return aiohttp.BasicAuth(USER, Path(settings.alertmanager_password_file).read_text().strip())
 
 
-def store_gateway_key(settings: Settings) -> bytes | None:
+def store_gateway_key(settings: StoreGatewaySettings) -> bytes | None:
     """The store gateway's key (its Docker secret), or None: then no model
     gets the store."""
-    if not settings.store_gateway_key_file:
+    if not settings.key_file:
         return None
-    return Path(settings.store_gateway_key_file).read_bytes().strip()
+    return Path(settings.key_file).read_bytes().strip()
 
 
-def registry_auth(settings: Settings) -> RegistryAuth | None:
+def registry_auth(settings: OperatorSettings) -> RegistryAuth | None:
     """The registry's credentials (its password's Docker secret), or None."""
     if not settings.registry_password_file:
         return None
@@ -61,10 +61,10 @@ def registry_auth(settings: Settings) -> RegistryAuth | None:
     return RegistryAuth(settings.registry, USER, password)
 
 
-async def serve(settings: Settings, stop: asyncio.Event) -> None:
+async def serve(settings: OperatorSettings, stop: asyncio.Event) -> None:
     # A missing secret stops the start, named.
     alert_auth, registry = monitoring_auth(settings), registry_auth(settings)
-    gateway_key = store_gateway_key(settings)
+    gateway_key = store_gateway_key(StoreGatewaySettings.from_env())
     docker = aiodocker.Docker()
     session = aiohttp.ClientSession()
     try:
@@ -118,8 +118,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    logs.configure(os.environ.get("AIART_LOG_LEVEL", "INFO"))
-    settings = Settings.from_env()
+    logs.configure(LogSettings.from_env().level)
+    settings = OperatorSettings.from_env()
     if tracing.configure("aiart-operator"):
         log.info("tracing reconcile steps over OTLP")
 

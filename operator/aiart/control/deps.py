@@ -10,7 +10,7 @@ from opentelemetry.context import Context
 from aiart.catalog.records import Catalog
 from aiart.control.metrics import ModelStates
 from aiart.control.ports import Builder, Cluster, GatewayProbe
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart.store.client import Store
 
 
@@ -19,7 +19,7 @@ class Deps:
     cluster: Cluster
     builder: Builder
     gateway: GatewayProbe
-    settings: Settings
+    settings: OperatorSettings
     store: Store | None = None
     catalog: Catalog | None = None
     # What this process has already written to the store and the catalog, so

@@ -87,5 +87,5 @@ async def store_access(deps: Deps, manifest: Manifest) -> StoreAccess | None:
         secret_id = await deps.cluster.ensure_secret(
             name, value.encode(), {L.MANAGED_BY: L.MANAGED_BY_VALUE, L.MODEL: model})
         ids.append((secret_id, name))
-    return StoreAccess(endpoint=settings.model_store_endpoint, secure=settings.store_secure,
+    return StoreAccess(endpoint=settings.model_store_endpoint, secure=settings.model_store_secure,
                        access_key_secret=ids[0], secret_key_secret=ids[1])

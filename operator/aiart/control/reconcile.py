@@ -33,7 +33,7 @@ from aiart.core.render import (
     carries_current_route,
     render_service,
 )
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Runtime
 from aiart.core.status import Phase, Status, read_status, status_from_labels
 from aiart.core.store_layout import bucket_for
@@ -50,7 +50,7 @@ class Outcome:
     transient: str | None = None
 
 
-def _endpoint(settings: Settings, name: str, version: str, current: bool) -> str:
+def _endpoint(settings: OperatorSettings, name: str, version: str, current: bool) -> str:
     base = f"{settings.public_url}/models/{name}"
     return base if current else f"{base}/versions/{version}"
 

@@ -23,7 +23,7 @@ from typing import Any
 from aiart_runtime.settings import ModelSettings, TensorSpec
 
 from aiart.core import labels as L
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Manifest, Runtime, Tensor
 
 SERVER_PORT = 8080
@@ -271,7 +271,7 @@ def _store_access(manifest: Manifest, access: StoreAccess) -> tuple[dict[str, st
     return env, secrets
 
 
-def _guard(manifest: Manifest, settings: Settings) -> Guard:
+def _guard(manifest: Manifest, settings: OperatorSettings) -> Guard:
     spec = manifest.spec
     return Guard(auth_url=settings.auth_url, auth_ca=settings.auth_ca,
                  mode=spec.auth.mode.value,
@@ -285,7 +285,7 @@ def render_service(
     manifest: Manifest,
     config_id: str,
     image: str,
-    settings: Settings,
+    settings: OperatorSettings,
     current: bool,
     ordinal: int,
     store_access: StoreAccess | None = None,
@@ -357,7 +357,7 @@ def render_service(
     return spec
 
 
-def _placement(settings: Settings) -> dict[str, Any]:
+def _placement(settings: OperatorSettings) -> dict[str, Any]:
     # Absent unless set: a new key would change every model's task template
     # and restart every served model on an upgrade of aiart.
     if not settings.model_constraints:

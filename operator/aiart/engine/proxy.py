@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ import aiohttp
 from aiart_runtime import logs
 from aiohttp import web
 
+from aiart.core.settings import EngineProxySettings, LogSettings
 from aiart.engine.policy import (
     MAX_BODY,
     Client,
@@ -39,7 +39,6 @@ from aiart.engine.policy import (
 )
 
 log = logging.getLogger("aiart.engine_proxy")
-ENGINE = "/var/run/docker.sock"
 # Response headers the Docker clients read; hop-by-hop ones are aiohttp's.
 PASSED_HEADERS = ("Content-Type", "Api-Version", "Docker-Experimental", "Ostype", "Server")
 TIMEOUT = aiohttp.ClientTimeout(total=120, sock_connect=5)
@@ -161,9 +160,10 @@ async def serve(sockets: dict[Client, Path], engine: str, stop: asyncio.Event) -
 
 
 def main() -> None:
-    logs.configure(os.environ.get("AIART_LOG_LEVEL", "INFO"))
-    sockets = sockets_from_env(os.environ.get("AIART_ENGINE_PROXY_SOCKETS", ""))
-    engine = os.environ.get("AIART_ENGINE_SOCKET", ENGINE)
+    logs.configure(LogSettings.from_env().level)
+    settings = EngineProxySettings.from_env()
+    sockets = sockets_from_env(settings.sockets)
+    engine = settings.engine_socket
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -10,11 +10,9 @@ than holding an operator worker.
 from __future__ import annotations
 
 import io
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import anyio.to_thread
@@ -25,6 +23,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import MinioException, S3Error
 
 from aiart.core.errors import ObjectMissing, PermanentError, StoreUnavailable
+from aiart.core.settings import StoreSettings
 
 T = TypeVar("T")
 MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}
@@ -33,15 +32,6 @@ REFUSED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}
 
 class ObjectTooLarge(PermanentError):
     pass
-
-
-def _secret(env: Mapping[str, str], name: str) -> str:
-    # NAME_FILE wins: Docker secrets are files, and a key never sits in a label.
-    path = env.get(f"{name}_FILE")
-    if path:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read().strip()
-    return env.get(name, "")
 
 
 class Store(Protocol):
@@ -59,39 +49,6 @@ class Store(Protocol):
     async def remove_bucket(self, bucket: str) -> None: ...
 
 
-@dataclass(frozen=True, kw_only=True)
-class StoreSettings:
-    endpoint: str  # host:port
-    access_key: str
-    secret_key: str = ""
-    secure: bool = False
-    region: str = "us-east-1"
-    connect_timeout: float = 3.0
-    read_timeout: float = 15.0
-    max_object_bytes: int = 2 * 1024**3
-
-    def __repr__(self) -> str:  # never print a secret in a log line
-        return f"StoreSettings(endpoint={self.endpoint!r}, secure={self.secure})"
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> StoreSettings | None:
-        """Settings from ``AIART_S3_*``; None when no store is configured."""
-        env = os.environ if env is None else env
-        endpoint = env.get("AIART_S3_ENDPOINT", "").strip()
-        if not endpoint:
-            return None
-        return cls(
-            endpoint=endpoint.removeprefix("http://").removeprefix("https://").rstrip("/"),
-            access_key=_secret(env, "AIART_S3_ACCESS_KEY"),
-            secret_key=_secret(env, "AIART_S3_SECRET_KEY"),
-            secure=env.get("AIART_S3_SECURE", "").lower() in ("1", "true", "yes")
-            or endpoint.startswith("https://"),
-            region=env.get("AIART_S3_REGION", cls.region),
-            read_timeout=float(env.get("AIART_S3_TIMEOUT_SECONDS", cls.read_timeout)),
-            max_object_bytes=int(env.get("AIART_S3_MAX_OBJECT_BYTES", cls.max_object_bytes)),
-        )
-
-
 class ObjectStore:
     """Async access to buckets and objects; small objects read recently are
     kept in memory, keyed by their ETag, so that the operator's periodic
@@ -106,7 +63,7 @@ class ObjectStore:
             timeout=urllib3.Timeout(connect=settings.connect_timeout,
                                     read=settings.read_timeout),
             retries=urllib3.Retry(total=0), maxsize=16,
-            cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            cert_reqs="CERT_REQUIRED", ca_certs=settings.ca_file or certifi.where(),
         )
         self.client = Minio(settings.endpoint, access_key=settings.access_key,
                             secret_key=settings.secret_key, secure=settings.secure,
@@ -233,4 +190,4 @@ class ObjectStore:
 def open_store(env: Mapping[str, str] | None = None) -> ObjectStore | None:
     """The configured object store (``AIART_S3_ENDPOINT``), or None."""
     settings = StoreSettings.from_env(env)
-    return ObjectStore(settings) if settings is not None else None
+    return ObjectStore(settings) if settings.endpoint else None

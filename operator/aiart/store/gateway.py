@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from aiart.store.client import StoreSettings
+from aiart.core.settings import LogSettings, StoreGatewaySettings, StoreSettings
 from aiart.store.policy import (
     MAX_DELETE_BODY,
     Denied,
@@ -183,16 +182,15 @@ async def serve(port: int, store: StoreSettings, gateway_key: bytes) -> None:
 
 
 def main() -> None:
-    logs.configure(os.environ.get("AIART_LOG_LEVEL", "INFO"))
+    logs.configure(LogSettings.from_env().level)
     store = StoreSettings.from_env()
-    if store is None:
+    if not store.endpoint:
         raise SystemExit("AIART_S3_ENDPOINT: the store the gateway passes requests to")
-    key_file = os.environ.get("AIART_STORE_GATEWAY_KEY_FILE", "")
-    if not key_file:
+    settings = StoreGatewaySettings.from_env()
+    if not settings.key_file:
         raise SystemExit("AIART_STORE_GATEWAY_KEY_FILE: the file holding the gateway's key")
-    gateway_key = _read(key_file, "AIART_STORE_GATEWAY_KEY_FILE")
-    asyncio.run(serve(int(os.environ.get("AIART_STORE_GATEWAY_PORT", "9000")), store,
-                      gateway_key))
+    gateway_key = _read(settings.key_file, "AIART_STORE_GATEWAY_KEY_FILE")
+    asyncio.run(serve(settings.port, store, gateway_key))
 
 
 if __name__ == "__main__":

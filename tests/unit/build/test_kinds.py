@@ -8,7 +8,7 @@ import importlib
 import pytest
 from aiart.build.kinds import KINDS, kind_of, numpy_major
 from aiart.core.errors import PermanentError
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Runtime, parse_manifest
 from aiart_runtime.__main__ import IMPLEMENTATIONS
 
@@ -40,14 +40,14 @@ def test_each_kind_names_its_file_and_refuses_an_artifact_of_another(
     kind = kind_of(parsed)
     assert kind.artifact_file(parsed) == file
     with pytest.raises(PermanentError, match=problem):
-        kind.serve_with(Settings(), parsed, artifact, "a")
+        kind.serve_with(OperatorSettings(), parsed, artifact, "a")
 
 
 def test_the_h2o_runtime_is_prebuilt_and_only_named() -> None:
     parsed = parse_manifest(manifest("h2o").encode())
     with pytest.raises(PermanentError, match="AIART_H2O_RUNTIME_IMAGE"):
-        kind_of(parsed).serve_with(Settings(), parsed, b"PK\x03\x04rest", "a")
-    assert kind_of(parsed).serve_with(Settings(h2o_runtime_image="h2o:1"), parsed,
+        kind_of(parsed).serve_with(OperatorSettings(), parsed, b"PK\x03\x04rest", "a")
+    assert kind_of(parsed).serve_with(OperatorSettings(h2o_runtime_image="h2o:1"), parsed,
                                       b"PK\x03\x04rest", "a") == "h2o:1"
 
 

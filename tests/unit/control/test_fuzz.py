@@ -16,7 +16,7 @@ import yaml
 from aiart.control.deps import Deps
 from aiart.control.reconcile import reconcile_model
 from aiart.core import labels as L
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart.core.spec import ManifestError, parse_manifest
 from aiart_runtime.__main__ import load
 from aiart_runtime.server import create_app
@@ -82,7 +82,7 @@ def test_a_manifest_parses_or_lists_its_problems(data: bytes) -> None:
 def world() -> tuple[Deps, FakeCluster]:
     cluster = FakeCluster()
     deps = Deps(cluster=cluster, builder=FakeBuilder(), gateway=FakeGateway(cluster),
-                settings=Settings())
+                settings=OperatorSettings())
     cluster.add_config("good-art", tiny_model())
     cluster.add_config("good-1", manifest_yaml("good", "1", "good-art"), {L.MODEL: "good"})
     return deps, cluster

@@ -11,14 +11,14 @@ from aiart.control.loop import Operator
 from aiart.control.reconcile import Outcome
 from aiart.core import labels as L
 from aiart.core.errors import TransientError
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 
 from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, manifest_yaml
 
 
 def operator(cluster: FakeCluster, reconcile) -> Operator:  # type: ignore[no-untyped-def]
     deps = Deps(cluster=cluster, builder=FakeBuilder(), gateway=FakeGateway(cluster),
-                settings=Settings())
+                settings=OperatorSettings())
     return Operator(deps, reconcile=reconcile)
 
 

@@ -14,7 +14,7 @@ from aiart.control.reconcile import Outcome, reconcile_model
 from aiart.core import labels as L
 from aiart.core.alerts import alerts_for, firing_alerts, with_alerts
 from aiart.core.errors import TransientError
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart.core.spec import parse_manifest
 from aiart.core.status import Phase, Status, status_labels
 from prometheus_client import generate_latest
@@ -58,7 +58,7 @@ async def test_a_pass_publishes_each_versions_state() -> None:
     cluster = FakeCluster()
     states = ModelStates()
     deps = Deps(cluster=cluster, builder=FakeBuilder(), gateway=FakeGateway(cluster),
-                settings=Settings(), models=states)
+                settings=OperatorSettings(), models=states)
     cluster.add_config("m-art", tiny_model())
     cluster.add_config("m-1", manifest_yaml("m", "1", "m-art", objectives="{latencyP99Ms: 50}"),
                        {L.MODEL: "m"})
@@ -89,7 +89,7 @@ async def test_the_loop_counts_passes_by_outcome_and_shows_its_queue() -> None:
     cluster = FakeCluster()
     metrics = OperatorMetrics()
     op = Operator(Deps(cluster=cluster, builder=FakeBuilder(), gateway=FakeGateway(cluster),
-                       settings=Settings()), reconcile=reconcile, metrics=metrics)
+                       settings=OperatorSettings()), reconcile=reconcile, metrics=metrics)
     for _ in range(4):
         await op.work_one("m")
     got = samples(metrics.registry)

@@ -9,7 +9,7 @@ from aiart.control.reconcile import reconcile_model
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.render import carries_current_route
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 
 from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, manifest_yaml, tiny_model
 
@@ -20,7 +20,7 @@ def world() -> tuple[Deps, FakeCluster, FakeBuilder, FakeGateway]:
     builder = FakeBuilder()
     gateway = FakeGateway(cluster)
     deps = Deps(cluster=cluster, builder=builder, gateway=gateway,
-                settings=Settings(public_url="http://gw:8080"))
+                settings=OperatorSettings(public_url="http://gw:8080"))
     return deps, cluster, builder, gateway
 
 
@@ -337,7 +337,7 @@ async def test_h2o_models_use_the_prebuilt_runtime(world) -> None:
     assert "AIART_H2O_RUNTIME_IMAGE" in cluster.config("m-1").labels[L.STATUS_MESSAGE]
 
     configured = Deps(cluster=cluster, builder=builder, gateway=deps.gateway,
-                      settings=Settings(h2o_runtime_image="aiart/runtime-h2o:x"))
+                      settings=OperatorSettings(h2o_runtime_image="aiart/runtime-h2o:x"))
     cluster.add_config("n-1", manifest_yaml("n", "1", "mojo", runtime="h2o"), {L.MODEL: "n"})
     await settle(configured, "n")
     assert cluster.status("n-1") == "Ready"

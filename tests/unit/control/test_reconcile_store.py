@@ -14,7 +14,7 @@ from aiart.catalog.records import Query
 from aiart.control.deps import Deps
 from aiart.control.reconcile import reconcile_model
 from aiart.core import labels as L
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart.store.policy import secret_for
 from aiart.store.runs import list_runs, upload_run
 
@@ -26,7 +26,7 @@ def world() -> tuple[Deps, FakeCluster, FakeStore]:
     cluster = FakeCluster()
     store = FakeStore()
     deps = Deps(cluster=cluster, builder=FakeBuilder(), gateway=FakeGateway(cluster),
-                settings=Settings(public_url="http://gw:8080",
+                settings=OperatorSettings(public_url="http://gw:8080",
                                   model_store_endpoint="store:9000"),
                 store=store, catalog=DockerCatalog(cluster))
     return deps, cluster, store

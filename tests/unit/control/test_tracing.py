@@ -12,7 +12,7 @@ import pytest
 from aiart.control.deps import Deps
 from aiart.control.reconcile import reconcile_model
 from aiart.core import labels as L
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart_runtime.__main__ import load
 from aiart_runtime.server import create_app
 from aiart_runtime.tracing import TracingMiddleware, tracing_enabled
@@ -113,7 +113,7 @@ def test_server_errors_mark_the_span_and_probes_stay_quiet(
 async def test_a_change_is_one_trace_under_its_config_id(spans: InMemorySpanExporter) -> None:
     cluster = FakeCluster()
     deps = Deps(cluster=cluster, builder=FakeBuilder(), gateway=FakeGateway(cluster),
-                settings=Settings())
+                settings=OperatorSettings())
     cluster.add_config("m-art", tiny_model())
     config_id = cluster.add_config("m-1", manifest_yaml("m", "1", "m-art"), {L.MODEL: "m"})
     for _ in range(6):
@@ -139,7 +139,7 @@ async def test_a_change_is_one_trace_under_its_config_id(spans: InMemorySpanExpo
 async def test_a_failed_version_ends_its_trace(spans: InMemorySpanExporter) -> None:
     cluster = FakeCluster()
     deps = Deps(cluster=cluster, builder=FakeBuilder(), gateway=FakeGateway(cluster),
-                settings=Settings())
+                settings=OperatorSettings())
     cluster.failing_services.add("aiart-m-1")
     cluster.add_config("m-art", tiny_model())
     config_id = cluster.add_config("m-1", manifest_yaml("m", "1", "m-art"), {L.MODEL: "m"})

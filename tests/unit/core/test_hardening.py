@@ -7,7 +7,7 @@ import json
 
 import pytest
 from aiart.core.render import render_service
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart.core.spec import ManifestError, parse_manifest
 
 INJECTIONS = [
@@ -62,7 +62,7 @@ def test_free_text_never_reaches_a_traefik_label(payload: str) -> None:
     text = manifest().replace("version: '1'", f"version: '1', description: {value}, "
                               f"labels: {{team: {value}}}") + f"  env: {{NOTE: {value}}}\n"
     spec = render_service(manifest=parse_manifest(text), config_id="c", image="i",
-                          settings=Settings(), current=True, ordinal=0)
+                          settings=OperatorSettings(), current=True, ordinal=0)
     for key, label in spec["Labels"].items():
         assert payload not in key and payload not in label
     # The value reaches the container's environment as one plain entry, not a shell.

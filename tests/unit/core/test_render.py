@@ -21,7 +21,7 @@ from aiart.core.render import (
     spec_hash,
     task_template_hash,
 )
-from aiart.core.settings import Settings
+from aiart.core.settings import OperatorSettings
 from aiart.core.spec import parse_manifest
 from aiart_runtime.settings import ModelSettings, TensorSpec
 from aiohttp import web
@@ -44,7 +44,7 @@ spec:
 def render(current: bool, **settings: str) -> dict:
     return render_service(
         manifest=parse_manifest(MANIFEST), config_id="cfg123", image="reg:5000/aiart/iris:2-abc",
-        settings=Settings(**settings), current=current, ordinal=3,  # type: ignore[arg-type]
+        settings=OperatorSettings(**settings), current=current, ordinal=3,  # type: ignore[arg-type]
     )
 
 
@@ -143,7 +143,7 @@ def test_oidc_scopes_and_rate_limit_guard_every_route() -> None:
     text = MANIFEST + "  auth: {mode: oidc, scopes: [models:predict, iris]}\n" + (
         "  rateLimit: {average: 50, burst: 100}\n")
     labels = render_service(
-        manifest=parse_manifest(text), config_id="c", image="i", settings=Settings(),
+        manifest=parse_manifest(text), config_id="c", image="i", settings=OperatorSettings(),
         current=False, ordinal=0)["Labels"]
     mw = "traefik.http.middlewares.aiart_iris_2"
     assert labels[f"{mw}_auth.forwardauth.address"].endswith(
@@ -161,7 +161,7 @@ def test_oidc_scopes_and_rate_limit_guard_every_route() -> None:
 def test_a_public_model_has_no_auth_but_still_never_sees_a_credential() -> None:
     labels = render_service(
         manifest=parse_manifest(MANIFEST + "  auth: {mode: none}\n"), config_id="c", image="i",
-        settings=Settings(), current=False, ordinal=0)["Labels"]
+        settings=OperatorSettings(), current=False, ordinal=0)["Labels"]
     assert not any("forwardauth" in k for k in labels)
     mw = "traefik.http.middlewares.aiart_iris_2_nocred.headers.customrequestheaders"
     for header in ("Authorization", "X-Api-Key", "Cookie", "Proxy-Authorization",
@@ -187,11 +187,11 @@ def test_model_tasks_are_placed_by_the_site_constraints_and_only_then() -> None:
     manifest = parse_manifest(MANIFEST)
     placed = render_service(
         manifest=manifest, config_id="c", image="i", current=False, ordinal=0,
-        settings=Settings.from_env({"AIART_MODEL_CONSTRAINTS": "node.role==worker, zone==a"}))
+        settings=OperatorSettings.from_env({"AIART_MODEL_CONSTRAINTS": "node.role==worker, zone==a"}))
     assert placed["TaskTemplate"]["Placement"] == {
         "Constraints": ["node.role==worker", "zone==a"]}
     plain = render_service(manifest=manifest, config_id="c", image="i", current=False,
-                           ordinal=0, settings=Settings.from_env({}))
+                           ordinal=0, settings=OperatorSettings.from_env({}))
     # No key at all when unset: the task template (and so every served
     # model) is unchanged by an upgrade that does not use the setting.
     assert "Placement" not in plain["TaskTemplate"]
@@ -209,7 +209,7 @@ def test_models_trace_to_the_sites_endpoint_unless_their_manifest_says_otherwise
         'env: {OMP_NUM_THREADS: "1"}',
         'env: {OMP_NUM_THREADS: "1", OTEL_EXPORTER_OTLP_ENDPOINT: "http://mine:4318"}'))
     spec = render_service(manifest=own, config_id="c", image="i", current=True, ordinal=0,
-                          settings=Settings(model_otlp_endpoint="http://collector:4318"))
+                          settings=OperatorSettings(model_otlp_endpoint="http://collector:4318"))
     assert env_of(spec)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://mine:4318"
 
 
@@ -219,12 +219,12 @@ def test_aiart_runtimes_are_scraped_on_their_port_ready_images_are_not() -> None
         "apiVersion: aiart/v1\nkind: Model\nmetadata: {name: web, version: '1'}\n"
         "spec: {runtime: image, image: 'reg/web:1', port: 9000}\n")
     spec = render_service(manifest=image, config_id="c", image="reg/web:1", current=True,
-                          ordinal=0, settings=Settings())
+                          ordinal=0, settings=OperatorSettings())
     assert L.METRICS_PORT not in spec["Labels"]
 
 
 def test_aiart_servers_are_told_the_gateways_names_ready_images_are_not() -> None:
-    settings = Settings(gateway_hosts=("traefik",))
+    settings = OperatorSettings(gateway_hosts=("traefik",))
     # (A manifest cannot set it: AIART_* variables are refused by the parser.)
     served = render_service(manifest=parse_manifest(MANIFEST), config_id="c", image="i",
                             settings=settings, current=False, ordinal=0)
@@ -248,11 +248,11 @@ def test_with_a_gateway_host_every_route_answers_that_host_only() -> None:
     anyhost = route_labels(name="m", version="1", current=True, ordinal=0,
                            entrypoint="websecure", network="n")
     assert not [v for k, v in anyhost.items() if k.endswith(".rule") and "Host(" in v]
-    assert Settings.from_env({"AIART_GATEWAY_HOST": "AIART.Factory.example"}).gateway_host == host
+    assert OperatorSettings.from_env({"AIART_GATEWAY_HOST": "AIART.Factory.example"}).gateway_host == host
     # It goes into Traefik rules as is: nothing but a DNS name.
     for bad in ("a`) || PathPrefix(`/", "two words", "-a.example", "a..example"):
         with pytest.raises(ValueError, match="AIART_GATEWAY_HOST"):
-            Settings.from_env({"AIART_GATEWAY_HOST": bad})
+            OperatorSettings.from_env({"AIART_GATEWAY_HOST": bad})
 
 
 async def test_the_operator_probes_under_the_gateway_host() -> None:
