@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from starlette.applications import Starlette
@@ -83,212 +84,251 @@ class ApiCluster(Protocol):
     async def service_logs(self, service_id: str, lines: int = 100) -> str: ...
 
 
+@dataclass(frozen=True)
+class ApiContext:
+    """What every handler works with, kept on the application's state."""
+
+    cluster: ApiCluster
+    store: Store | None
+    keys: KeyCache
+    verifier: TokenVerifier | None
+    max_upload_bytes: int
+
+
+def context(request: Request) -> ApiContext:
+    return request.app.state.api  # type: ignore[no-any-return]
+
+
+async def principal(request: Request) -> Principal:
+    """Who is asking: an API key's holder, or an OIDC token's subject."""
+    ctx = context(request)
+    credential = credential_from(request.headers)
+    if credential is None:
+        raise ApiError(401, "send an API key (X-API-Key or Authorization: Bearer) "
+                            "or an OIDC bearer token")
+    kind, value = credential
+    if kind == "apikey":
+        await ctx.keys.knows(value)
+        parsed = parse_key(value)
+        key = ctx.keys.keys.get(parsed[0]) if parsed else None
+        if key is None or not key.matches(parsed[1] if parsed else ""):
+            raise ApiError(401, "the API key is unknown or revoked")
+        return Principal.from_key(key)
+    verifier = ctx.verifier
+    if verifier is None:
+        raise ApiError(401, "OIDC is not configured here; use an API key")
+    try:
+        claims = await verifier.claims(value)
+    except ValueError as exc:
+        raise ApiError(401, f"the token is not valid: {exc}") from None
+    found = Principal.from_claims(claims, roles_claim=verifier.roles_claim,
+                                  prefix=verifier.role_prefix)
+    if found is None:
+        raise ApiError(403, f"the token carries no aiart role in {verifier.roles_claim} "
+                            f"({verifier.role_prefix}viewer, {verifier.role_prefix}deployer "
+                            f"or {verifier.role_prefix}admin)")
+    return found
+
+
+def allow(who: Principal, role: Role, model: str | None = None) -> None:
+    if not who.may(role, model):
+        what = f" on model {model!r}" if model else ""
+        raise ApiError(403, f"{who.subject} may not do this{what}: it needs role "
+                            f"{role.value} (has {who.role.value})")
+
+
+def model_name(request: Request) -> str:
+    name = str(request.path_params["name"])
+    if not DNS_LABEL.match(name):
+        raise ApiError(400, f"{name!r} is not a model name")
+    return name
+
+
+async def list_models(request: Request) -> Response:
+    who = await principal(request)
+    allow(who, Role.VIEWER)
+    views = model_views(await context(request).cluster.list_model_configs())
+    return JSONResponse({"models": [v for v in views if who.may(Role.VIEWER, v["name"])]})
+
+
+async def get_model(request: Request) -> Response:
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.VIEWER, name)
+    views = model_views(await context(request).cluster.list_model_configs(name))
+    if not views:
+        raise ApiError(404, f"no model {name!r} is declared")
+    return JSONResponse(views[0])
+
+
+async def read_upload(request: Request, limit: int) -> tuple[bytes, bytes | None, str | None]:
+    """The manifest, and the artifact with its file name, of a deployment's
+    multipart body, refused (413) past ``limit`` while it arrives."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit + MAX_MANIFEST_BYTES:
+        raise ApiError(413, f"the request is larger than {limit} bytes")
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ApiError(415, "send multipart/form-data with a manifest part and an "
+                            "optional artifact part")
+    # The body is counted as it arrives: a request that says nothing of its
+    # length (chunked) or lies about it is cut off at the limit, not spooled
+    # to disk whole first.
+    limited = Request(request.scope, _limited_receive(request.receive,
+                                                      limit + MAX_MANIFEST_BYTES))
+    async with limited.form(max_files=2, max_fields=4,
+                            max_part_size=MAX_MANIFEST_BYTES) as form:
+        manifest_part, artifact_part = form.get("manifest"), form.get("artifact")
+        if manifest_part is None:
+            raise ApiError(400, "the manifest part is missing")
+        manifest = (await manifest_part.read() if isinstance(manifest_part, UploadFile)
+                    else str(manifest_part).encode())
+        if len(manifest) > MAX_MANIFEST_BYTES:
+            raise ApiError(413, f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
+        if not isinstance(artifact_part, UploadFile):
+            return manifest, None, None
+        if (artifact_part.size or 0) > limit:
+            raise ApiError(413, f"the artifact is larger than {limit} bytes")
+        return manifest, await artifact_part.read(), artifact_part.filename
+
+
+async def deploy(request: Request) -> Response:
+    ctx = context(request)
+    cluster = ctx.cluster
+    who = await principal(request)
+    allow(who, Role.DEPLOYER)
+    manifest, artifact, filename = await read_upload(request, ctx.max_upload_bytes)
+    try:
+        upload = plan_upload(manifest, artifact, filename)
+    except ManifestError as exc:
+        raise ApiError(400, "the manifest is not valid", problems=list(exc.problems)) from None
+    name, version = upload.manifest.metadata.name, upload.manifest.metadata.version
+    allow(who, Role.DEPLOYER, name)
+    # A deployer reaches its own model's artifacts only; an uploaded artifact
+    # is kept where it belongs, so only references are checked.
+    problems = reference_problems(who, upload.manifest)
+    if upload.artifact_config is None and upload.artifact_key is None:
+        ref = upload.manifest.spec.artifact.ref if upload.manifest.spec.artifact else None
+        referenced = await cluster.get_config(ref.name) if isinstance(ref, ConfigRef) else None
+        problem = config_reference_problem(who, upload.manifest, referenced, L.ARTIFACT_OF)
+        problems += [problem] if problem else []
+    if problems:
+        raise ApiError(403, f"{who.subject} may only use model {name}'s own artifacts and "
+                            "image", problems=problems)
+    if await cluster.get_config(upload.config_name) is not None or any(
+            version_view(c)["version"] == version
+            for c in await cluster.list_model_configs(name)):
+        raise ApiError(409, f"{name} version {version} exists; a new version needs a new "
+                            "metadata.version (or remove this one first)")
+    if upload.artifact_key is not None:
+        if ctx.store is None:
+            raise ApiError(413, "an artifact over 500 KB needs the object store, and none "
+                                "is configured")
+        assert artifact is not None
+        await ctx.store.ensure_bucket(bucket_for(name))
+        await ctx.store.put(bucket_for(name), upload.artifact_key, artifact,
+                            metadata={"sha256": upload.artifact_sha256 or ""})
+    if upload.artifact_config is not None and await cluster.get_config(
+            upload.artifact_config) is None:
+        assert artifact is not None
+        await cluster.create_config(upload.artifact_config, artifact, {
+            L.ARTIFACT_OF: name, L.VERSION: version, L.MANAGED_BY: L.MANAGED_BY_VALUE})
+    await cluster.create_config(upload.config_name, upload.manifest_bytes, {
+        L.MODEL: name, L.CREATED_BY: who.subject})
+    log.info("deploy %s:%s by %s", name, version, who.subject)
+    return JSONResponse({"name": name, "version": version, "config": upload.config_name,
+                         "artifact": upload.manifest.spec.artifact.uri
+                         if upload.manifest.spec.artifact else None,
+                         "status": "Pending", "statusUrl": f"{PREFIX}/models/{name}"},
+                        status_code=202)
+
+
+async def remove(request: Request) -> Response:
+    cluster = context(request).cluster
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.DEPLOYER, name)
+    version = request.path_params.get("version")
+    configs = [c for c in await cluster.list_model_configs(name)
+               if version is None or version_view(c)["version"] == version]
+    if not configs:
+        what = f"{name} version {version}" if version else f"model {name}"
+        raise ApiError(404, f"no {what} is declared")
+    removed = []
+    for config in configs:
+        if await cluster.delete_config(config.id):
+            removed.append(config.name)
+    # The artifacts the API stored for these versions go with them.
+    versions = {version_view(c)["version"] for c in configs}
+    for config in await cluster.list_configs(f"{L.ARTIFACT_OF}={name}"):
+        if config.labels.get(L.VERSION) in versions:
+            await cluster.delete_config(config.id)
+    log.info("remove %s by %s: %s", name, who.subject, ", ".join(removed))
+    return JSONResponse({"removed": removed})
+
+
+async def model_logs(request: Request) -> Response:
+    cluster = context(request).cluster
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.VIEWER, name)
+    tail = request.query_params.get("tail", "100")
+    if not tail.isdigit() or not 1 <= int(tail) <= 10_000:
+        raise ApiError(400, "tail must be a number of lines from 1 to 10000")
+    views = model_views(await cluster.list_model_configs(name))
+    if not views:
+        raise ApiError(404, f"no model {name!r} is declared")
+    version = request.query_params.get("version") or next(
+        (v["version"] for v in views[0]["versions"] if v["current"]),
+        views[0]["versions"][-1]["version"])
+    services = [s for s in await cluster.list_services(name)
+                if s.name == service_name(name, str(version))]
+    if not services:
+        raise ApiError(404, f"{name} version {version} has no service (yet)")
+    text = await cluster.service_logs(services[0].id, int(tail))
+    return JSONResponse({"name": name, "version": version, "lines": text.splitlines()})
+
+
+async def openapi(_: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+def guarded(handler: Callable[[Request], Awaitable[Response]]
+            ) -> Callable[[Request], Awaitable[Response]]:
+    """The handler, its refusals turned into JSON errors."""
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error(exc.status, exc.message, **exc.extra)
+        except HTTPException as exc:  # Starlette's own, e.g. a malformed multipart body
+            return error(exc.status_code, str(exc.detail))
+        except (TransientError, PermanentError) as exc:
+            return error(503 if isinstance(exc, TransientError) else 400, str(exc))
+    return run
+
+
+ROUTES = [
+    Route(f"{PREFIX}/openapi.json", openapi),
+    Route(f"{PREFIX}/models", guarded(list_models), methods=["GET"]),
+    Route(f"{PREFIX}/models", guarded(deploy), methods=["POST"]),
+    Route(f"{PREFIX}/models/{{name}}", guarded(get_model), methods=["GET"]),
+    Route(f"{PREFIX}/models/{{name}}", guarded(remove), methods=["DELETE"]),
+    Route(f"{PREFIX}/models/{{name}}/versions/{{version}}", guarded(remove), methods=["DELETE"]),
+    Route(f"{PREFIX}/models/{{name}}/logs", guarded(model_logs), methods=["GET"]),
+]
+
+
+async def not_found(_: Request, exc: Exception) -> Response:
+    return error(getattr(exc, "status_code", 404), str(getattr(exc, "detail", "not found")))
+
+
 def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
                verifier: TokenVerifier | None, *,
                max_upload_bytes: int = 512 * 1024**2) -> Starlette:
-
-    async def principal(request: Request) -> Principal:
-        credential = credential_from(request.headers)
-        if credential is None:
-            raise ApiError(401, "send an API key (X-API-Key or Authorization: Bearer) "
-                                "or an OIDC bearer token")
-        kind, value = credential
-        if kind == "apikey":
-            await keys.knows(value)
-            parsed = parse_key(value)
-            key = keys.keys.get(parsed[0]) if parsed else None
-            if key is None or not key.matches(parsed[1] if parsed else ""):
-                raise ApiError(401, "the API key is unknown or revoked")
-            return Principal.from_key(key)
-        if verifier is None:
-            raise ApiError(401, "OIDC is not configured here; use an API key")
-        try:
-            claims = await verifier.claims(value)
-        except ValueError as exc:
-            raise ApiError(401, f"the token is not valid: {exc}") from None
-        found = Principal.from_claims(claims, roles_claim=verifier.roles_claim,
-                                      prefix=verifier.role_prefix)
-        if found is None:
-            raise ApiError(403, f"the token carries no aiart role in {verifier.roles_claim} "
-                                f"({verifier.role_prefix}viewer, {verifier.role_prefix}deployer "
-                                f"or {verifier.role_prefix}admin)")
-        return found
-
-    def allow(who: Principal, role: Role, model: str | None = None) -> None:
-        if not who.may(role, model):
-            what = f" on model {model!r}" if model else ""
-            raise ApiError(403, f"{who.subject} may not do this{what}: it needs role "
-                                f"{role.value} (has {who.role.value})")
-
-    def model_name(request: Request) -> str:
-        name = str(request.path_params["name"])
-        if not DNS_LABEL.match(name):
-            raise ApiError(400, f"{name!r} is not a model name")
-        return name
-
-    async def model_configs(name: str) -> list[Any]:
-        return await cluster.list_model_configs(name)
-
-    async def list_models(request: Request) -> Response:
-        who = await principal(request)
-        allow(who, Role.VIEWER)
-        views = model_views(await cluster.list_model_configs())
-        return JSONResponse({"models": [v for v in views if who.may(Role.VIEWER, v["name"])]})
-
-    async def get_model(request: Request) -> Response:
-        who = await principal(request)
-        name = model_name(request)
-        allow(who, Role.VIEWER, name)
-        views = model_views(await model_configs(name))
-        if not views:
-            raise ApiError(404, f"no model {name!r} is declared")
-        return JSONResponse(views[0])
-
-    async def deploy(request: Request) -> Response:
-        who = await principal(request)
-        allow(who, Role.DEPLOYER)
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > max_upload_bytes + MAX_MANIFEST_BYTES:
-            raise ApiError(413, f"the request is larger than {max_upload_bytes} bytes")
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise ApiError(415, "send multipart/form-data with a manifest part and an "
-                                "optional artifact part")
-        # The body is counted as it arrives: a request that says nothing of
-        # its length (chunked) or lies about it is cut off at the limit, not
-        # spooled to disk whole first.
-        limited = Request(request.scope, _limited_receive(
-            request.receive, max_upload_bytes + MAX_MANIFEST_BYTES))
-        async with limited.form(max_files=2, max_fields=4,
-                                max_part_size=MAX_MANIFEST_BYTES) as form:
-            manifest_part, artifact_part = form.get("manifest"), form.get("artifact")
-            if manifest_part is None:
-                raise ApiError(400, "the manifest part is missing")
-            manifest = (await manifest_part.read() if isinstance(manifest_part, UploadFile)
-                        else str(manifest_part).encode())
-            if len(manifest) > MAX_MANIFEST_BYTES:
-                raise ApiError(413, f"the manifest is larger than {MAX_MANIFEST_BYTES} bytes")
-            artifact: bytes | None = None
-            filename: str | None = None
-            if isinstance(artifact_part, UploadFile):
-                if (artifact_part.size or 0) > max_upload_bytes:
-                    raise ApiError(413, f"the artifact is larger than {max_upload_bytes} bytes")
-                artifact, filename = await artifact_part.read(), artifact_part.filename
-        try:
-            upload = plan_upload(manifest, artifact, filename)
-        except ManifestError as exc:
-            raise ApiError(400, "the manifest is not valid", problems=list(exc.problems)) from None
-        name, version = upload.manifest.metadata.name, upload.manifest.metadata.version
-        allow(who, Role.DEPLOYER, name)
-        # A deployer reaches its own model's artifacts only; an uploaded
-        # artifact is kept where it belongs, so only references are checked.
-        problems = reference_problems(who, upload.manifest)
-        if upload.artifact_config is None and upload.artifact_key is None:
-            ref = upload.manifest.spec.artifact.ref if upload.manifest.spec.artifact else None
-            referenced = await cluster.get_config(ref.name) if isinstance(ref, ConfigRef) else None
-            problem = config_reference_problem(who, upload.manifest, referenced, L.ARTIFACT_OF)
-            problems += [problem] if problem else []
-        if problems:
-            raise ApiError(403, f"{who.subject} may only use model {name}'s own artifacts and "
-                                "image", problems=problems)
-        if await cluster.get_config(upload.config_name) is not None or any(
-                version_view(c)["version"] == version for c in await model_configs(name)):
-            raise ApiError(409, f"{name} version {version} exists; a new version needs a new "
-                                "metadata.version (or remove this one first)")
-        if upload.artifact_key is not None:
-            if store is None:
-                raise ApiError(413, "an artifact over 500 KB needs the object store, and none "
-                                    "is configured")
-            assert artifact is not None
-            await store.ensure_bucket(bucket_for(name))
-            await store.put(bucket_for(name), upload.artifact_key, artifact,
-                            metadata={"sha256": upload.artifact_sha256 or ""})
-        if upload.artifact_config is not None and await cluster.get_config(
-                upload.artifact_config) is None:
-            assert artifact is not None
-            await cluster.create_config(upload.artifact_config, artifact, {
-                L.ARTIFACT_OF: name, L.VERSION: version, L.MANAGED_BY: L.MANAGED_BY_VALUE})
-        await cluster.create_config(upload.config_name, upload.manifest_bytes, {
-            L.MODEL: name, L.CREATED_BY: who.subject})
-        log.info("deploy %s:%s by %s", name, version, who.subject)
-        return JSONResponse({"name": name, "version": version, "config": upload.config_name,
-                             "artifact": upload.manifest.spec.artifact.uri
-                             if upload.manifest.spec.artifact else None,
-                             "status": "Pending", "statusUrl": f"{PREFIX}/models/{name}"},
-                            status_code=202)
-
-    async def remove(request: Request) -> Response:
-        who = await principal(request)
-        name = model_name(request)
-        allow(who, Role.DEPLOYER, name)
-        version = request.path_params.get("version")
-        configs = [c for c in await model_configs(name)
-                   if version is None or version_view(c)["version"] == version]
-        if not configs:
-            what = f"{name} version {version}" if version else f"model {name}"
-            raise ApiError(404, f"no {what} is declared")
-        removed = []
-        for config in configs:
-            if await cluster.delete_config(config.id):
-                removed.append(config.name)
-        # The artifacts the API stored for these versions go with them.
-        versions = {version_view(c)["version"] for c in configs}
-        for config in await cluster.list_configs(f"{L.ARTIFACT_OF}={name}"):
-            if config.labels.get(L.VERSION) in versions:
-                await cluster.delete_config(config.id)
-        log.info("remove %s by %s: %s", name, who.subject, ", ".join(removed))
-        return JSONResponse({"removed": removed})
-
-    async def model_logs(request: Request) -> Response:
-        who = await principal(request)
-        name = model_name(request)
-        allow(who, Role.VIEWER, name)
-        tail = request.query_params.get("tail", "100")
-        if not tail.isdigit() or not 1 <= int(tail) <= 10_000:
-            raise ApiError(400, "tail must be a number of lines from 1 to 10000")
-        views = model_views(await model_configs(name))
-        if not views:
-            raise ApiError(404, f"no model {name!r} is declared")
-        version = request.query_params.get("version") or next(
-            (v["version"] for v in views[0]["versions"] if v["current"]),
-            views[0]["versions"][-1]["version"])
-        services = [s for s in await cluster.list_services(name)
-                    if s.name == service_name(name, str(version))]
-        if not services:
-            raise ApiError(404, f"{name} version {version} has no service (yet)")
-        text = await cluster.service_logs(services[0].id, int(tail))
-        return JSONResponse({"name": name, "version": version, "lines": text.splitlines()})
-
-    async def openapi(_: Request) -> Response:
-        return JSONResponse(openapi_document())
-
-    def guarded(handler: Callable[[Request], Awaitable[Response]]
-                ) -> Callable[[Request], Awaitable[Response]]:
-        async def run(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except ApiError as exc:
-                return error(exc.status, exc.message, **exc.extra)
-            except HTTPException as exc:  # Starlette's own, e.g. a malformed multipart body
-                return error(exc.status_code, str(exc.detail))
-            except (TransientError, PermanentError) as exc:
-                return error(503 if isinstance(exc, TransientError) else 400, str(exc))
-        return run
-
-    routes = [
-        Route(f"{PREFIX}/openapi.json", openapi),
-        Route(f"{PREFIX}/models", guarded(list_models), methods=["GET"]),
-        Route(f"{PREFIX}/models", guarded(deploy), methods=["POST"]),
-        Route(f"{PREFIX}/models/{{name}}", guarded(get_model), methods=["GET"]),
-        Route(f"{PREFIX}/models/{{name}}", guarded(remove), methods=["DELETE"]),
-        Route(f"{PREFIX}/models/{{name}}/versions/{{version}}", guarded(remove),
-              methods=["DELETE"]),
-        Route(f"{PREFIX}/models/{{name}}/logs", guarded(model_logs), methods=["GET"]),
-    ]
-
-    async def not_found(_: Request, exc: Exception) -> Response:
-        return error(getattr(exc, "status_code", 404), str(getattr(exc, "detail", "not found")))
-
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    app = Starlette(routes=ROUTES, exception_handlers={404: not_found, 405: not_found})
+    app.state.api = ApiContext(cluster=cluster, store=store, keys=keys, verifier=verifier,
+                               max_upload_bytes=max_upload_bytes)
+    return app
 
 
 def main() -> None:
