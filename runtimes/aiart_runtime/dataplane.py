@@ -1,0 +1,144 @@
+"""The data plane: what a model server answers, apart from how HTTP carries it.
+
+Decoding an Open Inference Protocol request (JSON or binary tensors),
+running the model, encoding its answer, metadata, and the metrics of each
+call. ``server.py`` carries these answers over HTTP; every answer here is a
+status, a body and its headers, so the router and the fast path answer
+exactly alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+
+from . import __version__
+from .metrics import ServerMetrics, outcome_of
+from .model import ServedModel
+from .protocol import ProtocolError, decode_request, encode_binary, encode_tensor, split_binary
+
+log = logging.getLogger("aiart_runtime")
+BINARY_HEADER = "Inference-Header-Content-Length"
+JSON = {"content-type": "application/json"}
+
+# status, body, headers
+Answer = tuple[int, bytes, dict[str, str]]
+
+
+def dumps(content: Any) -> bytes:
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def failure(status: int, message: str) -> Answer:
+    return status, dumps({"error": message}), dict(JSON)
+
+
+def vars_of(spec: Any) -> dict[str, Any]:
+    return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+
+
+class DataPlane:
+    """One model's answers, and the metrics of the calls that get them."""
+
+    def __init__(self, model: ServedModel) -> None:
+        self.model = model
+        self.settings = model.settings
+        self.metrics = ServerMetrics(model=self.settings.name, version=self.settings.version,
+                                     runtime=model.platform)
+
+    def unknown(self, name: str, version: str | None) -> Answer | None:
+        """A 404 for a model or version this server does not have, else None."""
+        if name != self.settings.name:
+            return failure(404, f"model {name!r} is not served here; this server has "
+                                f"{self.settings.name!r}")
+        if version is not None and version != self.settings.version:
+            return failure(404, f"model {name!r} has no version {version!r} here; it has "
+                                f"{self.settings.version!r}")
+        return None
+
+    @staticmethod
+    def server_metadata() -> dict[str, Any]:
+        return {"name": "aiart", "version": __version__, "extensions": []}
+
+    def model_metadata(self) -> dict[str, Any]:
+        return {
+            "name": self.settings.name,
+            "versions": [self.settings.version],
+            "platform": self.model.platform,
+            "inputs": [vars_of(t) for t in self.model.input_specs()],
+            "outputs": [vars_of(t) for t in self.model.output_specs()],
+        }
+
+    def infer(self, raw: bytes, binary_header: str | None) -> Answer:
+        """An OIP inference request's body to its answer, counted."""
+        started = time.perf_counter()
+        self.metrics.inflight.inc()
+        try:
+            status, body, headers = self._infer(raw, binary_header)
+        finally:
+            self.metrics.inflight.dec()
+        self.metrics.observe("infer", outcome_of(status), time.perf_counter() - started,
+                             len(raw), len(body))
+        return status, body, headers
+
+    def _infer(self, raw: bytes, binary_header: str | None) -> Answer:
+        try:
+            header, binary = split_binary(raw, binary_header)
+            req = decode_request(orjson.loads(header), binary)
+            results = self.model.infer(req.inputs, req.requested_outputs)
+        except orjson.JSONDecodeError as exc:
+            return failure(400, f"request body is not valid JSON: {exc}")
+        except ProtocolError as exc:
+            return failure(400, str(exc))
+        except Exception as exc:  # the model's own failure on valid input
+            log.exception("inference failed")
+            return failure(500, f"the model failed: {type(exc).__name__}: {exc}")
+        outputs: list[dict[str, Any]] = []
+        payloads: list[bytes] = []
+        for name, array in results:
+            if req.wants_binary(name):
+                entry, payload = encode_binary(name, array)
+                outputs.append(entry)
+                payloads.append(payload)
+            else:
+                outputs.append(encode_tensor(name, array))
+        answer: dict[str, Any] = {
+            "model_name": self.settings.name,
+            "model_version": self.settings.version,
+            "outputs": outputs,
+        }
+        if req.id is not None:
+            answer["id"] = req.id
+        body = dumps(answer)
+        if not payloads:
+            return 200, body, dict(JSON)
+        return 200, body + b"".join(payloads), {
+            "content-type": "application/octet-stream", BINARY_HEADER.lower(): str(len(body))}
+
+    def predict(self, raw: bytes, started: float) -> Answer:
+        """A ``/predict`` body (``{"instances": rows}`` or rows) to its answer,
+        counted from ``started`` (when its request came in)."""
+        status, body, headers = self._predict(raw)
+        self.metrics.observe("predict", outcome_of(status), time.perf_counter() - started,
+                             len(raw), len(body))
+        return status, body, headers
+
+    def _predict(self, raw: bytes) -> Answer:
+        try:
+            body = orjson.loads(raw)
+            rows = body.get("instances") if isinstance(body, dict) else body
+            predictions = self.model.predict_rows(rows)
+            # orjson writes numeric arrays natively; object arrays (labels) as lists.
+            if predictions.dtype == object:
+                predictions = predictions.tolist()
+            return 200, dumps({"predictions": predictions}), dict(JSON)
+        except orjson.JSONDecodeError as exc:
+            return failure(400, f"request body is not valid JSON: {exc}")
+        except ProtocolError as exc:
+            return failure(400, str(exc))
+        except Exception as exc:
+            log.exception("prediction failed")
+            return failure(500, f"the model failed: {type(exc).__name__}: {exc}")
