@@ -102,12 +102,22 @@ if [ $# -gt 0 ]; then
   run_pytest "$@" || status=$?
   stage "pytest $*"
 else
-  # Two runs: the first one's session fixtures remove its models before the
-  # scenarios start (dozens of model containers left running beside the
-  # harness starved it of CPU: Swarm kept moving aiart's services between
-  # its managers, and churn stalled).
-  run_pytest tests/unit tests/runtime tests/integration tests/security tests/e2e || status=$?
-  stage "unit, runtime, integration, security, e2e"
+  # Separate runs: each one's session fixtures remove its models before the
+  # next starts (dozens of model containers left running beside the
+  # multi-node harness starved it of CPU: Swarm kept moving aiart's services
+  # between its managers, and churn stalled).
+  run_pytest tests/unit tests/runtime tests/integration || status=$?
+  stage "unit, runtime, integration"
+  # The security and end-to-end tests mostly wait (for builds, tasks,
+  # routes): AIART_TEST_WORKERS files at a time (pytest-xdist, a file's
+  # tests on one worker), each test with models of its own on the one
+  # stack. Those that restart one of aiart's services (marked serial) run
+  # after them, alone.
+  run_pytest -n "${AIART_TEST_WORKERS:-2}" --dist loadfile -m "not serial" \
+    tests/security tests/e2e || status=$?
+  stage "security and e2e, ${AIART_TEST_WORKERS:-2} files at a time"
+  run_pytest -m serial tests/security tests/e2e || status=$?
+  stage "e2e that restart aiart's services, alone"
   run_pytest tests/chaos || status=$?
   stage "chaos (after its harness was up)"
 fi

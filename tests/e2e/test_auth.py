@@ -125,6 +125,7 @@ def test_the_model_never_sees_the_credential(
         echo.remove()
 
 
+@pytest.mark.serial  # restarts the auth service, which every closed model needs
 def test_oidc_tokens_through_the_gateway(
         models: Models, iris_pickle: bytes, gateway: httpx.Client) -> None:
     """The auth service pointed at a JWKS that this test serves, as a

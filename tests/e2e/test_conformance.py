@@ -5,13 +5,19 @@ modes. (runtime: image serves an image of these; test_image_runtime.py.)"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+
+# kserve parses the command line when it is imported (its model server's
+# options): pytest's own (-m, -n) must not reach it.
+with mock.patch.object(sys, "argv", sys.argv[:1]):
+    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 from open_inference.openapi import InferenceRequest, RequestInput
 from open_inference.openapi.client import OpenInferenceClient
 from skl2onnx import to_onnx

@@ -24,7 +24,9 @@ from sklearn.preprocessing import OneHotEncoder
 
 from tests.e2e.conftest import GATEWAY, STACK, Models, stack_auth, wait_for
 
-pytestmark = pytest.mark.e2e
+# Both restart services of aiart's stack (gateway and operator for tracing,
+# Alertmanager for its webhook): alone, never beside other tests.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 # Through the gateway, with the monitoring password: as a user reaches it.
 PROMETHEUS = f"{GATEWAY}/prometheus"
 GOOD = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",

@@ -113,6 +113,7 @@ def test_a_digest_mismatch_is_refused(models: Models, store: ObjectStore,
     assert not models.services(model)
 
 
+@pytest.mark.serial  # stops the store under every other test
 def test_store_outage_stalls_only_what_needs_the_store_then_recovers(
         models: Models, store: ObjectStore, engine: docker.DockerClient, gateway: httpx.Client,
         iris_pickle: bytes) -> None:

@@ -8,8 +8,12 @@ import time
 from typing import Any
 
 import docker
+import pytest
 
 from tests.e2e.conftest import Models, running_task_ids, wait_for
+
+# Restarts and kills the operator: alone, never beside other tests.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 
 def operator_container_id(service: Any) -> str | None:

@@ -15,7 +15,9 @@ import pytest
 from tests.e2e.conftest import GATEWAY, STACK, Models, running_task_ids, wait_for
 from tests.otlp import ReceivedSpan, Receiver, serve_otlp
 
-pytestmark = pytest.mark.e2e
+# Both restart services of aiart's stack (gateway and operator for tracing,
+# Alertmanager for its webhook): alone, never beside other tests.
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 SERVER = 2  # opentelemetry.proto SPAN_KIND_SERVER
 ROW = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
                    "data": [5.1, 3.5, 1.4, 0.2]}]}
