@@ -113,6 +113,22 @@ build_registry() {
   echo "$tag"
 }
 
+build_pebble() {
+  # Pebble, an ACME server for tests (tests/security/test_acme.py): the
+  # gateway's certificates from a CA, without the internet.
+  local base=$1
+  [ -x /usr/bin/pebble ] || apt_install pebble
+  local tag="aiart/pebble:$( (sha256sum /usr/bin/pebble; cat "$AIART_ROOT"/hack/images/pebble/*; echo "$base") | content_hash)"
+  if ! image_exists "$tag"; then
+    local ctx; ctx=$(mktemp -d)
+    cp "$AIART_ROOT"/hack/images/pebble/* "$ctx/"
+    cp /usr/bin/pebble "$ctx/"
+    build_context_image "$tag" "$ctx" --build-arg "BASE=$base"
+    rm -rf "$ctx"
+  fi
+  echo "$tag"
+}
+
 build_store_dev() {
   # The development S3 server (moto), from wheels cached by version.
   local base=$1

@@ -200,6 +200,21 @@ ensure_gateway_certificate() {
   export AIART_TLS_CERT AIART_TLS_KEY AIART_TLS_CERT_HASH AIART_TLS_KEY_HASH AIART_GATEWAY_TLS_HASH
 }
 
+ensure_acme() {
+  # ACME (stack.yml): the gateway's resolver is used only when a name is
+  # given; its CA is Let's Encrypt's unless AIART_ACME_CA_SERVER names
+  # another (one with a private root: put it in AIART_CA_BUNDLE).
+  if [ -n "${AIART_ACME_DOMAIN:-}" ]; then
+    [[ $AIART_ACME_DOMAIN =~ ^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$ ]] \
+      || die "AIART_ACME_DOMAIN must be a DNS name, not '$AIART_ACME_DOMAIN'"
+    export AIART_ACME_RESOLVER=aiart AIART_ACME_STORAGE=acme
+    local ca=${AIART_ACME_CA_SERVER:-https://acme-v02.api.letsencrypt.org/directory}
+    log "the gateway gets its certificate for $AIART_ACME_DOMAIN from $ca"
+  else
+    export AIART_ACME_RESOLVER= AIART_ACME_STORAGE=off
+  fi
+}
+
 issue_certificate() {
   # issue_certificate CA NAME SANS WHAT: $AIART_TLS_DIR/NAME.crt and .key for
   # SANS (openssl's subjectAltName list), signed by $AIART_TLS_DIR/CA.crt;
@@ -311,6 +326,7 @@ deploy_stack() {
   export AIART_MONITORING_WEB AIART_MONITORING_WEB_HASH
   ensure_password registry aiart-registry-password "$AIART_REGISTRY_ENV" AIART_REGISTRY
   ensure_gateway_certificate
+  ensure_acme
   ensure_internal_certificates
   export AIART_CA_BUNDLE=${AIART_CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
   AIART_CA_HASH=$(sha256sum "$AIART_CA_BUNDLE" | cut -c1-12)

@@ -52,6 +52,9 @@ stage "lint and types"
 log "images and stack"
 images=$("$AIART_ROOT/hack/images.sh" build_all)
 set -a; eval "$images"; set +a
+# An ACME server for the gateway's ACME test (tests/security/test_acme.py).
+AIART_PEBBLE_IMAGE=$("$AIART_ROOT/hack/images.sh" build_pebble "$AIART_BASE_IMAGE")
+export AIART_PEBBLE_IMAGE
 stage "images"
 deploy_stack
 stage "stack deployed"
