@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from . import __version__
+from .batching import Batcher
 from .metrics import ServerMetrics, outcome_of
 from .model import ServedModel
 from .protocol import ProtocolError, decode_request, encode_binary, encode_tensor, split_binary
@@ -48,6 +49,22 @@ class DataPlane:
         self.settings = model.settings
         self.metrics = ServerMetrics(model=self.settings.name, version=self.settings.version,
                                      runtime=model.platform)
+        batching = self.settings.batching
+        self.batcher = None if batching is None else Batcher(
+            model.infer, max_batch_size=batching.max_batch_size,
+            max_latency_ms=batching.max_latency_ms, observe=self.metrics.batch_rows.observe)
+
+    def arrive(self) -> None:
+        """An inference request has begun (its body is on its way): a batch
+        waits for it (batching.py)."""
+        if self.batcher is not None:
+            self.batcher.arrive()
+
+    def depart(self) -> None:
+        """A request that arrived will not reach ``infer`` (its body was
+        refused, or its caller left)."""
+        if self.batcher is not None:
+            self.batcher.depart()
 
     def unknown(self, name: str, version: str | None) -> Answer | None:
         """A 404 for a model or version this server does not have, else None."""
@@ -72,23 +89,31 @@ class DataPlane:
             "outputs": [vars_of(t) for t in self.model.output_specs()],
         }
 
-    def infer(self, raw: bytes, binary_header: str | None) -> Answer:
-        """An OIP inference request's body to its answer, counted."""
+    async def infer(self, raw: bytes, binary_header: str | None) -> Answer:
+        """An OIP inference request's body to its answer, counted (after
+        ``arrive``)."""
         started = time.perf_counter()
         self.metrics.inflight.inc()
         try:
-            status, body, headers = self._infer(raw, binary_header)
+            status, body, headers = await self._infer(raw, binary_header)
         finally:
             self.metrics.inflight.dec()
         self.metrics.observe("infer", outcome_of(status), time.perf_counter() - started,
                              len(raw), len(body))
         return status, body, headers
 
-    def _infer(self, raw: bytes, binary_header: str | None) -> Answer:
+    async def _infer(self, raw: bytes, binary_header: str | None) -> Answer:
         try:
-            header, binary = split_binary(raw, binary_header)
-            req = decode_request(orjson.loads(header), binary)
-            results = self.model.infer(req.inputs, req.requested_outputs)
+            try:
+                header, binary = split_binary(raw, binary_header)
+                req = decode_request(orjson.loads(header), binary)
+            except Exception:
+                self.depart()
+                raise
+            if self.batcher is None:
+                results = self.model.infer(req.inputs, req.requested_outputs)
+            else:
+                results = await self.batcher.infer(req.inputs, req.requested_outputs)
         except orjson.JSONDecodeError as exc:
             return failure(400, f"request body is not valid JSON: {exc}")
         except ProtocolError as exc:

@@ -39,6 +39,10 @@ class ServerMetrics:
             "aiart_response_bytes", "Inference response body size", (*LABELS, "endpoint"),
             registry=self.registry, buckets=SIZE_BUCKETS,
         )
+        self.batch_rows = Histogram(
+            "aiart_batch_rows", "Rows per model call when requests are batched", LABELS,
+            registry=self.registry, buckets=tuple(float(2**i) for i in range(13)),
+        ).labels(*self._values)
         self.load_seconds = Gauge(
             "aiart_model_load_seconds", "Time to load the model", LABELS, registry=self.registry,
         ).labels(*self._values)

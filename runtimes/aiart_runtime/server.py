@@ -103,14 +103,17 @@ def create_app(
     async def infer(request: Request) -> Response:
         if (bad := unknown(request)) is not None:
             return respond(bad)
+        plane.arrive()
         try:
             raw = await read_body(request.receive, request.headers.get("content-length"),
                                   max_body_bytes)
         except BodyTooLarge:
+            plane.depart()
             return respond(too_large(max_body_bytes))
         except ClientGone:
+            plane.depart()
             return Response(status_code=400)  # nobody is listening any more
-        return respond(plane.infer(raw, request.headers.get(BINARY_HEADER)))
+        return respond(await plane.infer(raw, request.headers.get(BINARY_HEADER)))
 
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
@@ -178,15 +181,18 @@ class ModelServerApp:
             await self.router(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        self.plane.arrive()
         try:
             raw = await read_body(receive, headers.get(b"content-length"), self.max_body_bytes)
         except BodyTooLarge:
+            self.plane.depart()
             await self._send(send, too_large(self.max_body_bytes))
             return
         except ClientGone:
+            self.plane.depart()
             return
         binary_header = headers.get(BINARY_HEADER.lower().encode())
-        await self._send(send, self.plane.infer(
+        await self._send(send, await self.plane.infer(
             raw, binary_header.decode("latin-1") if binary_header else None))
 
     @staticmethod

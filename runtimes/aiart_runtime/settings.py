@@ -47,6 +47,15 @@ class TensorSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class BatchingSettings:
+    """Adaptive batching (batching.py): at most this many rows per model
+    call, and at most this long a wait for more."""
+
+    max_batch_size: int
+    max_latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
 class ModelSettings:
     """``model.json``, one definition: the operator writes it into a model's
     image (``to_json``), the model server reads it (``load``)."""
@@ -60,6 +69,7 @@ class ModelSettings:
     outputs: list[TensorSpec] | None
     allow_unsafe_pickle: bool = False
     entrypoint: str | None = None
+    batching: BatchingSettings | None = None
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelSettings:
@@ -81,6 +91,7 @@ class ModelSettings:
             outputs=tensors(body.get("outputs")),
             allow_unsafe_pickle=body.get("allow_unsafe_pickle") is True,
             entrypoint=body.get("entrypoint"),
+            batching=BatchingSettings(**body["batching"]) if body.get("batching") else None,
         )
 
     def to_json(self) -> bytes:
@@ -99,4 +110,6 @@ class ModelSettings:
             body["allow_unsafe_pickle"] = True
         if self.entrypoint:
             body["entrypoint"] = self.entrypoint
+        if self.batching is not None:
+            body["batching"] = asdict(self.batching)
         return json.dumps(body, sort_keys=True, indent=2).encode()

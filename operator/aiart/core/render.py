@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiart_runtime.settings import ModelSettings, TensorSpec
+from aiart_runtime.settings import BatchingSettings, ModelSettings, TensorSpec
 
 from aiart.core import labels as L
 from aiart.core.settings import OperatorSettings
@@ -193,6 +193,9 @@ def model_settings(manifest: Manifest, artifact_file: str) -> ModelSettings:
         outputs=tensors(spec.outputs),
         allow_unsafe_pickle=bool(spec.artifact and spec.artifact.allowUnsafePickle),
         entrypoint=spec.entrypoint,
+        batching=BatchingSettings(max_batch_size=spec.batching.maxBatchSize,
+                                  max_latency_ms=spec.batching.maxLatencyMs)
+        if spec.batching else None,
     )
 
 

@@ -262,6 +262,16 @@ class Store(_Strict):
     deleteWithModel: bool = False
 
 
+class Batching(_Strict):
+    """Adaptive batching of concurrent requests to one replica (docs/runtimes.md)."""
+
+    # At most this many rows in one call of the model.
+    maxBatchSize: int = Field(ge=2, le=4096)
+    # At most this long a request waits for others to join its batch; a lone
+    # request never waits.
+    maxLatencyMs: float = Field(gt=0, le=1000)
+
+
 class Objectives(_Strict):
     """Service objectives the shipped alert rules hold the model to (docs/observability.md)."""
 
@@ -289,6 +299,7 @@ class Spec(_Strict):
     rateLimit: RateLimit | None = None
     store: Store = Field(default_factory=Store)
     objectives: Objectives = Field(default_factory=Objectives)
+    batching: Batching | None = None
 
     @field_validator("image")
     @classmethod
@@ -322,6 +333,9 @@ class Spec(_Strict):
                 raise ValueError("runtime image needs spec.image, the image to deploy")
             if self.artifact is not None:
                 raise ValueError("runtime image deploys spec.image as is: remove spec.artifact")
+            if self.batching is not None:
+                raise ValueError("spec.batching is done by aiart's runtimes; a ready image "
+                                 "batches (or not) by itself")
         else:
             if self.artifact is None:
                 raise ValueError(f"runtime {self.runtime.value} needs spec.artifact")

@@ -23,7 +23,7 @@ from aiart.core.render import (
 )
 from aiart.core.settings import OperatorSettings
 from aiart.core.spec import parse_manifest
-from aiart_runtime.settings import ModelSettings, TensorSpec
+from aiart_runtime.settings import BatchingSettings, ModelSettings, TensorSpec
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
@@ -290,3 +290,9 @@ def test_model_json_is_written_and_read_by_one_definition(tmp_path: Path) -> Non
     read = ModelSettings.load(tmp_path)
     assert read == dataclasses.replace(written, artifact=tmp_path / "model.onnx")
     assert read.inputs == [TensorSpec(name="x", datatype="FP32", shape=[-1, 4])]
+    assert read.batching is None and b"batching" not in written.to_json()  # tags stay
+    batched = model_settings(parse_manifest(
+        MANIFEST + "  batching: {maxBatchSize: 64, maxLatencyMs: 2.5}\n"), "model.pkl")
+    (tmp_path / "model.json").write_bytes(batched.to_json())
+    assert ModelSettings.load(tmp_path).batching == BatchingSettings(
+        max_batch_size=64, max_latency_ms=2.5)

@@ -109,6 +109,9 @@ def test_full_manifest() -> None:
         (manifest(inputs="[{name: x, datatype: FP99, shape: [1]}]"), "spec.inputs[0].datatype"),
         (manifest(inputs="[{name: x, datatype: FP32, shape: [-2]}]"), "spec.inputs[0].shape[0]"),
         (manifest(artifact='{uri: "config://a", sha256: "xyz"}'), "sha256"),
+        (manifest(batching="{maxBatchSize: 1, maxLatencyMs: 5}"), "spec.batching.maxBatchSize"),
+        (manifest(batching="{maxBatchSize: 8, maxLatencyMs: 0}"), "spec.batching.maxLatencyMs"),
+        (manifest(batching="{maxBatchSize: 8}"), "spec.batching.maxLatencyMs"),
     ],
 )
 def test_bad_manifests_say_what_is_wrong(text: str, expected: str) -> None:
@@ -157,6 +160,7 @@ def test_image_runtime_takes_an_image_and_a_port() -> None:
         (IMAGE.replace("  image: registry.example:5000/team/model:1.2\n", ""), "needs spec.image"),
         (IMAGE + "  artifact: {uri: 'config://a'}\n", "remove spec.artifact"),
         (IMAGE + "  port: 70000\n", "spec.port"),
+        (IMAGE + "  batching: {maxBatchSize: 8, maxLatencyMs: 5}\n", "batches (or not) by itself"),
         (GOOD + "  image: a/b:1\n", "only for runtime image"),
         (GOOD + "  port: 9000\n", "only for runtime image"),
         (GOOD.replace('  artifact: {uri: "config://iris-model-1"}\n', ""), "needs spec.artifact"),
