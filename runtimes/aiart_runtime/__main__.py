@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from .gateway_only import GatewayOnly
     from .server import create_app
 
-    gate = GatewayOnly.from_env(ServerSettings.from_env().gateway_hosts)
+    gate = GatewayOnly.from_env(ServerSettings.from_env().gateway_token)
     app: Any = create_app(model, gate=gate)
     if tracing.configure(f"aiart-model-{settings.name}", {
             "aiart.model": settings.name, "aiart.version": settings.version}):

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .dataplane import BINARY_HEADER, Answer, DataPlane, dumps, failure
+from .gateway_only import HEADER as GATEWAY_HEADER
 from .gateway_only import GatewayOnly
 from .metrics import outcome_of
 from .model import ServedModel
@@ -171,16 +172,17 @@ class ModelServerApp:
         self.gate = gate
 
     async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
-        if self.gate is not None and scope["type"] == "http":
-            client = (scope.get("client") or ("", 0))[0]
-            if not await self.gate.allows(client, scope["path"]):
-                await self._send(send, failure(403, "only aiart's gateway may call this model"))
-                return
-        if (scope["type"] != "http" or scope["method"] != "POST"
-                or scope["path"] not in self.fast_paths):
+        if scope["type"] != "http":
             await self.router(scope, receive, send)
             return
         headers = dict(scope["headers"])
+        if self.gate is not None and not self.gate.allows(
+                (scope.get("client") or ("", 0))[0], scope["path"], headers.get(GATEWAY_HEADER)):
+            await self._send(send, failure(403, "only aiart's gateway may call this model"))
+            return
+        if scope["method"] != "POST" or scope["path"] not in self.fast_paths:
+            await self.router(scope, receive, send)
+            return
         self.plane.arrive()
         try:
             raw = await read_body(receive, headers.get(b"content-length"), self.max_body_bytes)

@@ -22,10 +22,11 @@ class ServerSettings:
     """Every variable a model server reads, declared once (the operator's
     docs/operations.md table lists them with its own)."""
 
-    gateway_hosts: str = _env(
-        "AIART_GATEWAY_HOSTS", "",
-        "The gateway's DNS names: inference is answered from those addresses only "
-        "(comma-separated; the operator sets it); empty: from anywhere.")
+    gateway_token: str = _env(
+        "AIART_GATEWAY_TOKEN", "",
+        "What the gateway's routes to this version add to each request (X-Aiart-Gateway): "
+        "inference is answered to those requests only (the operator sets it); empty: to "
+        "anyone.")
     genmodel_jar: str = _env("AIART_GENMODEL_JAR", GENMODEL_JAR,
                              "H2O's scoring classes (the h2o runtime).")
     pickle_allowlist: str = _env(

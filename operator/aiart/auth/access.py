@@ -165,6 +165,15 @@ def probe_token(key: bytes, model: str, version: str) -> str:
     return hmac.new(key, f"{model}/{version}".encode(), hashlib.sha256).hexdigest()
 
 
+def gateway_token(key: bytes, model: str, version: str) -> str:
+    """What the gateway's routes to one model version hand its server
+    (``X-Aiart-Gateway``), which answers no one else: a neighbour on the
+    model network holds at most its own version's. Made with the probe key,
+    over a message no probe token signs (no model name holds a colon), so
+    neither kind of token gives the other away."""
+    return hmac.new(key, f"gateway:{model}/{version}".encode(), hashlib.sha256).hexdigest()
+
+
 def decide_probe(key: bytes | None, model: str, version: str, header: str) -> Decision | None:
     """200 when ``header`` (comma-separated tokens) holds this version's probe
     token; None (decide as for anyone else) otherwise."""

@@ -75,12 +75,17 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event) -> None:
         if settings.metrics_port:
             # A thread of prometheus_client's: scrapes never wait on the loop.
             start_http_server(settings.metrics_port, registry=metrics.registry)
+        probe_key = read_probe_key()
+        if settings.gateway_only and probe_key is None:
+            log.warning("no probe key: model servers answer anyone on the model network, "
+                        "not only the gateway (docs/security.md)")
         deps = Deps(
             cluster=cluster,
             builder=ImageBuilder(cluster, cache_dir=Path(settings.cache_dir),
                                  timeout=settings.build_timeout_seconds),
-            gateway=Gateway(settings.gateway_url, session, probe_key=read_probe_key(),
+            gateway=Gateway(settings.gateway_url, session, probe_key=probe_key,
                             host=settings.gateway_host),
+            gateway_key=probe_key if settings.gateway_only else None,
             settings=settings,
             store=store,
             store_gateway_key=gateway_key,

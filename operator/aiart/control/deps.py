@@ -35,3 +35,7 @@ class Deps:
     # The store gateway's key, which models' own store keys derive from
     # (None: no model gets the store).
     store_gateway_key: bytes | None = None
+    # The key each model version's gateway token is made with (the probe
+    # key; auth/access.py gateway_token). None: model servers answer anyone
+    # on the model network.
+    gateway_key: bytes | None = None

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from aiart.auth.access import gateway_token
 from aiart.catalog.records import deployment_key
 from aiart.control import change_trace
 from aiart.control.deps import Deps
@@ -267,6 +268,8 @@ async def reconcile_version(
     desired = render_service(
         manifest=manifest, config_id=config.id, image=image, settings=settings,
         current=current, ordinal=plan.ordinal, store_access=access,
+        gateway_token=gateway_token(deps.gateway_key, name, version)
+        if deps.gateway_key else "",
     )
     if service is None or service.labels.get(L.SPEC_HASH) != desired["Labels"][L.SPEC_HASH]:
         same_tasks = service is not None and (

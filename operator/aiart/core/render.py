@@ -79,6 +79,10 @@ SUBJECT_HEADER = "X-Aiart-Subject"
 PROBE_HEADER = "X-Aiart-Probe"
 CREDENTIAL_HEADERS = ("Authorization", "X-Api-Key", "Cookie", "Proxy-Authorization",
                       PROBE_HEADER)
+# What the gateway's routes hand a model server, which answers inference to
+# nothing else (auth/access.py gateway_token; runtimes' gateway_only.py). The
+# route sets it, so a caller's own value never reaches the model.
+GATEWAY_HEADER = "X-Aiart-Gateway"
 
 
 def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str], list[str]]:
@@ -124,8 +128,11 @@ def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str],
 def route_labels(
     *, name: str, version: str, current: bool, ordinal: int, entrypoint: str, network: str,
     port: int = SERVER_PORT, guard: Guard | None = None, host: str = "",
+    gateway_token: str = "",
 ) -> dict[str, str]:
-    """Traefik labels for one version; ``current`` adds the unversioned routes."""
+    """Traefik labels for one version; ``current`` adds the unversioned routes.
+    ``gateway_token``: what every route hands the model server, to show it
+    the request came through the gateway (empty: nothing)."""
     svc = traefik_name(name, version)
     out: dict[str, str] = {
         "traefik.enable": "true",
@@ -137,9 +144,12 @@ def route_labels(
         guarding, chain = guard_labels(name, version, guard)
         out.update(guarding)
     # After the guard, on every route whatever its auth mode: no model ever
-    # sees a credential.
-    for header in CREDENTIAL_HEADERS:
-        out[f"traefik.http.middlewares.{svc}_nocred.headers.customrequestheaders.{header}"] = ""
+    # sees a credential. The same rewrite sets the gateway's token (an empty
+    # value removes the header).
+    rewrite = {**dict.fromkeys(CREDENTIAL_HEADERS, ""), GATEWAY_HEADER: gateway_token}
+    for header, value in rewrite.items():
+        out[f"traefik.http.middlewares.{svc}_nocred.headers.customrequestheaders.{header}"] = (
+            value)
     chain.append(f"{svc}_nocred")
     # A task on a lost node refuses or drops connections until the swarm
     # reschedules it: Traefik then tries another task. It retries only when it
@@ -292,8 +302,12 @@ def render_service(
     current: bool,
     ordinal: int,
     store_access: StoreAccess | None = None,
+    gateway_token: str = "",
 ) -> dict[str, Any]:
-    """The Docker service spec (Engine API JSON) for one model version."""
+    """The Docker service spec (Engine API JSON) for one model version.
+    ``gateway_token`` (auth/access.py gateway_token; empty: none): aiart's
+    model servers answer inference only to requests that carry it, which
+    the version's routes add."""
     name, version = manifest.metadata.name, manifest.metadata.version
     svc = service_name(name, version)
     identity = {
@@ -307,9 +321,13 @@ def render_service(
                if settings.model_otlp_endpoint else {})
     env = {**tracing, **manifest.spec.env, "AIART_MODEL_NAME": name,
            "AIART_MODEL_VERSION": version}
-    if settings.gateway_hosts and manifest.spec.runtime is not Runtime.IMAGE:
+    if manifest.spec.runtime is Runtime.IMAGE:
+        # A ready image runs its own server, which would not check it: the
+        # token would only be one more secret in a stranger's hands.
+        gateway_token = ""
+    if gateway_token:
         # After the manifest's own: only the gateway may call aiart's servers.
-        env["AIART_GATEWAY_HOSTS"] = ",".join(settings.gateway_hosts)
+        env["AIART_GATEWAY_TOKEN"] = gateway_token
     secrets: list[Any] = []
     if manifest.spec.store.credentials and store_access is not None:
         store_env, secrets = _store_access(manifest, store_access)
@@ -322,7 +340,7 @@ def render_service(
                 name=name, version=version, current=current, ordinal=ordinal,
                 entrypoint=settings.entrypoint, network=settings.network,
                 port=manifest.spec.port, guard=_guard(manifest, settings),
-                host=settings.gateway_host,
+                host=settings.gateway_host, gateway_token=gateway_token,
             ),
         },
         "TaskTemplate": {

@@ -180,10 +180,11 @@ class OperatorSettings(EnvSettings):
         "AIART_MODEL_CONSTRAINTS", (),
         "Swarm placement constraints for every model task (comma-separated), e.g. "
         "node.role==worker.")
-    gateway_hosts: CommaList = setting(
-        "AIART_GATEWAY_HOSTS", (),
-        "The gateway's DNS names on the model network, handed to model servers, which "
-        "answer inference from those addresses only (comma-separated); empty: from anywhere.")
+    gateway_only: bool = setting(
+        "AIART_GATEWAY_ONLY", True,
+        "Whether aiart's model servers answer inference only to requests that came "
+        "through the gateway (a per-version token its routes add, made with the probe "
+        "key; without that key, off).")
 
     @model_validator(mode="before")
     @classmethod

@@ -32,6 +32,10 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from aiart.core import labels as L
+from aiart.core.render import GATEWAY_HEADER
+
+# The route label that hands a model server its gateway token (core/render.py).
+_GATEWAY_TOKEN_LABEL = f".customrequestheaders.{GATEWAY_HEADER}"
 
 
 class Client(Enum):
@@ -135,12 +139,14 @@ def _rewritten_for(client: Client, path: str) -> bool:
     return client in _WATCHERS and path in ("/services", "/tasks")
 
 
-def rewritten(path: str, answer: Any) -> Any:
+def rewritten(path: str, answer: Any, client: Client) -> Any:
     """What a client sees of a read its verdict marked ``rewrite``: a single
     config without its data (the API looks a config up for its labels only,
     and any config may be named to it); services and tasks without their
     containers' environment, for the watchers (the spec now and the one
-    before an update)."""
+    before an update); and for Prometheus, services without the route label
+    that holds a model's gateway token (it is on the model network, and
+    with the token could call the model as the gateway does)."""
     if _CONFIG.match(path):
         if isinstance(answer, dict) and isinstance(answer.get("Spec"), dict):
             answer["Spec"].pop("Data", None)
@@ -151,6 +157,10 @@ def rewritten(path: str, answer: Any) -> Any:
         for spec in (item.get("Spec"), item.get("PreviousSpec")):
             if not isinstance(spec, dict):
                 continue
+            labels = spec.get("Labels")
+            if client is not Client.GATEWAY and isinstance(labels, dict):
+                spec["Labels"] = {k: v for k, v in labels.items()
+                                  if not k.endswith(_GATEWAY_TOKEN_LABEL)}
             # A service's spec holds a task template; a task's spec is one.
             template = spec.get("TaskTemplate", spec)
             container = template.get("ContainerSpec") if isinstance(template, dict) else None

@@ -78,7 +78,7 @@ class EngineProxy:
         headers = {"Content-Type": request.headers["Content-Type"]} \
             if "Content-Type" in request.headers else {}
         if verdict.rewrite:
-            return await self.rewritten(raw)
+            return await self.rewritten(raw, client)
         try:
             async with self.session.request(request.method, f"http://engine{raw}",
                                             data=body or None, headers=headers,
@@ -95,13 +95,13 @@ class EngineProxy:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return refuse(502, f"aiart's engine proxy cannot reach the engine: {exc}")
 
-    async def rewritten(self, raw: str) -> web.Response:
+    async def rewritten(self, raw: str, client: Client) -> web.Response:
         """The engine's answer to a read, as the policy rewrites it."""
         try:
             async with self.session.get(f"http://engine{raw}", timeout=TIMEOUT) as upstream:
                 body = await upstream.json(content_type=None)
                 if upstream.status == 200:
-                    body = rewritten(engine_path(raw) or "", body)
+                    body = rewritten(engine_path(raw) or "", body, client)
                 return web.json_response(body, status=upstream.status)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return refuse(502, f"aiart's engine proxy cannot reach the engine: {exc}")

@@ -4,11 +4,12 @@ recovery, version hand-over, garbage collection."""
 from __future__ import annotations
 
 import pytest
+from aiart.auth.access import gateway_token
 from aiart.control.deps import Deps
 from aiart.control.reconcile import reconcile_model
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
-from aiart.core.render import carries_current_route
+from aiart.core.render import GATEWAY_HEADER, carries_current_route
 from aiart.core.settings import OperatorSettings
 
 from tests.fakes import FakeBuilder, FakeCluster, FakeGateway, manifest_yaml, tiny_model
@@ -368,3 +369,25 @@ async def test_built_images_run_by_digest_and_stay_pinned_through_route_changes(
     v1 = next(s for s in cluster.services.values() if s.labels[L.VERSION] == "1")
     assert not carries_current_route(dict(v1.labels))
     assert v1.spec["TaskTemplate"]["ContainerSpec"]["Image"] == pinned
+
+
+async def test_each_version_and_its_routes_share_a_gateway_token_of_its_own(world) -> None:
+    deps, cluster, builder, gateway = world
+    keyed = Deps(cluster=cluster, builder=builder, gateway=gateway, settings=deps.settings,
+                 gateway_key=b"probe-key")
+    declare(cluster, "m", "1")
+    declare(cluster, "m", "2")
+    await settle(keyed, "m")
+    for version in ("1", "2"):
+        (service,) = [s for s in cluster.services.values() if s.name == f"aiart-m-{version}"]
+        token = gateway_token(b"probe-key", "m", version)
+        env = service.spec["TaskTemplate"]["ContainerSpec"]["Env"]
+        assert f"AIART_GATEWAY_TOKEN={token}" in env
+        assert [v for k, v in service.labels.items()
+                if k.endswith(f"customrequestheaders.{GATEWAY_HEADER}")] == [token]
+    # Without the key (no probe key mounted, or AIART_GATEWAY_ONLY off): none.
+    declare(cluster, "n", "1")
+    await settle(deps, "n")
+    (plain,) = [s for s in cluster.services.values() if s.name == "aiart-n-1"]
+    assert not any(e.startswith("AIART_GATEWAY_TOKEN=")
+                   for e in plain.spec["TaskTemplate"]["ContainerSpec"]["Env"])

@@ -12,6 +12,7 @@ import pytest
 from aiart.control.prober import Gateway
 from aiart.core import labels as L
 from aiart.core.render import (
+    GATEWAY_HEADER,
     Guard,
     carries_current_route,
     guard_labels,
@@ -223,20 +224,28 @@ def test_aiart_runtimes_are_scraped_on_their_port_ready_images_are_not() -> None
     assert L.METRICS_PORT not in spec["Labels"]
 
 
-def test_aiart_servers_are_told_the_gateways_names_ready_images_are_not() -> None:
-    settings = OperatorSettings(gateway_hosts=("traefik",))
+def test_aiart_servers_and_their_routes_share_a_gateway_token_ready_images_get_none() -> None:
     # (A manifest cannot set it: AIART_* variables are refused by the parser.)
     served = render_service(manifest=parse_manifest(MANIFEST), config_id="c", image="i",
-                            settings=settings, current=False, ordinal=0)
+                            settings=OperatorSettings(), current=True, ordinal=0,
+                            gateway_token="t0k3n")
     env = served["TaskTemplate"]["ContainerSpec"]["Env"]
-    assert [e for e in env if e.startswith("AIART_GATEWAY_HOSTS=")] == [
-        "AIART_GATEWAY_HOSTS=traefik"]
+    assert [e for e in env if e.startswith("AIART_GATEWAY_TOKEN=")] == [
+        "AIART_GATEWAY_TOKEN=t0k3n"]
+    header = f"customrequestheaders.{GATEWAY_HEADER}"
+    set_by = {k: v for k, v in served["Labels"].items() if k.endswith(header)}
+    assert list(set_by.values()) == ["t0k3n"]
+    (middleware,) = (k.split(".")[3] for k in set_by)
+    # On every router, the versioned and the unversioned ones.
+    routers = {k: v for k, v in served["Labels"].items() if k.endswith(".middlewares")}
+    assert len(routers) == 4 and all(middleware in v.split(",") for v in routers.values())
     byo = parse_manifest(MANIFEST.replace("runtime: sklearn", "runtime: image\n  image: x:1")
                          .replace('  artifact: {uri: "config://iris-model-2"}\n', ""))
-    ready = render_service(manifest=byo, config_id="c", image="x:1", settings=settings,
-                           current=False, ordinal=0)
-    assert not any(e.startswith("AIART_GATEWAY_HOSTS=")
-                   for e in ready["TaskTemplate"]["ContainerSpec"]["Env"])
+    ready = render_service(manifest=byo, config_id="c", image="x:1", settings=OperatorSettings(),
+                           current=False, ordinal=0, gateway_token="t0k3n")
+    assert "t0k3n" not in json.dumps(ready)
+    # A caller's own header is removed on the way in all the same.
+    assert [v for k, v in ready["Labels"].items() if k.endswith(header)] == [""]
 
 
 def test_with_a_gateway_host_every_route_answers_that_host_only() -> None:

@@ -86,8 +86,8 @@ def test_each_variable_is_declared_once() -> None:
         v for v in declared if declared.count(v) > 1)
     variables = [row.split("|")[1].split("`")[1] for row in env_table().splitlines()[2:]]
     assert len(variables) == len(set(variables)) >= 55
-    # The operator hands the gateway's names to model servers, which read them.
-    assert any(row.startswith("| `AIART_GATEWAY_HOSTS` | operator, model servers")
+    # A variable both read is one row naming both.
+    assert any(row.startswith("| `AIART_PROBE_KEY_FILE` | ") and "," in row.split("|")[2]
                for row in env_table().splitlines())
     for group in GROUPS:
         assert group.program, f"{group.__name__} says who reads it"
@@ -99,9 +99,9 @@ def test_the_operations_page_lists_every_variable() -> None:
     assert with_table(page) == page, (
         "docs/operations.md's table is out of date: "
         ".venv/bin/python -m aiart.core.settings docs/operations.md")
-    for name in ("AIART_GATEWAY_HOSTS", "AIART_GENMODEL_JAR", "AIART_PICKLE_ALLOWLIST"):
+    for name in ("AIART_GATEWAY_TOKEN", "AIART_GENMODEL_JAR", "AIART_PICKLE_ALLOWLIST"):
         assert name in page
-    assert ServerSettings.from_env({"AIART_GATEWAY_HOSTS": "traefik"}).gateway_hosts == "traefik"
+    assert ServerSettings.from_env({"AIART_GATEWAY_TOKEN": "t"}).gateway_token == "t"
 
 
 def _reads_the_environment(path: Path) -> list[int]:

@@ -5,9 +5,11 @@ attacked through the real stack in tests/security/test_engine_proxy.py."""
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
+from aiart.core.render import GATEWAY_HEADER
 from aiart.engine.policy import (
     Client,
     decide,
@@ -116,7 +118,7 @@ def test_a_config_read_alone_comes_back_without_its_data() -> None:
     assert not decide(API, "GET", listed("/v1.47/configs", "aiart.model"), b"").rewrite
     config = {"ID": "c1", "Spec": {"Name": "iris-model-1", "Labels": {"aiart.model": "iris"},
                                    "Data": "c2VjcmV0"}}
-    assert rewritten("/configs/c1", config) == {
+    assert rewritten("/configs/c1", config, API) == {
         "ID": "c1", "Spec": {"Name": "iris-model-1", "Labels": {"aiart.model": "iris"}}}
 
 
@@ -146,12 +148,28 @@ def test_the_watchers_see_services_and_tasks_without_their_environment() -> None
                                     "TaskTemplate": {"ContainerSpec": dict(container)}},
                "PreviousSpec": {"TaskTemplate": {"ContainerSpec": dict(container)}}}
     task = {"ID": "t1", "Spec": {"ContainerSpec": dict(container)}, "Status": {"State": "running"}}
-    shown = rewritten("/services", [service]) + rewritten("/tasks", [task])
+    shown = rewritten("/services", [service], GATEWAY) + rewritten("/tasks", [task], GATEWAY)
     assert "AWS_SECRET_ACCESS_KEY" not in json.dumps(shown)
     assert shown[0]["Spec"]["TaskTemplate"]["ContainerSpec"] == {
         "Image": "m@sha256:1", "Labels": {"a": "b"}}
     assert shown[1]["Spec"]["ContainerSpec"]["Image"] == "m@sha256:1"
     assert shown[1]["Status"] == {"State": "running"}
+
+
+def test_only_the_gateway_sees_the_route_label_with_a_models_gateway_token() -> None:
+    token = f"traefik.http.middlewares.m_1_nocred.headers.customrequestheaders.{GATEWAY_HEADER}"
+    labels = {"aiart.model": "m", token: "f00d", "traefik.enable": "true"}
+
+    def service() -> dict[str, Any]:
+        return {"ID": "s1", "Spec": {"Labels": dict(labels)},
+                "PreviousSpec": {"Labels": dict(labels)}}
+
+    (seen,) = rewritten("/services", [service()], GATEWAY)
+    assert seen["Spec"]["Labels"] == labels
+    (seen,) = rewritten("/services", [service()], MONITORING)
+    assert "f00d" not in json.dumps(seen)
+    assert seen["Spec"]["Labels"] == seen["PreviousSpec"]["Labels"] == {
+        "aiart.model": "m", "traefik.enable": "true"}
 
 
 def test_the_api_reads_the_logs_of_model_services_only() -> None:
