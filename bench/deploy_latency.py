@@ -27,14 +27,14 @@ import docker
 import httpx
 from aiart.build.image_builder import ImageBuilder
 from aiart.build.recipes import ModelRecipe
-from aiart.cli.api import DEFAULT_URL, LOCAL_CA, trust
+from aiart.cli.api import DEFAULT_URL, gateway_trust
 from aiart.engine.adapter import DockerCluster
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 # Through the gateway as users call it: HTTPS, checked against the local CA.
 GATEWAY = os.environ.get("AIART_GATEWAY_URL", DEFAULT_URL)
-VERIFY = trust(os.environ.get("AIART_CA_FILE"), LOCAL_CA)
+VERIFY = gateway_trust()
 BODY = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP64",
                     "data": [5.1, 3.5, 1.4, 0.2]}]}
 

@@ -100,6 +100,9 @@ def in_process(estimator: object, seconds: float) -> Result:
                   statistics.median(times) * 1e3, times[int(len(times) * 0.99)] * 1e3)
 
 
+OTHER_BENCHMARKS = "<!-- sections below: other benchmarks, kept when this one rewrites -->\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
@@ -222,7 +225,11 @@ def write_report(results: list[Result], seconds: int) -> None:
         lines += ["", f"Of that, {floor.p50_ms:.3f} ms at p50 is the HTTP floor: uvicorn with the "
                   "runtime's settings answering a constant over loopback "
                   "(`bench/floor_app.py`), before any protocol or model work."]
-    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines) + "\n")
+    # This run's part only: the sections after the marker come from other
+    # benchmarks (bench/batching_bench.py, bench/auth_overhead.py) and stay.
+    page = ROOT / "docs" / "benchmarks.md"
+    rest = page.read_text().partition(OTHER_BENCHMARKS)[2] if page.exists() else ""
+    page.write_text("\n".join(lines) + "\n\n" + OTHER_BENCHMARKS + rest)
     print("\n".join(lines))
 
 

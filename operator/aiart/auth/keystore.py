@@ -84,6 +84,9 @@ class KeyCache:
         self.loaded_at: float | None = None
         self._read_started = float("-inf")  # of the read that self.keys comes from
         self._caught_up_at = float("-inf")
+        # Set (and replaced) whenever the keys change: the key feed's
+        # waiting readers (auth/service.py) answer at once.
+        self._changed = asyncio.Event()
 
     async def refresh(self) -> None:
         started = time.monotonic()
@@ -91,8 +94,16 @@ class KeyCache:
         # Reads overlap (the periodic one, a catch-up): one that started
         # earlier and ends later must not put back what a newer one saw.
         if started >= self._read_started:
+            changed = keys != self.keys or self.loaded_at is None
             self.keys, self._read_started = keys, started
             self.loaded_at = time.monotonic()
+            if changed:
+                self._changed, was = asyncio.Event(), self._changed
+                was.set()
+
+    async def changed(self) -> None:
+        """Return when the keys change (callers bound the wait)."""
+        await self._changed.wait()
 
     async def knows(self, text: str) -> None:
         """Read the keys again now if ``text`` names a key not read yet: a
@@ -100,7 +111,12 @@ class KeyCache:
         it). At most one such read every ``CATCH_UP_SECONDS``, so unknown
         keys cannot make the engine be read in a loop."""
         parsed = parse_key(text)
-        if parsed is None or parsed[0] in self.keys:
+        if parsed is not None:
+            await self.knows_id(parsed[0])
+
+    async def knows_id(self, key_id: str) -> None:
+        """As ``knows``, for a key's id."""
+        if key_id in self.keys:
             return
         if time.monotonic() - self._caught_up_at < CATCH_UP_SECONDS:
             return

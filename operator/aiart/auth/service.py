@@ -11,6 +11,8 @@ in force (and the health endpoint says how old they are).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from urllib.parse import urlsplit
@@ -21,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aiart.auth.access import (
+    KEY_ID,
     OPEN_PATHS,
     Decision,
     ModelPolicy,
@@ -28,6 +31,7 @@ from aiart.auth.access import (
     decide_probe,
     decide_with_claims,
     decide_with_key,
+    key_feed,
 )
 from aiart.auth.keystore import KeyCache
 from aiart.auth.serving import serve_with_keys
@@ -37,6 +41,9 @@ from aiart.core.settings import ProbeSettings, ServiceSettings
 
 log = logging.getLogger("aiart.auth")
 MODES = ("apikey", "oidc")
+# How long a key feed request may wait for a change: well under the
+# gateway plugin's own timeout, and under proxies' idle limits.
+FEED_WAIT_SECONDS = 20.0
 
 
 def _answer(decision: Decision, mode: str) -> Response:
@@ -91,6 +98,35 @@ def create_app(keys: KeyCache, verifier: TokenVerifier | None,
             return _answer(Decision(401, f"the token is not valid: {exc}"), mode)
         return _answer(decide_with_claims(policy, claims), mode)
 
+    async def feed(request: Request) -> Response:
+        """The API keys for the gateway's plugin (access.key_feed), which
+        asks again and again: with ``known`` (the tag it holds) and ``wait``
+        the answer waits until the keys change, at most ``wait`` seconds,
+        then is 304 if they did not, so a revoked key reaches the gateway
+        as soon as this service reads its removal. ``id``: a key the
+        gateway was just shown and does not know (a new one): read the
+        swarm first, as for /verify."""
+        query = request.query_params
+        key_id = query.get("id", "")
+        if key_id and KEY_ID.match(key_id):
+            await keys.knows_id(key_id)
+        if keys.loaded_at is None:
+            return JSONResponse({"error": "the API keys have not been read yet"}, 503)
+        try:
+            wait = min(max(float(query.get("wait", "0") or 0), 0.0), FEED_WAIT_SECONDS)
+        except ValueError:
+            return JSONResponse({"error": "wait: a number of seconds"}, 400)
+        known = query.get("known", "")
+        tag, body = key_feed(keys.keys)
+        if known == tag and wait:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await keys.changed()
+            tag, body = key_feed(keys.keys)
+        if known == tag:
+            return Response(status_code=304, headers={"ETag": tag})
+        return Response(body, media_type="application/json", headers={"ETag": tag})
+
     async def health(_: Request) -> Response:
         age = None if keys.loaded_at is None else round(time.monotonic() - keys.loaded_at, 1)
         return JSONResponse({"keys": len(keys.keys), "keysAgeSeconds": age},
@@ -98,7 +134,7 @@ def create_app(keys: KeyCache, verifier: TokenVerifier | None,
 
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
     return Starlette(routes=[Route("/verify", verify, methods=methods),
-                             Route("/health", health)])
+                             Route("/keys", feed), Route("/health", health)])
 
 
 def main() -> None:

@@ -70,9 +70,15 @@ def _settings(args: argparse.Namespace) -> tuple[str, str | None, ssl.SSLContext
     settings = cli_settings()
     url = args.url or settings.url
     key: str | None = args.key or settings.api_key or settings.token or None
-    # The local CA hack/stack.sh makes when no site certificate is given.
-    return (str(url).rstrip("/"), key,
-            trust(settings.ca_file or None, settings.config_dir / "tls" / "ca.crt"))
+    return str(url).rstrip("/"), key, gateway_trust(settings)
+
+
+def gateway_trust(settings: CLISettings | None = None) -> ssl.SSLContext:
+    """What a client of the gateway trusts: AIART_CA_FILE, else the local CA
+    hack/stack.sh makes when no site certificate is given (benchmarks use
+    it too)."""
+    settings = settings or cli_settings()
+    return trust(settings.ca_file or None, settings.config_dir / "tls" / "ca.crt")
 
 
 def cli_settings() -> CLISettings:

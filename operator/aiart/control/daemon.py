@@ -85,7 +85,7 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event) -> None:
                                  timeout=settings.build_timeout_seconds),
             gateway=Gateway(settings.gateway_url, session, probe_key=probe_key,
                             host=settings.gateway_host),
-            gateway_key=probe_key if settings.gateway_only else None,
+            probe_key=probe_key,
             settings=settings,
             store=store,
             store_gateway_key=gateway_key,

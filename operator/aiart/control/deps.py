@@ -35,7 +35,7 @@ class Deps:
     # The store gateway's key, which models' own store keys derive from
     # (None: no model gets the store).
     store_gateway_key: bytes | None = None
-    # The key each model version's gateway token is made with (the probe
-    # key; auth/access.py gateway_token). None: model servers answer anyone
-    # on the model network.
-    gateway_key: bytes | None = None
+    # The key of the operator's probe tokens and of model servers' gateway
+    # tokens (auth/access.py); None: neither (closed models cannot be
+    # probed, model servers answer anyone on the model network).
+    probe_key: bytes | None = None

@@ -7,12 +7,13 @@ twice in a row changes nothing. Work for one version never blocks another.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from aiart.auth.access import gateway_token
+from aiart.auth.access import gateway_token, probe_token
 from aiart.catalog.records import deployment_key
 from aiart.control import change_trace
 from aiart.control.deps import Deps
@@ -265,11 +266,14 @@ async def reconcile_version(
     except PermanentError as exc:
         await set_status(deps, key, config, Status(phase=Phase.FAILED, message=str(exc)))
         return None
+    probe_key = deps.probe_key
     desired = render_service(
         manifest=manifest, config_id=config.id, image=image, settings=settings,
         current=current, ordinal=plan.ordinal, store_access=access,
-        gateway_token=gateway_token(deps.gateway_key, name, version)
-        if deps.gateway_key else "",
+        gateway_token=gateway_token(probe_key, name, version)
+        if probe_key and settings.gateway_only else "",
+        probe_digest=hashlib.sha256(probe_token(probe_key, name, version).encode()).hexdigest()
+        if probe_key else "",
     )
     if service is None or service.labels.get(L.SPEC_HASH) != desired["Labels"][L.SPEC_HASH]:
         same_tasks = service is not None and (

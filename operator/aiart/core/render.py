@@ -68,6 +68,9 @@ class Guard:
     scopes: tuple[str, ...] = ()
     rate_average: int | None = None
     rate_burst: int | None = None
+    # The SHA-256 (hex) of the version's probe token (auth/access.py), which
+    # the gateway's key plugin lets in; empty: no probe gets in that way.
+    probe_digest: str = ""
 
 
 # Request headers that may carry a credential: removed on every model route,
@@ -79,6 +82,8 @@ SUBJECT_HEADER = "X-Aiart-Subject"
 PROBE_HEADER = "X-Aiart-Probe"
 CREDENTIAL_HEADERS = ("Authorization", "X-Api-Key", "Cookie", "Proxy-Authorization",
                       PROBE_HEADER)
+# The gateway's API key plugin, as stack.yml names it to Traefik.
+KEY_PLUGIN = "aiartkeys"
 # What the gateway's routes hand a model server, which answers inference to
 # nothing else (auth/access.py gateway_token; runtimes' gateway_only.py). The
 # route sets it, so a caller's own value never reaches the model.
@@ -99,7 +104,18 @@ def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str],
     chain: list[str] = []
     mw = "traefik.http.middlewares"
     svc = traefik_name(name, version)
-    if guard.mode != "none":
+    if guard.mode == "apikey":
+        # Checked in the gateway itself (gateway/plugins, keyauth.go), against
+        # the auth service's key feed: no second HTTP hop per request.
+        plugin = f"{mw}.{svc}_auth.plugin.{KEY_PLUGIN}"
+        labels[f"{plugin}.model"] = name
+        labels[f"{plugin}.feed"] = f"{guard.auth_url}/keys"
+        if guard.auth_ca:
+            labels[f"{plugin}.ca"] = guard.auth_ca
+        if guard.probe_digest:
+            labels[f"{plugin}.probeDigest"] = guard.probe_digest
+        chain.append(f"{svc}_auth")
+    elif guard.mode != "none":
         # Only aiart-made values go into the address: the name is a DNS label
         # and scopes match a strict pattern (spec.py), so nothing needs escaping.
         # The version lets the auth service accept this version's probe token.
@@ -284,10 +300,10 @@ def _store_access(manifest: Manifest, access: StoreAccess) -> tuple[dict[str, st
     return env, secrets
 
 
-def _guard(manifest: Manifest, settings: OperatorSettings) -> Guard:
+def _guard(manifest: Manifest, settings: OperatorSettings, probe_digest: str = "") -> Guard:
     spec = manifest.spec
     return Guard(auth_url=settings.auth_url, auth_ca=settings.auth_ca,
-                 mode=spec.auth.mode.value,
+                 mode=spec.auth.mode.value, probe_digest=probe_digest,
                  scopes=tuple(spec.auth.scopes),
                  rate_average=spec.rateLimit.average if spec.rateLimit else None,
                  rate_burst=spec.rateLimit.burst if spec.rateLimit else None)
@@ -303,11 +319,12 @@ def render_service(
     ordinal: int,
     store_access: StoreAccess | None = None,
     gateway_token: str = "",
+    probe_digest: str = "",
 ) -> dict[str, Any]:
     """The Docker service spec (Engine API JSON) for one model version.
     ``gateway_token`` (auth/access.py gateway_token; empty: none): aiart's
     model servers answer inference only to requests that carry it, which
-    the version's routes add."""
+    the version's routes add. ``probe_digest``: see Guard."""
     name, version = manifest.metadata.name, manifest.metadata.version
     svc = service_name(name, version)
     identity = {
@@ -339,7 +356,7 @@ def render_service(
             **route_labels(
                 name=name, version=version, current=current, ordinal=ordinal,
                 entrypoint=settings.entrypoint, network=settings.network,
-                port=manifest.spec.port, guard=_guard(manifest, settings),
+                port=manifest.spec.port, guard=_guard(manifest, settings, probe_digest),
                 host=settings.gateway_host, gateway_token=gateway_token,
             ),
         },

@@ -3,8 +3,10 @@ recovery, version hand-over, garbage collection."""
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
-from aiart.auth.access import gateway_token
+from aiart.auth.access import gateway_token, probe_token
 from aiart.control.deps import Deps
 from aiart.control.reconcile import reconcile_model
 from aiart.core import labels as L
@@ -374,7 +376,7 @@ async def test_built_images_run_by_digest_and_stay_pinned_through_route_changes(
 async def test_each_version_and_its_routes_share_a_gateway_token_of_its_own(world) -> None:
     deps, cluster, builder, gateway = world
     keyed = Deps(cluster=cluster, builder=builder, gateway=gateway, settings=deps.settings,
-                 gateway_key=b"probe-key")
+                 probe_key=b"probe-key")
     declare(cluster, "m", "1")
     declare(cluster, "m", "2")
     await settle(keyed, "m")
@@ -391,3 +393,9 @@ async def test_each_version_and_its_routes_share_a_gateway_token_of_its_own(worl
     (plain,) = [s for s in cluster.services.values() if s.name == "aiart-n-1"]
     assert not any(e.startswith("AIART_GATEWAY_TOKEN=")
                    for e in plain.spec["TaskTemplate"]["ContainerSpec"]["Env"])
+    # Closed by default: the gateway's key plugin lets in this version's
+    # probe token, known to it by its digest only.
+    (service,) = [s for s in cluster.services.values() if s.name == "aiart-m-2"]
+    assert [v for k, v in service.labels.items() if k.endswith(".probeDigest")] == [
+        hashlib.sha256(probe_token(b"probe-key", "m", "2").encode()).hexdigest()]
+    assert not any(k.endswith(".probeDigest") for k in plain.labels)

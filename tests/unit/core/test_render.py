@@ -130,8 +130,10 @@ def test_two_models_never_define_the_same_traefik_object(
 def test_closed_by_default_with_the_credential_removed_before_the_model() -> None:
     labels = render(True)["Labels"]
     mw = "traefik.http.middlewares.aiart_iris_2"
-    assert labels[f"{mw}_auth.forwardauth.address"] == (
-        "http://auth:8000/verify?model=iris&version=2&mode=apikey")
+    # API keys are checked in the gateway (its plugin), against the key feed.
+    assert {k: v for k, v in labels.items() if k.startswith(f"{mw}_auth.")} == {
+        f"{mw}_auth.plugin.aiartkeys.model": "iris",
+        f"{mw}_auth.plugin.aiartkeys.feed": "http://auth:8000/keys"}
     assert labels[f"{mw}_nocred.headers.customrequestheaders.Authorization"] == ""
     for router in ("v2", "base", "current_v2", "current_base"):
         chain = labels[f"traefik.http.routers.aiart_iris_2_{router}.middlewares"].split(",")
@@ -281,13 +283,25 @@ async def test_the_operator_probes_under_the_gateway_host() -> None:
 
 def test_traefik_checks_the_auth_services_certificate_against_the_internal_ca() -> None:
     guard = Guard(auth_url="https://auth:8000", auth_ca="/etc/traefik/internal-ca.crt",
-                  mode="apikey")
+                  mode="oidc")
     labels, _ = guard_labels("iris", "2", guard)
     mw = "traefik.http.middlewares.aiart_iris_2_auth.forwardauth"
     assert labels[f"{mw}.address"].startswith("https://auth:8000/verify?")
     assert labels[f"{mw}.tls.ca"] == "/etc/traefik/internal-ca.crt"
-    plain, _ = guard_labels("iris", "2", Guard(auth_url="http://auth:8000", mode="apikey"))
+    plain, _ = guard_labels("iris", "2", Guard(auth_url="http://auth:8000", mode="oidc"))
     assert not any(".tls." in label for label in plain)
+    # The key plugin reads its feed with the same CA.
+    keyed, _ = guard_labels("iris", "2", dataclasses.replace(guard, mode="apikey"))
+    plugin = "traefik.http.middlewares.aiart_iris_2_auth.plugin.aiartkeys"
+    assert keyed[f"{plugin}.feed"] == "https://auth:8000/keys"
+    assert keyed[f"{plugin}.ca"] == "/etc/traefik/internal-ca.crt"
+
+
+def test_the_key_plugin_lets_in_the_versions_probe_by_its_digest_only() -> None:
+    guard = Guard(auth_url="http://auth:8000", mode="apikey", probe_digest="ab" * 32)
+    labels, _ = guard_labels("iris", "2", guard)
+    assert labels["traefik.http.middlewares.aiart_iris_2_auth.plugin.aiartkeys.probeDigest"] == (
+        "ab" * 32)
 
 
 def test_model_json_is_written_and_read_by_one_definition(tmp_path: Path) -> None:

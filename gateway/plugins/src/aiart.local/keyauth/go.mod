@@ -1,0 +1,3 @@
+module aiart.local/keyauth
+
+go 1.22
