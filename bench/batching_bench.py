@@ -27,13 +27,13 @@ from wrk_load import wrk
 
 FEATURES = 256
 CONNECTIONS = (1, 16, 64)
-BATCHING = {"max_batch_size": 64, "max_latency_ms": 5}
+BATCHING: dict[str, float] = {"max_batch_size": 64, "max_latency_ms": 5}
 
 
 def model_dir(path: Path, estimator: object, batching: dict[str, float] | None) -> Path:
     path.mkdir(parents=True)
     (path / "model.pkl").write_bytes(pickle.dumps(estimator))
-    settings = {"name": "mlp", "version": "1", "runtime": "sklearn", "artifact": "model.pkl",
+    settings: dict[str, object] = {"name": "mlp", "version": "1", "runtime": "sklearn", "artifact": "model.pkl",
                 "inputs": None, "outputs": None}
     if batching:
         settings["batching"] = batching
