@@ -33,8 +33,8 @@ BATCHING: dict[str, float] = {"max_batch_size": 64, "max_latency_ms": 5}
 def model_dir(path: Path, estimator: object, batching: dict[str, float] | None) -> Path:
     path.mkdir(parents=True)
     (path / "model.pkl").write_bytes(pickle.dumps(estimator))
-    settings: dict[str, object] = {"name": "mlp", "version": "1", "runtime": "sklearn", "artifact": "model.pkl",
-                "inputs": None, "outputs": None}
+    settings: dict[str, object] = {"name": "mlp", "version": "1", "runtime": "sklearn",
+                                   "artifact": "model.pkl", "inputs": None, "outputs": None}
     if batching:
         settings["batching"] = batching
     (path / "model.json").write_text(json.dumps(settings))
