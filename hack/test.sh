@@ -37,7 +37,8 @@ stage() {
   stages+=("$1|$((SECONDS - stage_started))")
   stage_started=$SECONDS
 }
-apt_install curl ca-certificates
+# wrk: the benchmarks' load generator, which tests/e2e/test_bench_smoke.py runs.
+apt_install curl ca-certificates wrk util-linux
 ensure_engine
 ensure_swarm
 ensure_venv
