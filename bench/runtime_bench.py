@@ -100,6 +100,20 @@ def in_process(estimator: object, seconds: float) -> Result:
                   statistics.median(times) * 1e3, times[int(len(times) * 0.99)] * 1e3)
 
 
+FLOOR_VIA_TRAEFIK = "HTTP floor via Traefik (no middleware)"
+
+
+def traefik_in_front(binary: str, work: Path, name: str, port: int, gw: int) -> list[str]:
+    """Traefik's command line: one route, no middleware, to 127.0.0.1:port."""
+    dynamic = work / f"traefik-{name}.yml"
+    dynamic.write_text(
+        "http:\n  routers:\n    r:\n      rule: PathPrefix(`/`)\n      service: s\n"
+        f"  services:\n    s:\n      loadBalancer:\n        servers:\n"
+        f"          - url: http://127.0.0.1:{port}\n")
+    return [binary, f"--entrypoints.web.address=127.0.0.1:{gw}",
+            f"--providers.file.filename={dynamic}", "--log.level=ERROR"]
+
+
 OTHER_BENCHMARKS = "<!-- sections below: other benchmarks, kept when this one rewrites -->\n"
 
 
@@ -154,6 +168,14 @@ def main() -> None:
                             cpu=LOAD_CPU)
         results.append(Result("HTTP floor (uvicorn, constant answer)", "-", 1, rps, p50, p99))
         print(f"HTTP floor c=1 {rps:9.0f} req/s  p50 {p50:6.3f} ms  p99 {p99:6.3f} ms", flush=True)
+        # The gateway hop's own floor: Traefik, no middleware, in front of it.
+        gw = free_port()
+        with process(traefik_in_front(args.traefik, work, "floor", port, gw),
+                     f"http://127.0.0.1:{gw}/", LOAD_CPU):
+            rps, p50, p99 = wrk(f"http://127.0.0.1:{gw}/", body("predict"), 1, args.seconds,
+                                cpu=LOAD_CPU)
+        results.append(Result(FLOOR_VIA_TRAEFIK, "-", 1, rps, p50, p99))
+        print(f"HTTP floor via Traefik c=1 {rps:9.0f} req/s  p50 {p50:6.3f} ms", flush=True)
 
     for model, path in dirs.items():
         port = free_port()
@@ -162,14 +184,8 @@ def main() -> None:
         with process(server, f"http://127.0.0.1:{port}/v2/health/ready", SERVER_CPU):
             measure("aiart direct", model, f"http://127.0.0.1:{port}/v2/models/iris/infer")
             gw = free_port()
-            dynamic = work / f"traefik-{model}.yml"
-            dynamic.write_text(
-                "http:\n  routers:\n    r:\n      rule: PathPrefix(`/`)\n      service: s\n"
-                f"  services:\n    s:\n      loadBalancer:\n        servers:\n"
-                f"          - url: http://127.0.0.1:{port}\n")
-            traefik = [args.traefik, f"--entrypoints.web.address=127.0.0.1:{gw}",
-                       f"--providers.file.filename={dynamic}", "--log.level=ERROR"]
-            with process(traefik, f"http://127.0.0.1:{gw}/v2/health/ready", LOAD_CPU):
+            with process(traefik_in_front(args.traefik, work, model, port, gw),
+                         f"http://127.0.0.1:{gw}/v2/health/ready", LOAD_CPU):
                 measure("aiart via Traefik", model, f"http://127.0.0.1:{gw}/v2/models/iris/infer")
 
     port = free_port()
@@ -225,6 +241,11 @@ def write_report(results: list[Result], seconds: int) -> None:
         lines += ["", f"Of that, {floor.p50_ms:.3f} ms at p50 is the HTTP floor: uvicorn with the "
                   "runtime's settings answering a constant over loopback "
                   "(`bench/floor_app.py`), before any protocol or model work."]
+    hop = find(FLOOR_VIA_TRAEFIK, "-", 1)
+    if floor and hop:
+        lines += ["", f"The gateway hop's own floor: Traefik with one route and no middleware "
+                  f"in front of that constant answer adds {hop.p50_ms - floor.p50_ms:.3f} ms "
+                  f"at p50 with one client ({hop.p50_ms:.3f} ms vs {floor.p50_ms:.3f} ms)."]
     # This run's part only: the sections after the marker come from other
     # benchmarks (bench/batching_bench.py, bench/auth_overhead.py) and stay.
     page = ROOT / "docs" / "benchmarks.md"
