@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=("serve", "check"))
     parser.add_argument("model_dir", nargs="?", default="/model", type=Path)
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--grpc-port", type=int, default=8081)
     parser.add_argument("--host", default="0.0.0.0")
     args = parser.parse_args(argv)
     if args.command == "check":
@@ -65,24 +66,44 @@ def main(argv: list[str] | None = None) -> int:
         log.error("the model does not load: %s", exc)
         return 1
     import uvicorn
+    import uvloop
 
     from . import tracing
     from .gateway_only import GatewayOnly
-    from .server import create_app
+    from .grpc_server import create_server
+    from .server import MAX_BODY_BYTES, create_app
 
     gate = GatewayOnly.from_env(ServerSettings.from_env().gateway_token)
-    app: Any = create_app(model, gate=gate)
-    if tracing.configure(f"aiart-model-{settings.name}", {
-            "aiart.model": settings.name, "aiart.version": settings.version}):
+    limit = settings.max_request_bytes or MAX_BODY_BYTES
+    server_app = create_app(model, gate=gate, max_body_bytes=limit)
+    app: Any = server_app
+    traced = tracing.configure(f"aiart-model-{settings.name}", {
+        "aiart.model": settings.name, "aiart.version": settings.version})
+    if traced:
         log.info("tracing to %s", tracing.otlp_endpoint())
         app = tracing.TracingMiddleware(app, "aiart_runtime")
     # The model and the libraries are loaded for good: moving them out of the
     # collector's reach keeps full collections (a latency spike) short.
     gc.collect()
     gc.freeze()
-    app.state.metrics.load_seconds.set(time.perf_counter() - started)
+    server_app.state.metrics.load_seconds.set(time.perf_counter() - started)
     log.info("model loaded in %.3f s", time.perf_counter() - started)
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False)
+    http = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
+                                         access_log=False))
+
+    async def serve() -> None:
+        # HTTP and gRPC in one event loop, on one data plane: uvicorn's
+        # handling of SIGTERM ends both.
+        rpc, port = create_server(server_app.plane, address=f"{args.host}:{args.grpc_port}",
+                                  max_message_bytes=limit, gate=gate, traced=traced)
+        await rpc.start()
+        log.info("serving gRPC on port %d", port)
+        try:
+            await http.serve()
+        finally:
+            await rpc.stop(grace=5)
+
+    uvloop.run(serve())
     return 0
 
 

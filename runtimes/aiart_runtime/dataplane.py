@@ -2,9 +2,9 @@
 
 Decoding an Open Inference Protocol request (JSON or binary tensors),
 running the model, encoding its answer, metadata, and the metrics of each
-call. ``server.py`` carries these answers over HTTP; every answer here is a
-status, a body and its headers, so the router and the fast path answer
-exactly alike.
+call. ``server.py`` carries these answers over HTTP (``grpc_server.py``
+runs the same model over gRPC); every answer here is a status, a body and
+its headers, so the router and the fast path answer exactly alike.
 """
 
 from __future__ import annotations
@@ -16,10 +16,17 @@ from typing import Any
 import orjson
 
 from . import __version__
-from .batching import Batcher
+from .batching import Batcher, Outputs
 from .metrics import ServerMetrics, outcome_of
 from .model import ServedModel
-from .protocol import ProtocolError, decode_request, encode_binary, encode_tensor, split_binary
+from .protocol import (
+    InferenceRequest,
+    ProtocolError,
+    decode_request,
+    encode_binary,
+    encode_tensor,
+    split_binary,
+)
 
 log = logging.getLogger("aiart_runtime")
 BINARY_HEADER = "Inference-Header-Content-Length"
@@ -68,12 +75,17 @@ class DataPlane:
 
     def unknown(self, name: str, version: str | None) -> Answer | None:
         """A 404 for a model or version this server does not have, else None."""
+        problem = self.not_served(name, version)
+        return None if problem is None else failure(404, problem)
+
+    def not_served(self, name: str, version: str | None) -> str | None:
+        """Why this server does not serve ``name`` (``version``), or None."""
         if name != self.settings.name:
-            return failure(404, f"model {name!r} is not served here; this server has "
-                                f"{self.settings.name!r}")
+            return (f"model {name!r} is not served here; this server has "
+                    f"{self.settings.name!r}")
         if version is not None and version != self.settings.version:
-            return failure(404, f"model {name!r} has no version {version!r} here; it has "
-                                f"{self.settings.version!r}")
+            return (f"model {name!r} has no version {version!r} here; it has "
+                    f"{self.settings.version!r}")
         return None
 
     @staticmethod
@@ -102,6 +114,14 @@ class DataPlane:
                              len(raw), len(body))
         return status, body, headers
 
+    async def run(self, req: InferenceRequest) -> Outputs:
+        """The model's outputs for a decoded request (after ``arrive``),
+        merged with others' when batching is on; ProtocolError when the
+        inputs do not fit the model. HTTP and gRPC alike."""
+        if self.batcher is None:
+            return self.model.infer(req.inputs, req.requested_outputs)
+        return await self.batcher.infer(req.inputs, req.requested_outputs)
+
     async def _infer(self, raw: bytes, binary_header: str | None) -> Answer:
         try:
             try:
@@ -110,10 +130,7 @@ class DataPlane:
             except Exception:
                 self.depart()
                 raise
-            if self.batcher is None:
-                results = self.model.infer(req.inputs, req.requested_outputs)
-            else:
-                results = await self.batcher.infer(req.inputs, req.requested_outputs)
+            results = await self.run(req)
         except orjson.JSONDecodeError as exc:
             return failure(400, f"request body is not valid JSON: {exc}")
         except ProtocolError as exc:

@@ -95,7 +95,7 @@ def datatype_of(array: npt.NDArray[Any]) -> str:
     raise ProtocolError(f"cannot express numpy dtype {array.dtype} as a protocol datatype")
 
 
-def _binary_tensor(
+def binary_tensor(
     raw: bytes, datatype: str, shape: list[int], where: str
 ) -> npt.NDArray[Any]:
     """One tensor of the binary data extension: little-endian, row-major;
@@ -132,7 +132,7 @@ MAX_DIMENSIONS = 32
 MAX_ELEMENTS = 2**31
 
 
-def _check_shape(shape: list[int], where: str) -> None:
+def check_shape(shape: list[int], where: str) -> None:
     if len(shape) > MAX_DIMENSIONS:
         raise ProtocolError(
             f"{where}shape has {len(shape)} dimensions; at most {MAX_DIMENSIONS}")
@@ -161,7 +161,7 @@ def decode_tensor(item: Any, index: int, binary: memoryview | None = None,
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise ProtocolError(f"{where}shape must be a list of non-negative integers")
-    _check_shape(shape, where)
+    check_shape(shape, where)
     params = _parameters(item.get("parameters"), where)
     size = params.get("binary_data_size")
     if size is not None:
@@ -173,7 +173,7 @@ def decode_tensor(item: Any, index: int, binary: memoryview | None = None,
                 f"{where}parameters.binary_data_size points past the end of the binary data")
         if "data" in item:
             raise ProtocolError(f"{where}has both data and binary_data_size")
-        array = _binary_tensor(bytes(binary[offset : offset + size]), datatype, shape, where)
+        array = binary_tensor(bytes(binary[offset : offset + size]), datatype, shape, where)
         return Tensor(name=name, datatype=datatype, shape=tuple(shape), data=array), offset + size
     if "data" not in item:
         raise ProtocolError(f"{where}data is missing")

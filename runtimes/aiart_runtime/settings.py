@@ -71,6 +71,9 @@ class ModelSettings:
     allow_unsafe_pickle: bool = False
     entrypoint: str | None = None
     batching: BatchingSettings | None = None
+    # The largest request body (HTTP) or message (gRPC, either way) the
+    # server takes; None: the server's default (server.py MAX_BODY_BYTES).
+    max_request_bytes: int | None = None
 
     @classmethod
     def load(cls, model_dir: Path) -> ModelSettings:
@@ -93,6 +96,7 @@ class ModelSettings:
             allow_unsafe_pickle=body.get("allow_unsafe_pickle") is True,
             entrypoint=body.get("entrypoint"),
             batching=BatchingSettings(**body["batching"]) if body.get("batching") else None,
+            max_request_bytes=body.get("max_request_bytes"),
         )
 
     def to_json(self) -> bytes:
@@ -113,4 +117,6 @@ class ModelSettings:
             body["entrypoint"] = self.entrypoint
         if self.batching is not None:
             body["batching"] = asdict(self.batching)
+        if self.max_request_bytes is not None:
+            body["max_request_bytes"] = self.max_request_bytes
         return json.dumps(body, sort_keys=True, indent=2).encode()

@@ -6,7 +6,8 @@ the real stack: a neighbour model answers inference only to the gateway
 Alertmanager and the object store are on a network no model is on (models
 reach the store through the store gateway, tests/security/test_store_scope.py),
 and Prometheus, which is on
-the model network, asks for its password. The gateway-only check itself
+the model network, asks for its password. The same holds over gRPC. The
+gateway-only check itself
 is also tested on the model server app, with tokens given."""
 
 from __future__ import annotations
@@ -76,6 +77,24 @@ for key, extra in (("direct", {}), ("own-token", own)):
     except OSError as exc:
         out[key] = type(exc).__name__
 out["has-token"] = bool(own["X-Aiart-Gateway"])
+# The same over gRPC (the model server's other port), directly and with the
+# model's own token.
+import grpc
+from aiart_runtime.oip import messages as pb
+request = pb.ModelInferRequest(model_name=sys.argv[6])
+tensor = request.inputs.add(name="input-0", datatype="FP64", shape=[1, 4])
+tensor.contents.fp64_contents.extend([5.1, 3.5, 1.4, 0.2])
+with grpc.insecure_channel(sys.argv[5]) as channel:
+    rpc = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer",
+                              request_serializer=pb.ModelInferRequest.SerializeToString,
+                              response_deserializer=pb.ModelInferResponse.FromString)
+    for key, metadata in (("grpc-direct", ()),
+                          ("grpc-own-token", (("x-aiart-gateway", own["X-Aiart-Gateway"]),))):
+        try:
+            rpc(request, metadata=metadata, timeout=5)
+            out[key] = "OK"
+        except grpc.RpcError as exc:
+            out[key] = exc.code().name
 for url in json.loads(sys.argv[4]):
     try:
         out[url] = urllib.request.urlopen(url, timeout=5).status
@@ -112,7 +131,8 @@ def test_from_inside_a_model_only_the_gateway_path_exists(
             "http://traefik:8082/api/rawdata"]
     code = _container(engine, attacker).exec_run(
         ["/opt/aiart/bin/python", "-c", PROBE, json.dumps(targets),
-         f"http://{victim_ip}:8080/v2/models/{victim}/infer", json.dumps(ROW), json.dumps(asks)])
+         f"http://{victim_ip}:8080/v2/models/{victim}/infer", json.dumps(ROW), json.dumps(asks),
+         f"{victim_ip}:8081", victim])
     assert code.exit_code == 0, code.output
     seen = json.loads(code.output.decode().strip().splitlines()[-1])
     for name, _ in targets[:-1]:
@@ -121,6 +141,7 @@ def test_from_inside_a_model_only_the_gateway_path_exists(
     assert seen["direct"] == 403, seen
     # Its own server's token does not open a neighbour.
     assert seen["has-token"] and seen["own-token"] == 403, seen
+    assert seen["grpc-direct"] == seen["grpc-own-token"] == "PERMISSION_DENIED", seen
     assert seen[asks[0]] == seen[asks[1]] == seen[asks[2]] == 401, seen
     assert seen[asks[3]] == 404, seen
     # Through the gateway the victim answers as ever, whatever token a

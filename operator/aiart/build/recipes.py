@@ -22,6 +22,10 @@ SERVER_REQUIREMENTS = (
     "httptools>=0.6",
     "orjson>=3.10",
     "prometheus-client>=0.20",
+    # The Open Inference Protocol over gRPC (grpc_server.py); protobuf at
+    # least the version its messages were generated with (oip/oip_pb2.py).
+    "grpcio>=1.62",
+    "protobuf>=6.33.5,<7",
     # Tracing, used only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     "opentelemetry-sdk>=1.30",
     "opentelemetry-exporter-otlp-proto-http>=1.30",

@@ -5,6 +5,9 @@ Routes (Traefik's Swarm provider reads them from service labels):
 - ``/v2/models/<m>/versions/<v>[/...]``  -> version v, path unchanged
 - ``/models/<m>/versions/<v>[/...]``     -> version v, prefix stripped
 - ``/v2/models/<m>[/...]`` and ``/models/<m>[/...]`` -> the current version
+- gRPC (the Open Inference Protocol's service, h2c to the server's gRPC
+  port) by metadata: ``aiart-model: <m>`` and ``aiart-version: <v>`` ->
+  version v; ``aiart-model: <m>`` alone -> the current version
 
 Versioned routers outrank the current ones. Every version's current routers
 have their own names and a priority that grows with the version's age order,
@@ -27,6 +30,12 @@ from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Manifest, Runtime, Tensor
 
 SERVER_PORT = 8080
+# aiart's runtimes serve the Open Inference Protocol over gRPC here
+# (aiart_runtime/grpc_server.py), routed by the metadata below.
+GRPC_PORT = 8081
+GRPC_SERVICE_PREFIX = "/inference.GRPCInferenceService/"
+GRPC_MODEL_HEADER = "aiart-model"
+GRPC_VERSION_HEADER = "aiart-version"
 RUNTIME_USER = "10001:10001"
 VERSIONED_PRIORITY = 1_000_000
 CURRENT_PRIORITY_BASE = 10_000
@@ -144,11 +153,13 @@ def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str],
 def route_labels(
     *, name: str, version: str, current: bool, ordinal: int, entrypoint: str, network: str,
     port: int = SERVER_PORT, guard: Guard | None = None, host: str = "",
-    gateway_token: str = "",
+    gateway_token: str = "", grpc_port: int | None = None,
 ) -> dict[str, str]:
     """Traefik labels for one version; ``current`` adds the unversioned routes.
     ``gateway_token``: what every route hands the model server, to show it
-    the request came through the gateway (empty: nothing)."""
+    the request came through the gateway (empty: nothing). ``grpc_port``:
+    the server's gRPC port, routed as the module's docstring says (None: no
+    gRPC routes)."""
     svc = traefik_name(name, version)
     out: dict[str, str] = {
         "traefik.enable": "true",
@@ -195,6 +206,36 @@ def route_labels(
         priority = CURRENT_PRIORITY_BASE + ordinal
         router(f"{svc}_current_v2", f"/v2/models/{name}", priority, False)
         router(f"{svc}_current_base", f"/models/{name}", priority, True)
+    if grpc_port is not None:
+        out.update(_grpc_routes(svc, name, version, current, ordinal, entrypoint, host,
+                                grpc_port, [*chain, f"{svc}_retry"]))
+    return out
+
+
+def _grpc_routes(svc: str, name: str, version: str, current: bool, ordinal: int,
+                 entrypoint: str, host: str, port: int, middlewares: list[str]
+                 ) -> dict[str, str]:
+    """The version's gRPC service (HTTP/2 without TLS to the task) and its
+    routers, behind the same middlewares as its HTTP routes: the key check,
+    the rate limit and the credential rewrite apply to gRPC calls alike
+    (their metadata are HTTP/2 headers)."""
+    grpc_svc = f"{svc}_grpc"
+    out = {
+        f"traefik.http.services.{grpc_svc}.loadbalancer.server.port": str(port),
+        f"traefik.http.services.{grpc_svc}.loadbalancer.server.scheme": "h2c",
+    }
+    base = f"PathPrefix(`{GRPC_SERVICE_PREFIX}`) && Header(`{GRPC_MODEL_HEADER}`, `{name}`)"
+    routers = [(f"{svc}_grpc", f"{base} && Header(`{GRPC_VERSION_HEADER}`, `{version}`)",
+                VERSIONED_PRIORITY)]
+    if current:
+        routers.append((f"{svc}_current_grpc", base, CURRENT_PRIORITY_BASE + ordinal))
+    for router_name, rule, priority in routers:
+        key = f"traefik.http.routers.{router_name}"
+        out[f"{key}.rule"] = f"Host(`{host}`) && ({rule})" if host else rule
+        out[f"{key}.entrypoints"] = entrypoint
+        out[f"{key}.service"] = grpc_svc
+        out[f"{key}.priority"] = str(priority)
+        out[f"{key}.middlewares"] = ",".join(middlewares)
     return out
 
 
@@ -222,6 +263,7 @@ def model_settings(manifest: Manifest, artifact_file: str) -> ModelSettings:
         batching=BatchingSettings(max_batch_size=spec.batching.maxBatchSize,
                                   max_latency_ms=spec.batching.maxLatencyMs)
         if spec.batching else None,
+        max_request_bytes=spec.maxRequestBytes,
     )
 
 
@@ -358,6 +400,7 @@ def render_service(
                 entrypoint=settings.entrypoint, network=settings.network,
                 port=manifest.spec.port, guard=_guard(manifest, settings, probe_digest),
                 host=settings.gateway_host, gateway_token=gateway_token,
+                grpc_port=None if manifest.spec.runtime is Runtime.IMAGE else GRPC_PORT,
             ),
         },
         "TaskTemplate": {

@@ -300,6 +300,10 @@ class Spec(_Strict):
     store: Store = Field(default_factory=Store)
     objectives: Objectives = Field(default_factory=Objectives)
     batching: Batching | None = None
+    # The largest request an aiart runtime takes: an HTTP body, or a gRPC
+    # message either way (default 16 MiB; gRPC's own default, 4 MiB, is
+    # what MLServer's and KServe's users run into).
+    maxRequestBytes: int | None = Field(default=None, ge=1024, le=1024**3)
 
     @field_validator("image")
     @classmethod
@@ -336,6 +340,9 @@ class Spec(_Strict):
             if self.batching is not None:
                 raise ValueError("spec.batching is done by aiart's runtimes; a ready image "
                                  "batches (or not) by itself")
+            if self.maxRequestBytes is not None:
+                raise ValueError("spec.maxRequestBytes is for aiart's runtimes; a ready image "
+                                 "sets its own limits")
         else:
             if self.artifact is None:
                 raise ValueError(f"runtime {self.runtime.value} needs spec.artifact")

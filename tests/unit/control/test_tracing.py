@@ -150,3 +150,39 @@ async def test_a_failed_version_ends_its_trace(spans: InMemorySpanExporter) -> N
     spans.clear()
     await reconcile_model(deps, "m")
     assert not [s for s in spans.get_finished_spans() if s.name == "probe"]
+
+
+async def test_a_grpc_call_continues_the_callers_trace(
+        spans: InMemorySpanExporter, tmp_path: Path) -> None:
+    import grpc
+    from aiart_runtime.grpc_server import SERVICE, create_server
+    from aiart_runtime.oip import messages as pb
+
+    app = create_app(load(iris_model_dir(tmp_path)))
+    server, port = create_server(app.plane, address="127.0.0.1:0", max_message_bytes=1 << 20,
+                                 traced=True)
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            infer = channel.unary_unary(f"/{SERVICE}/ModelInfer",
+                                        request_serializer=pb.ModelInferRequest.SerializeToString,
+                                        response_deserializer=pb.ModelInferResponse.FromString)
+            request = pb.ModelInferRequest(model_name="iris")
+            tensor = request.inputs.add(name="x", datatype="FP64", shape=[1, 4])
+            tensor.contents.fp64_contents.extend([5.1, 3.5, 1.4, 0.2])
+            await infer(request, metadata=(("traceparent", f"00-{TRACE_ID}-{PARENT_ID}-01"),))
+            live = channel.unary_unary(f"/{SERVICE}/ServerLive",
+                                       request_serializer=pb.ServerLiveRequest.SerializeToString,
+                                       response_deserializer=pb.ServerLiveResponse.FromString)
+            await live(pb.ServerLiveRequest())  # probed: not traced unless the caller is
+    finally:
+        await server.stop(0)
+    finished: list[ReadableSpan] = list(spans.get_finished_spans())
+    assert [s.name for s in finished] == [f"{SERVICE}/ModelInfer"]
+    (span,) = finished
+    assert span.kind is SpanKind.SERVER
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.parent is not None and format(span.parent.span_id, "016x") == PARENT_ID
+    assert span.attributes is not None
+    assert (span.attributes["rpc.method"], span.attributes["rpc.grpc.status_code"]) == (
+        "ModelInfer", 0)

@@ -240,7 +240,8 @@ def test_aiart_servers_and_their_routes_share_a_gateway_token_ready_images_get_n
     (middleware,) = (k.split(".")[3] for k in set_by)
     # On every router, the versioned and the unversioned ones.
     routers = {k: v for k, v in served["Labels"].items() if k.endswith(".middlewares")}
-    assert len(routers) == 4 and all(middleware in v.split(",") for v in routers.values())
+    # (four HTTP routers and two gRPC ones)
+    assert len(routers) == 6 and all(middleware in v.split(",") for v in routers.values())
     byo = parse_manifest(MANIFEST.replace("runtime: sklearn", "runtime: image\n  image: x:1")
                          .replace('  artifact: {uri: "config://iris-model-2"}\n', ""))
     ready = render_service(manifest=byo, config_id="c", image="x:1", settings=OperatorSettings(),
@@ -253,7 +254,7 @@ def test_aiart_servers_and_their_routes_share_a_gateway_token_ready_images_get_n
 def test_with_a_gateway_host_every_route_answers_that_host_only() -> None:
     host = "aiart.factory.example"
     labels = route_labels(name="m", version="1", current=True, ordinal=0,
-                          entrypoint="websecure", network="n", host=host)
+                          entrypoint="websecure", network="n", host=host, grpc_port=8081)
     rules = [v for k, v in labels.items() if k.endswith(".rule")]
     assert len(rules) >= 2 and all(r.startswith(f"Host(`{host}`) && (") for r in rules), rules
     anyhost = route_labels(name="m", version="1", current=True, ordinal=0,
@@ -319,3 +320,37 @@ def test_model_json_is_written_and_read_by_one_definition(tmp_path: Path) -> Non
     (tmp_path / "model.json").write_bytes(batched.to_json())
     assert ModelSettings.load(tmp_path).batching == BatchingSettings(
         max_batch_size=64, max_latency_ms=2.5)
+    assert read.max_request_bytes is None and b"max_request_bytes" not in written.to_json()
+    limited = model_settings(parse_manifest(MANIFEST + "  maxRequestBytes: 65536\n"), "m.pkl")
+    (tmp_path / "model.json").write_bytes(limited.to_json())
+    assert ModelSettings.load(tmp_path).max_request_bytes == 65536
+
+
+def test_grpc_calls_are_routed_by_metadata_behind_the_same_guard() -> None:
+    text = MANIFEST + "  rateLimit: {average: 50}\n"
+    labels = render_service(manifest=parse_manifest(text), config_id="c", image="i",
+                            settings=OperatorSettings(), current=True, ordinal=3,
+                            gateway_token="t")["Labels"]
+    svc = "traefik.http.services.aiart_iris_2_grpc.loadbalancer.server"
+    assert (labels[f"{svc}.port"], labels[f"{svc}.scheme"]) == ("8081", "h2c")
+    router = "traefik.http.routers.aiart_iris_2"
+    prefix = "PathPrefix(`/inference.GRPCInferenceService/`) && Header(`aiart-model`, `iris`)"
+    assert labels[f"{router}_grpc.rule"] == f"{prefix} && Header(`aiart-version`, `2`)"
+    assert labels[f"{router}_current_grpc.rule"] == prefix
+    # A pinned version outranks the current one, as on HTTP.
+    assert labels[f"{router}_grpc.priority"] == labels[f"{router}_v2.priority"]
+    assert labels[f"{router}_current_grpc.priority"] == labels[f"{router}_current_v2.priority"]
+    for name in ("grpc", "current_grpc"):
+        assert labels[f"{router}_{name}.service"] == "aiart_iris_2_grpc"
+        # The key check, the rate limit, the credential rewrite (and the
+        # gateway's token), the retry: as on the HTTP routes.
+        assert labels[f"{router}_{name}.middlewares"] == labels[f"{router}_v2.middlewares"] == (
+            "aiart_iris_2_auth,aiart_iris_2_ratelimit,aiart_iris_2_nocred,aiart_iris_2_retry")
+    versioned = render(False)["Labels"]
+    assert f"{router}_grpc.rule" in versioned and f"{router}_current_grpc.rule" not in versioned
+    # A ready image serves what it serves: no gRPC routes are made up for it.
+    byo = parse_manifest(MANIFEST.replace("runtime: sklearn", "runtime: image\n  image: x:1")
+                         .replace('  artifact: {uri: "config://iris-model-2"}\n', ""))
+    ready = render_service(manifest=byo, config_id="c", image="x:1", settings=OperatorSettings(),
+                           current=True, ordinal=0)["Labels"]
+    assert not [k for k in ready if "grpc" in k]

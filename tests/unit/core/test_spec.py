@@ -112,6 +112,8 @@ def test_full_manifest() -> None:
         (manifest(batching="{maxBatchSize: 1, maxLatencyMs: 5}"), "spec.batching.maxBatchSize"),
         (manifest(batching="{maxBatchSize: 8, maxLatencyMs: 0}"), "spec.batching.maxLatencyMs"),
         (manifest(batching="{maxBatchSize: 8}"), "spec.batching.maxLatencyMs"),
+        (manifest(maxRequestBytes="100"), "spec.maxRequestBytes: Input should be greater than or equal to 1024"),
+        (manifest(maxRequestBytes="2000000000"), "spec.maxRequestBytes: Input should be less than or equal to"),
     ],
 )
 def test_bad_manifests_say_what_is_wrong(text: str, expected: str) -> None:
@@ -161,6 +163,7 @@ def test_image_runtime_takes_an_image_and_a_port() -> None:
         (IMAGE + "  artifact: {uri: 'config://a'}\n", "remove spec.artifact"),
         (IMAGE + "  port: 70000\n", "spec.port"),
         (IMAGE + "  batching: {maxBatchSize: 8, maxLatencyMs: 5}\n", "batches (or not) by itself"),
+        (IMAGE + "  maxRequestBytes: 65536\n", "a ready image sets its own limits"),
         (GOOD + "  image: a/b:1\n", "only for runtime image"),
         (GOOD + "  port: 9000\n", "only for runtime image"),
         (GOOD.replace('  artifact: {uri: "config://iris-model-1"}\n', ""), "needs spec.artifact"),
