@@ -119,13 +119,27 @@ else
   # tests on one worker), each test with models of its own on the one
   # stack. Those that restart one of aiart's services (marked serial) run
   # after them, alone.
-  run_pytest -n "${AIART_TEST_WORKERS:-2}" --dist loadfile -m "not serial" \
+  run_pytest -n "${AIART_TEST_WORKERS:-2}" --dist loadfile -m "not serial and not alone" \
     tests/security tests/e2e || status=$?
   stage "security and e2e, ${AIART_TEST_WORKERS:-2} files at a time"
-  run_pytest -m serial tests/security tests/e2e || status=$?
-  stage "e2e that restart aiart's services, alone"
+  # The benchmarks' smoke runs load both cores: nothing runs beside them.
+  run_pytest -m alone tests/security tests/e2e || status=$?
+  stage "benchmarks' smoke runs, alone"
+  # The multi-node scenarios run on a swarm of their own (the harness), so
+  # the tests that restart one of aiart's services on this node's stack run
+  # beside them: alone on this stack, as they must be. Their output is shown
+  # after the scenarios', not interleaved with it.
+  serial_log=$(mktemp)
+  run_pytest -m "serial and not alone" tests/security tests/e2e >"$serial_log" 2>&1 &
+  serial_pid=$!
   run_pytest tests/chaos || status=$?
-  stage "chaos (after its harness was up)"
+  serial_status=0
+  wait "$serial_pid" || serial_status=$?
+  log "the tests that restart aiart's services, beside the scenarios:"
+  cat "$serial_log"
+  rm -f "$serial_log"
+  [ "$serial_status" -eq 0 ] || status=$serial_status
+  stage "chaos, and beside it the e2e that restart aiart's services"
 fi
 if [ -s "$AIART_CHAOS_REPORT" ]; then
   log "what the reliability scenarios measured"

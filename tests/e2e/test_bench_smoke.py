@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # Alone: the load would skew the timings of tests running beside it.
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 
 def bench(script: str, *args: str) -> str:
