@@ -1,7 +1,8 @@
 """The Open Inference Protocol over gRPC through the real gateway: Traefik
 takes HTTP/2 over TLS on the users' entrypoint and routes each call by its
 ``aiart-model`` (and ``aiart-version``) metadata to the model's gRPC port.
-Called with tritonclient.grpc and with a client generated from oip.proto;
+Called with tritonclient.grpc (in a child process: tests/triton_grpc.py)
+and with a client generated from oip.proto;
 a closed model's key check, the version pin and the errors work as on REST."""
 
 from __future__ import annotations
@@ -10,15 +11,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import tritonclient.grpc as triton
-from tritonclient.utils import InferenceServerException
 
+from tests import triton_grpc
 from tests.e2e.conftest import GATEWAY, LOCAL_CA, Models, aiart, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -37,72 +37,58 @@ def served(models: Models, iris_pickle: bytes) -> tuple[str, str]:
     return public, closed
 
 
-@pytest.fixture(scope="module")
-def client() -> Iterator[triton.InferenceServerClient]:
-    grpc_client = triton.InferenceServerClient(
-        TARGET, ssl=SCHEME == "https", root_certificates=LOCAL_CA if SCHEME == "https" else None)
-    yield grpc_client
-    grpc_client.close()
+def triton(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """tritonclient.grpc's answers through the gateway (in a child process:
+    tests/triton_grpc.py says why)."""
+    return triton_grpc.calls(TARGET, batch, LOCAL_CA if SCHEME == "https" else "")
 
 
-def rows() -> list[triton.InferInput]:
-    tensor = triton.InferInput("input-0", [2, 4], "FP64")
-    tensor.set_data_from_numpy(np.asarray(ROWS))
-    return [tensor]
+def infer(model: str, **headers: str) -> dict[str, Any]:
+    return {"model": model, "rows": ROWS, "shape": [2, 4], "headers": headers}
 
 
-def test_tritonclient_through_the_gateway(
-        served: tuple[str, str], client: triton.InferenceServerClient,
-        gateway: httpx.Client) -> None:
+def test_tritonclient_through_the_gateway(served: tuple[str, str], gateway: httpx.Client) -> None:
     public, _ = served
     # The routes come with the model's (one set of labels), so Ready means routed.
-    result = client.infer(public, rows(), headers={"aiart-model": public})
-    assert result.as_numpy("predict").tolist() == [0, 2]
+    plain, meta, pinned, other_version, unnamed, bad = triton([
+        infer(public, **{"aiart-model": public}),
+        {"model": public, "metadata": True, "headers": {"aiart-model": public}},
+        infer(public, **{"aiart-model": public, "aiart-version": "1"}),
+        infer(public, **{"aiart-model": public, "aiart-version": "9"}),
+        infer(public),  # no model named in the metadata: no route takes the call
+        {"model": public, "rows": [[1.0, 2.0, 3.0]], "shape": [1, 3],
+         "headers": {"aiart-model": public}},
+    ])
+    assert plain["predict"] == [0, 2], plain
     rest = gateway.post(f"/v2/models/{public}/infer", json={"inputs": [
         {"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": ROWS}]}).json()
     np.testing.assert_allclose(np.asarray(rest["outputs"][1]["data"]).reshape(2, 3),
-                               result.as_numpy("predict_proba"), rtol=1e-9)
-    meta = client.get_model_metadata(public, headers={"aiart-model": public})
-    assert meta.name == public and meta.versions == ["1"]
-
-    pinned = client.infer(public, rows(), headers={"aiart-model": public, "aiart-version": "1"})
-    assert pinned.get_response().model_version == "1"
-    with pytest.raises(InferenceServerException) as error:
-        client.infer(public, rows(), headers={"aiart-model": public, "aiart-version": "9"})
-    assert "NOT_FOUND" in str(error.value) and f"asks for {public}:9" in str(error.value)
-    # No model named in the metadata: no route takes the call.
-    with pytest.raises(InferenceServerException) as error:
-        client.infer(public, rows())
-    assert "UNIMPLEMENTED" in str(error.value)
-    bad = triton.InferInput("input-0", [2, 3], "FP64")
-    bad.set_data_from_numpy(np.ones((2, 3)))
-    with pytest.raises(InferenceServerException) as error:
-        client.infer(public, [bad], headers={"aiart-model": public})
-    assert "INVALID_ARGUMENT" in str(error.value)
+                               plain["proba"], rtol=1e-9)
+    assert (meta["name"], meta["versions"]) == (public, ["1"]), meta
+    assert pinned["version"] == "1", pinned
+    assert "NOT_FOUND" in other_version["error"] and f"asks for {public}:9" in other_version[
+        "error"], other_version
+    assert "UNIMPLEMENTED" in unnamed["error"], unnamed
+    assert "INVALID_ARGUMENT" in bad["error"], bad
 
 
 def test_a_closed_model_takes_grpc_calls_with_a_key_only(
-        served: tuple[str, str], client: triton.InferenceServerClient, run_id: str) -> None:
+        served: tuple[str, str], run_id: str) -> None:
     _, closed = served
-    with pytest.raises(InferenceServerException) as error:
-        client.infer(closed, rows(), headers={"aiart-model": closed})
-    assert "UNAUTHENTICATED" in str(error.value)
+    (anonymous,) = triton([infer(closed, **{"aiart-model": closed})])
+    assert "UNAUTHENTICATED" in anonymous.get("error", ""), anonymous
     name = f"t{run_id}-grpc"
     key = aiart("keys", "create", name, "--model", closed)
     try:
         def answered() -> list[int] | None:
-            try:
-                return list(client.infer(closed, rows(), headers={
-                    "aiart-model": closed, "authorization": f"Bearer {key}"}
-                    ).as_numpy("predict").tolist())
-            except InferenceServerException:
-                return None
+            (answer,) = triton([infer(closed, **{"aiart-model": closed,
+                                                 "authorization": f"Bearer {key}"})])
+            return answer.get("predict")
 
-        assert wait_for(answered, 10, "the new key to open the model over gRPC") == [0, 2]
-        with pytest.raises(InferenceServerException) as error:
-            client.infer(closed, rows(), headers={"aiart-model": closed,
-                                                  "x-api-key": key[:-2] + "xx"})
-        assert "UNAUTHENTICATED" in str(error.value)
+        assert wait_for(answered, 20, "the new key to open the model over gRPC") == [0, 2]
+        (wrong,) = triton([infer(closed, **{"aiart-model": closed,
+                                            "x-api-key": key[:-2] + "xx"})])
+        assert "UNAUTHENTICATED" in wrong.get("error", ""), wrong
     finally:
         aiart("keys", "revoke", name)
 

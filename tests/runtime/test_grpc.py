@@ -1,8 +1,8 @@
 """The model server over gRPC (the Open Inference Protocol's service): the
-messages match oip.proto, a real OIP client (tritonclient.grpc) and one
-using the protocol's messages get the same answers as over HTTP, errors are
-gRPC status codes with the HTTP side's words, and only the gateway may call
-inference."""
+messages match oip.proto, a real OIP client (tritonclient.grpc, in a child
+process: tests/triton_grpc.py) and one using the protocol's messages get
+the same answers as over HTTP, errors are gRPC status codes with the HTTP
+side's words, and only the gateway may call inference."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from typing import Any
 import grpc
 import numpy as np
 import pytest
-import tritonclient.grpc.aio as triton
 from aiart_runtime.__main__ import load
 from aiart_runtime.gateway_only import GatewayOnly
 from aiart_runtime.grpc_server import SERVICE, InferenceService, Refused, create_server, peer_host
@@ -29,8 +28,8 @@ from google.protobuf import descriptor_pb2
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from starlette.testclient import TestClient
-from tritonclient.utils import InferenceServerException
 
+from tests import triton_grpc
 from tests.runtime.test_runtime_server import metric_value
 
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]
@@ -97,25 +96,18 @@ def row_input(rows: list[list[float]], datatype: str = "FP64", raw: bool = False
 
 
 async def test_tritonclient_gets_the_answers_http_gives(running: Running) -> None:
-    client = triton.InferenceServerClient(f"127.0.0.1:{running.port}")
-    try:
-        assert await client.is_server_live() and await client.is_model_ready("iris")
-        meta = await client.get_model_metadata("iris")
-        assert meta.name == "iris" and meta.platform == "sklearn"
-        assert [o.name for o in meta.outputs] == ["predict", "predict_proba"]
-        tensor = triton.InferInput("input-0", [2, 4], "FP32")
-        tensor.set_data_from_numpy(np.asarray(ROWS, dtype=np.float32))
-        result = await client.infer("iris", [tensor], request_id="t1")
-        assert result.get_response().id == "t1"
-        assert result.as_numpy("predict").tolist() == [0, 2]
-        assert result.as_numpy("predict_proba").shape == (2, 3)
-    finally:
-        await client.close()
+    target = f"127.0.0.1:{running.port}"
+    meta, infer = await triton_grpc.calls_async(target, [
+        {"model": "iris", "metadata": True},
+        {"model": "iris", "rows": ROWS, "shape": [2, 4], "datatype": "FP32", "id": "t1"}])
+    assert (meta["name"], meta["platform"]) == ("iris", "sklearn")
+    assert meta["outputs"] == ["predict", "predict_proba"]
+    assert (infer["id"], infer["version"], infer["predict"]) == ("t1", "1", [0, 2])
     answer = TestClient(running.app).post("/v2/models/iris/infer", json={"inputs": [
         {"name": "input-0", "shape": [2, 4], "datatype": "FP32", "data": ROWS}]}).json()
-    assert answer["outputs"][0]["data"] == result.as_numpy("predict").tolist()
+    assert answer["outputs"][0]["data"] == infer["predict"]
     np.testing.assert_allclose(np.asarray(answer["outputs"][1]["data"]).reshape(2, 3),
-                               result.as_numpy("predict_proba"), rtol=1e-6)
+                               infer["proba"], rtol=1e-6)
 
 
 async def test_the_answer_comes_in_the_form_the_request_used(running: Running) -> None:
@@ -240,12 +232,6 @@ def test_peer_host(peer: str, host: str) -> None:
 
 async def test_tritonclient_errors_are_readable(running: Running) -> None:
     # What a tritonclient user sees for a refused call: the status and the words.
-    client = triton.InferenceServerClient(f"127.0.0.1:{running.port}")
-    try:
-        tensor = triton.InferInput("input-0", [1, 3], "FP64")
-        tensor.set_data_from_numpy(np.ones((1, 3)))
-        with pytest.raises(InferenceServerException) as error:
-            await client.infer("iris", [tensor])
-    finally:
-        await client.close()
-    assert "INVALID_ARGUMENT" in str(error.value) and "4" in str(error.value)
+    (answer,) = await triton_grpc.calls_async(f"127.0.0.1:{running.port}", [
+        {"model": "iris", "rows": [[1.0, 1.0, 1.0]], "shape": [1, 3]}])
+    assert "INVALID_ARGUMENT" in answer["error"] and "4" in answer["error"], answer
