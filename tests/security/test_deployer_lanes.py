@@ -74,12 +74,15 @@ def test_a_deployer_cannot_reach_another_models_artifacts_or_image(
     models.engine.configs.get(their_artifact).remove()  # made by the test: label it as the API does
     models.config(their_artifact, iris_pickle, **{"aiart.artifact-of": theirs})
     image = models.labels(f"{theirs}-1")["aiart.status.image"]
-    platform_config = next(c.name for c in models.engine.configs.list(
-        filters={"label": "aiart.apikey"}))
     names = [f"t{run_id}-lane-deployer", f"t{run_id}-lane-admin"]
     deployer = aiart("keys", "create", names[0], "--role", "deployer", "--model", mine)
     admin = aiart("keys", "create", names[1], "--role", "admin", "--model", mine)
     try:
+        # A platform config: the admin key's own record (made just above, so
+        # that one is there whatever else runs; an earlier version took any
+        # key's and failed when no other test held one at that moment).
+        platform_config = next(c.name for c in models.engine.configs.list(
+            filters={"label": f"aiart.apikey.name={names[1]}"}))
         def declaration(version: int, body: str) -> str:
             return (f"apiVersion: aiart/v1\nkind: Model\n"
                     f"metadata: {{name: {mine}, version: '{version}'}}\n"
