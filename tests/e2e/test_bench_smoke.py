@@ -3,7 +3,8 @@ they cannot rot between the runs that make docs/benchmarks.md (their
 figures are not looked at here). wrk stops a benchmark on any answer that
 is not a 2xx, so each run also says that every request it sent succeeded:
 through the gateway public, closed by the key plugin and by forwardAuth;
-and to a model server with batching off and on."""
+to a model server with batching off and on; and the model-server
+benchmark's setups (but MLServer's), over HTTP and gRPC."""
 
 from __future__ import annotations
 
@@ -38,3 +39,14 @@ def test_the_closed_model_benchmark_runs_through_the_gateway() -> None:
 def test_the_batching_benchmark_runs() -> None:
     out = bench("batching_bench.py", "--seconds", "1")
     assert "| 64 |" in out, out
+
+
+def test_the_model_server_benchmark_runs(tmp_path: Path) -> None:
+    # Every setup but MLServer (its venv is bench/run.sh's), one connection.
+    report = tmp_path / "benchmarks.md"
+    bench("runtime_bench.py", "--seconds", "1", "--smoke", "--report", str(report),
+          "--traefik", os.environ["AIART_TRAEFIK_BIN"])
+    text = report.read_text()
+    for setup in ("bare ASGI + orjson, same predict", "aiart direct, tracing on",
+                  "aiart via Traefik", "aiart direct, gRPC"):
+        assert f"| {setup} | sklearn | 1 | " in text, text
