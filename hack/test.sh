@@ -30,6 +30,15 @@ if [ "${1:-}" = unit ]; then
   exit "$rc"
 fi
 
+# ./hack/test.sh e2e [PYTEST ARGS]: the security and end-to-end tests (e.g.
+# -k NAME) against the stack, set up or updated only where its content
+# changed; no lint, no other tier.
+e2e_only=""
+if [ "${1:-}" = e2e ]; then
+  shift
+  e2e_only=1
+fi
+
 started=$SECONDS
 # Where the time went, printed as a table at the end: "stage|seconds" lines.
 stages=()
@@ -39,18 +48,21 @@ stage() {
   stages+=("$1|$((SECONDS - stage_started))")
   stage_started=$SECONDS
 }
-# wrk: the benchmarks' load generator, which tests/e2e/test_bench_smoke.py runs.
-apt_install curl ca-certificates wrk util-linux
+# wrk and h2load: the benchmarks' load generators (HTTP, gRPC), which
+# tests/e2e/test_bench_smoke.py runs.
+apt_install curl ca-certificates wrk nghttp2-client util-linux
 ensure_engine
 ensure_swarm
 ensure_venv
 cd "$AIART_ROOT"
 stage "engine, swarm, virtual environment"
 
-log "lint and types"
-.venv/bin/ruff check .
-.venv/bin/mypy --no-error-summary
-stage "lint and types"
+if [ -z "$e2e_only" ]; then
+  log "lint and types"
+  .venv/bin/ruff check .
+  .venv/bin/mypy --no-error-summary
+  stage "lint and types"
+fi
 
 log "images and stack"
 images=$("$AIART_ROOT/hack/images.sh" build_all)
@@ -74,7 +86,7 @@ export AIART_STACK
 # harness that is already up is used as it is and left up
 # (tests/chaos/conftest.py).
 harness_pid=""
-if [ $# -eq 0 ]; then
+if [ $# -eq 0 ] && [ -z "$e2e_only" ]; then
   if ! docker container inspect "${AIART_CLUSTER:-aiart}-m1" >/dev/null 2>&1; then
     AIART_CHAOS_HARNESS=$(mktemp -d)
     export AIART_CHAOS_HARNESS
@@ -104,7 +116,10 @@ run_pytest() {
   return "$rc"
 }
 status=0
-if [ $# -gt 0 ]; then
+if [ -n "$e2e_only" ]; then
+  run_pytest tests/security tests/e2e "$@" || status=$?
+  stage "pytest tests/security tests/e2e $*"
+elif [ $# -gt 0 ]; then
   run_pytest "$@" || status=$?
   stage "pytest $*"
 else
