@@ -183,6 +183,21 @@ def decode_tensor(item: Any, index: int, binary: memoryview | None = None,
         raise ProtocolError(
             f"{where}data has {len(flat)} elements but shape {shape} needs {expected}"
         )
+    if datatype in ("FP64", "FP32"):
+        # The common case, checked at numpy's speed: a list of numbers only
+        # becomes a numeric array (a string, null, list or object among them
+        # gives another kind, and the careful path below names the problem).
+        array = np.array(flat)
+        if array.dtype.kind in "fiub":
+            if datatype == "FP32":
+                with np.errstate(over="ignore"):
+                    array = array.astype(np.float32)
+            elif array.dtype != np.float64:
+                array = array.astype(np.float64)
+            if not np.isfinite(array).all():
+                raise ProtocolError(f"{where}data has values out of {datatype}'s range")
+            return Tensor(name=name, datatype=datatype, shape=tuple(shape),
+                          data=array.reshape(shape)), offset
     dtype = DATATYPES[datatype]
     try:
         if datatype == "BYTES":

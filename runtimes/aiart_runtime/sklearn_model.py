@@ -38,6 +38,7 @@ class SklearnModel:
         self.n_features: int | None = None
         self.feature_names: list[str] | None = None
         self.has_proba = False
+        self._output_names: list[str] | None = None
 
     @property
     def ready(self) -> bool:
@@ -102,7 +103,10 @@ class SklearnModel:
         return specs
 
     def output_names(self) -> list[str]:
-        return [s.name for s in self.output_specs()]
+        # Fixed once loaded; asked for on every request.
+        if self._output_names is None:
+            self._output_names = [s.name for s in self.output_specs()]
+        return self._output_names
 
     # -- inference --------------------------------------------------------
 
@@ -139,10 +143,10 @@ class SklearnModel:
         selected = select_outputs(names, wanted)
         results: list[tuple[str, npt.NDArray[Any]]] = []
         # Only the configured first two outputs map to predict / predict_proba.
-        for index, name in enumerate(names):
-            if name not in selected:
-                continue
-            with missing_values_refused(matrix):
+        with missing_values_refused(matrix):
+            for index, name in enumerate(names):
+                if name not in selected:
+                    continue
                 if index == 0:
                     results.append((name, np.asarray(self.estimator.predict(matrix)).reshape(-1)))
                 elif index == 1 and self.has_proba:

@@ -12,6 +12,8 @@ import tritonclient.http as triton
 from aiart_runtime.__main__ import load
 from aiart_runtime.protocol import ProtocolError, decode_request, encode_binary, split_binary
 from aiart_runtime.server import create_app
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from starlette.testclient import TestClient
@@ -105,3 +107,17 @@ def test_bytes_tensors_round_trip() -> None:
     assert entry["parameters"]["binary_data_size"] == len(payload)
 
 
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(["FP64", "FP32"]),
+       st.lists(st.one_of(st.floats(allow_nan=False, allow_infinity=False, width=32),
+                          st.integers(-2**53, 2**53), st.booleans()), min_size=1, max_size=12))
+def test_numbers_decode_as_numpy_would_convert_them(datatype: str, values: list) -> None:
+    # The fast path for FP64/FP32 (numpy checks the kind) gives what the
+    # careful conversion gives.
+    (tensor,) = decode_request({"inputs": [{"name": "x", "datatype": datatype,
+                                             "shape": [len(values)], "data": values}]}).inputs
+    expected = np.asarray(values, dtype=np.float64 if datatype == "FP64" else np.float32)
+    assert tensor.data.dtype == expected.dtype
+    np.testing.assert_array_equal(tensor.data, expected)

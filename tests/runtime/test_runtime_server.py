@@ -88,6 +88,13 @@ def test_requested_outputs_and_versioned_path(client: TestClient) -> None:
                       "data": []}]}, "is too large"),
         ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
                       "data": ["a", "b", "c", "d"]}]}, "numbers only"),
+        # One stranger among numbers (numpy would turn "1.5" into a number).
+        ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                      "data": ["1.5", 2, 3, 4]}]}, "numbers only"),
+        ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                      "data": [None, 2, 3, 4]}]}, "numbers only"),
+        ({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",
+                      "data": [1, 2, 3, {"a": 1}]}]}, "numbers only"),
         ({"id": 5, "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
                                "data": [1, 2, 3, 4]}]}, "id must be a string"),
         ({"parameters": {"a": [1]}, "inputs": [{"name": "x", "shape": [1, 4],
