@@ -39,6 +39,7 @@ class OnnxModel:
         self.session: Any = None
         self._inputs: list[TensorSpec] = []
         self._outputs: list[TensorSpec] = []
+        self._by_name: dict[str, TensorSpec] = {}
 
     @property
     def ready(self) -> bool:
@@ -61,6 +62,7 @@ class OnnxModel:
                         for i in self.session.get_inputs() if i.type in ONNX_TYPES]
         self._outputs = [TensorSpec(o.name, ONNX_TYPES[o.type], _shape(o.shape))
                          for o in self.session.get_outputs() if o.type in ONNX_TYPES]
+        self._by_name = {s.name: s for s in self._inputs}
         if len(self._inputs) != len(self.session.get_inputs()):
             raise ModelLoadError("the model has inputs that are not tensors")
         if not self._outputs:
@@ -76,7 +78,7 @@ class OnnxModel:
         return [o.name for o in self._outputs]
 
     def _feed(self, inputs: tuple[Tensor, ...]) -> dict[str, npt.NDArray[Any]]:
-        specs = {s.name: s for s in self._inputs}
+        specs = self._by_name
         if len(inputs) == 1 and len(specs) == 1:
             # One input: any name will do, as for the other runtimes.
             pairs = [(self._inputs[0], inputs[0])]
@@ -104,7 +106,8 @@ class OnnxModel:
             # Numbers are converted to the model's own type (FP64 rows for an
             # FP32 model are the common case); precision is the caller's call.
             dtype = DATATYPES[spec.datatype]
-            feed[spec.name] = tensor.data.astype(dtype if dtype is not np.object_ else str)
+            feed[spec.name] = tensor.data.astype(dtype if dtype is not np.object_ else str,
+                                                 copy=False)
         return feed
 
     def infer(

@@ -130,6 +130,7 @@ def binary_tensor(
 # must be the caller's 400, not the server's 500.
 MAX_DIMENSIONS = 32
 MAX_ELEMENTS = 2**31
+SMALL = 64
 
 
 def check_shape(shape: list[int], where: str) -> None:
@@ -192,9 +193,14 @@ def decode_tensor(item: Any, index: int, binary: memoryview | None = None,
             if datatype == "FP32":
                 with np.errstate(over="ignore"):
                     array = array.astype(np.float32)
-            elif array.dtype != np.float64:
-                array = array.astype(np.float64)
-            if not np.isfinite(array).all():
+                finite = bool(np.isfinite(array).all())
+            else:
+                if array.dtype != np.float64:
+                    array = array.astype(np.float64)
+                # A few numbers are checked faster one by one than by numpy.
+                finite = (all(map(math.isfinite, flat)) if len(flat) <= SMALL
+                          else bool(np.isfinite(array).all()))
+            if not finite:
                 raise ProtocolError(f"{where}data has values out of {datatype}'s range")
             return Tensor(name=name, datatype=datatype, shape=tuple(shape),
                           data=array.reshape(shape)), offset

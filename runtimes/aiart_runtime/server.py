@@ -17,13 +17,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .dataplane import BINARY_HEADER, Answer, DataPlane, dumps, failure
+from .dataplane import BINARY_HEADER, JSON, Answer, DataPlane, dumps, failure
 from .gateway_only import HEADER as GATEWAY_HEADER
 from .gateway_only import GatewayOnly
 from .metrics import outcome_of
 from .model import ServedModel
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
+BINARY_KEY = BINARY_HEADER.lower().encode()
+# The headers of a JSON answer, encoded once: most answers have them.
+JSON_HEADERS = ((b"content-type", b"application/json"),)
 # ASGI's receive and send.
 Receive = Any
 Send = Any
@@ -44,10 +47,16 @@ async def read_body(receive: Receive, declared: bytes | str | None, limit: int) 
     length = declared.decode("latin-1") if isinstance(declared, bytes) else declared
     if length is not None and length.isdigit() and int(length) > limit:
         raise BodyTooLarge
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        # The common case: the whole body in one message.
+        body: bytes = message.get("body", b"")
+        if len(body) > limit:
+            raise BodyTooLarge
+        return body
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientGone
         chunk = message.get("body", b"")
@@ -57,6 +66,7 @@ async def read_body(receive: Receive, declared: bytes | str | None, limit: int) 
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+        message = await receive()
 
 
 def respond(answer: Answer) -> Response:
@@ -193,14 +203,17 @@ class ModelServerApp:
         except ClientGone:
             self.plane.depart()
             return
-        binary_header = headers.get(BINARY_HEADER.lower().encode())
+        binary_header = headers.get(BINARY_KEY)
         await self._send(send, await self.plane.infer(
             raw, binary_header.decode("latin-1") if binary_header else None))
 
     @staticmethod
     async def _send(send: Send, answer: Answer) -> None:
         status, body, headers = answer
-        raw = [(k.encode(), v.encode()) for k, v in headers.items()]
-        raw.append((b"content-length", str(len(body)).encode()))
+        if headers == JSON:
+            raw = [*JSON_HEADERS, (b"content-length", b"%d" % len(body))]
+        else:
+            raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+            raw.append((b"content-length", b"%d" % len(body)))
         await send({"type": "http.response.start", "status": status, "headers": raw})
         await send({"type": "http.response.body", "body": body})
