@@ -25,6 +25,12 @@ from .model import ServedModel
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 BINARY_KEY = BINARY_HEADER.lower().encode()
+# A caller's pin of one version on the model's unversioned address (the
+# operator's routes send it to that version: operator/aiart/core/render.py).
+# A server asked for another version says so, rather than answering in that
+# version's name: that is where a pin of a version the model lacks lands.
+VERSION_KEY = b"x-aiart-version"
+UNPINNED_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
 # The headers of a JSON answer, encoded once: most answers have them.
 JSON_HEADERS = ((b"content-type", b"application/json"),)
 # ASGI's receive and send.
@@ -190,6 +196,12 @@ class ModelServerApp:
                 (scope.get("client") or ("", 0))[0], scope["path"], headers.get(GATEWAY_HEADER)):
             await self._send(send, failure(403, "only aiart's gateway may call this model"))
             return
+        pinned = headers.get(VERSION_KEY)
+        if pinned is not None and scope["path"] not in UNPINNED_PATHS:
+            wrong = self.plane.unknown(self.plane.settings.name, pinned.decode("latin-1"))
+            if wrong is not None:
+                await self._send(send, wrong)
+                return
         if scope["method"] != "POST" or scope["path"] not in self.fast_paths:
             await self.router(scope, receive, send)
             return

@@ -123,6 +123,20 @@ def test_declare_serve_upgrade_and_remove(models: Models, iris_pickle: bytes,
         hammer.join(15)
     assert hammer.failures == [], hammer.failures[:5]
     assert hammer.ok > 20 and {"1", "2"} <= set(hammer.versions)
+
+    # A caller pins a version on the model's own address (A/B tests, smoke
+    # checks): version 1 answers although version 2 is current, on both
+    # route families; a version the model lacks is a 404 that says so.
+    pinned = gateway.post(f"/v2/models/{model}/infer", json=infer_body(ROWS),
+                          headers={"X-Aiart-Version": "1"})
+    assert pinned.status_code == 200 and pinned.json()["model_version"] == "1", pinned.text
+    assert gateway.get(f"{base}/v2/models/{model}", headers={"X-Aiart-Version": "1"}).json()[
+        "versions"] == ["1"]
+    assert gateway.post(f"/v2/models/{model}/infer", json=infer_body(ROWS)).json()[
+        "model_version"] == "2"
+    missing = gateway.post(f"/v2/models/{model}/infer", json=infer_body(ROWS),
+                           headers={"X-Aiart-Version": "9"})
+    assert missing.status_code == 404 and "has no version '9'" in missing.json()["error"]
     assert models.labels(v1)["aiart.status"] == "Ready"
     # Version 1's labels follow on the operator's next pass over it (it may
     # have been between probes when the routes moved: CI once read the old

@@ -207,3 +207,22 @@ def test_found_by_fuzzing_missing_values_the_model_refuses_are_the_callers(
     assert "null, NaN or infinity" in answer.json()["error"]
     # Finite values the model fails on stay the model's failure.
     assert client.post("/predict", json=[[1.0, 2.0, 3.0, 4.0]]).status_code == 200
+
+
+def test_a_pinned_version_is_answered_only_by_that_version(client: TestClient) -> None:
+    """``X-Aiart-Version`` pins a version on the model's unversioned address:
+    the gateway sends a pin of a version the model lacks to the current
+    version's server, which must say so instead of answering as itself."""
+    body = json.dumps({"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64",
+                                   "data": ROWS[0]}]})
+    ok = client.post("/v2/models/iris/infer", content=body, headers={"X-Aiart-Version": "1"})
+    assert ok.status_code == 200 and ok.json()["model_version"] == "1"
+    for path, method in (("/v2/models/iris/infer", "POST"), ("/predict", "POST"),
+                         ("/v2/models/iris", "GET"), ("/v2/models/iris/ready", "GET")):
+        wrong = client.request(method, path, content=body if method == "POST" else None,
+                               headers={"X-Aiart-Version": "9"})
+        assert wrong.status_code == 404, path
+        assert wrong.json() == {"error": "model 'iris' has no version '9' here; it has '1'"}
+    # Health and metrics answer whatever a caller pins.
+    for path in ("/v2/health/ready", "/metrics"):
+        assert client.get(path, headers={"X-Aiart-Version": "9"}).status_code == 200

@@ -5,6 +5,10 @@ Routes (Traefik's Swarm provider reads them from service labels):
 - ``/v2/models/<m>/versions/<v>[/...]``  -> version v, path unchanged
 - ``/models/<m>/versions/<v>[/...]``     -> version v, prefix stripped
 - ``/v2/models/<m>[/...]`` and ``/models/<m>[/...]`` -> the current version
+- the same with the header ``X-Aiart-Version: <v>`` -> version v (a pinned
+  call: A/B tests and smoke checks on the model's own address); a version
+  the model does not have falls to the current version's server, which
+  answers 404 for it rather than answering in another version's name
 - gRPC (the Open Inference Protocol's service, h2c to the server's gRPC
   port) by metadata: ``aiart-model: <m>`` and ``aiart-version: <v>`` ->
   version v; ``aiart-model: <m>`` alone -> the current version
@@ -38,7 +42,13 @@ GRPC_MODEL_HEADER = "aiart-model"
 GRPC_VERSION_HEADER = "aiart-version"
 RUNTIME_USER = "10001:10001"
 VERSIONED_PRIORITY = 1_000_000
+# Below the versioned routers (a versioned path is never pinned elsewhere),
+# above every current one.
+PINNED_PRIORITY = 500_000
 CURRENT_PRIORITY_BASE = 10_000
+# The header a caller pins a version with on the model's unversioned routes
+# (the runtimes check it too: runtimes/aiart_runtime/server.py).
+VERSION_HEADER = "X-Aiart-Version"
 # Tries of another task when one cannot be reached (the gateway's dial timeout
 # in stack.yml bounds each).
 RETRY_ATTEMPTS = 3
@@ -59,9 +69,11 @@ def traefik_name(name: str, version: str) -> str:
     return f"aiart_{name}_{version}"
 
 
-def _prefix_rule(path: str, host: str = "") -> str:
+def _prefix_rule(path: str, host: str = "", pinned: str = "") -> str:
     # Path(p) || PathPrefix(p/): "/models/iris" must not also match "/models/iris2".
     rule = f"Path(`{path}`) || PathPrefix(`{path}/`)"
+    if pinned:
+        rule = f"({rule}) && Header(`{VERSION_HEADER}`, `{pinned}`)"
     return f"Host(`{host}`) && ({rule})" if host else rule
 
 
@@ -185,9 +197,10 @@ def route_labels(
     out[f"traefik.http.middlewares.{svc}_retry.retry.attempts"] = str(RETRY_ATTEMPTS)
     out[f"traefik.http.middlewares.{svc}_retry.retry.initialinterval"] = "100ms"
 
-    def router(router_name: str, path: str, priority: int, strip: bool) -> None:
+    def router(router_name: str, path: str, priority: int, strip: bool,
+               pinned: str = "") -> None:
         key = f"traefik.http.routers.{router_name}"
-        out[f"{key}.rule"] = _prefix_rule(path, host)
+        out[f"{key}.rule"] = _prefix_rule(path, host, pinned)
         out[f"{key}.entrypoints"] = entrypoint
         out[f"{key}.service"] = svc
         out[f"{key}.priority"] = str(priority)
@@ -202,6 +215,8 @@ def route_labels(
 
     router(f"{svc}_v2", f"/v2/models/{name}/versions/{version}", VERSIONED_PRIORITY, False)
     router(f"{svc}_base", f"/models/{name}/versions/{version}", VERSIONED_PRIORITY, True)
+    router(f"{svc}_pinned_v2", f"/v2/models/{name}", PINNED_PRIORITY, False, version)
+    router(f"{svc}_pinned_base", f"/models/{name}", PINNED_PRIORITY, True, version)
     if current:
         priority = CURRENT_PRIORITY_BASE + ordinal
         router(f"{svc}_current_v2", f"/v2/models/{name}", priority, False)

@@ -104,6 +104,30 @@ def test_versioned_routes_outrank_current_and_newer_current_outranks_older() -> 
         "/models/m")
 
 
+def test_a_version_header_pins_the_unversioned_route_to_that_version() -> None:
+    """``X-Aiart-Version: 1`` on /v2/models/m reaches version 1 even while
+    version 2 is current: its pinned routers outrank every current one (and
+    stay under the versioned ones), on the same paths, behind the same guard."""
+    guard = Guard(auth_url="http://auth:8000", mode="apikey")
+    old = route_labels(name="m", version="1", current=False, ordinal=0, entrypoint="web",
+                       network="n", guard=guard, host="models.example")
+    new = route_labels(name="m", version="2", current=True, ordinal=1, entrypoint="web",
+                       network="n", guard=guard, host="models.example")
+    routers = "traefik.http.routers.aiart_m"
+    assert old[f"{routers}_1_pinned_v2.rule"] == (
+        "Host(`models.example`) && ((Path(`/v2/models/m`) || PathPrefix(`/v2/models/m/`)) "
+        "&& Header(`X-Aiart-Version`, `1`))")
+    assert "Header(`X-Aiart-Version`, `1`)" in old[f"{routers}_1_pinned_base.rule"]
+    assert old[f"{routers}_1_pinned_v2.service"] == "aiart_m_1"
+    pinned = int(old[f"{routers}_1_pinned_v2.priority"])
+    assert int(new[f"{routers}_2_current_v2.priority"]) < pinned < int(
+        old[f"{routers}_1_v2.priority"])
+    assert old[f"{routers}_1_pinned_base.middlewares"].split(",") == [
+        "aiart_m_1_auth", "aiart_m_1_nocred", "aiart_m_1_pinned_base_strip", "aiart_m_1_retry"]
+    assert old["traefik.http.middlewares.aiart_m_1_pinned_base_strip.stripprefix.prefixes"] == (
+        "/models/m")
+
+
 def traefik_objects(labels: dict[str, str]) -> set[tuple[str, str]]:
     """(kind, name) of every router, middleware and service that labels define."""
     return {(k.split(".")[2], k.split(".")[3]) for k in labels if k.startswith("traefik.http.")}
@@ -135,7 +159,7 @@ def test_closed_by_default_with_the_credential_removed_before_the_model() -> Non
         f"{mw}_auth.plugin.aiartkeys.model": "iris",
         f"{mw}_auth.plugin.aiartkeys.feed": "http://auth:8000/keys"}
     assert labels[f"{mw}_nocred.headers.customrequestheaders.Authorization"] == ""
-    for router in ("v2", "base", "current_v2", "current_base"):
+    for router in ("v2", "base", "current_v2", "current_base", "pinned_v2", "pinned_base"):
         chain = labels[f"traefik.http.routers.aiart_iris_2_{router}.middlewares"].split(",")
         assert chain[:2] == ["aiart_iris_2_auth", "aiart_iris_2_nocred"], router
     for header in ("Authorization", "X-Api-Key", "Cookie", "X-Aiart-Probe"):
@@ -181,7 +205,7 @@ def test_every_route_retries_another_task_last_in_its_chain() -> None:
     # Last: a retry must not run forwardAuth or the rate limit again.
     labels = render(True)["Labels"]
     assert labels["traefik.http.middlewares.aiart_iris_2_retry.retry.attempts"] == "3"
-    for router in ("v2", "base", "current_v2", "current_base"):
+    for router in ("v2", "base", "current_v2", "current_base", "pinned_v2", "pinned_base"):
         chain = labels[f"traefik.http.routers.aiart_iris_2_{router}.middlewares"].split(",")
         assert chain[-1] == "aiart_iris_2_retry", router
 
@@ -240,8 +264,8 @@ def test_aiart_servers_and_their_routes_share_a_gateway_token_ready_images_get_n
     (middleware,) = (k.split(".")[3] for k in set_by)
     # On every router, the versioned and the unversioned ones.
     routers = {k: v for k, v in served["Labels"].items() if k.endswith(".middlewares")}
-    # (four HTTP routers and two gRPC ones)
-    assert len(routers) == 6 and all(middleware in v.split(",") for v in routers.values())
+    # (six HTTP routers: versioned, pinned and current; two gRPC ones)
+    assert len(routers) == 8 and all(middleware in v.split(",") for v in routers.values())
     byo = parse_manifest(MANIFEST.replace("runtime: sklearn", "runtime: image\n  image: x:1")
                          .replace('  artifact: {uri: "config://iris-model-2"}\n', ""))
     ready = render_service(manifest=byo, config_id="c", image="x:1", settings=OperatorSettings(),
