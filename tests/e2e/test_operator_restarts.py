@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from typing import Any
 
 import docker
 import pytest
 
 from tests.e2e.conftest import Models, running_task_ids, wait_for
+from tests.e2e.test_rollouts import rollout_begins, serving_under_traffic
 
 # Restarts and kills the operator: alone, never beside other tests.
 pytestmark = [pytest.mark.e2e, pytest.mark.serial]
@@ -69,3 +71,43 @@ def test_a_managed_service_without_config_is_removed(models: Models,
                 "aiart.owner": "gone"},
     )
     wait_for(lambda: not models.services(model), 60, "the orphan to be removed")
+
+
+def test_a_rollout_goes_on_at_the_same_step_after_the_operator_is_killed(
+    models: Models, iris_pickle: bytes, operator_service: Any
+) -> None:
+    """The operator killed in the middle of a canary's step: the gateway keeps
+    the split while it is away, and the new operator neither restarts the
+    step nor skips it (the step's clock is in the config's labels)."""
+    model = models.name("resume")
+    hammer = serving_under_traffic(models, model, iris_pickle)
+    try:
+        v2 = rollout_begins(models, model, "2", iris_pickle,
+                            "{strategy: canary, steps: [50, 100], interval: 20s, "
+                            "gate: {minRequests: 5}}")
+        since = float(models.labels(v2)["aiart.rollout.since"])
+        time.sleep(max(0.0, since + 10 - time.time()))  # halfway through the step
+        victim = operator_container_id(operator_service)
+        assert victim is not None
+        models.engine.containers.get(victim).kill()
+        start = len(hammer.versions)
+        wait_for(lambda: operator_container_id(operator_service) not in (None, victim), 120,
+                 "a new operator task")
+        time.sleep(2)
+        while_away = hammer.versions[start:]
+        assert abs(100 * Counter(while_away)["2"] / max(len(while_away), 1) - 50) <= 10, (
+            Counter(while_away))
+        labels = models.labels(v2)
+        assert labels["aiart.rollout.step"] == "0" and float(
+            labels["aiart.rollout.since"]) == since, labels
+        wait_for(lambda: models.labels(v2).get("aiart.rollout.step") == "1", 90,
+                 "the first step to pass")
+        # Passed on its own clock: a step restarted by the new operator would
+        # have begun again when it came back, at least 10 s later.
+        assert float(models.labels(v2)["aiart.rollout.since"]) - since < 30
+        wait_for(lambda: models.labels(v2).get("aiart.status.current") == "true", 120,
+                 "version 2 to be promoted")
+    finally:
+        hammer.stop.set()
+        hammer.join(15)
+    assert hammer.failures == [], hammer.failures[:5]

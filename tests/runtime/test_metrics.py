@@ -10,6 +10,7 @@ import re
 from aiart_runtime.metrics import (
     LABELS,
     LATENCY_BUCKETS,
+    OUTCOMES,
     ROW_BUCKETS,
     SIZE_BUCKETS,
     ServerMetrics,
@@ -20,11 +21,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 VALUES = ("iris", "1", "sklearn")
 ENDPOINTS = st.sampled_from(["infer", "predict", "grpc"])
-OUTCOMES = st.sampled_from(["ok", "client_error", "server_error"])
+OUTCOME_CHOICES = st.sampled_from(OUTCOMES)
 # Values on the bucket bounds themselves among them: ``le`` means <=.
 SECONDS = st.one_of(st.sampled_from(LATENCY_BUCKETS), st.floats(0, 10, allow_nan=False))
 SIZES = st.one_of(st.sampled_from([int(b) for b in SIZE_BUCKETS]), st.integers(0, 2**31))
-CALLS = st.lists(st.tuples(ENDPOINTS, OUTCOMES, SECONDS, SIZES, SIZES), max_size=40)
+CALLS = st.lists(st.tuples(ENDPOINTS, OUTCOME_CHOICES, SECONDS, SIZES, SIZES), max_size=40)
 
 
 def reference(calls: list[tuple[str, str, float, int, int]], rows: list[int],
@@ -45,6 +46,11 @@ def reference(calls: list[tuple[str, str, float, int, int]], rows: list[int],
                       LABELS, registry=registry, buckets=ROW_BUCKETS).labels(*VALUES)
     Gauge("aiart_model_load_seconds", "Time to load the model", LABELS,
           registry=registry).labels(*VALUES).set(1.5)
+    # The server's main endpoint starts with its series at zero.
+    for outcome in OUTCOMES:
+        requests.labels(*VALUES, "infer", outcome)
+    for histogram in histograms:
+        histogram.labels(*VALUES, "infer")
     for endpoint, outcome, seconds, sent, answered in calls:
         requests.labels(*VALUES, endpoint, outcome).inc()
         for histogram, value in zip(histograms, (seconds, sent, answered), strict=True):
@@ -80,11 +86,14 @@ def test_a_scrape_reads_what_prometheus_client_would_write(
         reference(calls, rows, inflight))
 
 
-def test_build_info_and_creation_times() -> None:
+def test_build_info_creation_times_and_series_at_zero_from_the_start() -> None:
     metrics = ServerMetrics(model="iris", version="1", runtime="sklearn")
+    text = generate_latest(metrics.registry).decode()
+    for outcome in OUTCOMES:
+        assert re.search(rf'^aiart_requests_total{{.*outcome="{outcome}".*}} 0\.0$', text, re.M)
     metrics.observe("infer", "ok", 0.001, 10, 10)
     text = generate_latest(metrics.registry).decode()
     assert re.search(r'^aiart_build_info\{.*model="iris".*\} 1\.0$', text, re.M)
     created = re.findall(r"^aiart_(requests|request_duration_seconds)_created\{.*\} (\S+)$",
                          text, re.M)
-    assert len(created) == 2 and all(float(t) > 1.6e9 for _, t in created)
+    assert len(created) == 4 and all(float(t) > 1.6e9 for _, t in created)

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import docker
 import pytest
 
-from tests.e2e.conftest import STACK, Models
+from tests.e2e.conftest import STACK, Models, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -70,6 +70,19 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
     operator = engine.services.get(f"{STACK}_operator").id
     key = {"Name": f"t{models.run_id}-forged-key", "Data": "",
            "Labels": {"aiart.model": "x", "aiart.apikey": "forged", "aiart.apikey.role": "admin"}}
+    # A model version's config: the API may set its rollout's command, nothing else.
+    version = models.config(f"t{models.run_id}-victim-1", b"apiVersion: aiart/v1\n",
+                            **{"aiart.model": f"t{models.run_id}-victim"})
+    # The operator writes its status on it first (Invalid); then it stays put.
+    wait_for(lambda: engine.configs.get(version.id).attrs["Spec"]["Labels"].get("aiart.status"),
+             60, "the operator to judge the config")
+    version = engine.configs.get(version.id)
+    index = version.attrs["Version"]["Index"]
+    labels = dict(version.attrs["Spec"]["Labels"])
+
+    def update(new_labels: dict[str, str], data: str = "") -> list[Any]:
+        return ["POST", f"/v1.41/configs/{version.id}/update?version={index}",
+                {"Name": version.name, "Data": data, "Labels": new_labels}]
     seen = _inside(engine, "api", [
         ["host disk", "POST", "/v1.41/containers/create",
          {"Image": image, "Cmd": ["id"], "HostConfig": {"Binds": ["/:/host"], "Privileged": True}}],
@@ -87,16 +100,29 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
         ["configs", "GET", _filtered("/v1.41/configs", "aiart.model"), None],
         ["bystander's data", "GET", f"/v1.41/configs/{bystander.id}", None],
         ["services", "GET", _filtered("/v1.41/services", "aiart.managed-by=aiart"), None],
+        ["its status", *update({**labels, "aiart.status": "Ready"})],
+        ["its rollout", *update({**labels, "aiart.rollout.phase": "Promoted"})],
+        ["a label of its own", *update({**labels, "com.example.owner": "me"})],
+        ["bystander's labels", "POST", f"/v1.41/configs/{bystander.id}/update?version=1",
+         {"Name": bystander.name, "Data": "", "Labels": {"aiart.rollout.command": "abort"}}],
+        ["a command, and data", *update({**labels, "aiart.rollout.command": "abort"},
+                                       data="ZXZpbA==")],
     ])
     assert seen["engine socket"] is False
     for call in ("host disk", "service", "exec", "secrets", "containers", "hidden path",
-                 "key record", "bystander", "every config", "every service", "operator's logs"):
+                 "key record", "bystander", "every config", "every service", "operator's logs",
+                 "its status", "its rollout", "a label of its own", "bystander's labels"):
         status, text = seen[call]
         assert status == 403 and "engine proxy" in text, (call, seen[call])
     assert seen["configs"][0] == seen["services"][0] == 200, seen
     # A config named to it comes back with its labels, not its data.
     status, text = seen["bystander's data"]
     assert status == 200 and bystander.id in text and '"Data"' not in text, text
+    # The one update it may make, with the config's own data kept, whatever it sent.
+    assert seen["a command, and data"][0] == 200, seen["a command, and data"]
+    victim = engine.configs.get(version.id)
+    assert victim.attrs["Spec"]["Labels"] == {**labels, "aiart.rollout.command": "abort"}
+    assert victim.attrs["Spec"]["Data"] == version.attrs["Spec"]["Data"]
     engine.configs.get(bystander.id)  # still there
     assert not engine.configs.list(filters={"name": key["Name"]})
     assert not [s for s in engine.services.list() if s.name == "escape"]

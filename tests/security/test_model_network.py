@@ -49,6 +49,12 @@ async def test_only_requests_through_the_gateway_may_call_a_model(tmp_path: Path
         for path in ("/v2/models/iris/infer", "/predict", "/v2/models/iris", "/v2"):
             method = "POST" if path.endswith(("infer", "predict")) else "GET"
             assert await call("10.0.1.7", method, path, token) == 403, (token, path)
+    # During a rollout the route to both versions hands both tokens; a list
+    # without this version's own (or a near miss of it) is refused all the same.
+    own, other = gateway_token(b"k", "iris", "1"), gateway_token(b"k", "iris", "2")
+    assert await call("10.0.1.7", "POST", "/v2/models/iris/infer", f"{other},{own}") == 200
+    for token in (f"{other},{other}", f"{own[:-1]},{other}", f"{own}x", ","):
+        assert await call("10.0.1.7", "POST", "/v2/models/iris/infer", token) == 403, token
     # Open to anyone: health, readiness, metrics; and the container itself.
     for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/iris/ready", "/metrics"):
         assert await call("10.0.1.23", "GET", path) == 200, path

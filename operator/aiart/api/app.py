@@ -35,6 +35,7 @@ from aiart.auth.keystore import KeyCache
 from aiart.auth.serving import serve_with_keys
 from aiart.auth.tokens import TokenVerifier
 from aiart.core import labels as L
+from aiart.core import rollout
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.objects import ConfigObject, ServiceObject
 from aiart.core.render import service_name
@@ -80,6 +81,8 @@ class ApiCluster(Protocol):
     async def get_config(self, name: str) -> ConfigObject | None: ...
     async def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> None: ...
     async def delete_config(self, config_id: str) -> bool: ...
+    async def update_config_labels(
+        self, config: ConfigObject, labels: Mapping[str, str]) -> ConfigObject | None: ...
     async def list_services(self, model: str | None = None) -> list[ServiceObject]: ...
     async def service_logs(self, service_id: str, lines: int = 100) -> str: ...
 
@@ -288,6 +291,36 @@ async def model_logs(request: Request) -> Response:
     return JSONResponse({"name": name, "version": version, "lines": text.splitlines()})
 
 
+async def rollout_command(request: Request) -> Response:
+    """Promote or abort the model's rollout in progress: a label on the new
+    version's config, which the operator acts on at its next pass and then
+    removes (docs/rollouts.md)."""
+    cluster = context(request).cluster
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.DEPLOYER, name)
+    action = str(request.path_params["action"])
+    if action not in rollout.COMMANDS:
+        raise ApiError(404, f"a rollout is moved with {' or '.join(rollout.COMMANDS)}, "
+                            f"not {action!r}")
+    configs = await cluster.list_model_configs(name)
+    if not configs:
+        raise ApiError(404, f"no model {name!r} is declared")
+    under_way = [c for c in sorted(configs, key=lambda c: c.created_at)
+                 if (state := rollout.read_state(c.labels)) is not None and not state.done]
+    if not under_way:
+        raise ApiError(409, f"model {name} has no rollout in progress")
+    config = under_way[-1]
+    updated = await cluster.update_config_labels(
+        config, {**config.labels, rollout.COMMAND: action})
+    if updated is None:
+        raise ApiError(409, f"{config.name} changed meanwhile; ask again")
+    version = version_view(config)["version"]
+    log.info("rollout %s of %s version %s by %s", action, name, version, who.subject)
+    return JSONResponse({"name": name, "version": version, "command": action,
+                         "statusUrl": f"{PREFIX}/models/{name}"}, status_code=202)
+
+
 async def openapi(_: Request) -> Response:
     return JSONResponse(openapi_document())
 
@@ -315,6 +348,8 @@ ROUTES = [
     Route(f"{PREFIX}/models/{{name}}", guarded(remove), methods=["DELETE"]),
     Route(f"{PREFIX}/models/{{name}}/versions/{{version}}", guarded(remove), methods=["DELETE"]),
     Route(f"{PREFIX}/models/{{name}}/logs", guarded(model_logs), methods=["GET"]),
+    Route(f"{PREFIX}/models/{{name}}/rollout/{{action}}", guarded(rollout_command),
+          methods=["POST"]),
 ]
 
 

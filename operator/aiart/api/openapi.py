@@ -78,6 +78,15 @@ def openapi_document() -> dict[str, Any]:
                         "responses": {"200": {"description": "log lines"},
                                       "404": _error("no such model or service"), **ERRORS}},
             },
+            "/models/{name}/rollout/{action}": {
+                "parameters": [NAME, {"name": "action", "in": "path", "required": True,
+                                      "schema": {"enum": ["promote", "abort"]}}],
+                "post": {"summary": "Promote or abort the model's rollout in progress",
+                         "responses": {
+                             "202": {"description": "the operator acts at its next pass"},
+                             "404": _error("no such model or action"),
+                             "409": _error("no rollout in progress"), **ERRORS}},
+            },
         },
         "components": {
             "securitySchemes": {
@@ -95,7 +104,11 @@ def openapi_document() -> dict[str, Any]:
                         "message", "endpoint", "image", "replicas")} | {
                     "current": {"type": "boolean"},
                     "alerts": {"type": "array", "items": {"type": "string"},
-                               "description": "names of the version's firing alerts"}}},
+                               "description": "names of the version's firing alerts"},
+                    "rollout": {"type": "object", "nullable": True,
+                                "description": "where its rollout stands (docs/rollouts.md)",
+                                "properties": {k: {"type": "string"} for k in (
+                                    "phase", "stable", "step", "status")}}}},
                 "Model": {"type": "object", "properties": {
                     "name": {"type": "string"}, "status": {"type": "string"},
                     "endpoint": {"type": "string"},

@@ -16,6 +16,7 @@ import yaml
 
 from aiart.auth.access import ApiKey, Role
 from aiart.core import labels as L
+from aiart.core import rollout
 from aiart.core.objects import ConfigObject
 from aiart.core.spec import Manifest, ManifestError, image_repository, parse_manifest
 from aiart.core.store_layout import ConfigRef, RunRef, S3Ref, bucket_for
@@ -78,6 +79,12 @@ def version_view(config: ConfigObject) -> dict[str, Any]:
         "replicas": labels.get(L.STATUS_REPLICAS, ""),
         "current": labels.get(L.STATUS_CURRENT) == "true",
         "alerts": [a for a in labels.get(L.STATUS_ALERTS, "").split(",") if a],
+        # Where its rollout stands (docs/rollouts.md); empty: it has none.
+        "rollout": {"phase": labels.get(rollout.PHASE, ""),
+                    "stable": labels.get(rollout.STABLE, ""),
+                    "step": labels.get(rollout.STEP, ""),
+                    "status": labels.get(L.STATUS_ROLLOUT, "")}
+        if rollout.PHASE in labels else None,
     }
 
 

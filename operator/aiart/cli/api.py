@@ -59,6 +59,10 @@ def add_commands(commands: Any) -> None:
     rm = commands.add_parser("rm", help="remove a model, or one version (NAME:VERSION)")
     rm.add_argument("target")
     client_options(rm)
+    moves = commands.add_parser("rollout", help="a model's rollout: status, promote, abort")
+    moves.add_argument("action", choices=("status", "promote", "abort"))
+    moves.add_argument("name")
+    client_options(moves)
     predict = commands.add_parser("predict", help="call a model through the gateway")
     predict.add_argument("name")
     predict.add_argument("--data", required=True,
@@ -185,6 +189,8 @@ def _run(client: httpx.Client, args: argparse.Namespace) -> int:
         removed = _check(client.delete(path))["removed"]
         print(json.dumps(removed) if args.json else "\n".join(f"removed {r}" for r in removed))
         return 0
+    if args.command == "rollout":
+        return _rollout(client, args, api)
     # predict
     text = Path(args.data[1:]).read_text() if args.data.startswith("@") else args.data
     try:
@@ -194,6 +200,27 @@ def _run(client: httpx.Client, args: argparse.Namespace) -> int:
     path = (f"/models/{args.name}/predict" if isinstance(body, dict) and "instances" in body
             else f"/v2/models/{args.name}/infer")
     print(json.dumps(_check(client.post(path, json=body)), indent=None if args.json else 2))
+    return 0
+
+
+def _rollout(client: httpx.Client, args: argparse.Namespace, api: str) -> int:
+    if args.action != "status":
+        moved = _check(client.post(f"{api}/models/{args.name}/rollout/{args.action}"))
+        print(json.dumps(moved) if args.json else
+              f"{args.action} of {moved['name']} version {moved['version']} asked; the "
+              f"operator acts within seconds (aiart rollout status {moved['name']})")
+        return 0
+    model = _check(client.get(f"{api}/models/{args.name}"))
+    rows = [v for v in model["versions"] if v.get("rollout")]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"{model['name']}: no version has a rollout")
+        return 0
+    print(table([["VERSION", "PHASE", "FROM", "STATUS", "ROLLOUT"]] + [
+        [v["version"], v["rollout"]["phase"], v["rollout"]["stable"] or "-", v["status"],
+         (v["rollout"]["status"] or "-")[:100]] for v in rows]))
     return 0
 
 

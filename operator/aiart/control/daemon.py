@@ -18,14 +18,17 @@ from aiart_runtime import logs, tracing
 from prometheus_client import start_http_server
 
 from aiart import __version__
+from aiart.auth.access import gateway_token
 from aiart.auth.keystore import KeyStore, read_probe_key, revoke_operator_key
 from aiart.build.image_builder import ImageBuilder
 from aiart.catalog.backends import open_catalog
 from aiart.control.alert_watch import AlertWatch
 from aiart.control.deps import Deps
+from aiart.control.gate import PrometheusGate
 from aiart.control.loop import Operator
 from aiart.control.metrics import OperatorMetrics
 from aiart.control.prober import Gateway
+from aiart.control.traffic_feed import TrafficFeed
 from aiart.core.settings import LogSettings, OperatorSettings, StoreGatewaySettings
 from aiart.engine.adapter import DockerCluster, RegistryAuth
 from aiart.store.client import open_store
@@ -79,6 +82,8 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event) -> None:
         if settings.gateway_only and probe_key is None:
             log.warning("no probe key: model servers answer anyone on the model network, "
                         "not only the gateway (docs/security.md)")
+        gate = PrometheusGate(settings.prometheus_url, session, auth=alert_auth) if (
+            settings.prometheus_url) else None
         deps = Deps(
             cluster=cluster,
             builder=ImageBuilder(cluster, cache_dir=Path(settings.cache_dir),
@@ -91,18 +96,29 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event) -> None:
             store_gateway_key=gateway_key,
             catalog=open_catalog(cluster),
             models=metrics.models,
+            gate=gate,
         )
         # Earlier releases gave the operator an admin API key for its probes;
         # probe tokens replaced it, so no such key may stay valid.
         await revoke_operator_key(KeyStore(cluster))
         operator = Operator(deps, metrics=metrics)
+        feed_runner = None
+        if settings.traffic_port:
+            def token_of(model: str, version: str) -> str:
+                return gateway_token(probe_key, model, version) if (
+                    probe_key and settings.gateway_only) else ""
+
+            feed_runner = await TrafficFeed(cluster, settings, token_of).serve(
+                settings.traffic_port)
         log.info("aiart operator %s started", __version__, extra={"fields": {
             "registry": settings.registry, "network": settings.network,
             "gateway": settings.gateway_url, "public_url": settings.public_url,
             "object_store": store.endpoint if store else "none",
             "catalog": type(deps.catalog).__name__,
             "metrics_port": settings.metrics_port,
-            "alertmanager": settings.alertmanager_url or "none"}})
+            "alertmanager": settings.alertmanager_url or "none",
+            "prometheus": settings.prometheus_url or "none",
+            "traffic_port": settings.traffic_port}})
         runner = asyncio.create_task(operator.run())
         stopper = asyncio.create_task(stop.wait())
         helpers = []
@@ -114,6 +130,8 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event) -> None:
         done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
         for task in (runner, stopper, *helpers):
             task.cancel()
+        if feed_runner is not None:
+            await feed_runner.cleanup()
         if runner in done and runner.exception() is not None:
             raise runner.exception()  # type: ignore[misc]
     finally:

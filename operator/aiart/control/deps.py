@@ -9,7 +9,7 @@ from opentelemetry.context import Context
 
 from aiart.catalog.records import Catalog
 from aiart.control.metrics import ModelStates
-from aiart.control.ports import Builder, Cluster, GatewayProbe
+from aiart.control.ports import Builder, Cluster, GateReader, GatewayProbe
 from aiart.core.settings import OperatorSettings
 from aiart.store.client import Store
 
@@ -39,3 +39,5 @@ class Deps:
     # tokens (auth/access.py); None: neither (closed models cannot be
     # probed, model servers answer anyone on the model network).
     probe_key: bytes | None = None
+    # Where canary rollouts read their gates (None: no Prometheus; they hold).
+    gate: GateReader | None = None

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from aiart.build.recipes import ModelRecipe, RuntimeRecipe
 from aiart.core.objects import ConfigObject, ServiceObject, TaskSummary
+from aiart.core.rollout import Figures
 
 
 class Cluster(Protocol):
@@ -39,3 +40,7 @@ class GatewayProbe(Protocol):
     async def version_ready(self, name: str, version: str) -> bool: ...
     async def current_version(self, name: str, versions: Sequence[str]) -> str | None: ...
     async def contract_problems(self, name: str, version: str) -> list[str] | None: ...
+
+
+class GateReader(Protocol):
+    async def figures(self, model: str, version: str, seconds: float) -> Figures | str: ...

@@ -27,6 +27,7 @@ from aiart.control.records import (
     set_status,
     write_status,
 )
+from aiart.control.rollouts import drive_rollouts
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.objects import ConfigObject, ServiceObject
@@ -115,19 +116,27 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
                 if await deps.gateway.version_ready(model, version):
                     ready.add(version)
     routed = {v for v, s in by_version.items() if carries_current_route(dict(s.labels))}
+    # A version under a rollout takes the model's routes only once promoted;
+    # until then its share of traffic comes from the operator's traffic feed.
+    rollouts = await drive_rollouts(deps, model, valid, ready=ready, routed=routed)
+    valid = rollouts.plans
+    eligible = [v for v in versions if v not in rollouts.held]
     served = await deps.gateway.current_version(model, sorted(routed)) if len(routed) > 1 or (
-        routed and ready - routed) else None
+        routed and (ready - rollouts.held) - routed) else None
     current, handing_over = choose_current(
-        valid=versions, ready=ready, routed=routed, served=served)
+        valid=eligible, ready=ready, routed=routed, served=served)
 
-    requeue: float | None = POLL_SECONDS if handing_over else None
+    requeue: float | None = POLL_SECONDS if handing_over else rollouts.requeue_after
+    if handing_over and rollouts.requeue_after is not None:
+        requeue = min(POLL_SECONDS, rollouts.requeue_after)
     for plan in valid:
         assert plan.manifest is not None
         version = plan.manifest.metadata.version
         try:
             again = await reconcile_version(
                 deps, plan, by_version.get(version), current=version in current,
-                ready=version in ready,
+                ready=version in ready, rollout_note=rollouts.notes.get(version, ""),
+                rolled_back=rollouts.aborted.get(version, ""),
             )
         except TransientError as exc:
             transient = str(exc)
@@ -227,9 +236,13 @@ async def apply_change(
 
 
 async def reconcile_version(
-    deps: Deps, plan: VersionPlan, service: ServiceObject | None, *, current: bool, ready: bool
+    deps: Deps, plan: VersionPlan, service: ServiceObject | None, *, current: bool, ready: bool,
+    rollout_note: str = "", rolled_back: str = "",
 ) -> float | None:
-    """Bring one version to its desired state; return seconds to the next look, if any."""
+    """Bring one version to its desired state; return seconds to the next look,
+    if any. ``rollout_note``: where its rollout stands (aiart.status.rollout);
+    ``rolled_back``: why its rollout gave the traffic back (then it is Failed,
+    though it still answers at its versioned route)."""
     cluster, settings = deps.cluster, deps.settings
     manifest = plan.manifest
     assert manifest is not None
@@ -297,13 +310,24 @@ async def reconcile_version(
         "replicas": f"{tasks.running}/{tasks.desired}",
         "current": "true" if current else "false",
     }
+    if rollout_note:
+        extra["rollout"] = rollout_note
     endpoint = _endpoint(settings, name, version, current)
+    if rolled_back:
+        change_trace.settled(deps.traces, config.id)
+        await set_status(deps, key, config, Status(
+            phase=Phase.FAILED, message=f"rolled back: {rolled_back}; the model's traffic "
+            "stays with the version it had, and this one answers only at its versioned "
+            "route", image=image, endpoint=endpoint, extra={**extra, "rollout": "aborted"}))
+        return None
     if ready:
         change_trace.settled(deps.traces, config.id)
         await archive(deps, plan, prepared)
         note = "" if tasks.running >= tasks.desired else (
             f" (degraded: {tasks.running} of {tasks.desired} replicas running)")
-        where = "the model's route" if current else "its versioned route"
+        where = "the model's route" if current else (
+            "its versioned route, and its share of the model's route"
+            if rollout_note else "its versioned route")
         await set_status(deps, key, config, Status(
             phase=Phase.READY, message=f"serving at {where}{note}", image=image,
             endpoint=endpoint, extra=extra))

@@ -35,6 +35,9 @@ STATUS_ENDPOINT: Final = "aiart.status.endpoint"
 STATUS_REPLICAS: Final = "aiart.status.replicas"
 STATUS_CURRENT: Final = "aiart.status.current"
 STATUS_INPUTS: Final = "aiart.status.inputs"
+# Where a version's rollout stands, in words (core/rollout.py keeps its state
+# in aiart.rollout.* labels).
+STATUS_ROLLOUT: Final = "aiart.status.rollout"
 # Firing alerts' names, comma-separated; written by the alert watcher.
 STATUS_ALERTS: Final = "aiart.status.alerts"
 

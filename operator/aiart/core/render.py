@@ -69,7 +69,7 @@ def traefik_name(name: str, version: str) -> str:
     return f"aiart_{name}_{version}"
 
 
-def _prefix_rule(path: str, host: str = "", pinned: str = "") -> str:
+def prefix_rule(path: str, host: str = "", pinned: str = "") -> str:
     # Path(p) || PathPrefix(p/): "/models/iris" must not also match "/models/iris2".
     rule = f"Path(`{path}`) || PathPrefix(`{path}/`)"
     if pinned:
@@ -200,7 +200,7 @@ def route_labels(
     def router(router_name: str, path: str, priority: int, strip: bool,
                pinned: str = "") -> None:
         key = f"traefik.http.routers.{router_name}"
-        out[f"{key}.rule"] = _prefix_rule(path, host, pinned)
+        out[f"{key}.rule"] = prefix_rule(path, host, pinned)
         out[f"{key}.entrypoints"] = entrypoint
         out[f"{key}.service"] = svc
         out[f"{key}.priority"] = str(priority)
@@ -357,7 +357,7 @@ def _store_access(manifest: Manifest, access: StoreAccess) -> tuple[dict[str, st
     return env, secrets
 
 
-def _guard(manifest: Manifest, settings: OperatorSettings, probe_digest: str = "") -> Guard:
+def guard_of(manifest: Manifest, settings: OperatorSettings, probe_digest: str = "") -> Guard:
     spec = manifest.spec
     return Guard(auth_url=settings.auth_url, auth_ca=settings.auth_ca,
                  mode=spec.auth.mode.value, probe_digest=probe_digest,
@@ -413,7 +413,7 @@ def render_service(
             **route_labels(
                 name=name, version=version, current=current, ordinal=ordinal,
                 entrypoint=settings.entrypoint, network=settings.network,
-                port=manifest.spec.port, guard=_guard(manifest, settings, probe_digest),
+                port=manifest.spec.port, guard=guard_of(manifest, settings, probe_digest),
                 host=settings.gateway_host, gateway_token=gateway_token,
                 grpc_port=None if manifest.spec.runtime is Runtime.IMAGE else GRPC_PORT,
             ),

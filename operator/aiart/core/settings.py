@@ -164,6 +164,14 @@ class OperatorSettings(EnvSettings):
     alertmanager_url: str = setting(
         "AIART_ALERTMANAGER_URL", "",
         "Alertmanager, whose active alerts become aiart.status.alerts labels (empty: none).")
+    prometheus_url: str = setting(
+        "AIART_PROMETHEUS_URL", "",
+        "Prometheus, which canary rollouts' gates read (with the monitoring password); "
+        "empty: no gate can be read, and canaries hold at their first step.")
+    traffic_port: int = setting(
+        "AIART_TRAFFIC_PORT", 9101,
+        "Where the operator serves the gateway the routes of rollouts in progress "
+        "(Traefik's HTTP provider; 0: nowhere, and rollouts move no traffic).")
     alert_poll_seconds: float = setting("AIART_ALERT_POLL_SECONDS", 5.0,
                                         "How often Alertmanager is read.")
     alertmanager_password_file: str = setting(
@@ -194,7 +202,8 @@ class OperatorSettings(EnvSettings):
             data = {**data, "gateway_url": data.get("public_url", "http://localhost:8080")}
         return data
 
-    @field_validator("public_url", "gateway_url", "auth_url", "alertmanager_url")
+    @field_validator("public_url", "gateway_url", "auth_url", "alertmanager_url",
+                     "prometheus_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.strip().rstrip("/")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -279,6 +280,88 @@ class Objectives(_Strict):
     latencyP99Ms: float | None = Field(default=None, gt=0, le=3_600_000)
 
 
+class RolloutStrategy(StrEnum):
+    CANARY = "canary"  # a rising share of the model's traffic, judged at each step
+    SHADOW = "shadow"  # a mirrored copy of live requests; callers see only the current answers
+
+
+DURATION = re.compile(r"^(\d+)(s|m|h)$")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600}
+DEFAULT_STEPS = (10, 25, 50, 100)
+
+
+class Gate(_Strict):
+    """What the new version must hold to over each step of a canary, read from
+    Prometheus (the ``aiart_*`` series its servers export)."""
+
+    # Server errors (5xx) among its requests over the step.
+    maxErrorRate: float = Field(default=0.01, ge=0, le=1)
+    # The 99th percentile of its servers' latency over the step, in milliseconds.
+    maxP99Ms: float = Field(default=500, gt=0, le=3_600_000)
+    # Fewer requests than this over a step judge nothing: the step is held
+    # until they have come (a version nobody called is not promoted).
+    minRequests: int = Field(default=1, ge=0, le=1_000_000)
+
+    @field_validator("maxErrorRate", "maxP99Ms", mode="before")
+    @classmethod
+    def _number(cls, value: object) -> object:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+class Rollout(_Strict):
+    """How a new version takes over from the current one (docs/rollouts.md)."""
+
+    strategy: RolloutStrategy = Field(strict=False)
+    # canary: the new version's percent of the model's traffic at each step,
+    # rising, the last one 100 (then it is promoted).
+    steps: list[Annotated[int, Field(ge=1, le=100)]] | None = Field(
+        default=None, min_length=1, max_length=20)
+    # How long each canary step lasts before its gate is read: 30s, 5m, 1h.
+    interval: str = "60s"
+    gate: Gate = Field(default_factory=Gate)
+    # shadow: the percent of live requests mirrored to the new version.
+    percent: int | None = Field(default=None, ge=1, le=100)
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: str) -> str:
+        match = DURATION.match(value)
+        if match is None:
+            raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h")
+        seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        if not 5 <= seconds <= 86_400:
+            raise ValueError(f"interval {value} must be between 5s and 24h")
+        return value
+
+    @model_validator(mode="after")
+    def _strategy_fields(self) -> Rollout:
+        if self.strategy is RolloutStrategy.CANARY:
+            if self.percent is not None:
+                raise ValueError("percent is for strategy shadow; a canary has steps")
+            steps = self.steps or []
+            if any(b <= a for a, b in pairwise(steps)):
+                raise ValueError(f"steps {steps} must rise from step to step")
+            if steps and steps[-1] != 100:
+                raise ValueError(f"steps {steps} must end at 100")
+        elif self.steps is not None:
+            raise ValueError("steps is for strategy canary; a shadow has a percent")
+        return self
+
+    @property
+    def step_weights(self) -> tuple[int, ...]:
+        return tuple(self.steps) if self.steps else DEFAULT_STEPS
+
+    @property
+    def mirror_percent(self) -> int:
+        return self.percent if self.percent is not None else 100
+
+    @property
+    def interval_seconds(self) -> int:
+        match = DURATION.match(self.interval)
+        assert match is not None
+        return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
 class Spec(_Strict):
     runtime: Runtime = Field(strict=False)
     artifact: Artifact | None = None
@@ -304,6 +387,9 @@ class Spec(_Strict):
     # message either way (default 16 MiB; gRPC's own default, 4 MiB, is
     # what MLServer's and KServe's users run into).
     maxRequestBytes: int | None = Field(default=None, ge=1024, le=1024**3)
+    # How this version takes over from the current one; absent: as soon as
+    # it answers (docs/routing.md).
+    rollout: Rollout | None = None
 
     @field_validator("image")
     @classmethod
@@ -343,6 +429,10 @@ class Spec(_Strict):
             if self.maxRequestBytes is not None:
                 raise ValueError("spec.maxRequestBytes is for aiart's runtimes; a ready image "
                                  "sets its own limits")
+            if self.rollout is not None and self.rollout.strategy is RolloutStrategy.CANARY:
+                raise ValueError("a canary's gate reads the aiart_* metrics that aiart's "
+                                 "runtimes export, and a ready image exports none: use "
+                                 "strategy shadow, or pin the version with X-Aiart-Version")
         else:
             if self.artifact is None:
                 raise ValueError(f"runtime {self.runtime.value} needs spec.artifact")

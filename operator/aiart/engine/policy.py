@@ -9,7 +9,9 @@ each a socket of its own and passes on only the calls its work needs:
   services (filtered to ``aiart.managed-by=aiart``), reads a config's
   labels (not its data) and a model service's logs, creates the configs a
   deployment is (a model version, an uploaded artifact) and removes them
-  again;
+  again, and sets or clears one label on a model version's config, the
+  command of its rollout (``aiart.rollout.command``: promote, abort), the
+  engine proxy filling in the rest of the config as it is;
 - the gateway (Traefik's swarm provider) and Prometheus (its Swarm service
   discovery) read services, tasks, networks and nodes, and see the services
   and tasks without their containers' environment, which holds other
@@ -32,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from aiart.core import labels as L
+from aiart.core import rollout
 from aiart.core.render import GATEWAY_HEADER
 
 # The route label that hands a model server its gateway token (core/render.py).
@@ -70,6 +73,7 @@ _READS: list[tuple[str, re.Pattern[str], frozenset[Client]]] = [
     ]
 ]
 _CONFIG = re.compile(rf"^/configs/({_ID})$")
+_CONFIG_UPDATE = re.compile(rf"^/configs/({_ID})/update$")
 _LOGS = re.compile(rf"^/services/({_ID})/logs$")
 # A list must be filtered by one of these labels (Docker ANDs label filters,
 # so nothing without it is listed): (client, path) -> label, or label prefix.
@@ -99,6 +103,9 @@ class Verdict:
     # The answer goes back rewritten by ``rewritten`` (a config without its
     # data, services and tasks without their environment).
     rewrite: bool = False
+    # Set for a config's update: the proxy reads the config whole, then asks
+    # ``command_update`` what to send instead of the body it was given.
+    update: bool = False
 
 
 def engine_path(raw_path: str) -> str | None:
@@ -130,6 +137,9 @@ def decide(client: Client, method: str, raw_path: str, body: bytes) -> Verdict:
         removal = _CONFIG.match(path)
         if client is Client.API and method == "DELETE" and removal:
             return Verdict(True, config=removal.group(1))
+        update = _CONFIG_UPDATE.match(path)
+        if client is Client.API and method == "POST" and update:
+            return Verdict(True, config=update.group(1), update=True)
     return Verdict(False, f"the {client.value} service may not {method} {unquote(path)}")
 
 
@@ -228,3 +238,30 @@ def _deployment_problem(labels: dict[str, Any]) -> str:
     if any(str(k) == L.API_KEY or str(k).startswith(f"{L.API_KEY}.") for k in labels):
         return "it is an API key record"
     return ""
+
+
+def command_update(current: dict[str, Any], body: bytes) -> tuple[Verdict, bytes]:
+    """Whether the API may update a config whose spec is ``current`` as
+    ``body`` asks, and the body to send the engine: the config as it is, its
+    labels changed in the rollout's command alone. The API reads configs
+    without their data; the data sent is the config's own, so the API can
+    neither see nor change it."""
+    labels = current.get("Labels") or {}
+    try:
+        wanted: Any = json.loads(body).get("Labels")
+        if not isinstance(wanted, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in wanted.items()):
+            raise TypeError
+    except (ValueError, TypeError, AttributeError):
+        return Verdict(False, "a config's update must be a JSON object with Labels"), b""
+    if L.MODEL not in labels or _deployment_problem(labels):
+        return Verdict(False, "the api service may update a model version's config only"), b""
+    changed = sorted(k for k in {*labels, *wanted} if labels.get(k) != wanted.get(k))
+    if [k for k in changed if k != rollout.COMMAND]:
+        return Verdict(False, f"the api service may change only the label {rollout.COMMAND} "
+                              f"of a config, not {', '.join(k for k in changed)}"), b""
+    if rollout.COMMAND in wanted and wanted[rollout.COMMAND] not in rollout.COMMANDS:
+        return Verdict(False, f"{rollout.COMMAND} must be one of "
+                              f"{', '.join(rollout.COMMANDS)}"), b""
+    spec = {"Name": current.get("Name"), "Labels": wanted, "Data": current.get("Data", "")}
+    return Verdict(True), json.dumps(spec).encode()

@@ -31,6 +31,7 @@ from aiart.engine.policy import (
     MAX_BODY,
     Client,
     Verdict,
+    command_update,
     decide,
     engine_path,
     may_read_logs,
@@ -67,7 +68,9 @@ class EngineProxy:
         except web.HTTPRequestEntityTooLarge:
             return refuse(413, f"a request to the engine proxy is at most {MAX_BODY} bytes")
         verdict = decide(client, request.method, raw, body)
-        if verdict.allowed and verdict.config is not None:
+        if verdict.allowed and verdict.update and verdict.config is not None:
+            verdict, body = await self.update_body(verdict.config, body)
+        elif verdict.allowed and verdict.config is not None:
             verdict = await self.judged("configs", verdict.config, may_remove)
         elif verdict.allowed and verdict.service is not None:
             verdict = await self.judged("services", verdict.service, may_read_logs)
@@ -87,6 +90,11 @@ class EngineProxy:
                 for name in PASSED_HEADERS:
                     if name in upstream.headers:
                         answer.headers[name] = upstream.headers[name]
+                if "Content-Type" not in upstream.headers:
+                    # The engine sends none with an empty answer (a config's
+                    # update); aiohttp would say octet-stream, which Docker
+                    # clients refuse to read. Empty text reads as nothing.
+                    answer.headers["Content-Type"] = "text/plain; charset=utf-8"
                 await answer.prepare(request)
                 async for chunk in upstream.content.iter_any():
                     await answer.write(chunk)
@@ -105,6 +113,19 @@ class EngineProxy:
                 return web.json_response(body, status=upstream.status)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return refuse(502, f"aiart's engine proxy cannot reach the engine: {exc}")
+
+    async def update_body(self, config: str, body: bytes) -> tuple[Verdict, bytes]:
+        """The config read whole, then what the policy lets an update send."""
+        try:
+            async with self.session.get(f"http://engine/configs/{config}",
+                                        timeout=TIMEOUT) as answer:
+                if answer.status == 404:
+                    return Verdict(False, f"config {config} does not exist"), b""
+                answer.raise_for_status()
+                spec = (await answer.json()).get("Spec") or {}
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+            return Verdict(False, f"config {config} could not be read: {exc}"), b""
+        return command_update(spec, body)
 
     async def judged(self, kind: str, name: str,
                      judge: Callable[[dict[str, str]], Verdict]) -> Verdict:

@@ -130,6 +130,28 @@ def test_status_logs_and_removal(world: World) -> None:
     assert world.client.delete("/api/v1/models/iris", headers=admin).status_code == 404
 
 
+def test_a_deployer_promotes_or_aborts_the_rollout_in_progress(world: World) -> None:
+    deployer = world.key(Role.DEPLOYER, "iris")
+    deploy(world, deployer, artifact=tiny_model())
+    url = "/api/v1/models/iris/rollout"
+    refused = world.client.post(f"{url}/promote", headers=deployer)
+    assert refused.status_code == 409 and "no rollout in progress" in refused.json()["error"]
+    config = world.cluster.config("iris-1")  # as the operator leaves a canary under way
+    world.cluster.configs[config.id] = replace(config, labels={
+        **config.labels, "aiart.rollout.phase": "Progressing", "aiart.rollout.stable": "0",
+        "aiart.rollout.step": "1", L.STATUS_ROLLOUT: "canary from version 0: step 2 of 4"})
+    assert world.client.post(f"{url}/promote", headers=world.key(Role.VIEWER)).status_code == 403
+    assert world.client.post(f"{url}/promote", headers=world.key(Role.DEPLOYER, "wine")
+                             ).status_code == 403
+    assert world.client.post(f"{url}/delete", headers=deployer).status_code == 404
+    moved = world.client.post(f"{url}/abort", headers=deployer)
+    assert moved.status_code == 202 and moved.json()["version"] == "1"
+    assert world.cluster.config("iris-1").labels["aiart.rollout.command"] == "abort"
+    view = world.client.get("/api/v1/models/iris", headers=deployer).json()["versions"][0]
+    assert view["rollout"] == {"phase": "Progressing", "stable": "0", "step": "1",
+                               "status": "canary from version 0: step 2 of 4"}
+
+
 def test_openapi_document_is_served_without_a_credential(world: World) -> None:
     document = world.client.get("/api/v1/openapi.json").json()
     assert document["openapi"].startswith("3.")

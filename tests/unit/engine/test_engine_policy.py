@@ -12,6 +12,7 @@ import pytest
 from aiart.core.render import GATEWAY_HEADER
 from aiart.engine.policy import (
     Client,
+    command_update,
     decide,
     engine_path,
     may_read_logs,
@@ -58,7 +59,6 @@ def test_what_each_client_needs_is_allowed(client: Client, method: str, path: st
     (API, "POST", "/v1.47/build"),
     (API, "GET", "/v1.47/secrets"),
     (API, "POST", "/v1.47/swarm/leave"),
-    (API, "POST", "/v1.47/configs/abc/update?version=3"),
     (API, "GET", "/v1.47/containers/json"),
     # Paths that hide another path.
     (API, "GET", "/v1.47/configs/..%2Fcontainers%2Fjson"),
@@ -111,6 +111,45 @@ def test_the_api_removes_deployment_configs_only() -> None:
     assert not may_remove({"aiart.apikey": "k1", "aiart.model": "iris"}).allowed
     assert not may_remove({"aiart.managed-by": "aiart"}).allowed
     assert not may_remove({}).allowed
+
+
+def test_the_api_changes_the_rollout_command_of_a_model_version_and_nothing_else() -> None:
+    verdict = decide(API, "POST", "/v1.47/configs/abc/update?version=3", b"{}")
+    assert verdict.allowed and verdict.update and verdict.config == "abc"
+    for client in (AUTH, GATEWAY, MONITORING):
+        assert not decide(client, "POST", "/v1.47/configs/abc/update", b"{}").allowed
+    now = {"Name": "iris-2", "Data": "bWFuaWZlc3Q=", "Labels": {
+        "aiart.model": "iris", "aiart.status": "Ready", "aiart.rollout.phase": "Progressing"}}
+
+    def asked(labels: dict[str, str], data: str = "") -> tuple[bool, dict[str, Any]]:
+        verdict, body = command_update(now, json.dumps(
+            {"Name": "other", "Labels": labels, "Data": data}).encode())
+        return verdict.allowed, json.loads(body) if body else {}
+
+    allowed, sent = asked({**now["Labels"], "aiart.rollout.command": "promote"}, data="ZXZpbA==")
+    # The config as it is (its name, its data: never the caller's), one label added.
+    assert allowed and sent == {"Name": "iris-2", "Data": "bWFuaWZlc3Q=", "Labels": {
+        **now["Labels"], "aiart.rollout.command": "promote"}}
+    assert asked({**now["Labels"], "aiart.rollout.command": "abort"})[0]
+    refused = {
+        "another command": {**now["Labels"], "aiart.rollout.command": "rm -rf"},
+        "its status": {**now["Labels"], "aiart.status": "Failed",
+                       "aiart.rollout.command": "abort"},
+        "its rollout's state": {**now["Labels"], "aiart.rollout.phase": "Promoted"},
+        "its model": {**now["Labels"], "aiart.model": "wine"},
+        "a label removed": {"aiart.model": "iris", "aiart.rollout.phase": "Progressing"},
+        "a label added": {**now["Labels"], "team": "a"},
+    }
+    for what, labels in refused.items():
+        assert not asked(labels)[0], what
+    for body in (b"not json", b"[]", json.dumps({"Labels": {"a": 1}}).encode()):
+        assert not command_update(now, body)[0].allowed, body
+    # Only a model version's config: not a key record, not an artifact.
+    for labels in ({"aiart.apikey": "k1", "aiart.model": "iris"}, {"aiart.artifact-of": "iris"}):
+        record = {**now, "Labels": labels}
+        verdict, _ = command_update(record, json.dumps(
+            {"Labels": {**labels, "aiart.rollout.command": "abort"}}).encode())
+        assert not verdict.allowed, labels
 
 
 def test_a_config_read_alone_comes_back_without_its_data() -> None:

@@ -1,0 +1,137 @@
+"""Progressive delivery through the real Traefik and Prometheus: a canary
+promoted step by step with the traffic split as declared, a canary whose
+gate fails rolled back, a shadow that sees traffic nobody gets answers
+from; callers of the model's route never see a failed request."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import httpx
+
+from tests.e2e.conftest import Models, wait_for
+from tests.e2e.test_api_cli import cli, keys
+from tests.e2e.test_model_lifecycle import ROWS, Hammer, infer_body
+
+# Prometheus scrapes every 5 s: a step reads two or three scrapes.
+INTERVAL = "15s"
+
+
+def share(versions: list[str], version: str) -> float:
+    return 100 * Counter(versions)[version] / max(len(versions), 1)
+
+
+def serving_under_traffic(models: Models, model: str, artifact: bytes) -> Hammer:
+    """Version 1 ready, and a caller on the model's route from now on."""
+    models.wait_status(models.declare(model, "1", artifact), "Ready", timeout=300)
+    hammer = Hammer(model)
+    hammer.start()
+    return hammer
+
+
+def rollout_begins(models: Models, model: str, version: str, artifact: bytes,
+                   rollout: str, says: str = "step 1 of") -> str:
+    """Declare ``version`` with ``rollout``; wait for it to begin; its config."""
+    config = models.declare(model, version, artifact, rollout=rollout)
+    wait_for(lambda: says in models.labels(config).get("aiart.status.rollout", ""), 300,
+             f"version {version}'s rollout to begin")
+    return config
+
+
+def test_a_canary_is_promoted_step_by_step_and_a_bad_one_rolled_back(
+        models: Models, iris_pickle: bytes, gateway: httpx.Client) -> None:
+    model = models.name("canary")
+    v1 = f"{model}-1"
+    hammer = serving_under_traffic(models, model, iris_pickle)
+    try:
+        v2 = rollout_begins(models, model, "2", iris_pickle, (
+            f"{{strategy: canary, steps: [30, 100], interval: {INTERVAL}, "
+            "gate: {maxErrorRate: 0.01, maxP99Ms: 1000, minRequests: 5}}"))
+        # The first step: 30 % of the model's traffic, as Traefik counts it.
+        start = len(hammer.versions)
+        time.sleep(6)
+        first_step = hammer.versions[start:]
+        labels = models.labels(v2)
+        assert "step 1 of 2" in labels["aiart.status.rollout"], labels
+        assert len(first_step) > 100 and abs(share(first_step, "2") - 30) <= 5, (
+            Counter(first_step))
+        assert models.labels(v1)["aiart.status.current"] == "true"
+        # Pinned and versioned calls still reach one version each.
+        assert gateway.post(f"/v2/models/{model}/infer", json=infer_body(ROWS),
+                            headers={"X-Aiart-Version": "1"}).json()["model_version"] == "1"
+        wait_for(lambda: models.labels(v2).get("aiart.status.current") == "true", 120,
+                 "version 2 to be promoted")
+        assert "promoted after 2 steps" in models.labels(v2)["aiart.status.rollout"]
+        wait_for(lambda: hammer.versions[-20:] == ["2"] * 20, 30, "traffic to be version 2's")
+
+        # A version whose gate cannot pass (no server answers in 1 µs) is rolled
+        # back after its first step; the model's traffic stays with version 2.
+        v3 = rollout_begins(models, model, "3", iris_pickle, (
+            f"{{strategy: canary, steps: [50, 100], interval: {INTERVAL}, "
+            "gate: {maxP99Ms: 0.001, minRequests: 5}}"))
+        start = len(hammer.versions)
+        labels = models.wait_status(v3, "Failed", timeout=90)
+        assert "rolled back" in labels["aiart.status.message"], labels
+        assert "p99" in labels["aiart.status.message"] and "> 0.001 ms" in labels[
+            "aiart.status.message"], labels
+        during = hammer.versions[start:]
+        assert "3" in during  # it had its share before the gate read
+        wait_for(lambda: hammer.versions[-20:] == ["2"] * 20, 30,
+                 "traffic to be version 2's again")
+        assert models.labels(v2)["aiart.status.current"] == "true"
+        # It still answers where it is asked for by name.
+        assert gateway.get(f"/v2/models/{model}/versions/3/ready").status_code == 200
+    finally:
+        hammer.stop.set()
+        hammer.join(15)
+    assert hammer.failures == [], hammer.failures[:5]
+
+
+def test_a_shadow_gets_copies_and_callers_only_the_current_answers(
+        models: Models, iris_pickle: bytes, gateway: httpx.Client) -> None:
+    model = models.name("shadow")
+    v1 = models.declare(model, "1", iris_pickle)
+    models.wait_status(v1, "Ready", timeout=300)
+    rollout_begins(models, model, "2", iris_pickle, "{strategy: shadow, percent: 100}",
+                   says="shadow of version 1")
+
+    def mirrored() -> float:
+        text = gateway.get(f"/models/{model}/versions/2/metrics").text
+        for line in text.splitlines():
+            if line.startswith("aiart_requests_total{") and 'outcome="ok"' in line and (
+                    'endpoint="infer"' in line):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = mirrored()
+    answered: list[str] = []
+
+    def copies_arrive() -> bool:
+        # The gateway takes up the mirror within a few seconds of the label
+        # (it polls the operator every second); meanwhile calls go on.
+        for _ in range(20):
+            answer = gateway.post(f"/v2/models/{model}/infer", json=infer_body(ROWS))
+            assert answer.status_code == 200, answer.text
+            answered.append(answer.json()["model_version"])
+        return mirrored() - before >= 20
+
+    wait_for(copies_arrive, 60, "version 2 to receive copies of the model's calls")
+    assert set(answered) == {"1"}, Counter(answered)  # callers see only version 1's answers
+    assert models.labels(v1)["aiart.status.current"] == "true"
+
+    # Ended by hand with the CLI, through the API (which may write the
+    # rollout's command label and nothing else: tests/unit/engine).
+    key = keys("create", f"{model}-deployer", "--role", "deployer", "--model", model)
+    try:
+        status = cli("rollout", "status", model, key=key)
+        assert status.returncode == 0 and "Shadowing" in status.stdout, status
+        aborted = cli("rollout", "abort", model, key=key)
+        assert aborted.returncode == 0 and "abort of" in aborted.stdout, aborted
+        labels = models.wait_status(f"{model}-2", "Failed", timeout=60)
+        assert "aborted by hand" in labels["aiart.status.message"], labels
+        assert "aiart.rollout.command" not in labels  # consumed
+        again = cli("rollout", "promote", model, key=key)
+        assert again.returncode != 0 and "no rollout in progress" in again.stderr, again
+    finally:
+        keys("revoke", f"{model}-deployer")
