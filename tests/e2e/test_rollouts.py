@@ -13,6 +13,7 @@ import httpx
 from tests.e2e.conftest import Models, wait_for
 from tests.e2e.test_api_cli import cli, keys
 from tests.e2e.test_model_lifecycle import ROWS, Hammer, infer_body
+from tests.e2e.test_monitoring import value
 
 # Prometheus scrapes every 5 s: a step reads two or three scrapes.
 INTERVAL = "15s"
@@ -71,7 +72,10 @@ def test_a_canary_is_promoted_step_by_step_and_a_bad_one_rolled_back(
             f"{{strategy: canary, steps: [50, 100], interval: {INTERVAL}, "
             "gate: {maxP99Ms: 0.001, minRequests: 5}}"))
         start = len(hammer.versions)
+        began = float(models.labels(v3)["aiart.rollout.since"])
         labels = models.wait_status(v3, "Failed", timeout=90)
+        # Rolled back within one interval of its gate's reading (the step's end).
+        assert time.time() - began < 15 + 15, labels
         assert "rolled back" in labels["aiart.status.message"], labels
         assert "p99" in labels["aiart.status.message"] and "> 0.001 ms" in labels[
             "aiart.status.message"], labels
@@ -119,6 +123,10 @@ def test_a_shadow_gets_copies_and_callers_only_the_current_answers(
     wait_for(copies_arrive, 60, "version 2 to receive copies of the model's calls")
     assert set(answered) == {"1"}, Counter(answered)  # callers see only version 1's answers
     assert models.labels(v1)["aiart.status.current"] == "true"
+    # Its figures are in Prometheus, labelled as a shadow's.
+    wait_for(lambda: value(f'sum(aiart_requests_total{{model="{model}",version="2",'
+                           f'rollout="shadow",outcome="ok"}})') or 0, 60,
+             "Prometheus to hold the shadow's requests, labelled rollout=shadow")
 
     # Ended by hand with the CLI, through the API (which may write the
     # rollout's command label and nothing else: tests/unit/engine).

@@ -137,6 +137,7 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
                 deps, plan, by_version.get(version), current=version in current,
                 ready=version in ready, rollout_note=rollouts.notes.get(version, ""),
                 rolled_back=rollouts.aborted.get(version, ""),
+                rollout_role=rollouts.roles.get(version, ""),
             )
         except TransientError as exc:
             transient = str(exc)
@@ -237,12 +238,13 @@ async def apply_change(
 
 async def reconcile_version(
     deps: Deps, plan: VersionPlan, service: ServiceObject | None, *, current: bool, ready: bool,
-    rollout_note: str = "", rolled_back: str = "",
+    rollout_note: str = "", rolled_back: str = "", rollout_role: str = "",
 ) -> float | None:
     """Bring one version to its desired state; return seconds to the next look,
     if any. ``rollout_note``: where its rollout stands (aiart.status.rollout);
     ``rolled_back``: why its rollout gave the traffic back (then it is Failed,
-    though it still answers at its versioned route)."""
+    though it still answers at its versioned route); ``rollout_role``: what it
+    is in a rollout under way (a label on its service, for its metrics)."""
     cluster, settings = deps.cluster, deps.settings
     manifest = plan.manifest
     assert manifest is not None
@@ -287,6 +289,7 @@ async def reconcile_version(
         if probe_key and settings.gateway_only else "",
         probe_digest=hashlib.sha256(probe_token(probe_key, name, version).encode()).hexdigest()
         if probe_key else "",
+        rollout_role=rollout_role,
     )
     if service is None or service.labels.get(L.SPEC_HASH) != desired["Labels"][L.SPEC_HASH]:
         same_tasks = service is not None and (

@@ -34,6 +34,7 @@ class RolloutPass:
     held: set[str] = field(default_factory=set)  # versions that may not be current
     notes: dict[str, str] = field(default_factory=dict)  # version -> aiart.status.rollout
     aborted: dict[str, str] = field(default_factory=dict)  # version -> why it was rolled back
+    roles: dict[str, str] = field(default_factory=dict)  # version -> "canary" or "shadow" now
     requeue_after: float | None = None
 
     def wake(self, seconds: float | None) -> None:
@@ -108,6 +109,8 @@ async def drive_rollouts(deps: Deps, model: str, valid: list[VersionPlan], *,
             out.aborted[version] = state.reason
         elif state.phase is not RolloutPhase.PROMOTED:
             out.held.add(version)
+            out.roles[version] = ("shadow" if state.phase is RolloutPhase.SHADOWING
+                                  else "canary")
             out.notes.setdefault(version, describe(rollout, state))
             if state.phase is RolloutPhase.PROGRESSING:
                 out.wake(max(step_due(rollout, state, now), 0.0) + 0.5)

@@ -24,6 +24,10 @@ CREATED_BY: Final = "aiart.created-by"
 # aiart.apikey.name and aiart.apikey.role beside it.
 API_KEY: Final = "aiart.apikey"
 DELETE_BUCKET: Final = "aiart.store.delete-with-model"
+# On a version's service while it rolls out: "canary" or "shadow"; Prometheus
+# puts it on the version's series as the label ``rollout``
+# (monitoring/prometheus.yml), so that a shadow's figures are told apart.
+ROLLOUT_ROLE: Final = "aiart.rollout-role"
 # The port Prometheus scrapes a model's tasks on (monitoring/prometheus.yml).
 METRICS_PORT: Final = "aiart.metrics.port"
 

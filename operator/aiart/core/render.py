@@ -377,6 +377,7 @@ def render_service(
     store_access: StoreAccess | None = None,
     gateway_token: str = "",
     probe_digest: str = "",
+    rollout_role: str = "",
 ) -> dict[str, Any]:
     """The Docker service spec (Engine API JSON) for one model version.
     ``gateway_token`` (auth/access.py gateway_token; empty: none): aiart's
@@ -445,6 +446,9 @@ def render_service(
         # aiart's runtimes serve /metrics next to inference; a ready image
         # is scraped only if it says so itself (docs/observability.md).
         spec["Labels"][L.METRICS_PORT] = str(manifest.spec.port)
+    if rollout_role:
+        # A label of the service alone: it comes and goes with no task restart.
+        spec["Labels"][L.ROLLOUT_ROLE] = rollout_role
     if manifest.spec.store.deleteWithModel:
         # Read when the model's last config is gone and the manifest with it.
         spec["Labels"][L.DELETE_BUCKET] = "true"

@@ -33,6 +33,7 @@ STABLE = "aiart.rollout.stable"
 STEP = "aiart.rollout.step"
 SINCE = "aiart.rollout.since"
 REASON = "aiart.rollout.reason"
+FIGURES = "aiart.rollout.figures"
 # Written by the API and the CLI (a user's promote or abort), read and removed
 # by the operator.
 COMMAND = "aiart.rollout.command"
@@ -55,6 +56,7 @@ class RolloutState:
     step: int = 0  # index into the canary's steps
     since: float = 0.0  # when the step (or the shadow) began, Unix seconds
     reason: str = ""  # why it was promoted or aborted
+    figures: str = ""  # the gate's last reading, in words
 
     @property
     def done(self) -> bool:
@@ -87,7 +89,8 @@ def read_state(labels: Mapping[str, str]) -> RolloutState | None:
         return RolloutState(phase=phase, stable=labels.get(STABLE, ""),
                             step=int(labels.get(STEP, "0")),
                             since=float(labels.get(SINCE, "0")),
-                            reason=labels.get(REASON, ""))
+                            reason=labels.get(REASON, ""),
+                            figures=labels.get(FIGURES, ""))
     except ValueError:
         return None
 
@@ -103,6 +106,8 @@ def state_labels(labels: Mapping[str, str], state: RolloutState | None) -> dict[
         out[SINCE] = f"{state.since:.3f}"
         if state.reason:
             out[REASON] = state.reason[:500]
+        if state.figures:
+            out[FIGURES] = state.figures[:500]
     return out
 
 
@@ -198,7 +203,7 @@ def decide(rollout: Rollout, state: RolloutState, *, now: float, healthy: bool,
         reason = f"promoted after {len(weights)} steps (last: {verdict.reason})"
         return Move(replace(state, phase=RolloutPhase.PROMOTED, since=now, reason=reason),
                     None, reason)
-    following = replace(state, step=state.step + 1, since=now)
+    following = replace(state, step=state.step + 1, since=now, figures=verdict.reason)
     return Move(following, rollout.interval_seconds + 0.5,
                 f"step {state.step + 2} of {len(weights)}: {weights[state.step + 1]}% "
                 f"(step {state.step + 1} passed: {verdict.reason})")
@@ -215,8 +220,10 @@ def describe(rollout: Rollout, state: RolloutState) -> str:
     """One line for ``aiart.status.rollout`` and ``aiart rollout status``."""
     if state.phase is RolloutPhase.PROGRESSING:
         weights = rollout.step_weights
+        weight = weights[state.step]
+        last = f"; last gate: {state.figures}" if state.figures else ""
         return (f"canary from version {state.stable}: step {state.step + 1} of {len(weights)}, "
-                f"{weights[state.step]}% of traffic")
+                f"{weight}% of traffic to it, {100 - weight}% to version {state.stable}{last}")
     if state.phase is RolloutPhase.SHADOWING:
         return (f"shadow of version {state.stable}: {rollout.mirror_percent}% of requests "
                 "mirrored; promote or abort by hand")

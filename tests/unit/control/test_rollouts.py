@@ -61,6 +61,11 @@ async def serving_1_rolling_out_2(deps: Deps, cluster: FakeCluster,
     await settle(deps, "iris")
 
 
+def role(cluster: FakeCluster, version: str) -> str | None:
+    (service,) = (s for s in cluster.services.values() if s.labels.get(L.VERSION) == version)
+    return service.labels.get(L.ROLLOUT_ROLE)
+
+
 def current(cluster: FakeCluster, config: str) -> bool:
     return cluster.config(config).labels.get(L.STATUS_CURRENT) == "true"
 
@@ -76,6 +81,10 @@ async def test_a_canary_steps_up_and_is_promoted(world) -> None:
         step_ends(cluster, "iris-2")
         await settle(deps, "iris")
         assert split(cluster, deps) == ("weighted", weight)
+        # The status says the weights and the gate's last figures.
+        assert (f"{weight}% of traffic to it, {100 - weight}% to version 1; last gate: "
+                "50 requests, error rate 0.0000, p99 5.0 ms") in cluster.config(
+            "iris-2").labels[L.STATUS_ROLLOUT]
     step_ends(cluster, "iris-2")
     await settle(deps, "iris", passes=12)
     assert current(cluster, "iris-2") and not current(cluster, "iris-1")
@@ -129,11 +138,14 @@ async def test_commands_promote_or_abort_by_hand(world) -> None:
     deps, cluster, _ = world
     await serving_1_rolling_out_2(deps, cluster, "{strategy: shadow, percent: 30}")
     assert split(cluster, deps) == ("mirror", 30) and current(cluster, "iris-1")
+    # Its service says so, for its metrics (Prometheus' ``rollout`` label).
+    assert role(cluster, "2") == "shadow" and role(cluster, "1") is None
     live = cluster.config("iris-2")
     cluster.configs[live.id] = replace(live, labels={**live.labels, COMMAND: "promote"},
                                        index=live.index + 1)
     await settle(deps, "iris", passes=12)
     assert current(cluster, "iris-2") and COMMAND not in cluster.config("iris-2").labels
+    assert role(cluster, "2") is None
     declare(cluster, "iris", "3", rollout=CANARY)
     await settle(deps, "iris")
     live = cluster.config("iris-3")
