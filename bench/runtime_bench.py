@@ -111,6 +111,7 @@ FLOOR = "HTTP floor (uvicorn, constant answer)"
 FLOOR_VIA_TRAEFIK = "HTTP floor via Traefik (no middleware)"
 BARE = "bare ASGI + orjson, same predict"
 DIRECT, TRACED, VIA_TRAEFIK = "aiart direct", "aiart direct, tracing on", "aiart via Traefik"
+VIA_TRAEFIK_TRACED = "aiart via Traefik, tracing on"
 MLSERVER, MLSERVER_DEFAULT = "MLServer (sklearn)", "MLServer default settings (sklearn)"
 GRPC, MLSERVER_GRPC = "aiart direct, gRPC", "MLServer (sklearn), gRPC"
 
@@ -136,15 +137,20 @@ def check_grpc(port: int, message: bytes) -> None:
         rpc(message, timeout=10)  # raises on any status but OK
 
 
-def traefik_in_front(binary: str, work: Path, name: str, port: int, gw: int) -> list[str]:
-    """Traefik's command line: one route, no middleware, to 127.0.0.1:port."""
+def traefik_in_front(binary: str, work: Path, name: str, port: int, gw: int,
+                     traces: str = "") -> list[str]:
+    """Traefik's command line: one route, no middleware, to 127.0.0.1:port;
+    ``traces``: an OTLP/HTTP endpoint to send a span per request to, as the
+    stack's gateway does with tracing on."""
     dynamic = work / f"traefik-{name}.yml"
     dynamic.write_text(
         "http:\n  routers:\n    r:\n      rule: PathPrefix(`/`)\n      service: s\n"
         f"  services:\n    s:\n      loadBalancer:\n        servers:\n"
         f"          - url: http://127.0.0.1:{port}\n")
+    tracing = ["--tracing=true", "--tracing.serviceName=aiart-gateway",
+               f"--tracing.otlp.http.endpoint={traces}/v1/traces"] if traces else []
     return [binary, f"--entrypoints.web.address=127.0.0.1:{gw}",
-            f"--providers.file.filename={dynamic}", "--log.level=ERROR"]
+            f"--providers.file.filename={dynamic}", "--log.level=ERROR", *tracing]
 
 
 OTHER_BENCHMARKS = "<!-- sections below: other benchmarks, kept when this one rewrites -->\n"
@@ -263,6 +269,12 @@ def main() -> None:
             process(server, f"http://127.0.0.1:{port}/v2/health/ready", SERVER_CPU,
                     OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{sink}"):
         measure(TRACED, "sklearn", f"http://127.0.0.1:{port}/v2/models/iris/infer")
+        # The path users call with tracing on: the gateway's span, then the model's.
+        gw = free_port()
+        with process(traefik_in_front(args.traefik, work, "traced", port, gw,
+                                      traces=f"http://127.0.0.1:{sink}"),
+                     f"http://127.0.0.1:{gw}/v2/health/ready", LOAD_CPU):
+            measure(VIA_TRAEFIK_TRACED, "sklearn", f"http://127.0.0.1:{gw}/v2/models/iris/infer")
 
     mlserver = [str(Path(args.mlserver) / "bin" / "mlserver"), "start", str(mls)]
     for setup, best in ((MLSERVER, True), (MLSERVER_DEFAULT, False)) if with_mlserver else ():
@@ -298,8 +310,9 @@ def write_report(results: list[Result], seconds: int, page: Path) -> None:
         "machine; the ratios are the result. MLServer's best configuration is one process",
         "(`parallel_workers: 0`), its metrics server and debug off; its default settings put",
         "inference in a worker process (MLServer 1.7 with uvloop 0.21: under later uvloops",
-        "its workers do not start). Tracing on: every request a span, exported over",
-        "OTLP/HTTP to a sink on the load generator's core.",
+        "its workers do not start). Tracing on: every request a span (two through Traefik:",
+        "the gateway's and the model's), exported over OTLP/HTTP to a sink on the load",
+        "generator's core.",
         "",
         "| setup | model | connections | requests/s | p50 ms | p99 ms |",
         "|---|---|---|---|---|---|",
@@ -321,6 +334,7 @@ def write_report(results: list[Result], seconds: int, page: Path) -> None:
         (DIRECT, MLSERVER, "sklearn"), (DIRECT, MLSERVER_DEFAULT, "sklearn"),
         (DIRECT, BARE, "sklearn"), (TRACED, DIRECT, "sklearn"),
         (VIA_TRAEFIK, DIRECT, "sklearn"), (VIA_TRAEFIK, DIRECT, "onnx"),
+        (VIA_TRAEFIK_TRACED, VIA_TRAEFIK, "sklearn"),
         (DIRECT, FLOOR, "onnx"), (GRPC, DIRECT, "sklearn"), (GRPC, MLSERVER_GRPC, "sklearn"),
     ]
     for c in CONCURRENCY:

@@ -48,5 +48,5 @@ def test_the_model_server_benchmark_runs(tmp_path: Path) -> None:
           "--traefik", os.environ["AIART_TRAEFIK_BIN"])
     text = report.read_text()
     for setup in ("bare ASGI + orjson, same predict", "aiart direct, tracing on",
-                  "aiart via Traefik", "aiart direct, gRPC"):
+                  "aiart via Traefik", "aiart via Traefik, tracing on", "aiart direct, gRPC"):
         assert f"| {setup} | sklearn | 1 | " in text, text

@@ -50,8 +50,9 @@ def test_a_canary_is_promoted_step_by_step_and_a_bad_one_rolled_back(
             f"{{strategy: canary, steps: [30, 100], interval: {INTERVAL}, "
             "gate: {maxErrorRate: 0.01, maxP99Ms: 1000, minRequests: 5}}"))
         # The first step: 30 % of the model's traffic, as Traefik counts it.
+        time.sleep(3)
         start = len(hammer.versions)
-        time.sleep(6)
+        time.sleep(5)
         first_step = hammer.versions[start:]
         labels = models.labels(v2)
         assert "step 1 of 2" in labels["aiart.status.rollout"], labels
@@ -61,6 +62,15 @@ def test_a_canary_is_promoted_step_by_step_and_a_bad_one_rolled_back(
         # Pinned and versioned calls still reach one version each.
         assert gateway.post(f"/v2/models/{model}/infer", json=infer_body(ROWS),
                             headers={"X-Aiart-Version": "1"}).json()["model_version"] == "1"
+        # The second step: all of it (the gateway takes new weights up within
+        # about three seconds: its poll, then its reload).
+        wait_for(lambda: "step 2 of 2" in models.labels(v2).get("aiart.status.rollout", ""),
+                 60, "version 2's second step")
+        time.sleep(3)
+        start = len(hammer.versions)
+        time.sleep(4)
+        second_step = hammer.versions[start:]
+        assert len(second_step) > 50 and share(second_step, "2") >= 95, Counter(second_step)
         wait_for(lambda: models.labels(v2).get("aiart.status.current") == "true", 120,
                  "version 2 to be promoted")
         assert "promoted after 2 steps" in models.labels(v2)["aiart.status.rollout"]
