@@ -55,8 +55,13 @@ def splits_of(configs: Sequence[ConfigObject], services: Sequence[ServiceObject]
             version = new.metadata.version
             if stable is None or state.phase is RolloutPhase.ABORTED:
                 continue
-            if state.phase is RolloutPhase.PROMOTED and (model, version) in routed:
-                continue  # its own current routes have taken over
+            if state.phase is RolloutPhase.PROMOTED and (model, version) in routed and (
+                    model, state.stable) not in routed:
+                # Its own current routes have taken over. Not before the stable
+                # gave its up: the operator's hand-over probe may have seen the
+                # new version through this split, and the gateway takes up new
+                # labels and this feed separately; the split at 100 % bridges it.
+                continue
             mirror = state.phase is RolloutPhase.SHADOWING
             images = (stable.spec.runtime, new.spec.runtime)
             splits.append(Split(

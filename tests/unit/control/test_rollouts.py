@@ -9,8 +9,10 @@ from dataclasses import replace
 
 import pytest
 from aiart.control.deps import Deps
+from aiart.control.reconcile import reconcile_model
 from aiart.control.traffic_feed import splits_of
 from aiart.core import labels as L
+from aiart.core.render import carries_current_route
 from aiart.core.rollout import COMMAND, SINCE, STEP, Figures
 from aiart.core.settings import OperatorSettings
 
@@ -86,7 +88,13 @@ async def test_a_canary_steps_up_and_is_promoted(world) -> None:
                 "50 requests, error rate 0.0000, p99 5.0 ms") in cluster.config(
             "iris-2").labels[L.STATUS_ROLLOUT]
     step_ends(cluster, "iris-2")
-    await settle(deps, "iris", passes=12)
+    for _ in range(12):
+        await reconcile_model(deps, "iris")
+        # Through the hand-over, the split at 100 % stays until the old version
+        # has given up its routes: no moment where the old one serves again.
+        routed = {s.labels[L.VERSION] for s in cluster.services.values()
+                  if carries_current_route(dict(s.labels))}
+        assert split(cluster, deps) == ("weighted", 100) or routed == {"2"}, routed
     assert current(cluster, "iris-2") and not current(cluster, "iris-1")
     assert "promoted after 3 steps" in cluster.config("iris-2").labels[L.STATUS_ROLLOUT]
     assert split(cluster, deps) is None  # its own routes serve: the split is gone
