@@ -1,7 +1,9 @@
-"""Progressive delivery through the real Traefik and Prometheus: a canary
-promoted step by step with the traffic split as declared, a canary whose
-gate fails rolled back, a shadow that sees traffic nobody gets answers
-from; callers of the model's route never see a failed request."""
+"""Progressive delivery through the real Traefik and Prometheus, one model's
+story: a canary promoted step by step with the traffic split as declared, a
+canary whose gate fails rolled back, a shadow that sees traffic nobody gets
+answers from, aborted with the CLI; the caller of the model's route never
+sees a failed request. (One model for all three: each new version is one
+deployment, not two.)"""
 
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ def rollout_begins(models: Models, model: str, version: str, artifact: bytes,
     return config
 
 
-def test_a_canary_is_promoted_step_by_step_and_a_bad_one_rolled_back(
+def test_a_canary_promoted_a_bad_one_rolled_back_and_a_shadow(
         models: Models, iris_pickle: bytes, gateway: httpx.Client) -> None:
     model = models.name("canary")
     v1 = f"{model}-1"
@@ -96,22 +98,27 @@ def test_a_canary_is_promoted_step_by_step_and_a_bad_one_rolled_back(
         assert models.labels(v2)["aiart.status.current"] == "true"
         # It still answers where it is asked for by name.
         assert gateway.get(f"/v2/models/{model}/versions/3/ready").status_code == 200
+
+        # A shadow of version 2: copies of the model's calls, whose answers
+        # nobody sees (the caller above keeps calling).
+        start = len(hammer.versions)
+        shadow_of(models, gateway, model, "4", stable="2", artifact=iris_pickle)
+        assert set(hammer.versions[start:]) == {"2"}, Counter(hammer.versions[start:])
     finally:
         hammer.stop.set()
         hammer.join(15)
     assert hammer.failures == [], hammer.failures[:5]
 
 
-def test_a_shadow_gets_copies_and_callers_only_the_current_answers(
-        models: Models, iris_pickle: bytes, gateway: httpx.Client) -> None:
-    model = models.name("shadow")
-    v1 = models.declare(model, "1", iris_pickle)
-    models.wait_status(v1, "Ready", timeout=300)
-    rollout_begins(models, model, "2", iris_pickle, "{strategy: shadow, percent: 100}",
-                   says="shadow of version 1")
+def shadow_of(models: Models, gateway: httpx.Client, model: str, version: str, *,
+              stable: str, artifact: bytes) -> None:
+    """``version`` as a shadow of ``stable``: it gets copies, callers get the
+    stable's answers, its figures are labelled; then it is aborted by hand."""
+    rollout_begins(models, model, version, artifact, "{strategy: shadow, percent: 100}",
+                   says=f"shadow of version {stable}")
 
     def mirrored() -> float:
-        text = gateway.get(f"/models/{model}/versions/2/metrics").text
+        text = gateway.get(f"/models/{model}/versions/{version}/metrics").text
         for line in text.splitlines():
             if line.startswith("aiart_requests_total{") and 'outcome="ok"' in line and (
                     'endpoint="infer"' in line):
@@ -130,11 +137,11 @@ def test_a_shadow_gets_copies_and_callers_only_the_current_answers(
             answered.append(answer.json()["model_version"])
         return mirrored() - before >= 20
 
-    wait_for(copies_arrive, 60, "version 2 to receive copies of the model's calls")
-    assert set(answered) == {"1"}, Counter(answered)  # callers see only version 1's answers
-    assert models.labels(v1)["aiart.status.current"] == "true"
+    wait_for(copies_arrive, 60, f"version {version} to receive copies of the model's calls")
+    assert set(answered) == {stable}, Counter(answered)  # callers see the stable's answers
+    assert models.labels(f"{model}-{stable}")["aiart.status.current"] == "true"
     # Its figures are in Prometheus, labelled as a shadow's.
-    wait_for(lambda: value(f'sum(aiart_requests_total{{model="{model}",version="2",'
+    wait_for(lambda: value(f'sum(aiart_requests_total{{model="{model}",version="{version}",'
                            f'rollout="shadow",outcome="ok"}})') or 0, 60,
              "Prometheus to hold the shadow's requests, labelled rollout=shadow")
 
@@ -146,7 +153,7 @@ def test_a_shadow_gets_copies_and_callers_only_the_current_answers(
         assert status.returncode == 0 and "Shadowing" in status.stdout, status
         aborted = cli("rollout", "abort", model, key=key)
         assert aborted.returncode == 0 and "abort of" in aborted.stdout, aborted
-        labels = models.wait_status(f"{model}-2", "Failed", timeout=60)
+        labels = models.wait_status(f"{model}-{version}", "Failed", timeout=60)
         assert "aborted by hand" in labels["aiart.status.message"], labels
         assert "aiart.rollout.command" not in labels  # consumed
         again = cli("rollout", "promote", model, key=key)

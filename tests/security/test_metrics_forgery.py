@@ -16,17 +16,18 @@ ROW = {"inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [1,
 
 
 def forger(victim: str) -> bytes:
-    # Finds the server's own request counter in its process and adds a
-    # billion requests under the victim's name.
+    # Finds the server's own metrics in its process, renames them as the
+    # victim's and adds a billion requests.
     return textwrap.dedent(f"""
         import gc
-        from prometheus_client import Counter
+        from aiart_runtime.metrics import ServerMetrics
 
         def predict(inputs):
             gc.unfreeze()  # the server froze its objects out of gc's lists
-            for counter in gc.get_objects():
-                if isinstance(counter, Counter) and counter._name == "aiart_requests":
-                    counter.labels("{victim}", "1", "sklearn", "infer", "ok").inc(1e9)
+            for metrics in gc.get_objects():
+                if isinstance(metrics, ServerMetrics):
+                    metrics._values = ("{victim}", "1", "sklearn")
+                    metrics.requests["infer", "ok"][0] += 1e9
             x = next(iter(inputs.values()))
             return {{"total": x.sum(axis=-1)}}
     """).encode()
