@@ -206,7 +206,11 @@ def test_the_versions_probe_token_opens_this_version_only(gateway: Gateway) -> N
 
 
 def test_a_new_key_works_at_once_and_a_revoked_one_stops(gateway: Gateway) -> None:
-    gateway.post()  # the plugin has read the (empty) feed
+    # A key nobody made, tried just before: the plugin and the feed have
+    # each read the keys a moment ago, and must read them again for the
+    # new key rather than refuse it on what they read then.
+    unknown, _ = new_key("never-made", Role.VIEWER, ["iris"])
+    assert gateway.post(**{"X-API-Key": unknown}).status_code == 401
     text, record = new_key("fresh", Role.DEPLOYER, ["iris"])
     gateway.stored[record.id] = record
     # Its first call: the plugin asks the feed for it, the feed reads again.

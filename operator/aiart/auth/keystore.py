@@ -84,6 +84,7 @@ class KeyCache:
         self.loaded_at: float | None = None
         self._read_started = float("-inf")  # of the read that self.keys comes from
         self._caught_up_at = float("-inf")
+        self._catching_up = asyncio.Lock()
         # Set (and replaced) whenever the keys change: the key feed's
         # waiting readers (auth/service.py) answer at once.
         self._changed = asyncio.Event()
@@ -109,7 +110,9 @@ class KeyCache:
         """Read the keys again now if ``text`` names a key not read yet: a
         key is used as soon as it is made (the CLI prints it, a script sends
         it). At most one such read every ``CATCH_UP_SECONDS``, so unknown
-        keys cannot make the engine be read in a loop."""
+        keys cannot make the engine be read in a loop; a request that comes
+        sooner waits for the next read rather than being refused on keys
+        older than itself."""
         parsed = parse_key(text)
         if parsed is not None:
             await self.knows_id(parsed[0])
@@ -118,13 +121,19 @@ class KeyCache:
         """As ``knows``, for a key's id."""
         if key_id in self.keys:
             return
-        if time.monotonic() - self._caught_up_at < CATCH_UP_SECONDS:
-            return
-        self._caught_up_at = time.monotonic()
-        try:
-            await self.refresh()
-        except Exception as exc:  # the periodic refresh says so too; decide on what we have
-            log.warning("cannot read API keys: %s", exc)
+        asked = time.monotonic()
+        async with self._catching_up:
+            # Requests that queued here while one read ran are answered by
+            # it if it started after they came: one read for all of them.
+            if self._read_started >= asked or key_id in self.keys:
+                return
+            await asyncio.sleep(max(0.0, self._caught_up_at + CATCH_UP_SECONDS
+                                    - time.monotonic()))
+            self._caught_up_at = time.monotonic()
+            try:
+                await self.refresh()
+            except Exception as exc:  # the periodic refresh says so too; decide on what we have
+                log.warning("cannot read API keys: %s", exc)
 
     async def run(self) -> None:
         while True:

@@ -9,7 +9,8 @@
 // roles, models and SHA-256 digests, never a secret. One reader per feed
 // follows it with long polls, so a revoked key is refused as soon as the
 // auth service reads its removal; a key the feed does not hold yet (just
-// made) makes the plugin ask the feed again at once, at most every 250 ms.
+// made) makes the plugin ask the feed again at once, at most every 250 ms
+// (a request in between waits for that read).
 // If the feed cannot be read, the last keys read stay in force.
 package keyauth
 
@@ -201,15 +202,28 @@ func (f *feed) lookup(id string) (key, bool, bool) {
 }
 
 // catchUp reads the feed now for a key it does not hold, at most every
-// catchUpEvery: unknown keys cannot make the feed be read in a loop.
-func (f *feed) catchUp(id string) {
+// catchUpEvery: unknown keys cannot make the feed be read in a loop. A
+// request that comes sooner waits for the next read instead of being
+// refused on keys older than itself (a key made a moment ago must work),
+// and requests that queued while a read ran are answered by it if it
+// started after they came: one read for all of them.
+func (f *feed) catchUp(id string, asked time.Time) {
 	f.catchUpMu.Lock()
-	if time.Since(f.caughtUp) < catchUpEvery {
-		f.catchUpMu.Unlock()
+	defer f.catchUpMu.Unlock()
+	if f.caughtUp.After(asked) {
 		return
 	}
+	f.mu.RLock()
+	_, found := f.keys[id]
+	f.mu.RUnlock()
+	if found {
+		return
+	}
+	wait := catchUpEvery - time.Since(f.caughtUp)
+	if wait > 0 {
+		time.Sleep(wait)
+	}
 	f.caughtUp = time.Now()
-	f.catchUpMu.Unlock()
 	if err := f.fetch(0, id); err != nil {
 		log.Printf("aiart keyauth: cannot read the key feed %s: %v", f.url, err)
 	}
@@ -306,7 +320,7 @@ func (a *KeyAuth) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}
 	k, found, loaded := a.feed.lookup(parts[1])
 	if !found {
-		a.feed.catchUp(parts[1])
+		a.feed.catchUp(parts[1], time.Now())
 		k, found, loaded = a.feed.lookup(parts[1])
 	}
 	if !loaded {
