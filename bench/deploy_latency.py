@@ -170,19 +170,25 @@ def main() -> None:
         for name, value in rows:
             print(f"| {name} | {value} |")
     finally:
-        for config in engine.configs.list(filters={"label": "aiart.bench=1"}):
-            if "aiart.model" in config.attrs["Spec"]["Labels"]:
-                config.remove()
-        time.sleep(3)
-        for config in engine.configs.list(filters={"label": "aiart.bench=1"}):
-            try:
-                config.remove()
-            except docker.errors.APIError:
-                pass
-        # The catalog keeps its records on purpose; a benchmark's are noise.
-        for config in engine.configs.list(filters={"label": "aiart.catalog"}):
-            if config.attrs["Spec"]["Labels"].get("aiart.catalog.model", "").startswith("bench"):
-                config.remove()
+        remove_bench_models(engine, "bench")
+
+
+def remove_bench_models(engine: docker.DockerClient, prefix: str) -> None:
+    """Every config a benchmark made (labelled aiart.bench), models first so
+    that the operator removes their services, and their catalog records."""
+    for config in engine.configs.list(filters={"label": "aiart.bench=1"}):
+        if "aiart.model" in config.attrs["Spec"]["Labels"]:
+            config.remove()
+    time.sleep(3)
+    for config in engine.configs.list(filters={"label": "aiart.bench=1"}):
+        try:
+            config.remove()
+        except docker.errors.APIError:
+            pass
+    # The catalog keeps its records on purpose; a benchmark's are noise.
+    for config in engine.configs.list(filters={"label": "aiart.catalog"}):
+        if config.attrs["Spec"]["Labels"].get("aiart.catalog.model", "").startswith(prefix):
+            config.remove()
 
 
 if __name__ == "__main__":

@@ -37,6 +37,32 @@ def load(model_dir: Path) -> ServedModel:
     return model
 
 
+def draining_server(config: Any, seconds: float) -> Any:
+    """uvicorn's server, which on SIGTERM first answers for ``seconds`` more
+    (new connections too) and only then stops as uvicorn does: finishing
+    what is in flight. Swarm stops a task as it leaves the gateway's routes,
+    and the gateway learns of it at its next read of the swarm."""
+    import threading
+
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        draining = False
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if seconds <= 0 or self.draining:
+                super().handle_exit(sig, frame)
+                return
+            self.draining = True
+            logging.getLogger("aiart_runtime").info(
+                "stopping in %.1f s; answering until then", seconds)
+            timer = threading.Timer(seconds, super().handle_exit, (sig, frame))
+            timer.daemon = True
+            timer.start()
+
+    return DrainingServer(config)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aiart_runtime")
     parser.add_argument("command", choices=("serve", "check"))
@@ -88,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     server_app.state.metrics.load_seconds.set(time.perf_counter() - started)
     log.info("model loaded in %.3f s", time.perf_counter() - started)
-    http = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
-                                         access_log=False))
+    http = draining_server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
+                                          access_log=False),
+                           float(ServerSettings.from_env().drain_seconds))
 
     async def serve() -> None:
         # HTTP and gRPC in one event loop, on one data plane: uvicorn's

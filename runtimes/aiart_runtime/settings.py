@@ -32,6 +32,11 @@ class ServerSettings:
     pickle_allowlist: str = _env(
         "AIART_PICKLE_ALLOWLIST", "",
         "The pickle loader's allow-list file; empty: the image's, made at its build.")
+    drain_seconds: str = _env(
+        "AIART_DRAIN_SECONDS", "0",
+        "Seconds the server goes on answering after SIGTERM before it stops (the "
+        "operator sets it for scalable versions, so that the gateway has stopped "
+        "routing to the task first).")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:

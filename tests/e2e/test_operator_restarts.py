@@ -4,11 +4,13 @@ declared state, with no duplicate service and no restart of settled models."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections import Counter
 from typing import Any
 
 import docker
+import httpx
 import pytest
 
 from tests.e2e.conftest import Models, running_task_ids, wait_for
@@ -111,3 +113,46 @@ def test_a_rollout_goes_on_at_the_same_step_after_the_operator_is_killed(
         hammer.stop.set()
         hammer.join(15)
     assert hammer.failures == [], hammer.failures[:5]
+
+
+def test_a_sleeping_model_is_woken_by_a_request_made_while_the_operator_is_away(
+    models: Models, iris_pickle: bytes, operator_service: Any
+) -> None:
+    """The operator killed while a scalable model is at zero: a request
+    that comes meanwhile is held by the activator (which asks the operator
+    again and again), and answered once the new operator has woken it; the
+    new operator does not wake the model on its own (its decision to sleep
+    is in the config's labels)."""
+    from tests.e2e.conftest import GATEWAY
+    from tests.e2e.test_model_lifecycle import ROWS, infer_body
+    from tests.e2e.test_scaling import asleep
+
+    model = models.name("sleeper")
+    config = models.declare(model, "1", iris_pickle, scaling=(
+        "{minReplicas: 0, maxReplicas: 2, stableWindow: 6s, panicWindow: 4s, "
+        "scaleToZeroAfter: 5s, activationTimeout: 120s}"))
+    models.wait_status(config, "Ready", timeout=300)
+    wait_for(lambda: asleep(models, config, model), 90, f"{model} to go to zero")
+    time.sleep(2)  # the gateway has no task of it left
+    victim = operator_container_id(operator_service)
+    assert victim is not None
+    models.engine.containers.get(victim).kill()
+    answer: dict[str, Any] = {}
+
+    def call() -> None:
+        with httpx.Client(base_url=GATEWAY, timeout=150) as client:
+            answer["response"] = client.post(f"/v2/models/{model}/infer",
+                                             json=infer_body(ROWS))
+
+    caller = threading.Thread(target=call, daemon=True)
+    caller.start()
+    time.sleep(3)
+    assert caller.is_alive(), answer  # held, not refused
+    wait_for(lambda: operator_container_id(operator_service) not in (None, victim), 120,
+             "a new operator task")
+    caller.join(130)
+    response = answer["response"]
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == [0, 2]
+    # It sleeps again, decided by the new operator.
+    wait_for(lambda: asleep(models, config, model), 90, f"{model} to go to zero again")

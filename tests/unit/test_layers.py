@@ -24,6 +24,7 @@ MAY_IMPORT = {
     "auth": {"core", "engine"},
     "control": {"core", "engine", "build", "store", "catalog", "auth"},
     "api": {"core", "engine", "store", "catalog", "auth"},
+    "activator": {"core"},
     "cli": {"core", "engine", "build", "store", "catalog", "auth"},
 }
 IO_LIBRARIES = {"aiodocker", "aiohttp", "docker", "httpx", "socket", "subprocess", "requests",

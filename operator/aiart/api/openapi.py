@@ -108,7 +108,12 @@ def openapi_document() -> dict[str, Any]:
                     "rollout": {"type": "object", "nullable": True,
                                 "description": "where its rollout stands (docs/rollouts.md)",
                                 "properties": {k: {"type": "string"} for k in (
-                                    "phase", "stable", "step", "status")}}}},
+                                    "phase", "stable", "step", "status")}},
+                    "scale": {"type": "object", "nullable": True,
+                              "description": "a scalable version's replicas wanted and why "
+                                             "(docs/scaling.md)",
+                              "properties": {k: {"type": "string"} for k in (
+                                  "replicas", "status")}}}},
                 "Model": {"type": "object", "properties": {
                     "name": {"type": "string"}, "status": {"type": "string"},
                     "endpoint": {"type": "string"},

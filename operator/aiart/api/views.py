@@ -77,6 +77,10 @@ def version_view(config: ConfigObject) -> dict[str, Any]:
         "status": labels.get(L.STATUS, "Pending"), "message": labels.get(L.STATUS_MESSAGE, ""),
         "endpoint": labels.get(L.STATUS_ENDPOINT, ""), "image": labels.get(L.STATUS_IMAGE, ""),
         "replicas": labels.get(L.STATUS_REPLICAS, ""),
+        # A scalable version's: replicas wanted and why (docs/scaling.md).
+        "scale": {"replicas": labels.get(L.SCALE_REPLICAS, ""),
+                  "status": labels.get(L.STATUS_SCALE, "")}
+        if L.SCALE_REPLICAS in labels else None,
         "current": labels.get(L.STATUS_CURRENT) == "true",
         "alerts": [a for a in labels.get(L.STATUS_ALERTS, "").split(",") if a],
         # Where its rollout stands (docs/rollouts.md); empty: it has none.

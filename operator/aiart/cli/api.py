@@ -175,6 +175,9 @@ def _run(client: httpx.Client, args: argparse.Namespace) -> int:
             [v["version"], v["status"], "yes" if v["current"] else "", v["replicas"] or "-",
              ",".join(v.get("alerts", [])) or "-", v["message"][:80]]
             for v in model["versions"]]))
+        for v in model["versions"]:
+            if v.get("scale"):  # a scalable version: why it has the replicas it has
+                print(f"version {v['version']} scaling: {v['scale']['status']}")
         return 0
     if args.command == "logs":
         params: dict[str, str | int] = {"tail": args.tail}

@@ -23,6 +23,7 @@ from aiart.auth.keystore import KeyStore, read_probe_key, revoke_operator_key
 from aiart.build.image_builder import ImageBuilder
 from aiart.catalog.backends import open_catalog
 from aiart.control.alert_watch import AlertWatch
+from aiart.control.autoscaler import Autoscaler
 from aiart.control.deps import Deps
 from aiart.control.gate import PrometheusGate
 from aiart.control.loop import Operator
@@ -102,13 +103,19 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event) -> None:
         # probe tokens replaced it, so no such key may stay valid.
         await revoke_operator_key(KeyStore(cluster))
         operator = Operator(deps, metrics=metrics)
+
+        def token_of(model: str, version: str) -> str:
+            return gateway_token(probe_key, model, version) if (
+                probe_key and settings.gateway_only) else ""
+
+        autoscaler = Autoscaler(
+            cluster, PrometheusGate(settings.prometheus_url, session, auth=alert_auth)
+            if settings.prometheus_url else None,
+            kick=operator.queue.add, token_of=token_of,
+            interval=settings.scale_interval_seconds)
         feed_runner = None
         if settings.traffic_port:
-            def token_of(model: str, version: str) -> str:
-                return gateway_token(probe_key, model, version) if (
-                    probe_key and settings.gateway_only) else ""
-
-            feed_runner = await TrafficFeed(cluster, settings, token_of).serve(
+            feed_runner = await TrafficFeed(cluster, settings, token_of, autoscaler).serve(
                 settings.traffic_port)
         log.info("aiart operator %s started", __version__, extra={"fields": {
             "registry": settings.registry, "network": settings.network,
@@ -121,7 +128,7 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event) -> None:
             "traffic_port": settings.traffic_port}})
         runner = asyncio.create_task(operator.run())
         stopper = asyncio.create_task(stop.wait())
-        helpers = []
+        helpers = [asyncio.create_task(autoscaler.run())]
         if settings.alertmanager_url:
             helpers.append(asyncio.create_task(AlertWatch(
                 cluster, session, settings.alertmanager_url,

@@ -1,4 +1,5 @@
-"""A canary's gate figures, read from the stack's Prometheus.
+"""A canary's gate figures and a scalable version's load, read from the
+stack's Prometheus.
 
 The model servers export ``aiart_requests_total`` (by outcome) and
 ``aiart_request_duration_seconds`` (runtimes/aiart_runtime/metrics.py);
@@ -13,7 +14,10 @@ import math
 
 import aiohttp
 
+from aiart.core.render import traefik_name
 from aiart.core.rollout import Figures
+from aiart.core.scaling import Load
+from aiart.core.spec import ScaleMetric, Scaling
 
 
 def queries(model: str, version: str, seconds: float) -> dict[str, str]:
@@ -27,6 +31,24 @@ def queries(model: str, version: str, seconds: float) -> dict[str, str]:
                   f"[{window}]))",
         "p99": "histogram_quantile(0.99, sum by (le) (increase("
                f"aiart_request_duration_seconds_bucket{{{match}}}[{window}])))",
+    }
+
+
+def load_queries(model: str, version: str, scaling: Scaling) -> dict[str, str]:
+    """PromQL for a version's load, as the gateway saw it: in front of the
+    model servers, so that requests queued at a busy replica count too
+    (Knative measures at its queue-proxy for the same reason). Concurrency
+    is Little's law: the time requests spent in flight per second is the
+    mean number in flight. Only inference counts (POST: HTTP and gRPC);
+    the operator's GET probes would keep an idle version awake."""
+    match = f'service="{traefik_name(model, version)}@swarm",method="POST"'
+    series = ("traefik_service_request_duration_seconds_sum"
+              if scaling.metric is ScaleMetric.CONCURRENCY else "traefik_service_requests_total")
+    return {
+        "stable": f"sum(rate({series}{{{match}}}[{scaling.stable_seconds}s]))",
+        "panic": f"sum(rate({series}{{{match}}}[{scaling.panic_seconds}s]))",
+        "recent": f"sum(increase(traefik_service_requests_total{{{match}}}"
+                  f"[{scaling.idle_seconds}s]))",
     }
 
 
@@ -60,3 +82,14 @@ class PrometheusGate:
         p99 = values["p99"]
         return Figures(requests=values["requests"] or 0.0, errors=values["errors"] or 0.0,
                        p99_ms=None if p99 is None or math.isnan(p99) else p99 * 1000)
+
+    async def load(self, model: str, version: str, scaling: Scaling) -> Load | str:
+        """The version's load now, or why it could not be read. No series at
+        all: no request was ever counted, a load of zero."""
+        try:
+            values = {name: await self._scalar(q)
+                      for name, q in load_queries(model, version, scaling).items()}
+        except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError, KeyError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return Load(stable=values["stable"] or 0.0, panic=values["panic"] or 0.0,
+                    recent=values["recent"] or 0.0)

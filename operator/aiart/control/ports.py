@@ -9,6 +9,8 @@ from typing import Any, Protocol
 from aiart.build.recipes import ModelRecipe, RuntimeRecipe
 from aiart.core.objects import ConfigObject, ServiceObject, TaskSummary
 from aiart.core.rollout import Figures
+from aiart.core.scaling import Load
+from aiart.core.spec import Scaling
 
 
 class Cluster(Protocol):
@@ -44,3 +46,7 @@ class GatewayProbe(Protocol):
 
 class GateReader(Protocol):
     async def figures(self, model: str, version: str, seconds: float) -> Figures | str: ...
+
+
+class LoadReader(Protocol):
+    async def load(self, model: str, version: str, scaling: Scaling) -> Load | str: ...

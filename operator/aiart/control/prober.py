@@ -10,6 +10,7 @@ from opentelemetry.propagate import inject
 
 from aiart.auth.access import probe_token
 from aiart.core.render import PROBE_HEADER
+from aiart.core.traffic import NO_WAKE_HEADER
 
 _TIMEOUT = aiohttp.ClientTimeout(total=3)
 
@@ -34,7 +35,9 @@ class Gateway:
     async def _get(self, path: str, method: str = "GET", body: bytes | None = None,
                    probe: Mapping[str, str] | None = None) -> tuple[int, Any]:
         try:
-            headers = dict(probe or {})
+            # Never held by the activator for a sleeping model (it would
+            # hold this pass with it): a probe just finds no route there.
+            headers = {NO_WAKE_HEADER: "1", **(probe or {})}
             if self.host:
                 headers["Host"] = self.host
             inject(headers)  # traceparent, when the operator traces this probe

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from aiart.auth.access import gateway_token, probe_token
@@ -36,6 +36,7 @@ from aiart.core.render import (
     carries_current_route,
     render_service,
 )
+from aiart.core.scaling import wanted_replicas
 from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Runtime
 from aiart.core.status import Phase, Status, read_status, status_from_labels
@@ -45,6 +46,12 @@ log = logging.getLogger("aiart.reconcile")
 POLL_SECONDS = 1.0
 DEPENDENCY_RETRY_SECONDS = 10.0
 CONTRACT_GRACE_SECONDS = 10.0
+
+
+def asleep(plan: VersionPlan) -> bool:
+    """A scalable version the autoscaler put at zero replicas."""
+    scaling = plan.manifest.spec.scaling if plan.manifest else None
+    return scaling is not None and wanted_replicas(scaling, plan.config.labels) == 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +118,11 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
     for plan in valid:
         assert plan.manifest is not None
         version = plan.manifest.metadata.version
-        if version in by_version:
+        if asleep(plan) and version in by_version:
+            # Scaled to zero by the autoscaler: it serves (the activator holds
+            # its requests and wakes it), and a probe would only miss.
+            ready.add(version)
+        elif version in by_version:
             with change_trace.probe(deps.traces, plan.config.id):
                 if await deps.gateway.version_ready(model, version):
                     ready.add(version)
@@ -290,6 +301,8 @@ async def reconcile_version(
         probe_digest=hashlib.sha256(probe_token(probe_key, name, version).encode()).hexdigest()
         if probe_key else "",
         rollout_role=rollout_role,
+        replicas=wanted_replicas(manifest.spec.scaling, config.labels)
+        if manifest.spec.scaling else None,
     )
     if service is None or service.labels.get(L.SPEC_HASH) != desired["Labels"][L.SPEC_HASH]:
         same_tasks = service is not None and (
@@ -299,9 +312,11 @@ async def reconcile_version(
         if same_tasks and phase is Phase.READY and service is not None:
             # Only its labels (routes) change: the tasks go on serving, and
             # the status below stays true to that instead of "Deploying".
-            log.info("updating the routes of %s", desired["Name"])
+            log.info("updating the routes or replicas of %s", desired["Name"])
             await pin_image(deps, desired, prepared, service)
             await cluster.update_service(service, desired)
+            # What follows reads the service as it is now (its replicas).
+            service = replace(service, spec=desired, labels=desired["Labels"])
         else:
             return await apply_change(
                 deps, key, config, prepared, desired, service, same_tasks=same_tasks,
@@ -326,11 +341,18 @@ async def reconcile_version(
     if ready:
         change_trace.settled(deps.traces, config.id)
         await archive(deps, plan, prepared)
-        note = "" if tasks.running >= tasks.desired else (
-            f" (degraded: {tasks.running} of {tasks.desired} replicas running)")
         where = "the model's route" if current else (
             "its versioned route, and its share of the model's route"
             if rollout_note else "its versioned route")
+        if asleep(plan):
+            await set_status(deps, key, config, Status(
+                phase=Phase.READY, message=f"asleep at zero replicas; a request to {where} "
+                "wakes it", image=image, endpoint=endpoint, extra=extra))
+            return None
+        note = "" if tasks.running >= tasks.desired else (
+            f" (scaling: {tasks.running} of {tasks.desired} replicas running)"
+            if manifest.spec.scaling else
+            f" (degraded: {tasks.running} of {tasks.desired} replicas running)")
         await set_status(deps, key, config, Status(
             phase=Phase.READY, message=f"serving at {where}{note}", image=image,
             endpoint=endpoint, extra=extra))
@@ -361,6 +383,14 @@ async def reconcile_version(
         await set_status(deps, key, config, Status(
             phase=Phase.FAILED, message=message, image=image, extra=extra))
         return POLL_SECONDS * 5
+    if manifest.spec.scaling is not None and phase is Phase.READY and tasks.desired:
+        # Woken from zero (or growing from it): it served before and will
+        # again; the activator holds its requests meanwhile.
+        await set_status(deps, key, config, Status(
+            phase=Phase.READY, message=f"waking: {tasks.running} of {tasks.desired} "
+            "replicas running; requests are held until one answers",
+            image=image, endpoint=endpoint, extra=extra))
+        return POLL_SECONDS
     await set_status(deps, key, config, Status(
         phase=Phase.DEPLOYING,
         message=f"{tasks.running} of {tasks.desired} replicas running; "

@@ -1,5 +1,7 @@
-"""The gateway's routes for rollouts in progress, served to Traefik's HTTP
-provider (``--providers.http.endpoint``, stack.yml).
+"""The gateway's routes for rollouts in progress and for scalable versions,
+served to Traefik's HTTP provider (``--providers.http.endpoint``,
+stack.yml); and ``POST /wake/<model>/<version>``, where the activator asks
+for a version at zero to be woken (control/autoscaler.py).
 
 Each answer is computed from Docker state alone: the rollout labels on
 model configs (written by reconcile passes, core/rollout.py) and the
@@ -14,6 +16,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -21,11 +24,14 @@ from aiart.control.ports import Cluster
 from aiart.core import labels as L
 from aiart.core.objects import ConfigObject, ServiceObject
 from aiart.core.plan import plan_versions
-from aiart.core.render import carries_current_route, guard_of
+from aiart.core.render import GATEWAY_HEADER, carries_current_route, guard_of
 from aiart.core.rollout import RolloutPhase, canary_weight, read_state
 from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Runtime
-from aiart.core.traffic import Split, dynamic_config
+from aiart.core.traffic import Split, Waker, dynamic_config
+
+if TYPE_CHECKING:
+    from aiart.control.autoscaler import Autoscaler
 
 log = logging.getLogger("aiart.traffic")
 # Traefik polls every second (stack.yml); one engine read serves a second's polls.
@@ -75,14 +81,42 @@ def splits_of(configs: Sequence[ConfigObject], services: Sequence[ServiceObject]
     return splits
 
 
+def wakers_of(configs: Sequence[ConfigObject], services: Sequence[ServiceObject],
+              settings: OperatorSettings, token_of: Callable[[str, str], str]) -> list[Waker]:
+    """Every deployed scalable version's wake routes."""
+    deployed = {(s.labels.get(L.MODEL), s.labels.get(L.VERSION)): s for s in services}
+    by_model: dict[str, list[ConfigObject]] = {}
+    for config in configs:
+        by_model.setdefault(config.labels.get(L.MODEL, ""), []).append(config)
+    wakers = []
+    for model, model_configs in by_model.items():
+        for plan in plan_versions(model, model_configs) if model else []:
+            manifest = plan.manifest
+            if manifest is None or manifest.spec.scaling is None:
+                continue
+            version = manifest.metadata.version
+            service = deployed.get((model, version))
+            if service is None:
+                continue
+            wakers.append(Waker(
+                model=model, version=version,
+                current=carries_current_route(dict(service.labels)),
+                guard=guard_of(manifest, settings), token=token_of(model, version),
+                hold_seconds=manifest.spec.scaling.activation_seconds))
+    return wakers
+
+
 class TrafficFeed:
-    """``GET /traefik``: the dynamic configuration of every split."""
+    """``GET /traefik``: the dynamic configuration of every split and every
+    scalable version's wake routes; ``POST /wake/<model>/<version>``."""
 
     def __init__(self, cluster: Cluster, settings: OperatorSettings,
-                 token_of: Callable[[str, str], str]) -> None:
+                 token_of: Callable[[str, str], str],
+                 autoscaler: Autoscaler | None = None) -> None:
         self.cluster = cluster
         self.settings = settings
         self.token_of = token_of
+        self.autoscaler = autoscaler
         self._cached: tuple[float, bytes] | None = None
 
     async def body(self) -> bytes:
@@ -92,8 +126,10 @@ class TrafficFeed:
         configs = await self.cluster.list_model_configs()
         services = await self.cluster.list_services()
         splits = splits_of(configs, services, self.settings, self.token_of)
+        wakers = wakers_of(configs, services, self.settings, self.token_of)
         config = dynamic_config(splits, entrypoints=self.entrypoints(),
-                                host=self.settings.gateway_host)
+                                host=self.settings.gateway_host, wakers=wakers,
+                                activator_url=self.settings.activator_url)
         body = json.dumps(config, sort_keys=True).encode()
         self._cached = (now, body)
         return body
@@ -109,9 +145,23 @@ class TrafficFeed:
             return web.json_response({"error": str(exc)}, status=503)
         return web.Response(body=body, content_type="application/json")
 
+    async def wake(self, request: web.Request) -> web.Response:
+        if self.autoscaler is None:
+            return web.json_response({"error": "this operator scales nothing"}, status=404)
+        model, version = request.match_info["model"], request.match_info["version"]
+        token = request.headers.get(GATEWAY_HEADER, "")
+        try:
+            answer = await self.autoscaler.wake(model, version, token)
+        except Exception as exc:  # the engine away: the activator asks again
+            log.warning("cannot wake %s version %s: %s", model, version, exc)
+            return web.json_response({"error": str(exc)}, status=503)
+        return web.json_response({"message": answer.message, "replicas": answer.replicas},
+                                 status=answer.status)
+
     async def serve(self, port: int) -> web.AppRunner:
         app = web.Application()
         app.router.add_get("/traefik", self.handle)
+        app.router.add_post("/wake/{model}/{version}", self.wake)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "0.0.0.0", port).start()

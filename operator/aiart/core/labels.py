@@ -31,6 +31,15 @@ ROLLOUT_ROLE: Final = "aiart.rollout-role"
 # The port Prometheus scrapes a model's tasks on (monitoring/prometheus.yml).
 METRICS_PORT: Final = "aiart.metrics.port"
 
+# A scalable version's replicas as the autoscaler decided them (on its
+# config: the decision outlives an operator restart), when that number last
+# changed, since when a burst has been seen, and what kind of reason it
+# had (core/scaling.py).
+SCALE_REPLICAS: Final = "aiart.scale.replicas"
+SCALE_CHANGED: Final = "aiart.scale.changed"
+SCALE_PANIC: Final = "aiart.scale.panic-since"
+SCALE_KIND: Final = "aiart.scale.why"
+
 STATUS: Final = "aiart.status"
 STATUS_PREFIX: Final = "aiart.status."
 STATUS_MESSAGE: Final = "aiart.status.message"
@@ -44,6 +53,8 @@ STATUS_INPUTS: Final = "aiart.status.inputs"
 STATUS_ROLLOUT: Final = "aiart.status.rollout"
 # Firing alerts' names, comma-separated; written by the alert watcher.
 STATUS_ALERTS: Final = "aiart.status.alerts"
+# Why a scalable version has the replicas it has; written by the autoscaler.
+STATUS_SCALE: Final = "aiart.status.scale"
 
 # Labels on runtime images, so that a runtime image can be found by what is
 # inside it rather than by a name someone has to remember.

@@ -52,6 +52,9 @@ VERSION_HEADER = "X-Aiart-Version"
 # Tries of another task when one cannot be reached (the gateway's dial timeout
 # in stack.yml bounds each).
 RETRY_ATTEMPTS = 3
+# How long a scalable version's task answers after it is told to stop: two
+# of the gateway's reads of the swarm (stack.yml, refreshSeconds).
+DRAIN_SECONDS = 2
 _SECOND = 1_000_000_000
 
 
@@ -111,8 +114,13 @@ KEY_PLUGIN = "aiartkeys"
 GATEWAY_HEADER = "X-Aiart-Gateway"
 
 
-def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str], list[str]]:
-    """Middleware labels for a version, and their names in the order to apply.
+def guard_middlewares(name: str, version: str, guard: Guard
+                      ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """A version's guard as Traefik's dynamic configuration (middleware name
+    -> its definition), and the names in the order to apply. Labels on the
+    version's service carry it (``guard_labels``); the operator's traffic
+    feed serves the same to routes that must outlive the service's tasks
+    (core/traffic.py).
 
     Who calls comes first: forwardAuth sets ``X-Aiart-Subject`` to the
     principal it let in (``apikey:<name>``, ``oidc:<sub>``); a public route
@@ -121,21 +129,17 @@ def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str],
     one key's flood does not starve another key, whatever addresses they
     come from; route_labels adds the header rewrite that removes every
     credential."""
-    labels: dict[str, str] = {}
-    chain: list[str] = []
-    mw = "traefik.http.middlewares"
+    out: dict[str, dict[str, Any]] = {}
     svc = traefik_name(name, version)
     if guard.mode == "apikey":
         # Checked in the gateway itself (gateway/plugins, keyauth.go), against
         # the auth service's key feed: no second HTTP hop per request.
-        plugin = f"{mw}.{svc}_auth.plugin.{KEY_PLUGIN}"
-        labels[f"{plugin}.model"] = name
-        labels[f"{plugin}.feed"] = f"{guard.auth_url}/keys"
+        plugin: dict[str, Any] = {"model": name, "feed": f"{guard.auth_url}/keys"}
         if guard.auth_ca:
-            labels[f"{plugin}.ca"] = guard.auth_ca
+            plugin["ca"] = guard.auth_ca
         if guard.probe_digest:
-            labels[f"{plugin}.probeDigest"] = guard.probe_digest
-        chain.append(f"{svc}_auth")
+            plugin["probeDigest"] = guard.probe_digest
+        out[f"{svc}_auth"] = {"plugin": {KEY_PLUGIN: plugin}}
     elif guard.mode != "none":
         # Only aiart-made values go into the address: the name is a DNS label
         # and scopes match a strict pattern (spec.py), so nothing needs escaping.
@@ -143,23 +147,42 @@ def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str],
         query = f"model={name}&version={version}&mode={guard.mode}"
         if guard.scopes:
             query += f"&scopes={','.join(guard.scopes)}"
-        labels[f"{mw}.{svc}_auth.forwardauth.address"] = f"{guard.auth_url}/verify?{query}"
-        labels[f"{mw}.{svc}_auth.forwardauth.authResponseHeaders"] = SUBJECT_HEADER
+        forward: dict[str, Any] = {"address": f"{guard.auth_url}/verify?{query}",
+                                   "authResponseHeaders": [SUBJECT_HEADER]}
         if guard.auth_ca:
-            labels[f"{mw}.{svc}_auth.forwardauth.tls.ca"] = guard.auth_ca
-        chain.append(f"{svc}_auth")
+            forward["tls"] = {"ca": guard.auth_ca}
+        out[f"{svc}_auth"] = {"forwardauth": forward}
     else:
-        labels[f"{mw}.{svc}_subject.headers.customrequestheaders.{SUBJECT_HEADER}"] = "anonymous"
-        chain.append(f"{svc}_subject")
+        out[f"{svc}_subject"] = {"headers": {"customrequestheaders": {
+            SUBJECT_HEADER: "anonymous"}}}
     if guard.rate_average is not None:
-        labels[f"{mw}.{svc}_ratelimit.ratelimit.average"] = str(guard.rate_average)
-        labels[f"{mw}.{svc}_ratelimit.ratelimit.period"] = "1s"
-        labels[f"{mw}.{svc}_ratelimit.ratelimit.burst"] = str(
-            guard.rate_burst or guard.rate_average)
-        labels[f"{mw}.{svc}_ratelimit.ratelimit.sourcecriterion.requestheadername"] = (
-            SUBJECT_HEADER)
-        chain.append(f"{svc}_ratelimit")
-    return labels, chain
+        out[f"{svc}_ratelimit"] = {"ratelimit": {
+            "average": guard.rate_average, "period": "1s",
+            "burst": guard.rate_burst or guard.rate_average,
+            "sourcecriterion": {"requestheadername": SUBJECT_HEADER}}}
+    return out, list(out)
+
+
+def as_labels(prefix: str, tree: dict[str, Any]) -> dict[str, str]:
+    """Traefik's dynamic configuration as Swarm labels: nested keys joined
+    with dots, lists with commas (Traefik reads keys either way, whatever
+    their case)."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(as_labels(f"{prefix}.{key}", value))
+        elif isinstance(value, list):
+            out[f"{prefix}.{key}"] = ",".join(str(v) for v in value)
+        else:
+            out[f"{prefix}.{key}"] = str(value)
+    return out
+
+
+def guard_labels(name: str, version: str, guard: Guard) -> tuple[dict[str, str], list[str]]:
+    """Middleware labels for a version (``guard_middlewares``), and their
+    names in the order to apply."""
+    middlewares, chain = guard_middlewares(name, version, guard)
+    return as_labels("traefik.http.middlewares", middlewares), chain
 
 
 def route_labels(
@@ -378,11 +401,14 @@ def render_service(
     gateway_token: str = "",
     probe_digest: str = "",
     rollout_role: str = "",
+    replicas: int | None = None,
 ) -> dict[str, Any]:
     """The Docker service spec (Engine API JSON) for one model version.
     ``gateway_token`` (auth/access.py gateway_token; empty: none): aiart's
     model servers answer inference only to requests that carry it, which
-    the version's routes add. ``probe_digest``: see Guard."""
+    the version's routes add. ``probe_digest``: see Guard. ``replicas``: a
+    scalable version's, as the autoscaler decided (core/scaling.py);
+    None: the manifest's fixed ``spec.replicas``."""
     name, version = manifest.metadata.name, manifest.metadata.version
     svc = service_name(name, version)
     identity = {
@@ -403,6 +429,11 @@ def render_service(
     if gateway_token:
         # After the manifest's own: only the gateway may call aiart's servers.
         env["AIART_GATEWAY_TOKEN"] = gateway_token
+    if manifest.spec.scaling is not None:
+        # A task told to stop goes on answering a moment: the gateway reads
+        # the swarm every second, and a request it sends the task meanwhile
+        # must not fail (scale-down, and scale-to-zero with no other task).
+        env["AIART_DRAIN_SECONDS"] = str(DRAIN_SECONDS)
     secrets: list[Any] = []
     if manifest.spec.store.credentials and store_access is not None:
         store_env, secrets = _store_access(manifest, store_access)
@@ -435,7 +466,8 @@ def render_service(
             "RestartPolicy": {"Condition": "any", "Delay": 2 * _SECOND, "MaxAttempts": 0},
             "Networks": [{"Target": settings.network}],
         },
-        "Mode": {"Replicated": {"Replicas": manifest.spec.replicas}},
+        "Mode": {"Replicated": {"Replicas": manifest.spec.replicas if replicas is None
+                                else replicas}},
         # start-first: a changed version starts its new task before the old
         # one stops, so an update of a served model drops no request.
         "UpdateConfig": {"Parallelism": 1, "Order": "start-first", "FailureAction": "pause"},

@@ -170,8 +170,17 @@ class OperatorSettings(EnvSettings):
         "empty: no gate can be read, and canaries hold at their first step.")
     traffic_port: int = setting(
         "AIART_TRAFFIC_PORT", 9101,
-        "Where the operator serves the gateway the routes of rollouts in progress "
-        "(Traefik's HTTP provider; 0: nowhere, and rollouts move no traffic).")
+        "Where the operator serves the gateway the routes of rollouts in progress and of "
+        "scalable models (Traefik's HTTP provider), and the activator's wake calls; 0: "
+        "nowhere, and rollouts move no traffic and a model at zero stays there.")
+    activator_url: str = setting(
+        "AIART_ACTIVATOR_URL", "http://activator:8090",
+        "The activator, as the gateway reaches it: where requests for a model at zero "
+        "replicas are held while it wakes (docs/scaling.md).")
+    scale_interval_seconds: float = setting(
+        "AIART_SCALE_INTERVAL_SECONDS", 2.0,
+        "How often the autoscaler reads the load of scalable models (the gateway's "
+        "metrics, in Prometheus, which reads them every 2 s).")
     alert_poll_seconds: float = setting("AIART_ALERT_POLL_SECONDS", 5.0,
                                         "How often Alertmanager is read.")
     alertmanager_password_file: str = setting(
@@ -203,7 +212,7 @@ class OperatorSettings(EnvSettings):
         return data
 
     @field_validator("public_url", "gateway_url", "auth_url", "alertmanager_url",
-                     "prometheus_url")
+                     "prometheus_url", "activator_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.strip().rstrip("/")
@@ -341,6 +350,18 @@ class StoreGatewaySettings(EnvSettings):
         "AIART_STORE_GATEWAY_KEY_FILE", "",
         "The file holding the gateway's key, which every model's store keys derive from; "
         "the operator needs it to give models keys.")
+
+
+class ActivatorSettings(EnvSettings):
+    program: ClassVar[str] = "activator"
+
+    port: int = setting("AIART_ACTIVATOR_PORT", 8090, "The activator's port.")
+    operator_url: str = setting(
+        "AIART_OPERATOR_URL", "http://operator:9101",
+        "Where the activator asks the operator to wake a model at zero (its traffic port).")
+    max_body_bytes: int = setting(
+        "AIART_ACTIVATOR_MAX_BODY_BYTES", 64 * 1024 * 1024,
+        "The largest request the activator holds while a model wakes (held in memory).")
 
 
 class CLISettings(EnvSettings):

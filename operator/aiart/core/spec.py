@@ -325,13 +325,7 @@ class Rollout(_Strict):
     @field_validator("interval")
     @classmethod
     def _interval(cls, value: str) -> str:
-        match = DURATION.match(value)
-        if match is None:
-            raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h")
-        seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        if not 5 <= seconds <= 86_400:
-            raise ValueError(f"interval {value} must be between 5s and 24h")
-        return value
+        return _duration(value, "interval", 5, 86_400)
 
     @model_validator(mode="after")
     def _strategy_fields(self) -> Rollout:
@@ -357,9 +351,118 @@ class Rollout(_Strict):
 
     @property
     def interval_seconds(self) -> int:
-        match = DURATION.match(self.interval)
-        assert match is not None
-        return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        return duration_seconds(self.interval)
+
+
+def duration_seconds(value: str) -> int:
+    """Seconds in a duration such as 30s, 5m or 1h (already validated)."""
+    match = DURATION.match(value)
+    assert match is not None
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+
+
+def _say(seconds: int) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _duration(value: str, what: str, low: int, high: int) -> str:
+    match = DURATION.match(value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h")
+    if not low <= duration_seconds(value) <= high:
+        raise ValueError(f"{what} {value} must be between {_say(low)} and {_say(high)}")
+    return value
+
+
+class ScaleMetric(StrEnum):
+    CONCURRENCY = "concurrency"  # requests in flight at once, per replica
+    RPS = "rps"  # requests per second, per replica
+
+
+class Scaling(_Strict):
+    """How many replicas serve a version, decided from its load
+    (docs/scaling.md). The defaults are Knative's KPA's, except the target:
+    a model server works on a few requests at a time, not a hundred."""
+
+    minReplicas: int = Field(default=1, ge=0, le=100)
+    maxReplicas: int = Field(default=10, ge=1, le=100)
+    metric: ScaleMetric = Field(default=ScaleMetric.CONCURRENCY, strict=False)
+    # Per replica: concurrent requests (metric concurrency) or requests per second.
+    target: float = Field(default=4.0, gt=0, le=100_000)
+    # The load is averaged over this window to size the service...
+    stableWindow: str = "60s"
+    # ...and over this one to notice a burst: when it asks for twice the
+    # replicas that are ready (panicThreshold), the service grows at once and
+    # does not shrink until the stable window has been calm.
+    panicWindow: str = "6s"
+    panicThreshold: float = Field(default=2.0, ge=1.1, le=10)
+    # minReplicas 0: no request for this long, and the version goes to zero.
+    scaleToZeroAfter: str = "30s"
+    # How long a request for a version at zero is held while it wakes; then
+    # the caller gets 503 with Retry-After.
+    activationTimeout: str = "30s"
+
+    @field_validator("target", "panicThreshold", mode="before")
+    @classmethod
+    def _number(cls, value: object) -> object:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("stableWindow")
+    @classmethod
+    def _stable(cls, value: str) -> str:
+        return _duration(value, "stableWindow", 6, 3600)
+
+    @field_validator("panicWindow")
+    @classmethod
+    def _panic(cls, value: str) -> str:
+        # Prometheus reads the gateway every 2 s: fewer than two readings in
+        # the window give no rate at all.
+        return _duration(value, "panicWindow", 4, 600)
+
+    @field_validator("scaleToZeroAfter")
+    @classmethod
+    def _idle(cls, value: str) -> str:
+        return _duration(value, "scaleToZeroAfter", 5, 86_400)
+
+    @field_validator("activationTimeout")
+    @classmethod
+    def _activation(cls, value: str) -> str:
+        return _duration(value, "activationTimeout", 2, 600)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Scaling:
+        if self.maxReplicas < self.minReplicas:
+            raise ValueError(f"maxReplicas {self.maxReplicas} is below minReplicas "
+                             f"{self.minReplicas}")
+        if duration_seconds(self.panicWindow) > duration_seconds(self.stableWindow):
+            raise ValueError(f"panicWindow {self.panicWindow} is longer than stableWindow "
+                             f"{self.stableWindow}")
+        return self
+
+    @property
+    def stable_seconds(self) -> int:
+        return duration_seconds(self.stableWindow)
+
+    @property
+    def panic_seconds(self) -> int:
+        return duration_seconds(self.panicWindow)
+
+    @property
+    def idle_seconds(self) -> int:
+        return duration_seconds(self.scaleToZeroAfter)
+
+    @property
+    def activation_seconds(self) -> int:
+        return duration_seconds(self.activationTimeout)
+
+    @property
+    def first_replicas(self) -> int:
+        """A new version starts with at least one replica: it must answer
+        once to become Ready, even if it may sleep later."""
+        return max(self.minReplicas, 1)
 
 
 class Spec(_Strict):
@@ -390,6 +493,9 @@ class Spec(_Strict):
     # How this version takes over from the current one; absent: as soon as
     # it answers (docs/routing.md).
     rollout: Rollout | None = None
+    # Replicas from the load, down to zero if allowed (docs/scaling.md);
+    # absent: spec.replicas, fixed.
+    scaling: Scaling | None = None
 
     @field_validator("image")
     @classmethod
@@ -442,6 +548,9 @@ class Spec(_Strict):
                 raise ValueError("spec.port is only for runtime image; aiart's runtimes use 8080")
         if self.runtime is not Runtime.PYTHON and (self.requirements or self.entrypoint):
             raise ValueError("spec.requirements and spec.entrypoint are only for runtime python")
+        if self.scaling is not None and "replicas" in self.model_fields_set:
+            raise ValueError("spec.replicas is fixed and spec.scaling decides the replicas: "
+                             "give one of them (scaling.minReplicas is the floor)")
         return self
 
     @field_validator("env")

@@ -9,9 +9,9 @@ from enum import StrEnum
 from aiart.core import labels as L
 
 MAX_MESSAGE = 1000
-# Written by the alert watcher, not by a reconcile pass: a status change keeps
-# them, whatever the new status carries.
-KEPT = frozenset({L.STATUS_ALERTS})
+# Written by the alert watcher and the autoscaler, not by a reconcile pass: a
+# status change keeps them, whatever the new status carries.
+KEPT = frozenset({L.STATUS_ALERTS, L.STATUS_SCALE})
 
 
 class Phase(StrEnum):

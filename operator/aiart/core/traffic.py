@@ -1,5 +1,7 @@
 """The gateway's dynamic configuration for models whose traffic is split
-between two versions (a canary's weights, a shadow's mirror). Pure: no I/O.
+between two versions (a canary's weights, a shadow's mirror), and for
+scalable versions, whose requests the activator holds while they are at
+zero replicas. Pure: no I/O.
 
 Swarm labels cannot say "90 % here, 10 % there" or "copy to there" (Traefik
 issue 5673), so the operator serves Traefik these routes over its HTTP
@@ -12,6 +14,16 @@ version's (``ROLLOUT_PRIORITY``), and stay under the pinned and versioned
 ones: ``X-Aiart-Version`` and ``/versions/<v>`` still reach one version.
 When the operator is away, Traefik keeps the last configuration it read;
 when a rollout ends, its routes go and the labels' routes serve alone.
+
+A Swarm service at zero replicas has no tasks, and Traefik's Swarm provider
+drops its routes, middlewares and service with them. So a scalable version
+has routes here too, under its own (``WAKE_PRIORITY``, and
+``WAKE_VERSIONED_PRIORITY`` for its versioned paths): they catch its
+requests exactly while the gateway has none of its tasks, behind the same
+guard (defined here, since the labels' vanish with the tasks), and send
+them to the activator with the version to wake in ``X-Aiart-Activate``.
+No switch is flipped on a wake: the version's own routes win again as soon
+as Traefik reads its first task.
 """
 
 from __future__ import annotations
@@ -27,8 +39,11 @@ from aiart.core.render import (
     GRPC_MODEL_HEADER,
     GRPC_SERVICE_PREFIX,
     PINNED_PRIORITY,
+    PROBE_HEADER,
+    VERSIONED_PRIORITY,
     Guard,
     guard_labels,
+    guard_middlewares,
     prefix_rule,
     traefik_name,
 )
@@ -41,6 +56,21 @@ assert CURRENT_PRIORITY_BASE * 2 < ROLLOUT_PRIORITY < PINNED_PRIORITY
 # to send it twice); it still reaches the stable version.
 MIRROR_MAX_BODY_BYTES = 16 * 1024 * 1024
 KEEPALIVE = "aiart_splits"
+# Under every current router: a scalable version's own routes win whenever
+# the gateway has one of its tasks.
+WAKE_PRIORITY = 1_000
+# Its versioned paths: above the current and rollout routers (whose
+# prefixes match a versioned path too), under its own versioned routers.
+WAKE_VERSIONED_PRIORITY = 200_000
+assert WAKE_PRIORITY < CURRENT_PRIORITY_BASE
+assert ROLLOUT_PRIORITY < WAKE_VERSIONED_PRIORITY < PINNED_PRIORITY < VERSIONED_PRIORITY
+ACTIVATOR = "aiart_activator"
+# "<model>/<version>/<seconds to hold>": set by the wake routes (a caller's
+# own value never passes), read by the activator (aiart/activator).
+ACTIVATE_HEADER = "X-Aiart-Activate"
+# A request that carries it never wakes a sleeping model: the operator's
+# probes send it, and so may a caller's health checker (docs/scaling.md).
+NO_WAKE_HEADER = "X-Aiart-No-Wake"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,13 +140,70 @@ def split_config(split: Split, *, entrypoints: Sequence[str], host: str = "") ->
     return {"routers": routers, "services": services, "middlewares": middlewares}
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Waker:
+    """A scalable version's routes to the activator."""
+
+    model: str
+    version: str
+    current: bool  # it takes the model's unversioned routes
+    guard: Guard
+    token: str = ""  # what its server takes as the gateway's token
+    hold_seconds: int = 30
+
+    @property
+    def prefix(self) -> str:
+        return f"{traefik_name(self.model, self.version)}_wake"
+
+
+def wake_config(waker: Waker, *, entrypoints: Sequence[str], host: str = ""
+                ) -> dict[str, Any]:
+    """The routers and middlewares of one version's wake routes (the
+    activator's service is shared: ``dynamic_config``)."""
+    name, version, prefix = waker.model, waker.version, waker.prefix
+    guarding, chain = guard_middlewares(name, version, waker.guard)
+    middlewares: dict[str, Any] = {
+        f"{prefix}_{m}": definition for m, definition in guarding.items()}
+    middlewares[f"{prefix}_headers"] = {"headers": {"customRequestHeaders": {
+        **dict.fromkeys(CREDENTIAL_HEADERS, ""), GATEWAY_HEADER: waker.token,
+        ACTIVATE_HEADER: f"{name}/{version}/{waker.hold_seconds}"}}}
+    paths = [(f"/v2/models/{name}/versions/{version}", WAKE_VERSIONED_PRIORITY, False),
+             (f"/models/{name}/versions/{version}", WAKE_VERSIONED_PRIORITY, True)]
+    if waker.current:
+        paths += [(f"/v2/models/{name}", WAKE_PRIORITY, False),
+                  (f"/models/{name}", WAKE_PRIORITY, True)]
+    routers: dict[str, Any] = {}
+    for index, (path, priority, strip) in enumerate(paths):
+        extra = []
+        if strip:
+            middlewares[f"{prefix}_strip{index}"] = {"stripPrefix": {"prefixes": [path]}}
+            extra.append(f"{prefix}_strip{index}")
+        # The operator's probes are not requests to hold: at zero they find
+        # no route, at once, instead of waking the version.
+        rule = (f"({prefix_rule(path, host)}) && !HeaderRegexp(`{PROBE_HEADER}`, `.+`)"
+                f" && !HeaderRegexp(`{NO_WAKE_HEADER}`, `.+`)")
+        routers[f"{prefix}{index}"] = {
+            "rule": rule, "priority": priority, "entryPoints": list(entrypoints),
+            "service": ACTIVATOR,
+            "middlewares": [*(f"{prefix}_{m}" for m in chain), f"{prefix}_headers", *extra]}
+    return {"routers": routers, "middlewares": middlewares}
+
+
 def dynamic_config(splits: Sequence[Split], *, entrypoints: Sequence[str],
-                   host: str = "") -> dict[str, Any]:
-    """Traefik's dynamic configuration (the HTTP provider's JSON) for every split."""
+                   host: str = "", wakers: Sequence[Waker] = (),
+                   activator_url: str = "") -> dict[str, Any]:
+    """Traefik's dynamic configuration (the HTTP provider's JSON) for every
+    split and every scalable version."""
     http: dict[str, dict[str, Any]] = {"routers": {}, "services": {}, "middlewares": {}}
     for split in sorted(splits, key=lambda s: s.model):
         for kind, objects in split_config(split, entrypoints=entrypoints, host=host).items():
             http[kind].update(objects)
+    if wakers and activator_url:
+        for waker in sorted(wakers, key=lambda w: (w.model, w.version)):
+            for kind, objects in wake_config(waker, entrypoints=entrypoints,
+                                             host=host).items():
+                http[kind].update(objects)
+        http["services"][ACTIVATOR] = {"loadBalancer": {"servers": [{"url": activator_url}]}}
     # Traefik skips a configuration with nothing in it ("Skipping empty
     # configuration") and keeps the last one: without this unused middleware,
     # the last rollout's routes would outlive it.

@@ -1,0 +1,214 @@
+"""``aiart-activator``: where the gateway sends requests for a scalable
+version that has no task it knows of (core/traffic.py's wake routes).
+
+Each request is held, not refused: the activator asks the operator to wake
+the version (``POST /wake/<model>/<version>`` on its traffic port), waits
+until a task of the version answers its readiness check, and then passes
+the request to that task, once, and its answer back. Requests that wait
+for the same version share one wake. If no task answers within the
+version's activation timeout, the caller gets 503 with ``Retry-After``.
+
+It runs as several replicas beside the gateway and keeps no state worth
+keeping. A request that comes while the version is up but not yet in the
+gateway's routes (Traefik reads the swarm every second) finds it ready at
+the first check and is passed on without the operator; only a version at
+zero needs the operator, and while the operator is away the activator asks
+again every second until it answers or the request's time is up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiart_runtime import logs
+from aiohttp import web
+
+from aiart.core.render import GATEWAY_HEADER, SERVER_PORT, service_name
+from aiart.core.settings import ActivatorSettings, LogSettings
+from aiart.core.traffic import ACTIVATE_HEADER
+
+log = logging.getLogger("aiart.activator")
+# Headers of one connection, not of the request (RFC 9110, 7.6.1).
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
+                        "transfer-encoding", "upgrade", "host", "content-length"})
+TARGET = re.compile(r"^([a-z0-9](?:[a-z0-9-]*[a-z0-9])?)/([a-z0-9](?:[a-z0-9-]*[a-z0-9])?)"
+                    r"/(\d{1,4})$")
+# How often a waking version's readiness is checked, and the operator asked again.
+CHECK_SECONDS = 0.05
+ASK_AGAIN_SECONDS = 1.0
+# A version found ready is trusted this long without another check (the
+# gateway takes up its task within about a second).
+READY_FOR_SECONDS = 2.0
+RETRY_AFTER_SECONDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    model: str
+    version: str
+    hold_seconds: int
+
+    @property
+    def base(self) -> str:
+        return f"http://{service_name(self.model, self.version)}:{SERVER_PORT}"
+
+
+def parse_target(value: str) -> Target | None:
+    match = TARGET.match(value)
+    if match is None:
+        return None
+    return Target(match.group(1), match.group(2), int(match.group(3)))
+
+
+class Activator:
+    def __init__(self, session: aiohttp.ClientSession, operator_url: str,
+                 address: Callable[[Target], str] = lambda target: target.base) -> None:
+        self.session = session
+        self.operator_url = operator_url.rstrip("/")
+        self.address = address  # where a version's tasks answer (its service's name)
+        self._wakes: dict[tuple[str, str], asyncio.Task[bool]] = {}
+        self._until: dict[tuple[str, str], float] = {}  # the last waiting request's deadline
+        self._ready_until: dict[tuple[str, str], float] = {}
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        target = parse_target(request.headers.get(ACTIVATE_HEADER, ""))
+        if target is None:
+            return web.json_response(
+                {"error": "not a request the gateway held for a model"}, status=400)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + target.hold_seconds
+        body = await request.read()
+        token = request.headers.get(GATEWAY_HEADER, "")
+        if not await self.awake(target, token, deadline):
+            log.warning("%s version %s did not wake within %d s", target.model,
+                        target.version, target.hold_seconds)
+            return web.json_response(
+                {"error": f"model {target.model} version {target.version} is starting and did "
+                          f"not answer within {target.hold_seconds} s; try again"},
+                status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        return await self.forward(request, target, body)
+
+    async def awake(self, target: Target, token: str, deadline: float) -> bool:
+        """Whether the version answers before ``deadline`` (waking it if need be)."""
+        key = (target.model, target.version)
+        loop = asyncio.get_running_loop()
+        if self._ready_until.get(key, 0.0) > loop.time():
+            return True
+        self._until[key] = max(self._until.get(key, 0.0), deadline)
+        wake = self._wakes.get(key)
+        if wake is None or wake.done():
+            wake = self._wakes[key] = asyncio.create_task(self._wake(target, token))
+        try:
+            return await asyncio.wait_for(asyncio.shield(wake), max(deadline - loop.time(), 0))
+        except TimeoutError:
+            return False
+
+    async def _wake(self, target: Target, token: str) -> bool:
+        """Check, ask, check again: until the version answers or no request
+        waits for it any more."""
+        key = (target.model, target.version)
+        loop = asyncio.get_running_loop()
+        asked = float("-inf")
+        started = loop.time()
+        while loop.time() < self._until.get(key, 0.0):
+            if await self._ready(target):
+                self._ready_until[key] = loop.time() + READY_FOR_SECONDS
+                if asked > float("-inf"):
+                    log.info("%s version %s woke in %.2f s", target.model, target.version,
+                             loop.time() - started)
+                return True
+            if loop.time() - asked >= ASK_AGAIN_SECONDS:
+                asked = loop.time()
+                await self._ask(target, token)
+            await asyncio.sleep(CHECK_SECONDS)
+        return False
+
+    async def _ready(self, target: Target) -> bool:
+        try:
+            async with self.session.get(f"{self.address(target)}/v2/health/ready",
+                                        timeout=aiohttp.ClientTimeout(total=0.5)) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False  # no task yet (no name), or one still starting
+
+    async def _ask(self, target: Target, token: str) -> None:
+        url = f"{self.operator_url}/wake/{target.model}/{target.version}"
+        try:
+            async with self.session.post(url, headers={GATEWAY_HEADER: token},
+                                         timeout=aiohttp.ClientTimeout(total=2)) as response:
+                text = await response.text()
+                if response.status >= 400:
+                    log.warning("the operator will not wake %s version %s: %s %s",
+                                target.model, target.version, response.status, text[:200])
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("cannot reach the operator to wake %s version %s: %s; asking again",
+                        target.model, target.version, exc)
+
+    async def forward(self, request: web.Request, target: Target, body: bytes
+                      ) -> web.StreamResponse:
+        """The request to one task of the version, once: it is sent again
+        only when no connection could be made, so no prediction is made twice."""
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in HOP_BY_HOP and k.lower() != ACTIVATE_HEADER.lower()}
+        for attempt in range(3):
+            try:
+                async with self.session.request(
+                        request.method, f"{self.address(target)}{request.raw_path}",
+                        headers=headers,
+                        data=body, allow_redirects=False,
+                        timeout=aiohttp.ClientTimeout(total=None, sock_connect=2)) as answer:
+                    payload = await answer.read()
+                    out = {k: v for k, v in answer.headers.items()
+                           if k.lower() not in HOP_BY_HOP}
+                    return web.Response(status=answer.status, headers=out, body=payload)
+            except aiohttp.ClientConnectorError as exc:
+                # Nothing was sent: another task (or the same, restarted) may take it.
+                self._ready_until.pop((target.model, target.version), None)
+                if attempt == 2:
+                    return web.json_response(
+                        {"error": f"model {target.model} version {target.version} cannot be "
+                                  f"reached: {exc}"}, status=502)
+                await asyncio.sleep(0.1)
+        raise AssertionError("unreachable")
+
+
+def create_app(activator: Activator, max_body_bytes: int) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes)
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app.router.add_get("/health", health)
+    app.router.add_route("*", "/{tail:.*}", activator.handle)
+    return app
+
+
+async def serve(settings: ActivatorSettings) -> None:
+    # No DNS cache: a version's tasks come and go, and Docker's DNS knows them.
+    # Bodies pass as they are: no decompression on the way.
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(use_dns_cache=False),
+                                    auto_decompress=False)
+    runner = web.AppRunner(create_app(Activator(session, settings.operator_url),
+                                      settings.max_body_bytes), access_log=None)
+    try:
+        await runner.setup()
+        await web.TCPSite(runner, "0.0.0.0", settings.port).start()
+        log.info("aiart activator on port %d", settings.port)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        await session.close()
+
+
+def main() -> None:
+    logs.configure(LogSettings.from_env().level)
+    asyncio.run(serve(ActivatorSettings.from_env()))
+
+
+if __name__ == "__main__":
+    main()

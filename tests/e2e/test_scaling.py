@@ -1,0 +1,114 @@
+"""Elastic models through the real gateway, Prometheus and swarm, one
+model's story: it goes to zero when idle and stays Ready; requests that come
+while it sleeps are held by the activator, answered once each, and none
+fails; a step to eight callers grows it, and it shrinks back and sleeps
+again when they stop, with no failed request on the way. (The operator
+killed while a model sleeps: tests/e2e/test_operator_restarts.py.)"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from tests.e2e.conftest import GATEWAY, Models, wait_for
+from tests.e2e.test_model_lifecycle import Hammer, infer_body
+from tests.e2e.test_monitoring import value
+
+# Short windows, so that the story takes a minute; the defaults are Knative's.
+SCALING = ("{minReplicas: 0, maxReplicas: 3, target: 1, stableWindow: 10s, panicWindow: 4s, "
+           "scaleToZeroAfter: 6s, activationTimeout: 60s}")
+# Rows whose classes differ, so that each caller can tell its own answer.
+ROWS = {0: [5.1, 3.5, 1.4, 0.2], 1: [5.9, 3.0, 4.2, 1.5], 2: [6.7, 3.0, 5.2, 2.3]}
+
+
+def replicas(models: Models, model: str) -> int:
+    (service,) = models.services(model)
+    return int(service.attrs["Spec"]["Mode"]["Replicated"]["Replicas"])
+
+
+def asleep(models: Models, config: str, model: str) -> bool:
+    """At zero, and its last task gone (it answers for a moment after it is
+    told to stop: AIART_DRAIN_SECONDS)."""
+    labels = models.labels(config)
+    (service,) = models.services(model)
+    alive = [t for t in service.tasks() if t["Status"]["State"] in (
+        "new", "pending", "assigned", "accepted", "preparing", "starting", "running")]
+    return (labels.get("aiart.scale.replicas") == "0" and replicas(models, model) == 0
+            and not alive and labels.get("aiart.status") == "Ready"
+            and labels.get("aiart.status.message", "").startswith("asleep"))
+
+
+def test_sleeps_wakes_on_held_requests_and_follows_the_load(
+        models: Models, iris_pickle: bytes) -> None:
+    model = models.name("elastic")
+    config = models.declare(model, "1", iris_pickle, scaling=SCALING)
+    models.wait_status(config, "Ready", timeout=300)
+    wait_for(lambda: asleep(models, config, model), 90, f"{model} to go to zero")
+    labels = models.labels(config)
+    assert labels["aiart.status.scale"].startswith("no request for 6s: scaled to zero")
+    assert labels["aiart.status.replicas"] == "0/0"
+    time.sleep(2)  # the gateway has read the swarm: no task of the model left
+
+    # Eight callers at once while it sleeps: all held, each answered once.
+    def call(index: int) -> tuple[int, float, int]:
+        row = ROWS[index % 3]
+        started = time.monotonic()
+        with httpx.Client(base_url=GATEWAY, timeout=90) as client:
+            r = client.post(f"/v2/models/{model}/infer", json=infer_body([row]))
+        assert r.status_code == 200, r.text
+        return index, time.monotonic() - started, r.json()["outputs"][0]["data"][0]
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(call, range(8)))
+    assert [predicted for index, _, predicted in answers] == [i % 3 for i in range(8)]
+    print(f"\n[measure] woken from zero: first answer after "
+          f"{min(t for _, t, _ in answers):.2f} s, last after {max(t for _, t, _ in answers):.2f} s")
+    # The model counted eight inferences: none was passed on twice.
+    served = f'sum(aiart_requests_total{{model="{model}"}})'
+    wait_for(lambda: value(served) == 8, 40, "Prometheus to count the eight requests")
+    time.sleep(6)
+    assert value(served) == 8
+
+    # A step from none to eight callers: it grows, without a failed request.
+    hammers = [Hammer(model) for _ in range(8)]
+    for hammer in hammers:
+        hammer.start()
+    try:
+        wait_for(lambda: replicas(models, model) >= 2, 60, f"{model} to grow under load")
+        grown = models.labels(config)["aiart.status.scale"]
+        assert grown.startswith(("burst", "2 replicas", "3 replicas")), grown
+        wait_for(lambda: models.labels(config).get("aiart.status.replicas") in ("2/2", "3/3"),
+                 60, "the new replicas to run")
+        time.sleep(4)  # they take traffic
+    finally:
+        for hammer in hammers:
+            hammer.stop.set()
+        for hammer in hammers:
+            hammer.join(15)
+    failures = [f for h in hammers for f in h.failures]
+    assert not failures, failures[:5]
+    assert sum(h.ok for h in hammers) > 200
+    # Quiet again: back down, and to sleep, with a caller now and then
+    # answered all the way down (connection draining on scale-down).
+    sparse_failures: list[str] = []
+    stop = threading.Event()
+
+    def sparse() -> None:
+        with httpx.Client(base_url=GATEWAY, timeout=90) as client:
+            while not stop.wait(3.0):
+                r = client.post(f"/v2/models/{model}/infer", json=infer_body([ROWS[0]]))
+                if r.status_code != 200:
+                    sparse_failures.append(f"{r.status_code} {r.text[:200]}")
+
+    caller = threading.Thread(target=sparse, daemon=True)
+    caller.start()
+    try:
+        wait_for(lambda: replicas(models, model) == 1, 90, f"{model} to shrink")
+    finally:
+        stop.set()
+        caller.join(95)
+    assert not sparse_failures, sparse_failures
+    wait_for(lambda: asleep(models, config, model), 90, f"{model} to go to zero again")

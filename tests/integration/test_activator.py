@@ -1,0 +1,152 @@
+"""The activator (aiart/activator/service.py) between real HTTP servers in
+this process: a model server that starts answering only once woken, and an
+operator whose wake endpoint may be away. Held requests are answered once
+each, after one wake; a version that does not wake in time gives 503 with
+Retry-After; an operator that comes back late still wakes it. The whole
+stack runs it in tests/e2e/test_scaling.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+from aiart.activator.service import Activator, Target, create_app
+from aiart.core.traffic import ACTIVATE_HEADER
+from aiohttp import web
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class World:
+    activator_url: str
+    model_port: int
+    operator_port: int
+    seen: list[str] = field(default_factory=list)  # request ids the model answered
+    wakes: list[tuple[str, str]] = field(default_factory=list)  # (path, gateway token)
+    ready: bool = False
+    wake_delay: float = 0.3  # from the wake call to the model answering
+    operator_up: bool = True
+    runners: list[web.AppRunner] = field(default_factory=list)
+
+    async def start_operator(self) -> None:
+        app = web.Application()
+
+        async def wake(request: web.Request) -> web.Response:
+            self.wakes.append((request.path, request.headers.get("X-Aiart-Gateway", "")))
+            asyncio.get_running_loop().call_later(self.wake_delay, self.set_ready)
+            return web.json_response({"replicas": 1}, status=202)
+
+        app.router.add_post("/wake/{model}/{version}", wake)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.operator_port).start()
+        self.runners.append(runner)
+
+    def set_ready(self) -> None:
+        self.ready = True
+
+
+async def serve(app: web.Application, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    w = World(activator_url=f"http://127.0.0.1:{free_port()}", model_port=free_port(),
+              operator_port=free_port())
+    model = web.Application()
+
+    async def ready(_: web.Request) -> web.Response:
+        return web.json_response({"ready": w.ready}, status=200 if w.ready else 503)
+
+    async def infer(request: web.Request) -> web.Response:
+        body = await request.json()
+        w.seen.append(body["id"])
+        return web.json_response({"id": body["id"], "path": request.path,
+                                  "gateway": request.headers.get("X-Aiart-Gateway"),
+                                  "held": request.headers.get(ACTIVATE_HEADER)})
+
+    model.router.add_get("/v2/health/ready", ready)
+    model.router.add_post("/v2/models/iris/infer", infer)
+    w.runners.append(await serve(model, w.model_port))
+    session = aiohttp.ClientSession()
+    activator = Activator(session, f"http://127.0.0.1:{w.operator_port}",
+                          address=lambda _: f"http://127.0.0.1:{w.model_port}")
+    port = int(w.activator_url.rsplit(":", 1)[1])
+    w.runners.append(await serve(create_app(activator, 1 << 20), port))
+    try:
+        yield w
+    finally:
+        for runner in w.runners:
+            await runner.cleanup()
+        await session.close()
+
+
+async def call(world: World, client: aiohttp.ClientSession, request_id: str,
+               hold: int = 5) -> tuple[int, dict[str, str], dict[str, object]]:
+    async with client.post(
+            f"{world.activator_url}/v2/models/iris/infer", data=json.dumps({"id": request_id}),
+            headers={ACTIVATE_HEADER: f"iris/1/{hold}", "X-Aiart-Gateway": "token-1",
+                     "Content-Type": "application/json"}) as response:
+        return response.status, dict(response.headers), await response.json()
+
+
+async def test_held_requests_share_one_wake_and_are_answered_once_each(world: World) -> None:
+    await world.start_operator()
+    async with aiohttp.ClientSession() as client:
+        answers = await asyncio.gather(*(call(world, client, f"r{i}") for i in range(12)))
+    assert [status for status, _, _ in answers] == [200] * 12
+    assert sorted(world.seen) == sorted(f"r{i}" for i in range(12))  # each once
+    assert {body["id"] for _, _, body in answers} == {f"r{i}" for i in range(12)}
+    # The model gets the gateway's token, and never the activator's own header.
+    assert {(body["gateway"], body["held"]) for _, _, body in answers} == {("token-1", None)}
+    # One wake for all twelve (the operator answered at once).
+    assert world.wakes == [("/wake/iris/1", "token-1")]
+
+
+async def test_a_version_that_does_not_wake_in_time_gets_503_with_retry_after(
+        world: World) -> None:
+    world.wake_delay = 60
+    await world.start_operator()
+    async with aiohttp.ClientSession() as client:
+        status, headers, body = await call(world, client, "late", hold=1)
+    assert status == 503 and headers["Retry-After"] == "5"
+    assert "did not answer within 1 s" in str(body["error"])
+    assert world.seen == []
+
+
+async def test_an_operator_away_at_first_still_wakes_the_version(world: World) -> None:
+    async with aiohttp.ClientSession() as client:
+        pending = asyncio.ensure_future(call(world, client, "patient", hold=6))
+        await asyncio.sleep(1.5)  # the activator has asked, and found nobody
+        assert not pending.done()
+        await world.start_operator()
+        status, _, body = await pending
+    assert status == 200 and body["id"] == "patient" and world.seen == ["patient"]
+    assert world.wakes and world.wakes[0][0] == "/wake/iris/1"
+
+
+async def test_a_request_the_gateway_did_not_hold_is_refused(world: World) -> None:
+    async with aiohttp.ClientSession() as client:
+        for header in ({}, {ACTIVATE_HEADER: "iris/1"}, {ACTIVATE_HEADER: "../x/1/5"}):
+            async with client.post(f"{world.activator_url}/v2/models/iris/infer",
+                                   headers=header) as response:
+                assert response.status == 400
+    assert world.seen == [] and world.wakes == []
+
+
+def test_a_target_names_the_versions_service() -> None:
+    assert Target("iris", "2", 30).base == "http://aiart-iris-2:8080"

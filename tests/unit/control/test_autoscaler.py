@@ -1,0 +1,182 @@
+"""The autoscaler against in-memory fakes: decisions go to the config's
+labels, the reconcile pass sizes the service from them, an idle version goes
+to zero and stays Ready, a wake needs the gateway's token, and a restarted
+autoscaler neither forgets nor repeats a decision. The gateway's wake routes
+follow from Docker state alone."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import pytest
+from aiart.control.autoscaler import Autoscaler
+from aiart.control.deps import Deps
+from aiart.control.traffic_feed import wakers_of
+from aiart.core import labels as L
+from aiart.core.scaling import Load
+from aiart.core.settings import OperatorSettings
+from aiart.core.spec import Scaling
+from aiart.core.traffic import ACTIVATE_HEADER, ACTIVATOR, dynamic_config
+
+from tests.fakes import FakeBuilder, FakeCluster, FakeGateway
+from tests.unit.control.test_reconcile import declare, settle
+
+SCALING = ("{minReplicas: 0, maxReplicas: 4, target: 2, stableWindow: 20s, panicWindow: 4s, "
+           "scaleToZeroAfter: 10s, activationTimeout: 7s}")
+
+
+class FakeLoads:
+    def __init__(self) -> None:
+        self.answer: Load | str = Load(0, 0, 0)
+
+    async def load(self, model: str, version: str, scaling: Scaling) -> Load | str:
+        return self.answer
+
+
+def token_of(model: str, version: str) -> str:
+    return f"token-{model}-{version}"
+
+
+@pytest.fixture
+def world() -> tuple[Deps, FakeCluster, FakeLoads, Autoscaler, list[str]]:
+    cluster = FakeCluster()
+    deps = Deps(cluster=cluster, builder=FakeBuilder(), gateway=FakeGateway(cluster),
+                settings=OperatorSettings(public_url="http://gw:8080"))
+    loads = FakeLoads()
+    kicked: list[str] = []
+    scaler = Autoscaler(cluster, loads, kick=kicked.append, token_of=token_of)
+    return deps, cluster, loads, scaler, kicked
+
+
+def replicas(cluster: FakeCluster, version: str = "1") -> int:
+    (service,) = (s for s in cluster.services.values() if s.labels.get(L.VERSION) == version)
+    return int(service.spec["Mode"]["Replicated"]["Replicas"])
+
+
+def age(cluster: FakeCluster, config: str, seconds: float) -> None:
+    """The last change of the version's size was ``seconds`` earlier."""
+    live = cluster.config(config)
+    labels = {**live.labels,
+              L.SCALE_CHANGED: f"{float(live.labels[L.SCALE_CHANGED]) - seconds:.3f}"}
+    cluster.configs[live.id] = replace(live, labels=labels, index=live.index + 1)
+
+
+async def test_load_sizes_the_service_and_idle_puts_it_to_sleep(world) -> None:
+    deps, cluster, loads, scaler, kicked = world
+    declare(cluster, "iris", "1", scaling=SCALING)
+    await settle(deps, "iris")
+    assert replicas(cluster) == 1 and cluster.status("iris-1") == "Ready"
+    # A burst: 7 in flight over the panic window, twice what 1 replica holds.
+    loads.answer = Load(stable=1, panic=7, recent=40)
+    await scaler.tick()
+    labels = cluster.config("iris-1").labels
+    assert labels[L.SCALE_REPLICAS] == "4" and labels[L.STATUS_SCALE].startswith("burst")
+    assert kicked == ["iris"]
+    await settle(deps, "iris")
+    assert replicas(cluster) == 4
+    assert cluster.config("iris-1").labels[L.STATUS_REPLICAS] == "4/4"
+    # The status the pass writes keeps the autoscaler's reason.
+    assert cluster.config("iris-1").labels[L.STATUS_SCALE].startswith("burst")
+    # Quiet for longer than the stable window and the idle period.
+    loads.answer = Load(0, 0, 0)
+    for _ in range(3):
+        age(cluster, "iris-1", 30)
+        live = cluster.config("iris-1")
+        cluster.configs[live.id] = replace(live, labels={
+            **live.labels, L.SCALE_PANIC: f"{float(live.labels.get(L.SCALE_PANIC, 0)) - 30}"},
+            index=live.index + 1)
+        await scaler.tick()
+        await settle(deps, "iris")
+    assert cluster.config("iris-1").labels[L.SCALE_REPLICAS] == "0"
+    assert replicas(cluster) == 0
+    config = cluster.config("iris-1")
+    assert config.labels[L.STATUS] == "Ready"
+    assert config.labels[L.STATUS_MESSAGE].startswith("asleep at zero replicas")
+    assert config.labels[L.STATUS_SCALE].startswith("no request for 10s: scaled to zero")
+
+
+async def test_a_wake_needs_the_gateways_token_and_comes_once(world) -> None:
+    deps, cluster, loads, scaler, kicked = world
+    declare(cluster, "iris", "1", scaling=SCALING)
+    await settle(deps, "iris")
+    await scaler.tick()
+    age(cluster, "iris-1", 11)
+    await scaler.tick()
+    await settle(deps, "iris")
+    assert replicas(cluster) == 0
+    refused = await scaler.wake("iris", "1", "token-wine-1")
+    assert refused.status == 403 and replicas(cluster) == 0
+    assert (await scaler.wake("iris", "9", "token-iris-9")).status == 404
+    woken = await scaler.wake("iris", "1", "token-iris-1")
+    assert (woken.status, woken.replicas) == (202, 1)
+    assert cluster.config("iris-1").labels[L.STATUS_SCALE] == "woken by a request: starting 1 replica"
+    index = cluster.config("iris-1").index
+    again = await scaler.wake("iris", "1", "token-iris-1")
+    assert again.status == 202 and cluster.config("iris-1").index == index  # nothing written
+    await settle(deps, "iris")
+    assert replicas(cluster) == 1 and cluster.status("iris-1") == "Ready"
+    # Slow to start, its held requests not in the figures yet: the activator
+    # asking again keeps it awake past the idle period.
+    age(cluster, "iris-1", 11)
+    await scaler.wake("iris", "1", "token-iris-1")
+    await scaler.tick()
+    assert cluster.config("iris-1").labels[L.SCALE_REPLICAS] == "1"
+    # A restarted operator's autoscaler reads the same decision back and goes
+    # on from it: idle for the idle period since the wake, to zero; not before.
+    restarted = Autoscaler(cluster, loads, kick=kicked.append, token_of=token_of)
+    live = cluster.config("iris-1")
+    cluster.configs[live.id] = replace(live, labels={
+        **live.labels, L.SCALE_CHANGED: f"{time.time() - 3:.3f}"}, index=live.index + 1)
+    await restarted.tick()
+    assert cluster.config("iris-1").labels[L.SCALE_REPLICAS] == "1"
+    age(cluster, "iris-1", 8)
+    await restarted.tick()
+    assert cluster.config("iris-1").labels[L.SCALE_REPLICAS] == "0"
+
+
+async def test_unreadable_load_changes_nothing_and_a_fixed_model_is_left_alone(world) -> None:
+    deps, cluster, loads, scaler, _ = world
+    declare(cluster, "iris", "1", scaling=SCALING)
+    declare(cluster, "wine", "1", replicas="2")
+    await settle(deps, "iris")
+    await settle(deps, "wine")
+    await scaler.tick()
+    loads.answer = "Prometheus answered 503"
+    age(cluster, "iris-1", 60)
+    await scaler.tick()
+    assert cluster.config("iris-1").labels[L.SCALE_REPLICAS] == "1"
+    assert "the load cannot be read (Prometheus answered 503)" in (
+        cluster.config("iris-1").labels[L.STATUS_SCALE])
+    assert L.SCALE_REPLICAS not in cluster.config("wine-1").labels
+
+
+async def test_the_wake_routes_come_from_docker_state(world) -> None:
+    deps, cluster, _, _, _ = world
+    declare(cluster, "iris", "1", scaling=SCALING)
+    declare(cluster, "wine", "1")
+    await settle(deps, "iris")
+    await settle(deps, "wine")
+    configs = [c for c in cluster.configs.values() if L.MODEL in c.labels]
+    wakers = wakers_of(configs, list(cluster.services.values()), deps.settings, token_of)
+    assert [(w.model, w.version, w.current, w.hold_seconds) for w in wakers] == [
+        ("iris", "1", True, 7)]
+    config = dynamic_config([], entrypoints=["web"], wakers=wakers,
+                            activator_url="http://activator:8090")["http"]
+    assert config["services"][ACTIVATOR] == {
+        "loadBalancer": {"servers": [{"url": "http://activator:8090"}]}}
+    routers = config["routers"]
+    assert {r["rule"].split("`")[1] for r in routers.values()} == {
+        "/v2/models/iris/versions/1", "/models/iris/versions/1", "/v2/models/iris",
+        "/models/iris"}
+    for router in routers.values():
+        assert router["service"] == ACTIVATOR
+        assert "!HeaderRegexp(`X-Aiart-Probe`, `.+`)" in router["rule"]
+        # The guard comes first (the default: an API key, checked in the gateway),
+        # then the rewrite.
+        first, headers = (config["middlewares"][m] for m in router["middlewares"][:2])
+        assert first == {"plugin": {"aiartkeys": {"model": "iris", "feed": "http://auth:8000/keys"}}}
+        rewrite = headers["headers"]["customRequestHeaders"]
+        assert rewrite[ACTIVATE_HEADER] == "iris/1/7"
+        assert rewrite["X-Aiart-Gateway"] == "token-iris-1"
+        assert rewrite["Authorization"] == "" and rewrite["X-Aiart-Probe"] == ""
