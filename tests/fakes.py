@@ -120,6 +120,10 @@ class FakeCluster:
         return TaskSummary(desired=desired, running=desired, failed=0, last_error="",
                            running_for=self.running_for)
 
+    async def task_addresses(self, service: ServiceObject, network: str) -> list[str]:
+        replicas = int(service.spec["Mode"]["Replicated"]["Replicas"])
+        return [f"10.0.9.{index + 2}" for index in range(replicas)]
+
     async def service_log_tail(self, service: ServiceObject, lines: int = 5) -> str:
         return "Traceback: boom"
 

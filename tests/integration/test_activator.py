@@ -34,6 +34,7 @@ class World:
     seen: list[str] = field(default_factory=list)  # request ids the model answered
     wakes: list[tuple[str, str]] = field(default_factory=list)  # (path, gateway token)
     ready: bool = False
+    woken: bool = False
     wake_delay: float = 0.3  # from the wake call to the model answering
     operator_up: bool = True
     runners: list[web.AppRunner] = field(default_factory=list)
@@ -43,8 +44,12 @@ class World:
 
         async def wake(request: web.Request) -> web.Response:
             self.wakes.append((request.path, request.headers.get("X-Aiart-Gateway", "")))
-            asyncio.get_running_loop().call_later(self.wake_delay, self.set_ready)
-            return web.json_response({"replicas": 1}, status=202)
+            if not self.woken:
+                self.woken = True
+                asyncio.get_running_loop().call_later(self.wake_delay, self.set_ready)
+            # The task's address, as the swarm allocated it: the version's
+            # name does not resolve here (Docker's DNS names a task late).
+            return web.json_response({"replicas": 1, "addresses": ["127.0.0.1"]}, status=202)
 
         app.router.add_post("/wake/{model}/{version}", wake)
         runner = web.AppRunner(app)
@@ -84,7 +89,7 @@ async def world() -> AsyncIterator[World]:
     w.runners.append(await serve(model, w.model_port))
     session = aiohttp.ClientSession()
     activator = Activator(session, f"http://127.0.0.1:{w.operator_port}",
-                          address=lambda _: f"http://127.0.0.1:{w.model_port}")
+                          address=lambda _: "http://nowhere.invalid:1", port=w.model_port)
     port = int(w.activator_url.rsplit(":", 1)[1])
     w.runners.append(await serve(create_app(activator, 1 << 20), port))
     try:
@@ -113,7 +118,8 @@ async def test_held_requests_share_one_wake_and_are_answered_once_each(world: Wo
     assert {body["id"] for _, _, body in answers} == {f"r{i}" for i in range(12)}
     # The model gets the gateway's token, and never the activator's own header.
     assert {(body["gateway"], body["held"]) for _, _, body in answers} == {("token-1", None)}
-    # One wake for all twelve (the operator answered at once).
+    # One wake for all twelve: the operator, once it named the task, was
+    # asked again only once a second.
     assert world.wakes == [("/wake/iris/1", "token-1")]
 
 

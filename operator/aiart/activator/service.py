@@ -45,6 +45,7 @@ ASK_AGAIN_SECONDS = 1.0
 # gateway takes up its task within about a second).
 READY_FOR_SECONDS = 2.0
 RETRY_AFTER_SECONDS = 5
+ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")  # the model network's (IPv4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +68,19 @@ def parse_target(value: str) -> Target | None:
 
 class Activator:
     def __init__(self, session: aiohttp.ClientSession, operator_url: str,
-                 address: Callable[[Target], str] = lambda target: target.base) -> None:
+                 address: Callable[[Target], str] = lambda target: target.base,
+                 port: int = SERVER_PORT) -> None:
         self.session = session
         self.operator_url = operator_url.rstrip("/")
         self.address = address  # where a version's tasks answer (its service's name)
-        self._wakes: dict[tuple[str, str], asyncio.Task[bool]] = {}
+        self.port = port  # a task's server port, at the addresses the operator gives
+        self._wakes: dict[tuple[str, str], asyncio.Task[str | None]] = {}
         self._until: dict[tuple[str, str], float] = {}  # the last waiting request's deadline
-        self._ready_until: dict[tuple[str, str], float] = {}
+        # A version found ready: where, and until when that is trusted
+        # without another check (the gateway takes its task up within a second).
+        self._ready: dict[tuple[str, str], tuple[str, float]] = {}
+        # Its tasks' addresses, as the operator gave them.
+        self._addresses: dict[tuple[str, str], tuple[str, ...]] = {}
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         target = parse_target(request.headers.get(ACTIVATE_HEADER, ""))
@@ -84,21 +91,24 @@ class Activator:
         deadline = loop.time() + target.hold_seconds
         body = await request.read()
         token = request.headers.get(GATEWAY_HEADER, "")
-        if not await self.awake(target, token, deadline):
+        base = await self.awake(target, token, deadline)
+        if base is None:
             log.warning("%s version %s did not wake within %d s", target.model,
                         target.version, target.hold_seconds)
             return web.json_response(
                 {"error": f"model {target.model} version {target.version} is starting and did "
                           f"not answer within {target.hold_seconds} s; try again"},
                 status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-        return await self.forward(request, target, body)
+        return await self.forward(request, target, base, body)
 
-    async def awake(self, target: Target, token: str, deadline: float) -> bool:
-        """Whether the version answers before ``deadline`` (waking it if need be)."""
+    async def awake(self, target: Target, token: str, deadline: float) -> str | None:
+        """Where the version answers, once it does before ``deadline``
+        (waking it if need be); None if it does not."""
         key = (target.model, target.version)
         loop = asyncio.get_running_loop()
-        if self._ready_until.get(key, 0.0) > loop.time():
-            return True
+        known = self._ready.get(key)
+        if known is not None and known[1] > loop.time():
+            return known[0]
         self._until[key] = max(self._until.get(key, 0.0), deadline)
         wake = self._wakes.get(key)
         if wake is None or wake.done():
@@ -106,50 +116,79 @@ class Activator:
         try:
             return await asyncio.wait_for(asyncio.shield(wake), max(deadline - loop.time(), 0))
         except TimeoutError:
-            return False
+            return None
 
-    async def _wake(self, target: Target, token: str) -> bool:
+    async def _wake(self, target: Target, token: str) -> str | None:
         """Check, ask, check again: until the version answers or no request
-        waits for it any more."""
+        waits for it any more. The operator is asked often until it names the
+        version's tasks, then once a second (it may be away, or restarting)."""
         key = (target.model, target.version)
         loop = asyncio.get_running_loop()
         asked = float("-inf")
         started = loop.time()
+        # Addresses from an earlier wake are of tasks gone since: a check
+        # there waits out its timeout for nobody.
+        self._addresses.pop(key, None)
         while loop.time() < self._until.get(key, 0.0):
-            if await self._ready(target):
-                self._ready_until[key] = loop.time() + READY_FOR_SECONDS
+            base = await self._answering(target)
+            if base is not None:
+                self._ready[key] = (base, loop.time() + READY_FOR_SECONDS)
                 if asked > float("-inf"):
                     log.info("%s version %s woke in %.2f s", target.model, target.version,
                              loop.time() - started)
-                return True
-            if loop.time() - asked >= ASK_AGAIN_SECONDS:
+                return base
+            again = ASK_AGAIN_SECONDS if self._addresses.get(key) else CHECK_SECONDS * 5
+            if loop.time() - asked >= again:
                 asked = loop.time()
                 await self._ask(target, token)
             await asyncio.sleep(CHECK_SECONDS)
-        return False
+        return None
 
-    async def _ready(self, target: Target) -> bool:
+    async def _answering(self, target: Target) -> str | None:
+        """One of the version's addresses (or its name) whose server says it
+        is ready, all checked at once."""
+        key = (target.model, target.version)
+        bases = [f"http://{address}:{self.port}" for address in self._addresses.get(key, ())]
+        checks = [asyncio.ensure_future(self._says_ready(base))
+                  for base in [*bases, self.address(target)]]
         try:
-            async with self.session.get(f"{self.address(target)}/v2/health/ready",
-                                        timeout=aiohttp.ClientTimeout(total=0.5)) as response:
-                return response.status == 200
+            for check in asyncio.as_completed(checks):
+                base = await check
+                if base is not None:
+                    return base
+            return None
+        finally:
+            for check in checks:
+                check.cancel()
+
+    async def _says_ready(self, base: str) -> str | None:
+        try:
+            async with self.session.get(f"{base}/v2/health/ready",
+                                        timeout=aiohttp.ClientTimeout(total=0.5)) as answer:
+                return base if answer.status == 200 else None
         except (aiohttp.ClientError, TimeoutError):
-            return False  # no task yet (no name), or one still starting
+            return None  # no task yet (no name, no address), or one still starting
 
     async def _ask(self, target: Target, token: str) -> None:
         url = f"{self.operator_url}/wake/{target.model}/{target.version}"
         try:
             async with self.session.post(url, headers={GATEWAY_HEADER: token},
                                          timeout=aiohttp.ClientTimeout(total=2)) as response:
-                text = await response.text()
                 if response.status >= 400:
                     log.warning("the operator will not wake %s version %s: %s %s",
-                                target.model, target.version, response.status, text[:200])
-        except (aiohttp.ClientError, TimeoutError) as exc:
+                                target.model, target.version, response.status,
+                                (await response.text())[:200])
+                    return
+                answer = await response.json()
+                addresses = answer.get("addresses") if isinstance(answer, dict) else None
+                if isinstance(addresses, list):
+                    self._addresses[(target.model, target.version)] = tuple(
+                        a for a in addresses if isinstance(a, str) and ADDRESS.match(a))
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.warning("cannot reach the operator to wake %s version %s: %s; asking again",
                         target.model, target.version, exc)
 
-    async def forward(self, request: web.Request, target: Target, body: bytes
+    async def forward(self, request: web.Request, target: Target, base: str, body: bytes
                       ) -> web.StreamResponse:
         """The request to one task of the version, once: it is sent again
         only when no connection could be made, so no prediction is made twice."""
@@ -158,8 +197,7 @@ class Activator:
         for attempt in range(3):
             try:
                 async with self.session.request(
-                        request.method, f"{self.address(target)}{request.raw_path}",
-                        headers=headers,
+                        request.method, f"{base}{request.raw_path}", headers=headers,
                         data=body, allow_redirects=False,
                         timeout=aiohttp.ClientTimeout(total=None, sock_connect=2)) as answer:
                     payload = await answer.read()
@@ -167,8 +205,9 @@ class Activator:
                            if k.lower() not in HOP_BY_HOP}
                     return web.Response(status=answer.status, headers=out, body=payload)
             except aiohttp.ClientConnectorError as exc:
-                # Nothing was sent: another task (or the same, restarted) may take it.
-                self._ready_until.pop((target.model, target.version), None)
+                # Nothing was sent: the version's name may lead to another task.
+                self._ready.pop((target.model, target.version), None)
+                base = self.address(target)
                 if attempt == 2:
                     return web.json_response(
                         {"error": f"model {target.model} version {target.version} cannot be "

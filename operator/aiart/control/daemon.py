@@ -111,7 +111,7 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event) -> None:
         autoscaler = Autoscaler(
             cluster, PrometheusGate(settings.prometheus_url, session, auth=alert_auth)
             if settings.prometheus_url else None,
-            kick=operator.queue.add, token_of=token_of,
+            kick=operator.queue.add, token_of=token_of, network=settings.network,
             interval=settings.scale_interval_seconds)
         feed_runner = None
         if settings.traffic_port:

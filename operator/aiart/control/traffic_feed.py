@@ -155,8 +155,8 @@ class TrafficFeed:
         except Exception as exc:  # the engine away: the activator asks again
             log.warning("cannot wake %s version %s: %s", model, version, exc)
             return web.json_response({"error": str(exc)}, status=503)
-        return web.json_response({"message": answer.message, "replicas": answer.replicas},
-                                 status=answer.status)
+        return web.json_response({"message": answer.message, "replicas": answer.replicas,
+                                  "addresses": list(answer.addresses)}, status=answer.status)
 
     async def serve(self, port: int) -> web.AppRunner:
         app = web.Application()

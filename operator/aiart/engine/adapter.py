@@ -301,6 +301,19 @@ class DockerCluster:
         return TaskSummary(desired=desired, running=running, failed=len(failed),
                            last_error=last_error, running_for=max(0.0, running_for))
 
+    async def task_addresses(self, service: ServiceObject, network: str) -> list[str]:
+        """The addresses on ``network`` of the service's tasks meant to run.
+        The swarm allocates them when it creates a task, before its container
+        starts; Docker's DNS answers for a task seconds after it runs."""
+        tasks = await self._json("tasks", params=_filters(
+            service=[service.id], **{"desired-state": ["running"]}))
+        out = []
+        for task in tasks:
+            for attachment in task.get("NetworksAttachments") or []:
+                if attachment.get("Network", {}).get("Spec", {}).get("Name") == network:
+                    out += [a.split("/", 1)[0] for a in attachment.get("Addresses") or []]
+        return sorted(out)
+
     async def service_logs(self, service_id: str, lines: int = 100) -> str:
         """The last ``lines`` of a service's logs (stdout and stderr)."""
         try:

@@ -116,6 +116,8 @@ async def test_a_wake_needs_the_gateways_token_and_comes_once(world) -> None:
     assert again.status == 202 and cluster.config("iris-1").index == index  # nothing written
     await settle(deps, "iris")
     assert replicas(cluster) == 1 and cluster.status("iris-1") == "Ready"
+    # Once the service has its task, a wake call names where it is.
+    assert (await scaler.wake("iris", "1", "token-iris-1")).addresses == ("10.0.9.2",)
     # Slow to start, its held requests not in the figures yet: the activator
     # asking again keeps it awake past the idle period.
     age(cluster, "iris-1", 11)
