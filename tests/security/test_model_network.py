@@ -155,3 +155,61 @@ def test_from_inside_a_model_only_the_gateway_path_exists(
     assert gateway.post(f"/v2/models/{victim}/infer", json=ROW).status_code == 200
     assert gateway.post(f"/v2/models/{victim}/infer", json=ROW,
                         headers={"X-Aiart-Gateway": "forged"}).status_code == 200
+
+
+WAKE = r"""
+import json, os, sys, time, urllib.request, urllib.error
+model = sys.argv[1]
+out = {}
+# The activator, called as if the gateway held a request for the sleeping
+# model: with this model's own gateway token, and with none.
+for key, token in (("own-token", os.environ.get("AIART_GATEWAY_TOKEN", "")), ("none", "")):
+    started = time.monotonic()
+    try:
+        answer = urllib.request.urlopen(urllib.request.Request(
+            f"http://activator:8090/v2/models/{model}/infer", data=b"{}", headers={
+                "X-Aiart-Activate": f"{model}/1/3", "X-Aiart-Gateway": token}), timeout=10)
+        out[key] = answer.status
+    except urllib.error.HTTPError as exc:
+        out[key] = exc.code
+    except OSError as exc:
+        out[key] = type(exc).__name__
+# The operator's wake call itself (its traffic port): not on this network.
+try:
+    urllib.request.urlopen(urllib.request.Request(
+        f"http://operator:9101/wake/{model}/1", data=b"", method="POST"), timeout=3)
+    out["operator"] = "answered"
+except urllib.error.HTTPError as exc:
+    out["operator"] = exc.code
+except OSError as exc:
+    out["operator"] = type(exc).__name__
+print(json.dumps(out))
+"""
+
+
+def test_a_neighbour_cannot_wake_a_sleeping_model(models: Models, iris_pickle: bytes) -> None:
+    """The activator is on the model network; a model's code that calls it
+    as the gateway would, for a sleeping neighbour, wakes nothing: the
+    operator wakes a version only for its own gateway token, which only its
+    routes hand out."""
+    from tests.e2e.conftest import wait_for
+    from tests.e2e.test_scaling import asleep
+
+    attacker, sleeper = models.name("wake-attacker"), models.name("wake-victim")
+    attacker_config = models.declare(attacker, "1", iris_pickle)
+    sleeper_config = models.declare(sleeper, "1", iris_pickle, scaling=(
+        "{minReplicas: 0, maxReplicas: 1, stableWindow: 6s, panicWindow: 4s, "
+        "scaleToZeroAfter: 5s}"))
+    models.wait_status(attacker_config, "Ready")
+    models.wait_status(sleeper_config, "Ready")
+    wait_for(lambda: asleep(models, sleeper_config, sleeper), 90, f"{sleeper} to sleep")
+    code = _container(models.engine, attacker).exec_run(
+        ["/opt/aiart/bin/python", "-c", WAKE, sleeper])
+    assert code.exit_code == 0, code.output
+    seen = json.loads(code.output.decode().strip().splitlines()[-1])
+    # Held for its 3 s, refused a wake each time, then 503: never woken.
+    assert seen["own-token"] == seen["none"] == 503, seen
+    assert seen["operator"] != "answered" and not isinstance(seen["operator"], int), seen
+    labels = models.labels(sleeper_config)
+    assert labels["aiart.scale.replicas"] == "0", labels
+    assert asleep(models, sleeper_config, sleeper)
