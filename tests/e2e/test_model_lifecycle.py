@@ -36,16 +36,17 @@ def first_answer(client: httpx.Client, model: str) -> float:
 class Hammer(threading.Thread):
     """Sends requests to the unversioned route until stopped; counts failures."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, timeout: float = 10) -> None:
         super().__init__(daemon=True)
         self.model = model
+        self.timeout = timeout
         self.stop = threading.Event()
         self.ok = 0
         self.failures: list[str] = []
         self.versions: list[str] = []
 
     def run(self) -> None:
-        with httpx.Client(base_url=GATEWAY, timeout=10) as client:
+        with httpx.Client(base_url=GATEWAY, timeout=self.timeout) as client:
             while not self.stop.is_set():
                 try:
                     r = client.post(f"/v2/models/{self.model}/infer", json=infer_body(ROWS[:1]))

@@ -77,7 +77,9 @@ class Autoscaler:
         configs = await self.cluster.list_model_configs()
         services = {(s.labels.get(L.MODEL), s.labels.get(L.VERSION)): s
                     for s in await self.cluster.list_services()}
-        for plan in _plans(configs):
+        plans = _plans(configs)
+        rolling = _in_rollouts(plans)
+        for plan in plans:
             assert plan.manifest is not None
             meta = plan.manifest.metadata
             if plan.manifest.spec.scaling is None:
@@ -90,10 +92,11 @@ class Autoscaler:
             if service is None:
                 continue  # not deployed yet: its first replicas come from the manifest
             async with self._lock:
-                await self._decide(plan, service, woken=False)
+                await self._decide(plan, service, woken=False,
+                                   rolling=(meta.name, meta.version) in rolling)
 
-    async def _decide(self, plan: VersionPlan, service: ServiceObject, *, woken: bool
-                      ) -> Move:
+    async def _decide(self, plan: VersionPlan, service: ServiceObject, *, woken: bool,
+                      rolling: bool = False) -> Move:
         manifest = plan.manifest
         assert manifest is not None and manifest.spec.scaling is not None
         scaling, meta = manifest.spec.scaling, manifest.metadata
@@ -113,8 +116,7 @@ class Autoscaler:
             if isinstance(load, Load) and now - asked < scaling.idle_seconds:
                 load = replace(load, recent=max(load.recent, 1.0))
         move = decide(scaling, state, load, ready=tasks.running, now=now, woken=woken)
-        rollout = read_rollout(plan.config.labels)
-        if move.state.replicas == 0 and rollout is not None and not rollout.done:
+        if move.state.replicas == 0 and rolling:
             # A rollout's split names this version's service, which has no
             # route at zero: both versions stay up while it runs.
             return Move(state, "kept awake while its rollout runs")
@@ -151,6 +153,18 @@ class Autoscaler:
             move = await self._decide(plan, service, woken=True)
         addresses = await self.cluster.task_addresses(service, self.network)
         return WakeAnswer(202, move.reason, move.state.replicas, tuple(addresses))
+
+
+def _in_rollouts(plans: list[VersionPlan]) -> set[tuple[str, str]]:
+    """The (model, version) pairs a rollout under way routes to: its new
+    version and its stable one."""
+    out = set()
+    for plan in plans:
+        state = read_rollout(plan.config.labels)
+        if plan.manifest is not None and state is not None and not state.done:
+            model = plan.manifest.metadata.name
+            out |= {(model, plan.manifest.metadata.version), (model, state.stable)}
+    return out
 
 
 def _plans(configs: list[ConfigObject]) -> list[VersionPlan]:

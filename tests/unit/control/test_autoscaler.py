@@ -182,3 +182,27 @@ async def test_the_wake_routes_come_from_docker_state(world) -> None:
         assert rewrite[ACTIVATE_HEADER] == "iris/1/7"
         assert rewrite["X-Aiart-Gateway"] == "token-iris-1"
         assert rewrite["Authorization"] == "" and rewrite["X-Aiart-Probe"] == ""
+
+
+async def test_neither_version_of_a_rollout_under_way_goes_to_sleep(world) -> None:
+    from aiart.core.rollout import begin
+    from aiart.core.rollout import state_labels as rollout_labels
+    from aiart.core.spec import Rollout
+
+    deps, cluster, _, scaler, _ = world
+    declare(cluster, "iris", "1", scaling=SCALING)
+    await settle(deps, "iris")
+    declare(cluster, "iris", "2", scaling=SCALING)
+    await scaler.tick()
+    # Version 2 rolls out from version 1 (as drive_rollouts records it).
+    live = cluster.config("iris-2")
+    state = begin(Rollout(strategy="canary"), "1", time.time())
+    cluster.configs[live.id] = replace(live, labels=rollout_labels(live.labels, state),
+                                       index=live.index + 1)
+    await settle(deps, "iris")
+    await scaler.tick()
+    for config in ("iris-1", "iris-2"):
+        age(cluster, config, 60)
+    await scaler.tick()
+    assert cluster.config("iris-1").labels[L.SCALE_REPLICAS] == "1"
+    assert cluster.config("iris-2").labels[L.SCALE_REPLICAS] == "1"
