@@ -121,9 +121,10 @@ def test_a_sleeping_model_is_woken_by_a_request_made_while_the_operator_is_away(
     """The operator killed while a scalable model is at zero: a request
     that comes meanwhile is held by the activator (which asks the operator
     again and again), and answered once the new operator has woken it; the
-    new operator does not wake the model on its own (its decision to sleep
-    is in the config's labels)."""
+    new operator puts it back to sleep on its own clock (its decisions are
+    in the config's labels), and a gRPC call then wakes it too."""
     from tests.e2e.conftest import GATEWAY
+    from tests.e2e.test_grpc import infer, triton
     from tests.e2e.test_model_lifecycle import ROWS, infer_body
     from tests.e2e.test_scaling import asleep
 
@@ -154,5 +155,9 @@ def test_a_sleeping_model_is_woken_by_a_request_made_while_the_operator_is_away(
     response = answer["response"]
     assert response.status_code == 200, response.text
     assert response.json()["outputs"][0]["data"] == [0, 2]
-    # It sleeps again, decided by the new operator.
+    # It sleeps again, decided by the new operator; a gRPC call (routed by
+    # its metadata) is held and answered as well.
     wait_for(lambda: asleep(models, config, model), 90, f"{model} to go to zero again")
+    time.sleep(2)  # the gateway has no task of it left
+    (answer,) = triton([infer(model, **{"aiart-model": model})])
+    assert answer.get("predict") == [0, 2], answer

@@ -18,8 +18,8 @@ from tests.e2e.test_model_lifecycle import Hammer, infer_body
 from tests.e2e.test_monitoring import value
 
 # Short windows, so that the story takes a minute; the defaults are Knative's.
-SCALING = ("{minReplicas: 0, maxReplicas: 3, target: 1, stableWindow: 10s, panicWindow: 4s, "
-           "scaleToZeroAfter: 6s, activationTimeout: 60s}")
+SCALING = ("{minReplicas: 0, maxReplicas: 3, target: 1, stableWindow: 6s, panicWindow: 4s, "
+           "scaleToZeroAfter: 5s, activationTimeout: 60s}")
 # Rows whose classes differ, so that each caller can tell its own answer.
 ROWS = {0: [5.1, 3.5, 1.4, 0.2], 1: [5.9, 3.0, 4.2, 1.5], 2: [6.7, 3.0, 5.2, 2.3]}
 
@@ -48,7 +48,7 @@ def test_sleeps_wakes_on_held_requests_and_follows_the_load(
     models.wait_status(config, "Ready", timeout=300)
     wait_for(lambda: asleep(models, config, model), 90, f"{model} to go to zero")
     labels = models.labels(config)
-    assert labels["aiart.status.scale"].startswith("no request for 6s: scaled to zero")
+    assert labels["aiart.status.scale"].startswith("no request for 5s: scaled to zero")
     assert labels["aiart.status.replicas"] == "0/0"
     time.sleep(2)  # the gateway has read the swarm: no task of the model left
 
@@ -114,4 +114,4 @@ def test_sleeps_wakes_on_held_requests_and_follows_the_load(
         stop.set()
         caller.join(95)
     assert not sparse_failures, sparse_failures
-    # (That it goes back to sleep: tests/e2e/test_operator_restarts.py, after a wake.)
+    # (Asleep again, and a gRPC call held: tests/e2e/test_operator_restarts.py.)

@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
+import grpc
 import pytest
-from aiart.activator.service import Activator, Target, create_app
+from aiart.activator.service import Activator, GrpcHold, Target, create_app
 from aiart.core.traffic import ACTIVATE_HEADER
 from aiohttp import web
 
@@ -35,9 +36,13 @@ class World:
     wakes: list[tuple[str, str]] = field(default_factory=list)  # (path, gateway token)
     ready: bool = False
     woken: bool = False
+    # Where the version's name leads: nowhere, as for a task Docker's DNS
+    # does not name yet, unless a test says otherwise.
+    by_name: str = "http://nowhere.invalid:1"
     wake_delay: float = 0.3  # from the wake call to the model answering
     operator_up: bool = True
     runners: list[web.AppRunner] = field(default_factory=list)
+    activator: Activator | None = None
 
     async def start_operator(self) -> None:
         app = web.Application()
@@ -89,7 +94,8 @@ async def world() -> AsyncIterator[World]:
     w.runners.append(await serve(model, w.model_port))
     session = aiohttp.ClientSession()
     activator = Activator(session, f"http://127.0.0.1:{w.operator_port}",
-                          address=lambda _: "http://nowhere.invalid:1", port=w.model_port)
+                          address=lambda _: w.by_name, port=w.model_port)
+    w.activator = activator
     port = int(w.activator_url.rsplit(":", 1)[1])
     w.runners.append(await serve(create_app(activator, 1 << 20), port))
     try:
@@ -156,3 +162,84 @@ async def test_a_request_the_gateway_did_not_hold_is_refused(world: World) -> No
 
 def test_a_target_names_the_versions_service() -> None:
     assert Target("iris", "2", 30).base == "http://aiart-iris-2:8080"
+
+
+async def test_a_version_already_up_needs_no_operator(world: World) -> None:
+    """Up, but not yet in the gateway's routes (it reads the swarm every
+    second): the activator finds it ready by its name at once and passes the
+    request on without asking the operator, which is not even there."""
+    world.ready = True
+    world.by_name = f"http://127.0.0.1:{world.model_port}"
+    async with aiohttp.ClientSession() as client:
+        status, _, body = await call(world, client, "early")
+    assert status == 200 and body["id"] == "early" and world.seen == ["early"]
+    assert world.wakes == []
+
+
+INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+
+class GrpcModel(grpc.GenericRpcHandler):
+    """The model's gRPC port: answers ModelInfer with what it was sent."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, str]] = []
+
+    def service(self, details: grpc.HandlerCallDetails
+                ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        metadata = dict(details.invocation_metadata or ())
+
+        async def infer(request: bytes, _: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            self.seen.append({k: str(v) for k, v in metadata.items()})
+            return b"answer:" + request
+
+        return grpc.unary_unary_rpc_method_handler(infer) if details.method == INFER else None
+
+
+async def test_a_grpc_call_is_held_and_passed_on_once(world: World) -> None:
+    await world.start_operator()
+    model, model_port, hold_port = GrpcModel(), free_port(), free_port()
+    servers = [grpc.aio.server(handlers=[model]), grpc.aio.server(
+        handlers=[GrpcHold(world.activator, port=model_port)])]  # type: ignore[arg-type]
+    servers[0].add_insecure_port(f"127.0.0.1:{model_port}")
+    servers[1].add_insecure_port(f"127.0.0.1:{hold_port}")
+    for server in servers:
+        await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{hold_port}") as channel:
+            call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(INFER)
+            answer = await call(b"row", metadata=(
+                ("x-aiart-activate", "iris/1/5"), ("x-aiart-gateway", "token-1"),
+                ("aiart-model", "iris")))
+            assert answer == b"answer:row"
+            assert len(model.seen) == 1
+            assert model.seen[0]["x-aiart-gateway"] == "token-1"
+            assert "x-aiart-activate" not in model.seen[0]
+            assert world.wakes == [("/wake/iris/1", "token-1")]
+            # Without the gateway's header: refused, and nothing is woken.
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await call(b"row")
+            assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert len(model.seen) == 1
+    finally:
+        for server in servers:
+            await server.stop(0)
+
+
+async def test_a_grpc_call_for_a_version_that_does_not_wake_is_unavailable(
+        world: World) -> None:
+    world.wake_delay = 60
+    await world.start_operator()
+    hold_port = free_port()
+    server = grpc.aio.server(handlers=[GrpcHold(world.activator, port=free_port())])  # type: ignore[arg-type]
+    server.add_insecure_port(f"127.0.0.1:{hold_port}")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{hold_port}") as channel:
+            call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(INFER)
+            with pytest.raises(grpc.aio.AioRpcError) as late:
+                await call(b"row", metadata=(("x-aiart-activate", "iris/1/1"),))
+            assert late.value.code() is grpc.StatusCode.UNAVAILABLE
+            assert "did not answer within 1 s" in (late.value.details() or "")
+    finally:
+        await server.stop(0)

@@ -195,12 +195,13 @@ def test_a_neighbour_cannot_wake_a_sleeping_model(models: Models, iris_pickle: b
     from tests.e2e.conftest import wait_for
     from tests.e2e.test_scaling import asleep
 
-    attacker, sleeper = models.name("wake-attacker"), models.name("wake-victim")
-    attacker_config = models.declare(attacker, "1", iris_pickle)
+    # The attacker of the test above, if it ran (one deployment less).
+    attacker, sleeper = models.name("net-attacker"), models.name("wake-victim")
+    if not models.services(attacker):
+        models.wait_status(models.declare(attacker, "1", iris_pickle), "Ready")
     sleeper_config = models.declare(sleeper, "1", iris_pickle, scaling=(
         "{minReplicas: 0, maxReplicas: 1, stableWindow: 6s, panicWindow: 4s, "
         "scaleToZeroAfter: 5s}"))
-    models.wait_status(attacker_config, "Ready")
     models.wait_status(sleeper_config, "Ready")
     wait_for(lambda: asleep(models, sleeper_config, sleeper), 90, f"{sleeper} to sleep")
     code = _container(models.engine, attacker).exec_run(

@@ -23,12 +23,14 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
+import grpc
 from aiart_runtime import logs
 from aiohttp import web
 
-from aiart.core.render import GATEWAY_HEADER, SERVER_PORT, service_name
+from aiart.core.render import GATEWAY_HEADER, GRPC_PORT, SERVER_PORT, service_name
 from aiart.core.settings import ActivatorSettings, LogSettings
 from aiart.core.traffic import ACTIVATE_HEADER
 
@@ -216,6 +218,54 @@ class Activator:
         raise AssertionError("unreachable")
 
 
+class GrpcHold(grpc.GenericRpcHandler):
+    """The same for gRPC calls (the Open Inference Protocol's, all unary):
+    held while the version wakes, then passed to the task's gRPC port as
+    they came, bytes and metadata, once; a version that does not wake in
+    time gives UNAVAILABLE, as a 503 does over HTTP."""
+
+    def __init__(self, activator: Activator, port: int = GRPC_PORT) -> None:
+        self.activator = activator
+        self.port = port  # a task's gRPC port
+
+    def service(self, details: grpc.HandlerCallDetails
+                ) -> grpc.RpcMethodHandler[bytes, bytes] | None:
+        method = details.method
+        metadata = [(k, v) for k, v in (details.invocation_metadata or ())
+                    if isinstance(v, str)]
+
+        async def hold(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+                       ) -> bytes:
+            found = dict(metadata)
+            target = parse_target(found.get(ACTIVATE_HEADER.lower(), ""))
+            if target is None:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    "not a request the gateway held for a model")
+                raise AssertionError("unreachable")  # abort raises
+            loop = asyncio.get_running_loop()
+            base = await self.activator.awake(target, found.get(GATEWAY_HEADER.lower(), ""),
+                                              loop.time() + target.hold_seconds)
+            if base is None:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, (
+                    f"model {target.model} version {target.version} is starting and did not "
+                    f"answer within {target.hold_seconds} s; try again"))
+                raise AssertionError("unreachable")
+            host = urlsplit(base).hostname
+            passed = [(k, v) for k, v in metadata if k != ACTIVATE_HEADER.lower()
+                      and k not in ("user-agent", "te", "content-type", "grpc-accept-encoding")]
+            async with grpc.aio.insecure_channel(f"{host}:{self.port}") as channel:
+                call: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                    method)
+                try:
+                    answer: bytes = await call(request, metadata=passed)
+                except grpc.aio.AioRpcError as exc:
+                    await context.abort(exc.code(), exc.details() or "")
+                    raise AssertionError("unreachable") from exc
+            return answer
+
+        return grpc.unary_unary_rpc_method_handler(hold)
+
+
 def create_app(activator: Activator, max_body_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
 
@@ -232,14 +282,21 @@ async def serve(settings: ActivatorSettings) -> None:
     # Bodies pass as they are: no decompression on the way.
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(use_dns_cache=False),
                                     auto_decompress=False)
-    runner = web.AppRunner(create_app(Activator(session, settings.operator_url),
-                                      settings.max_body_bytes), access_log=None)
+    activator = Activator(session, settings.operator_url)
+    runner = web.AppRunner(create_app(activator, settings.max_body_bytes), access_log=None)
+    rpc = grpc.aio.server(handlers=[GrpcHold(activator)], options=[
+        ("grpc.max_receive_message_length", settings.max_body_bytes),
+        ("grpc.max_send_message_length", settings.max_body_bytes)])
+    rpc.add_insecure_port(f"0.0.0.0:{settings.grpc_port}")
     try:
         await runner.setup()
         await web.TCPSite(runner, "0.0.0.0", settings.port).start()
-        log.info("aiart activator on port %d", settings.port)
+        await rpc.start()
+        log.info("aiart activator on port %d (HTTP) and %d (gRPC)", settings.port,
+                 settings.grpc_port)
         await asyncio.Event().wait()
     finally:
+        await rpc.stop(grace=2)
         await runner.cleanup()
         await session.close()
 

@@ -102,7 +102,8 @@ def wakers_of(configs: Sequence[ConfigObject], services: Sequence[ServiceObject]
                 model=model, version=version,
                 current=carries_current_route(dict(service.labels)),
                 guard=guard_of(manifest, settings), token=token_of(model, version),
-                hold_seconds=manifest.spec.scaling.activation_seconds))
+                hold_seconds=manifest.spec.scaling.activation_seconds,
+                grpc=manifest.spec.runtime is not Runtime.IMAGE))
     return wakers
 
 
@@ -129,7 +130,8 @@ class TrafficFeed:
         wakers = wakers_of(configs, services, self.settings, self.token_of)
         config = dynamic_config(splits, entrypoints=self.entrypoints(),
                                 host=self.settings.gateway_host, wakers=wakers,
-                                activator_url=self.settings.activator_url)
+                                activator_url=self.settings.activator_url,
+                                activator_grpc_url=self.settings.activator_grpc_url)
         body = json.dumps(config, sort_keys=True).encode()
         self._cached = (now, body)
         return body

@@ -177,6 +177,9 @@ class OperatorSettings(EnvSettings):
         "AIART_ACTIVATOR_URL", "http://activator:8090",
         "The activator, as the gateway reaches it: where requests for a model at zero "
         "replicas are held while it wakes (docs/scaling.md).")
+    activator_grpc_url: str = setting(
+        "AIART_ACTIVATOR_GRPC_URL", "h2c://activator:8091",
+        "The activator's gRPC port, as the gateway reaches it (HTTP/2 without TLS).")
     scale_interval_seconds: float = setting(
         "AIART_SCALE_INTERVAL_SECONDS", 2.0,
         "How often the autoscaler reads the load of scalable models (the gateway's "
@@ -212,7 +215,7 @@ class OperatorSettings(EnvSettings):
         return data
 
     @field_validator("public_url", "gateway_url", "auth_url", "alertmanager_url",
-                     "prometheus_url", "activator_url")
+                     "prometheus_url", "activator_url", "activator_grpc_url")
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.strip().rstrip("/")
@@ -355,7 +358,9 @@ class StoreGatewaySettings(EnvSettings):
 class ActivatorSettings(EnvSettings):
     program: ClassVar[str] = "activator"
 
-    port: int = setting("AIART_ACTIVATOR_PORT", 8090, "The activator's port.")
+    port: int = setting("AIART_ACTIVATOR_PORT", 8090, "The activator's port (HTTP).")
+    grpc_port: int = setting("AIART_ACTIVATOR_GRPC_PORT", 8091,
+                             "The activator's port for gRPC calls (h2c).")
     operator_url: str = setting(
         "AIART_OPERATOR_URL", "http://operator:9101",
         "Where the activator asks the operator to wake a model at zero (its traffic port).")

@@ -38,6 +38,7 @@ from aiart.core.render import (
     GATEWAY_HEADER,
     GRPC_MODEL_HEADER,
     GRPC_SERVICE_PREFIX,
+    GRPC_VERSION_HEADER,
     PINNED_PRIORITY,
     PROBE_HEADER,
     VERSIONED_PRIORITY,
@@ -65,6 +66,7 @@ WAKE_VERSIONED_PRIORITY = 200_000
 assert WAKE_PRIORITY < CURRENT_PRIORITY_BASE
 assert ROLLOUT_PRIORITY < WAKE_VERSIONED_PRIORITY < PINNED_PRIORITY < VERSIONED_PRIORITY
 ACTIVATOR = "aiart_activator"
+ACTIVATOR_GRPC = "aiart_activator_grpc"
 # "<model>/<version>/<seconds to hold>": set by the wake routes (a caller's
 # own value never passes), read by the activator (aiart/activator).
 ACTIVATE_HEADER = "X-Aiart-Activate"
@@ -150,6 +152,7 @@ class Waker:
     guard: Guard
     token: str = ""  # what its server takes as the gateway's token
     hold_seconds: int = 30
+    grpc: bool = True  # it serves gRPC (aiart's runtimes), held too
 
     @property
     def prefix(self) -> str:
@@ -186,12 +189,25 @@ def wake_config(waker: Waker, *, entrypoints: Sequence[str], host: str = ""
             "rule": rule, "priority": priority, "entryPoints": list(entrypoints),
             "service": ACTIVATOR,
             "middlewares": [*(f"{prefix}_{m}" for m in chain), f"{prefix}_headers", *extra]}
+    if waker.grpc:
+        base = f"PathPrefix(`{GRPC_SERVICE_PREFIX}`) && Header(`{GRPC_MODEL_HEADER}`, `{name}`)"
+        rules = [(f"{base} && Header(`{GRPC_VERSION_HEADER}`, `{version}`)",
+                  WAKE_VERSIONED_PRIORITY)]
+        if waker.current:
+            rules.append((base, WAKE_PRIORITY))
+        for index, (rule, priority) in enumerate(rules):
+            rule = f"({rule}) && !HeaderRegexp(`{NO_WAKE_HEADER}`, `.+`)"
+            routers[f"{prefix}_grpc{index}"] = {
+                "rule": f"Host(`{host}`) && ({rule})" if host else rule,
+                "priority": priority, "entryPoints": list(entrypoints),
+                "service": ACTIVATOR_GRPC,
+                "middlewares": [*(f"{prefix}_{m}" for m in chain), f"{prefix}_headers"]}
     return {"routers": routers, "middlewares": middlewares}
 
 
 def dynamic_config(splits: Sequence[Split], *, entrypoints: Sequence[str],
                    host: str = "", wakers: Sequence[Waker] = (),
-                   activator_url: str = "") -> dict[str, Any]:
+                   activator_url: str = "", activator_grpc_url: str = "") -> dict[str, Any]:
     """Traefik's dynamic configuration (the HTTP provider's JSON) for every
     split and every scalable version."""
     http: dict[str, dict[str, Any]] = {"routers": {}, "services": {}, "middlewares": {}}
@@ -204,6 +220,9 @@ def dynamic_config(splits: Sequence[Split], *, entrypoints: Sequence[str],
                                              host=host).items():
                 http[kind].update(objects)
         http["services"][ACTIVATOR] = {"loadBalancer": {"servers": [{"url": activator_url}]}}
+        if any(w.grpc for w in wakers):
+            http["services"][ACTIVATOR_GRPC] = {"loadBalancer": {"servers": [
+                {"url": activator_grpc_url or "h2c://activator:8091"}]}}
     # Traefik skips a configuration with nothing in it ("Skipping empty
     # configuration") and keeps the last one: without this unused middleware,
     # the last rollout's routes would outlive it.

@@ -17,7 +17,7 @@ from aiart.core import labels as L
 from aiart.core.scaling import Load
 from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Scaling
-from aiart.core.traffic import ACTIVATE_HEADER, ACTIVATOR, dynamic_config
+from aiart.core.traffic import ACTIVATE_HEADER, ACTIVATOR, ACTIVATOR_GRPC, dynamic_config
 
 from tests.fakes import FakeBuilder, FakeCluster, FakeGateway
 from tests.unit.control.test_reconcile import declare, settle
@@ -167,10 +167,18 @@ async def test_the_wake_routes_come_from_docker_state(world) -> None:
                             activator_url="http://activator:8090")["http"]
     assert config["services"][ACTIVATOR] == {
         "loadBalancer": {"servers": [{"url": "http://activator:8090"}]}}
-    routers = config["routers"]
+    routers = {n: r for n, r in config["routers"].items() if "_grpc" not in n}
     assert {r["rule"].split("`")[1] for r in routers.values()} == {
         "/v2/models/iris/versions/1", "/models/iris/versions/1", "/v2/models/iris",
         "/models/iris"}
+    # gRPC calls by their metadata, to the activator's gRPC port (h2c).
+    grpc = [r for n, r in config["routers"].items() if "_grpc" in n]
+    assert sorted(r["rule"].count("Header(`aiart-") for r in grpc) == [1, 2]
+    assert {r["service"] for r in grpc} == {ACTIVATOR_GRPC}
+    assert config["services"][ACTIVATOR_GRPC]["loadBalancer"]["servers"][0]["url"].startswith(
+        "h2c://")
+    for router in config["routers"].values():
+        assert "!HeaderRegexp(`X-Aiart-No-Wake`, `.+`)" in router["rule"]
     for router in routers.values():
         assert router["service"] == ACTIVATOR
         assert "!HeaderRegexp(`X-Aiart-Probe`, `.+`)" in router["rule"]
