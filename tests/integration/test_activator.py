@@ -243,3 +243,17 @@ async def test_a_grpc_call_for_a_version_that_does_not_wake_is_unavailable(
             assert "did not answer within 1 s" in (late.value.details() or "")
     finally:
         await server.stop(0)
+
+
+async def test_a_task_gone_since_it_was_found_ready_is_woken_again(world: World) -> None:
+    """Found ready a moment ago, then put back to sleep: the request finds
+    nobody at that address (nothing sent), and the version is woken again
+    for it rather than the caller getting an error."""
+    await world.start_operator()
+    assert world.activator is not None
+    gone = f"http://127.0.0.1:{free_port()}"
+    world.activator._ready[("iris", "1")] = (gone, asyncio.get_running_loop().time() + 60)
+    async with aiohttp.ClientSession() as client:
+        status, _, body = await call(world, client, "after")
+    assert status == 200 and body["id"] == "after" and world.seen == ["after"]
+    assert world.wakes and world.wakes[0][0] == "/wake/iris/1"

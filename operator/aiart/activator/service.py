@@ -71,8 +71,12 @@ def parse_target(value: str) -> Target | None:
 class Activator:
     def __init__(self, session: aiohttp.ClientSession, operator_url: str,
                  address: Callable[[Target], str] = lambda target: target.base,
-                 port: int = SERVER_PORT) -> None:
+                 port: int = SERVER_PORT,
+                 passing: aiohttp.ClientSession | None = None) -> None:
         self.session = session
+        # Where held requests go (a connection each); checks and wake calls
+        # use ``session``.
+        self.passing = passing or session
         self.operator_url = operator_url.rstrip("/")
         self.address = address  # where a version's tasks answer (its service's name)
         self.port = port  # a task's server port, at the addresses the operator gives
@@ -101,7 +105,7 @@ class Activator:
                 {"error": f"model {target.model} version {target.version} is starting and did "
                           f"not answer within {target.hold_seconds} s; try again"},
                 status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-        return await self.forward(request, target, base, body)
+        return await self.forward(request, target, base, body, token=token, deadline=deadline)
 
     async def awake(self, target: Target, token: str, deadline: float) -> str | None:
         """Where the version answers, once it does before ``deadline``
@@ -190,15 +194,20 @@ class Activator:
             log.warning("cannot reach the operator to wake %s version %s: %s; asking again",
                         target.model, target.version, exc)
 
-    async def forward(self, request: web.Request, target: Target, base: str, body: bytes
-                      ) -> web.StreamResponse:
-        """The request to one task of the version, once: it is sent again
-        only when no connection could be made, so no prediction is made twice."""
+    async def forward(self, request: web.Request, target: Target, base: str, body: bytes,
+                      *, token: str, deadline: float) -> web.StreamResponse:
+        """The request to one task of the version, once. It is sent again only
+        when no connection could be made (nothing was sent): the task may
+        have gone (the version put back to sleep a moment ago), so the
+        version is woken again if need be, within the request's time. A
+        connection of its own each time: a pooled one to a task that has
+        stopped since would fail after the request was written."""
+        key = (target.model, target.version)
         headers = {k: v for k, v in request.headers.items()
                    if k.lower() not in HOP_BY_HOP and k.lower() != ACTIVATE_HEADER.lower()}
-        for attempt in range(3):
+        for _ in range(3):
             try:
-                async with self.session.request(
+                async with self.passing.request(
                         request.method, f"{base}{request.raw_path}", headers=headers,
                         data=body, allow_redirects=False,
                         timeout=aiohttp.ClientTimeout(total=None, sock_connect=2)) as answer:
@@ -206,16 +215,23 @@ class Activator:
                     out = {k: v for k, v in answer.headers.items()
                            if k.lower() not in HOP_BY_HOP}
                     return web.Response(status=answer.status, headers=out, body=payload)
-            except aiohttp.ClientConnectorError as exc:
-                # Nothing was sent: the version's name may lead to another task.
-                self._ready.pop((target.model, target.version), None)
-                base = self.address(target)
-                if attempt == 2:
-                    return web.json_response(
-                        {"error": f"model {target.model} version {target.version} cannot be "
-                                  f"reached: {exc}"}, status=502)
-                await asyncio.sleep(0.1)
-        raise AssertionError("unreachable")
+            except aiohttp.ClientConnectorError:
+                self._ready.pop(key, None)
+                again = await self.awake(target, token, deadline)
+                if again is None:
+                    break
+                base = again
+            except aiohttp.ClientError as exc:
+                # Sent, and the task went away before its answer: not sent
+                # again (it may have been answered), and said so.
+                self._ready.pop(key, None)
+                return web.json_response(
+                    {"error": f"model {target.model} version {target.version} stopped while "
+                              f"answering ({type(exc).__name__}); the request may not have "
+                              "been carried out"}, status=502)
+        return web.json_response(
+            {"error": f"model {target.model} version {target.version} cannot be reached; "
+                      "try again"}, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 class GrpcHold(grpc.GenericRpcHandler):
@@ -282,7 +298,9 @@ async def serve(settings: ActivatorSettings) -> None:
     # Bodies pass as they are: no decompression on the way.
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(use_dns_cache=False),
                                     auto_decompress=False)
-    activator = Activator(session, settings.operator_url)
+    passing = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+        use_dns_cache=False, force_close=True), auto_decompress=False)
+    activator = Activator(session, settings.operator_url, passing=passing)
     runner = web.AppRunner(create_app(activator, settings.max_body_bytes), access_log=None)
     rpc = grpc.aio.server(handlers=[GrpcHold(activator)], options=[
         ("grpc.max_receive_message_length", settings.max_body_bytes),
@@ -299,6 +317,7 @@ async def serve(settings: ActivatorSettings) -> None:
         await rpc.stop(grace=2)
         await runner.cleanup()
         await session.close()
+        await passing.close()
 
 
 def main() -> None:
