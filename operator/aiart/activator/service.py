@@ -87,6 +87,8 @@ class Activator:
         self._ready: dict[tuple[str, str], tuple[str, float]] = {}
         # Its tasks' addresses, as the operator gave them.
         self._addresses: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._touched: dict[tuple[str, str], float] = {}
+        self._pending: set[asyncio.Future[None]] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         target = parse_target(request.headers.get(ACTIVATE_HEADER, ""))
@@ -98,6 +100,8 @@ class Activator:
         body = await request.read()
         token = request.headers.get(GATEWAY_HEADER, "")
         base = await self.awake(target, token, deadline)
+        if base is not None:
+            self.touch(target, token)
         if base is None:
             log.warning("%s version %s did not wake within %d s", target.model,
                         target.version, target.hold_seconds)
@@ -145,7 +149,7 @@ class Activator:
                 return base
             again = ASK_AGAIN_SECONDS if self._addresses.get(key) else CHECK_SECONDS * 5
             if loop.time() - asked >= again:
-                asked = loop.time()
+                asked = self._touched[key] = loop.time()
                 await self._ask(target, token)
             await asyncio.sleep(CHECK_SECONDS)
         return None
@@ -174,6 +178,18 @@ class Activator:
                 return base if answer.status == 200 else None
         except (aiohttp.ClientError, TimeoutError):
             return None  # no task yet (no name, no address), or one still starting
+
+    def touch(self, target: Target, token: str) -> None:
+        """Tell the operator, at most once a second, that requests for the
+        version pass here: they are not in the gateway's figures for the
+        version, and it must not be put to sleep under them."""
+        key = (target.model, target.version)
+        now = asyncio.get_running_loop().time()
+        if now - self._touched.get(key, float("-inf")) >= ASK_AGAIN_SECONDS:
+            self._touched[key] = now
+            task = asyncio.ensure_future(self._ask(target, token))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     async def _ask(self, target: Target, token: str) -> None:
         url = f"{self.operator_url}/wake/{target.model}/{target.version}"
