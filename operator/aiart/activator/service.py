@@ -73,9 +73,12 @@ class Activator:
                  address: Callable[[Target], str] = lambda target: target.base,
                  port: int = SERVER_PORT,
                  passing: aiohttp.ClientSession | None = None) -> None:
-        self.session = session
-        # Where held requests go (a connection each); checks and wake calls
-        # use ``session``.
+        self.session = session  # the operator's wake calls
+        # Checks of a version's tasks, and held requests: a connection each
+        # (connection_each). A kept one would reach a task the swarm has
+        # taken out of the version's name (before it stops it): a check would
+        # find the name ready when it leads nowhere, and a request would fail
+        # after it was written to a task that stopped since.
         self.passing = passing or session
         self.operator_url = operator_url.rstrip("/")
         self.address = address  # where a version's tasks answer (its service's name)
@@ -173,7 +176,7 @@ class Activator:
 
     async def _says_ready(self, base: str) -> str | None:
         try:
-            async with self.session.get(f"{base}/v2/health/ready",
+            async with self.passing.get(f"{base}/v2/health/ready",
                                         timeout=aiohttp.ClientTimeout(total=0.5)) as answer:
                 return base if answer.status == 200 else None
         except (aiohttp.ClientError, TimeoutError):
@@ -231,7 +234,9 @@ class Activator:
                     out = {k: v for k, v in answer.headers.items()
                            if k.lower() not in HOP_BY_HOP}
                     return web.Response(status=answer.status, headers=out, body=payload)
-            except aiohttp.ClientConnectorError:
+            except aiohttp.ClientConnectorError as exc:
+                log.info("%s version %s: no connection to %s (%s); waking it again",
+                         target.model, target.version, base, exc)
                 self._ready.pop(key, None)
                 again = await self.awake(target, token, deadline)
                 if again is None:
@@ -298,6 +303,14 @@ class GrpcHold(grpc.GenericRpcHandler):
         return grpc.unary_unary_rpc_method_handler(hold)
 
 
+def connection_each() -> aiohttp.ClientSession:
+    """Where the activator checks tasks and passes requests on: no DNS cache
+    and no kept connection (Activator.passing), bodies as they are (no
+    decompression on the way)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+        use_dns_cache=False, force_close=True), auto_decompress=False)
+
+
 def create_app(activator: Activator, max_body_bytes: int) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
 
@@ -311,11 +324,8 @@ def create_app(activator: Activator, max_body_bytes: int) -> web.Application:
 
 async def serve(settings: ActivatorSettings) -> None:
     # No DNS cache: a version's tasks come and go, and Docker's DNS knows them.
-    # Bodies pass as they are: no decompression on the way.
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(use_dns_cache=False),
-                                    auto_decompress=False)
-    passing = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
-        use_dns_cache=False, force_close=True), auto_decompress=False)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(use_dns_cache=False))
+    passing = connection_each()
     activator = Activator(session, settings.operator_url, passing=passing)
     runner = web.AppRunner(create_app(activator, settings.max_body_bytes), access_log=None)
     rpc = grpc.aio.server(handlers=[GrpcHold(activator)], options=[
