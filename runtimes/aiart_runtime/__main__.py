@@ -9,11 +9,14 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import logs
 from .model import ModelLoadError, ServedModel
 from .settings import ModelSettings, ServerSettings
+
+if TYPE_CHECKING:
+    from .dataplane import DataPlane
 
 # Each runtime kind's model class, as MLServer's ``implementation`` setting
 # names one: imported on demand, since each runtime image holds only its own
@@ -37,28 +40,44 @@ def load(model_dir: Path) -> ServedModel:
     return model
 
 
-def draining_server(config: Any, seconds: float) -> Any:
-    """uvicorn's server, which on SIGTERM first answers for ``seconds`` more
-    (new connections too) and only then stops as uvicorn does: finishing
-    what is in flight. Swarm stops a task as it leaves the gateway's routes,
-    and the gateway learns of it at its next read of the swarm."""
+def draining_server(config: Any, plane: DataPlane, quiet: float, limit: float) -> Any:
+    """uvicorn's server, which on SIGTERM goes on answering (new connections
+    too) until no request has come for ``quiet`` seconds, at most ``limit``
+    seconds, and only then stops as uvicorn does: finishing what is in
+    flight. The swarm takes a task it stops out of the gateway's routes at
+    once, but the gateway learns of it at its next read of the swarm, later
+    on a busy host: until then the task is where requests go, the only one
+    when a model goes to sleep, and it must not be gone yet. Meanwhile it
+    says it is not ready, so that nothing new picks it."""
     import threading
 
     import uvicorn
 
-    class DrainingServer(uvicorn.Server):
-        draining = False
+    log = logging.getLogger("aiart_runtime")
 
+    class DrainingServer(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:
-            if seconds <= 0 or self.draining:
+            if quiet <= 0 or plane.draining:
                 super().handle_exit(sig, frame)
                 return
-            self.draining = True
-            logging.getLogger("aiart_runtime").info(
-                "stopping in %.1f s; answering until then", seconds)
-            timer = threading.Timer(seconds, super().handle_exit, (sig, frame))
-            timer.daemon = True
-            timer.start()
+            plane.draining = True
+            told = time.monotonic()
+            log.info("told to stop: answering until no request comes for %.1f s "
+                     "(at most %.0f s)", quiet, limit)
+
+            def drain() -> None:
+                while True:
+                    now = time.monotonic()
+                    if now - max(plane.last_called, told) >= quiet:
+                        log.info("no request for %.1f s: stopping", quiet)
+                        break
+                    if now - told >= limit:
+                        log.warning("still called %.0f s after told to stop: stopping", limit)
+                        break
+                    time.sleep(0.1)
+                super(DrainingServer, self).handle_exit(sig, frame)
+
+            threading.Thread(target=drain, name="drain", daemon=True).start()
 
     return DrainingServer(config)
 
@@ -114,9 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     server_app.state.metrics.load_seconds.set(time.perf_counter() - started)
     log.info("model loaded in %.3f s", time.perf_counter() - started)
+    server_settings = ServerSettings.from_env()
     http = draining_server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
-                                          access_log=False),
-                           float(ServerSettings.from_env().drain_seconds))
+                                          access_log=False), server_app.plane,
+                           float(server_settings.drain_seconds),
+                           float(server_settings.drain_limit_seconds))
 
     async def serve() -> None:
         # HTTP and gRPC in one event loop, on one data plane: uvicorn's

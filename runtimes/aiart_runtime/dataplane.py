@@ -60,6 +60,19 @@ class DataPlane:
         self.batcher = None if batching is None else Batcher(
             model.infer, max_batch_size=batching.max_batch_size,
             max_latency_ms=batching.max_latency_ms, observe=self.metrics.batch_rows.observe)
+        # When a caller last reached this server (its health aside), and
+        # whether it is told to stop: a task told to stop answers until the
+        # gateway has stopped sending it requests (__main__.py), and says it
+        # is not ready meanwhile, so that nothing new picks it.
+        self.last_called = time.monotonic()
+        self.draining = False
+
+    def called(self) -> None:
+        self.last_called = time.monotonic()
+
+    @property
+    def ready(self) -> bool:
+        return self.model.ready and not self.draining
 
     def arrive(self) -> None:
         """An inference request has begun (its body is on its way): a batch

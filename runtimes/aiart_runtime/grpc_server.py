@@ -91,7 +91,7 @@ class InferenceService:
         return pb.ServerLiveResponse(live=True)
 
     async def server_ready(self, _: pb.ServerReadyRequest) -> pb.ServerReadyResponse:
-        return pb.ServerReadyResponse(ready=self.model.ready)
+        return pb.ServerReadyResponse(ready=self.plane.ready)
 
     async def model_ready(self, request: pb.ModelReadyRequest) -> pb.ModelReadyResponse:
         self._served(request.name, request.version)
@@ -140,10 +140,13 @@ class InferenceService:
     def handler(self, method: str, run: Callable[[Any], Awaitable[Any]]
                 ) -> Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]:
         infer = method == "ModelInfer"
+        counted = method not in ("ServerLive", "ServerReady")  # health, as over HTTP
         metrics = self.plane.metrics
 
         async def call(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
+            if counted:
+                self.plane.called()
             metadata = {k: v for k, v in (context.invocation_metadata() or ())
                         if isinstance(v, str)}
             if infer:

@@ -31,6 +31,9 @@ BINARY_KEY = BINARY_HEADER.lower().encode()
 # version's name: that is where a pin of a version the model lacks lands.
 VERSION_KEY = b"x-aiart-version"
 UNPINNED_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})
+# Asked by the engine's health check and Prometheus, not by callers: not a
+# sign that the gateway still sends requests here (DataPlane.called).
+UNCOUNTED_PATHS = ("/v2/health/", "/metrics")
 # The headers of a JSON answer, encoded once: most answers have them.
 JSON_HEADERS = ((b"content-type", b"application/json"),)
 # ASGI's receive and send.
@@ -99,7 +102,8 @@ def create_app(
         return json({"live": True})
 
     async def ready(_: Request) -> Response:
-        return json({"ready": model.ready})
+        return Response(dumps({"ready": plane.ready}), status_code=200 if plane.ready else 503,
+                        media_type="application/json")
 
     async def server_metadata(_: Request) -> Response:
         return json(plane.server_metadata())
@@ -191,6 +195,8 @@ class ModelServerApp:
         if scope["type"] != "http":
             await self.router(scope, receive, send)
             return
+        if not scope["path"].startswith(UNCOUNTED_PATHS):
+            self.plane.called()
         headers = dict(scope["headers"])
         if self.gate is not None and not self.gate.allows(
                 (scope.get("client") or ("", 0))[0], scope["path"], headers.get(GATEWAY_HEADER)):

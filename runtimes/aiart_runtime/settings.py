@@ -34,9 +34,13 @@ class ServerSettings:
         "The pickle loader's allow-list file; empty: the image's, made at its build.")
     drain_seconds: str = _env(
         "AIART_DRAIN_SECONDS", "0",
-        "Seconds the server goes on answering after SIGTERM before it stops (the "
-        "operator sets it for scalable versions, so that the gateway has stopped "
-        "routing to the task first).")
+        "After SIGTERM, the server goes on answering until no request has come for this "
+        "many seconds, and only then stops (the operator sets it for scalable versions, so "
+        "that the gateway has stopped routing to the task first); 0: it stops at once.")
+    drain_limit_seconds: str = _env(
+        "AIART_DRAIN_LIMIT_SECONDS", "30",
+        "The longest the server goes on answering after SIGTERM (AIART_DRAIN_SECONDS), "
+        "whatever comes.")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:

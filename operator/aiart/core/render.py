@@ -52,9 +52,16 @@ VERSION_HEADER = "X-Aiart-Version"
 # Tries of another task when one cannot be reached (the gateway's dial timeout
 # in stack.yml bounds each).
 RETRY_ATTEMPTS = 3
-# How long a scalable version's task answers after it is told to stop: two
-# of the gateway's reads of the swarm (stack.yml, refreshSeconds).
-DRAIN_SECONDS = 2
+# A scalable version's task told to stop answers until no request has come
+# for DRAIN_SECONDS, at most DRAIN_LIMIT_SECONDS (runtimes/aiart_runtime/
+# __main__.py): the gateway reads the swarm every second (stack.yml,
+# refreshSeconds) and applies what it read within two more, later on a busy
+# host, and whatever it sends the task until then must be answered. The
+# engine kills a task STOP_GRACE_SECONDS after it told it to stop: a
+# scalable version's then finishes its last answers after its drain.
+DRAIN_SECONDS = 4
+DRAIN_LIMIT_SECONDS = 30
+STOP_GRACE_SECONDS = 10
 _SECOND = 1_000_000_000
 
 
@@ -430,10 +437,11 @@ def render_service(
         # After the manifest's own: only the gateway may call aiart's servers.
         env["AIART_GATEWAY_TOKEN"] = gateway_token
     if manifest.spec.scaling is not None:
-        # A task told to stop goes on answering a moment: the gateway reads
-        # the swarm every second, and a request it sends the task meanwhile
-        # must not fail (scale-down, and scale-to-zero with no other task).
+        # A task told to stop goes on answering while the gateway still sends
+        # it requests: they must not fail (scale-down, and scale-to-zero with
+        # no other task to try).
         env["AIART_DRAIN_SECONDS"] = str(DRAIN_SECONDS)
+        env["AIART_DRAIN_LIMIT_SECONDS"] = str(DRAIN_LIMIT_SECONDS)
     secrets: list[Any] = []
     if manifest.spec.store.credentials and store_access is not None:
         store_env, secrets = _store_access(manifest, store_access)
@@ -459,7 +467,8 @@ def render_service(
                 "Env": [f"{k}={v}" for k, v in sorted(env.items())],
                 **_container_hardening(manifest),
                 **({"Secrets": secrets} if secrets else {}),
-                "StopGracePeriod": 10 * _SECOND,
+                "StopGracePeriod": (STOP_GRACE_SECONDS + (
+                    DRAIN_LIMIT_SECONDS if manifest.spec.scaling is not None else 0)) * _SECOND,
             },
             "Resources": _resources(manifest),
             **_placement(settings),

@@ -12,6 +12,7 @@ import pytest
 from aiart.control.prober import Gateway
 from aiart.core import labels as L
 from aiart.core.render import (
+    DRAIN_LIMIT_SECONDS,
     GATEWAY_HEADER,
     Guard,
     carries_current_route,
@@ -238,6 +239,21 @@ def test_models_trace_to_the_sites_endpoint_unless_their_manifest_says_otherwise
     spec = render_service(manifest=own, config_id="c", image="i", current=True, ordinal=0,
                           settings=OperatorSettings(model_otlp_endpoint="http://collector:4318"))
     assert env_of(spec)["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://mine:4318"
+
+
+def test_scalable_versions_drain_and_the_engine_waits_for_the_drain() -> None:
+    fixed = render(True)
+    assert not {"AIART_DRAIN_SECONDS", "AIART_DRAIN_LIMIT_SECONDS"} & set(env_of(fixed))
+    scalable = render_service(
+        manifest=parse_manifest(MANIFEST.replace("replicas: 2", "scaling: {minReplicas: 0}")),
+        config_id="c", image="i", current=True, ordinal=0, settings=OperatorSettings())
+    env = env_of(scalable)
+    assert float(env["AIART_DRAIN_SECONDS"]) > 0
+    assert float(env["AIART_DRAIN_LIMIT_SECONDS"]) == DRAIN_LIMIT_SECONDS
+    # Killed only after the longest drain, with time left to finish answers.
+    grace = scalable["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"] / 1e9
+    assert grace > DRAIN_LIMIT_SECONDS
+    assert fixed["TaskTemplate"]["ContainerSpec"]["StopGracePeriod"] / 1e9 < grace
 
 
 def test_aiart_runtimes_are_scraped_on_their_port_ready_images_are_not() -> None:
