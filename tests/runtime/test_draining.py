@@ -109,8 +109,3 @@ def test_stops_at_its_limit_whatever_comes(server: Server) -> None:
     assert server.process.wait(10) in STOPPED
     assert 1.8 <= time.monotonic() - told < 6
 
-
-@pytest.mark.parametrize("server", [(0.0, 20.0)], indirect=True)
-def test_without_a_drain_it_stops_at_once(server: Server) -> None:
-    server.process.send_signal(signal.SIGTERM)
-    assert server.process.wait(5) in STOPPED
