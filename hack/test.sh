@@ -127,8 +127,9 @@ else
   # next starts (dozens of model containers left running beside the
   # multi-node harness starved it of CPU: Swarm kept moving aiart's services
   # between its managers, and churn stalled).
-  run_pytest tests/unit tests/runtime tests/integration || status=$?
-  stage "unit, runtime, integration"
+  # Two at a time: they are CPU-bound, and the machine has two cores.
+  run_pytest -n 2 tests/unit tests/runtime tests/integration || status=$?
+  stage "unit, runtime, integration, 2 at a time"
   # The security and end-to-end tests mostly wait (for builds, tasks,
   # routes): AIART_TEST_WORKERS files at a time (pytest-xdist, a file's
   # tests on one worker), each test with models of its own on the one

@@ -82,10 +82,13 @@ def test_sleeps_wakes_on_held_requests_and_follows_the_load(
     # slow answer is not a failed one: on a loaded machine (CI runs two test
     # files beside each other) a new replica takes seconds to start, and
     # the queue waits; what must not happen is an error.
+    # (Asleep first: a request that comes while its task drains is answered
+    # by that task, and does not wake it.)
+    wait_for(lambda: asleep(models, config, model), 90, f"{model} to go back to zero")
     with httpx.Client(base_url=GATEWAY, timeout=90) as client:
         woken = client.post(f"/v2/models/{model}/infer", json=infer_body([ROWS[0]]))
     assert woken.status_code == 200, woken.text
-    wait_for(lambda: replicas(models, model) == 1, 30, f"{model} to wake")
+    assert replicas(models, model) == 1  # woken before it answered
     wait_for(lambda: replicas(models, model) == 0, 60, f"{model} to be put back to sleep")
     hammers = [Hammer(model, timeout=60) for _ in range(4)]
     for hammer in hammers:
