@@ -102,7 +102,8 @@ def create_app(
         return json({"live": True})
 
     async def ready(_: Request) -> Response:
-        return Response(dumps({"ready": plane.ready}), status_code=200 if plane.ready else 503,
+        # The protocol's answer: 200 for ready, a 4xx for not (as Triton's 400).
+        return Response(dumps({"ready": plane.ready}), status_code=200 if plane.ready else 400,
                         media_type="application/json")
 
     async def server_metadata(_: Request) -> Response:
