@@ -25,6 +25,7 @@ import uuid
 import docker
 import httpx
 from aiart.cli.api import DEFAULT_URL, gateway_trust
+from bench_stack import remove_run
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from wrk_load import wrk
@@ -98,18 +99,7 @@ def main() -> None:
     finally:
         subprocess.run([sys.executable, "-m", "aiart.cli", "keys", "revoke", key_name],
                        capture_output=True)
-        configs = engine.configs.list(filters={"label": f"aiart.bench={run}"})
-        for config in sorted(configs, key=lambda c: "aiart.model" not in c.attrs["Spec"]["Labels"]):
-            config.remove()
-        # The catalog keeps its records on purpose; a benchmark's are noise.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and any(
-                engine.services.list(filters={"label": f"aiart.model={name}"})
-                for name in names.values()):
-            time.sleep(1)
-        for config in engine.configs.list(filters={"label": "aiart.catalog"}):
-            if config.attrs["Spec"]["Labels"].get("aiart.catalog.model") in names.values():
-                config.remove()
+        remove_run(engine, run, names.values())
 
 
 if __name__ == "__main__":

@@ -29,6 +29,11 @@ IMPLEMENTATIONS = {
 }
 
 
+# After the server stops, at most this long writing the payload log's last
+# records: within the swarm's stop grace period (core/render.py).
+PAYLOAD_FLUSH_SECONDS = 5.0
+
+
 def load(model_dir: Path) -> ServedModel:
     settings = ModelSettings.load(model_dir)
     implementation = IMPLEMENTATIONS.get(settings.runtime)
@@ -116,11 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     from . import tracing
     from .gateway_only import GatewayOnly
     from .grpc_server import create_server
+    from .payloads import from_settings as payload_log
     from .server import MAX_BODY_BYTES, create_app
 
-    gate = GatewayOnly.from_env(ServerSettings.from_env().gateway_token)
+    server_settings = ServerSettings.from_env()
+    gate = GatewayOnly.from_env(server_settings.gateway_token)
     limit = settings.max_request_bytes or MAX_BODY_BYTES
-    server_app = create_app(model, gate=gate, max_body_bytes=limit)
+    payloads = payload_log(server_settings, model=settings.name, version=settings.version)
+    server_app = create_app(model, gate=gate, max_body_bytes=limit, payloads=payloads)
     app: Any = server_app
     traced = tracing.configure(f"aiart-model-{settings.name}", {
         "aiart.model": settings.name, "aiart.version": settings.version})
@@ -133,7 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     gc.freeze()
     server_app.state.metrics.load_seconds.set(time.perf_counter() - started)
     log.info("model loaded in %.3f s", time.perf_counter() - started)
-    server_settings = ServerSettings.from_env()
     http = draining_server(uvicorn.Config(app, host=args.host, port=args.port, log_config=None,
                                           access_log=False), server_app.plane,
                            float(server_settings.drain_seconds),
@@ -152,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
             await rpc.stop(grace=5)
 
     uvloop.run(serve())
+    if payloads is not None:
+        # What the stopped server answered last is in the log too.
+        payloads.close(timeout=PAYLOAD_FLUSH_SECONDS)
     return 0
 
 

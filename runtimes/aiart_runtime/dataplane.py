@@ -19,6 +19,7 @@ from . import __version__
 from .batching import Batcher, Outputs
 from .metrics import ServerMetrics, outcome_of
 from .model import ServedModel
+from .payloads import Exchange, PayloadLog
 from .protocol import (
     InferenceRequest,
     ProtocolError,
@@ -44,6 +45,15 @@ def failure(status: int, message: str) -> Answer:
     return status, dumps({"error": message}), dict(JSON)
 
 
+def _length(header: str | None) -> int | None:
+    """Inference-Header-Content-Length as a number, None when absent or bad
+    (a bad one was already answered with 400)."""
+    try:
+        return None if header is None else int(header)
+    except ValueError:
+        return None
+
+
 def vars_of(spec: Any) -> dict[str, Any]:
     return {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
 
@@ -51,11 +61,14 @@ def vars_of(spec: Any) -> dict[str, Any]:
 class DataPlane:
     """One model's answers, and the metrics of the calls that get them."""
 
-    def __init__(self, model: ServedModel) -> None:
+    def __init__(self, model: ServedModel, payloads: PayloadLog | None = None) -> None:
         self.model = model
+        # spec.logging: a sample of requests and answers to the model's bucket.
+        self.payloads = payloads
         self.settings = model.settings
         self.metrics = ServerMetrics(model=self.settings.name, version=self.settings.version,
                                      runtime=model.platform)
+        self.metrics.payloads = payloads
         batching = self.settings.batching
         self.batcher = None if batching is None else Batcher(
             model.infer, max_batch_size=batching.max_batch_size,
@@ -123,8 +136,14 @@ class DataPlane:
             status, body, headers = await self._infer(raw, binary_header)
         finally:
             self.metrics.inflight.dec()
-        self.metrics.observe("infer", outcome_of(status), time.perf_counter() - started,
-                             len(raw), len(body))
+        seconds = time.perf_counter() - started
+        self.metrics.observe("infer", outcome_of(status), seconds, len(raw), len(body))
+        if self.payloads is not None:
+            self.payloads.offer(lambda: Exchange(
+                at=time.time(), protocol="http", endpoint="infer", status=status,
+                seconds=seconds, request=raw, response=body,
+                request_json_bytes=_length(binary_header),
+                response_json_bytes=_length(headers.get(BINARY_HEADER.lower()))))
         return status, body, headers
 
     async def run(self, req: InferenceRequest) -> Outputs:
@@ -177,8 +196,12 @@ class DataPlane:
         """A ``/predict`` body (``{"instances": rows}`` or rows) to its answer,
         counted from ``started`` (when its request came in)."""
         status, body, headers = self._predict(raw)
-        self.metrics.observe("predict", outcome_of(status), time.perf_counter() - started,
-                             len(raw), len(body))
+        seconds = time.perf_counter() - started
+        self.metrics.observe("predict", outcome_of(status), seconds, len(raw), len(body))
+        if self.payloads is not None:
+            self.payloads.offer(lambda: Exchange(
+                at=time.time(), protocol="http", endpoint="predict", status=status,
+                seconds=seconds, request=raw, response=body))
         return status, body, headers
 
     def _predict(self, raw: bytes) -> Answer:

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+import orjson
 from grpc import aio
 from opentelemetry import trace
 from opentelemetry.propagate import extract
@@ -38,6 +39,7 @@ from .gateway_only import HEADER as GATEWAY_HEADER
 from .gateway_only import GatewayOnly
 from .oip import messages as pb
 from .oip.codec import decode_infer, encode_infer, tensor_metadata
+from .payloads import Exchange
 from .protocol import ProtocolError
 
 log = logging.getLogger("aiart_runtime")
@@ -153,8 +155,10 @@ class InferenceService:
                 metrics.inflight.inc()
             code, message, answer = grpc.StatusCode.OK, "", None
             span = self._span(method, metadata)
+            admitted = False
             try:
                 self._admit(method, metadata, context.peer())
+                admitted = True
                 answer = await run(request)
             except Refused as refused:
                 code, message = refused.code, refused.message
@@ -167,10 +171,15 @@ class InferenceService:
             finally:
                 if infer:
                     metrics.inflight.dec()
+                    seconds = time.perf_counter() - started
                     metrics.observe(
-                        "grpc", _OUTCOMES.get(code, "client_error"),
-                        time.perf_counter() - started, request.ByteSize(),
+                        "grpc", _OUTCOMES.get(code, "client_error"), seconds,
+                        request.ByteSize(),
                         answer.ByteSize() if answer is not None else len(message))
+                    if admitted and self.plane.payloads is not None:
+                        # What the model answered; not a caller the gateway
+                        # check turned away.
+                        self._log(request, answer, code, message, seconds)
                 if span is not None:
                     span.set_attribute("rpc.grpc.status_code", code.value[0])
                     if code is grpc.StatusCode.INTERNAL:
@@ -181,6 +190,14 @@ class InferenceService:
             return answer
 
         return call
+
+    def _log(self, request: Any, answer: Any, code: grpc.StatusCode, message: str,
+             seconds: float) -> None:
+        assert self.plane.payloads is not None
+        self.plane.payloads.offer(lambda: Exchange(
+            at=time.time(), protocol="grpc", endpoint="ModelInfer", status=code.name,
+            seconds=seconds, request=request,
+            response=answer if answer is not None else orjson.dumps({"error": message})))
 
     def _admit(self, method: str, metadata: dict[str, str], peer: str) -> None:
         if method in OPEN_METHODS:

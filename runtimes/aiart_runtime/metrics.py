@@ -5,7 +5,8 @@ prometheus_client only when scraped (``RequestCollector``): its own
 Counter and Histogram take a lock on every update (nine a request here,
 a measurable share of a one-row request; bench/metrics_cost.py). No lock
 is needed: every update and every scrape of a model server runs on its one
-event-loop thread (HTTP and gRPC alike; a model's code runs there too).
+event-loop thread (HTTP and gRPC alike; a model's code runs there too), but
+the payload log's counts, each moved by one thread of its own.
 The exposition is what prometheus_client's own types write (names, labels,
 buckets, ``_created``), so dashboards and alert rules do not change.
 """
@@ -16,6 +17,7 @@ import platform
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Info
 from prometheus_client.core import (
@@ -28,6 +30,9 @@ from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .payloads import PayloadLog
 
 LABELS = ("model", "version", "runtime")
 # Payload sizes from 256 B to 64 MiB, by powers of four.
@@ -92,6 +97,8 @@ class ServerMetrics:
         self.inflight = Gauge()
         self.load_seconds = Gauge()
         self.batch_rows = Histogram(ROW_BUCKETS)
+        # spec.logging's log, whose counts are read on a scrape.
+        self.payloads: PayloadLog | None = None
         # (endpoint, outcome) -> [count, created]; endpoint -> its three histograms.
         self.requests: dict[tuple[str, str], list[float]] = {}
         self.histograms: dict[str, tuple[Histogram, Histogram, Histogram]] = {}
@@ -166,6 +173,18 @@ class RequestCollector:
                                  labels=LABELS)
         load.add_metric(values, m.load_seconds.value)
         yield load
+        if m.payloads is not None:
+            # Its own counts, moved by its writer thread: read, not locked.
+            records = CounterMetricFamily(
+                "aiart_payload_records",
+                "Requests in the payload log's sample, by what became of them: written to "
+                "the bucket, dropped (the queue was full), failed (the store refused them)",
+                labels=(*LABELS, "outcome"))
+            for outcome, count in (("written", m.payloads.written),
+                                   ("dropped", m.payloads.dropped),
+                                   ("failed", m.payloads.failed)):
+                records.add_metric([*values, outcome], count)
+            yield records
 
 
 def outcome_of(status: int) -> str:

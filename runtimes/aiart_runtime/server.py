@@ -22,6 +22,7 @@ from .gateway_only import HEADER as GATEWAY_HEADER
 from .gateway_only import GatewayOnly
 from .metrics import outcome_of
 from .model import ServedModel
+from .payloads import PayloadLog
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
 BINARY_KEY = BINARY_HEADER.lower().encode()
@@ -91,9 +92,9 @@ def too_large(limit: int) -> Answer:
 
 def create_app(
     model: ServedModel, *, max_body_bytes: int = MAX_BODY_BYTES,
-    gate: GatewayOnly | None = None,
+    gate: GatewayOnly | None = None, payloads: PayloadLog | None = None,
 ) -> ModelServerApp:
-    plane = DataPlane(model)
+    plane = DataPlane(model, payloads)
 
     def json(content: Any) -> Response:
         return Response(dumps(content), media_type="application/json")

@@ -41,6 +41,22 @@ class ServerSettings:
         "AIART_DRAIN_LIMIT_SECONDS", "30",
         "The longest the server goes on answering after SIGTERM (AIART_DRAIN_SECONDS), "
         "whatever comes.")
+    payload_sample: str = _env(
+        "AIART_PAYLOAD_SAMPLE", "",
+        "The share of inference requests (0 to 1] logged with their answers to the model's "
+        "bucket under payloads/ (the manifest's spec.logging.sample; the operator sets it); "
+        "empty: none.")
+    store_endpoint: str = _env(
+        "AIART_STORE_ENDPOINT", "",
+        "The object store (its gateway) that the model's keys open, host:port (the operator "
+        "sets it when the manifest asks for the store or for payload logging).")
+    store_secure: str = _env("AIART_STORE_SECURE", "false",
+                             "Whether AIART_STORE_ENDPOINT speaks HTTPS.")
+    store_bucket: str = _env("AIART_STORE_BUCKET", "", "The model's bucket, aiart-<model>.")
+    store_access_key_file: str = _env("AIART_STORE_ACCESS_KEY_FILE", "",
+                                      "The file holding the model's own store access key.")
+    store_secret_key_file: str = _env("AIART_STORE_SECRET_KEY_FILE", "",
+                                      "The file holding the model's own store secret key.")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ServerSettings:

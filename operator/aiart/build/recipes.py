@@ -29,6 +29,8 @@ SERVER_REQUIREMENTS = (
     # Tracing, used only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     "opentelemetry-sdk>=1.30",
     "opentelemetry-exporter-otlp-proto-http>=1.30",
+    # The payload log's writes to the model's bucket (payloads.py).
+    "minio>=7.2",
 )
 
 

@@ -71,11 +71,12 @@ async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
 async def store_access(deps: Deps, manifest: Manifest) -> StoreAccess | None:
     """The endpoint and key secrets a model that asks for the store is given:
     keys of its own, for the store gateway, never the store's."""
-    if not manifest.spec.store.credentials:
+    if not manifest.spec.wants_store:
         return None
     settings = deps.settings
     if deps.store is None or not settings.model_store_endpoint or deps.store_gateway_key is None:
-        raise PermanentError("spec.store.credentials: no store gateway is configured here "
+        asked = "spec.store.credentials" if manifest.spec.store.credentials else "spec.logging"
+        raise PermanentError(f"{asked}: no store gateway is configured here "
                              "(AIART_S3_MODEL_ENDPOINT, AIART_STORE_GATEWAY_KEY_FILE); aiart "
                              "gives a model keys of its own, never the store's")
     model = manifest.metadata.name

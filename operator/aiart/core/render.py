@@ -443,9 +443,13 @@ def render_service(
         env["AIART_DRAIN_SECONDS"] = str(DRAIN_SECONDS)
         env["AIART_DRAIN_LIMIT_SECONDS"] = str(DRAIN_LIMIT_SECONDS)
     secrets: list[Any] = []
-    if manifest.spec.store.credentials and store_access is not None:
+    if manifest.spec.wants_store and store_access is not None:
         store_env, secrets = _store_access(manifest, store_access)
         env.update(store_env)
+        if manifest.spec.logging is not None:
+            # An environment variable, not model.json: a new sample restarts
+            # the tasks but builds no image.
+            env["AIART_PAYLOAD_SAMPLE"] = repr(manifest.spec.logging.sample)
     spec: dict[str, Any] = {
         "Name": svc,
         "Labels": {

@@ -255,12 +255,27 @@ class RateLimit(_Strict):
 class Store(_Strict):
     """The model's bucket in the object store (see docs/storage.md)."""
 
-    # Give the model's containers the store's endpoint and credentials (as
-    # Docker secrets), to read inputs or write results under predictions/.
+    # Give the model's containers the store's endpoint and keys of their own
+    # (as Docker secrets), to read inputs or write results under predictions/.
     credentials: bool = False
     # Delete the bucket, and everything in it, when the model's last version
     # is removed. By default the bucket, and so every run and result, is kept.
     deleteWithModel: bool = False
+
+
+class PayloadLogging(_Strict):
+    """A sample of requests and their answers, written by the model's servers
+    to its bucket under payloads/ (docs/storage.md)."""
+
+    # The share of inference requests logged, from 0 (exclusive) to 1: all.
+    sample: float = Field(default=1.0, gt=0, le=1)
+    # Where: the model's bucket (the only place for now).
+    to: Literal["bucket"] = "bucket"
+
+    @field_validator("sample", mode="before")
+    @classmethod
+    def _number(cls, value: object) -> object:
+        return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class Batching(_Strict):
@@ -496,6 +511,8 @@ class Spec(_Strict):
     # Replicas from the load, down to zero if allowed (docs/scaling.md);
     # absent: spec.replicas, fixed.
     scaling: Scaling | None = None
+    # Requests and answers (or a sample) to the model's bucket; absent: none.
+    logging: PayloadLogging | None = None
 
     @field_validator("image")
     @classmethod
@@ -535,6 +552,9 @@ class Spec(_Strict):
             if self.maxRequestBytes is not None:
                 raise ValueError("spec.maxRequestBytes is for aiart's runtimes; a ready image "
                                  "sets its own limits")
+            if self.logging is not None:
+                raise ValueError("spec.logging is done by aiart's runtimes; a ready image "
+                                 "logs (or not) by itself")
             if self.rollout is not None and self.rollout.strategy is RolloutStrategy.CANARY:
                 raise ValueError("a canary's gate reads the aiart_* metrics that aiart's "
                                  "runtimes export, and a ready image exports none: use "
@@ -552,6 +572,12 @@ class Spec(_Strict):
             raise ValueError("spec.replicas is fixed and spec.scaling decides the replicas: "
                              "give one of them (scaling.minReplicas is the floor)")
         return self
+
+    @property
+    def wants_store(self) -> bool:
+        """Whether the model's containers get the store's endpoint and keys of
+        their own: asked for, or needed by the payload log."""
+        return self.store.credentials or self.logging is not None
 
     @field_validator("env")
     @classmethod

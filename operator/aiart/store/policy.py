@@ -13,7 +13,8 @@ scope allows it, and signs it again with the store's keys.
 A model's scope, in its own bucket only:
 - read anything: its artifacts, manifests, runs, results, and list them;
 - write (put, copy into, multipart upload, delete) under ``predictions/``
-  only, so that the artifacts and manifests aiart archived stay as deployed;
+  (its code's results) and ``payloads/`` (its servers' payload log) only,
+  so that the artifacts and manifests aiart archived stay as deployed;
 - never list buckets, create or delete one, change a bucket's settings,
   copy from another bucket, or use a presigned URL (one header-signed
   request at a time is what every S3 client sends).
@@ -33,8 +34,10 @@ from urllib.parse import unquote
 from aiart.core.store_layout import BUCKET_PREFIX
 
 ALGORITHM = "AWS4-HMAC-SHA256"
-# Where a model may write in its bucket (store_layout: free for its results).
-WRITABLE_PREFIX = "predictions/"
+# Where a model may write in its bucket (store_layout): its results, and its
+# servers' payload log (which the model's own code could write as well: the
+# log is the model's record, as trustworthy as the model).
+WRITABLE_PREFIXES = ("predictions/", "payloads/")
 # How far a request's date may be from the gateway's clock (S3's own window).
 CLOCK_SKEW = timedelta(minutes=15)
 # A multi-object delete's body (S3 allows 1,000 keys of at most 1 KiB).
@@ -237,9 +240,9 @@ def _query_names(raw_query: str) -> set[str]:
 
 
 def _writable(key: str, what: str) -> None:
-    if not key.startswith(WRITABLE_PREFIX):
-        raise Denied("AccessDenied", f"a model writes under {WRITABLE_PREFIX} in its bucket "
-                     f"only; {what} {key!r} is not")
+    if not key.startswith(WRITABLE_PREFIXES):
+        raise Denied("AccessDenied", f"a model writes under {' and '.join(WRITABLE_PREFIXES)} "
+                     f"in its bucket only; {what} {key!r} is not")
 
 
 def authorize(*, model: str, method: str, raw_path: str, raw_query: str,

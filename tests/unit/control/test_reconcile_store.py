@@ -221,6 +221,27 @@ async def test_a_model_gets_keys_of_its_own_as_secrets_only(world) -> None:
     assert not cluster.services and not cluster.secrets
 
 
+async def test_payload_logging_gives_the_model_its_keys_and_the_sample(world) -> None:
+    deps, cluster, _ = world
+    deps = dataclasses.replace(deps, store_gateway_key=b"gateway-key-0123456789")
+    cluster.add_config("m", tiny_model())
+    declare_spec(cluster, "iris", "1", "config://m", "  logging: {sample: 0.25}\n")
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Ready"
+    [service] = cluster.services.values()
+    container = service.spec["TaskTemplate"]["ContainerSpec"]
+    env = dict(item.split("=", 1) for item in container["Env"])
+    assert env["AIART_PAYLOAD_SAMPLE"] == "0.25"
+    assert env["AIART_STORE_BUCKET"] == "aiart-iris"
+    assert {s["SecretName"] for s in container["Secrets"]} == set(cluster.secrets)
+    # Without a store gateway, a log that could not be written is refused.
+    deps = dataclasses.replace(deps, store_gateway_key=None)
+    declare_spec(cluster, "other", "1", "config://m", "  logging: {sample: 1}\n")
+    await settle(deps, "other")
+    assert cluster.status("other-1") == "Failed"
+    assert cluster.config("other-1").labels[L.STATUS_MESSAGE].startswith("spec.logging:")
+
+
 async def test_bucket_is_kept_unless_the_manifest_asks_to_delete_it(world) -> None:
     deps, cluster, store = world
     cluster.add_config("m", tiny_model())

@@ -164,6 +164,7 @@ def test_image_runtime_takes_an_image_and_a_port() -> None:
         (IMAGE + "  port: 70000\n", "spec.port"),
         (IMAGE + "  batching: {maxBatchSize: 8, maxLatencyMs: 5}\n", "batches (or not) by itself"),
         (IMAGE + "  maxRequestBytes: 65536\n", "a ready image sets its own limits"),
+        (IMAGE + "  logging: {sample: 0.5}\n", "a ready image logs (or not) by itself"),
         (GOOD + "  image: a/b:1\n", "only for runtime image"),
         (GOOD + "  port: 9000\n", "only for runtime image"),
         (GOOD.replace('  artifact: {uri: "config://iris-model-1"}\n', ""), "needs spec.artifact"),
@@ -199,3 +200,16 @@ def test_python_runtime_accepts_pinned_requirements_and_a_class() -> None:
     assert m.spec.requirements == ["six==1.17.0", "uvicorn[standard]==0.30.1"]
     assert m.spec.entrypoint == "Model"
     assert "only for runtime python" in problems(GOOD + "  entrypoint: Model\n")[0]
+
+
+def test_payload_logging_takes_a_share_of_requests() -> None:
+    m = parse_manifest(manifest(logging="{sample: 0.1, to: bucket}"))
+    assert m.spec.logging is not None and m.spec.logging.sample == 0.1
+    assert m.spec.wants_store and not m.spec.store.credentials
+    assert parse_manifest(manifest(logging="{}")).spec.logging.sample == 1.0  # type: ignore[union-attr]
+    assert parse_manifest(manifest(logging="{sample: 1}")).spec.logging.sample == 1.0  # type: ignore[union-attr]
+    assert not parse_manifest(GOOD).spec.wants_store
+    for bad, expected in (("{sample: 0}", "greater than 0"), ("{sample: 1.5}", "less than or equal to 1"),
+                          ("{to: stdout}", "'bucket'"), ("{every: 2}", "unknown field")):
+        found = problems(manifest(logging=bad))
+        assert any(p.startswith("spec.logging") and expected in p for p in found), found

@@ -1,0 +1,182 @@
+"""What payload logging (spec.logging) costs an answer: the same model
+deployed twice, without a log and logging every request (sample 1, the
+most it can cost), called through the gateway as users call it, side by
+side in one run with the same load generator (wrk) and concurrency, the
+two alternated round by round so that a change in the machine's load
+falls on both.
+
+Run on the running stack (./hack/up.sh first):
+    .venv/bin/python bench/payload_log_cost.py [--seconds 8] [--rounds 3]
+Everything it creates is labelled aiart.bench and removed at the end (the
+logged model's bucket with it).
+
+    .venv/bin/python bench/payload_log_cost.py --in-process [--rounds 5]
+measures the answer path alone, with no stack and no network: the model
+server's data plane answering one request after another in one process,
+without a log and with one whose writes go to memory (its writer thread
+running beside the answers, as in a server), alternated round by round;
+the time per answer is far steadier than through the gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import statistics
+import time
+import uuid
+from typing import Any
+
+import docker
+import httpx
+from aiart.cli.api import DEFAULT_URL, gateway_trust
+from bench_stack import remove_run
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from wrk_load import wrk
+
+GATEWAY = os.environ.get("AIART_GATEWAY_URL", DEFAULT_URL)
+VERIFY = gateway_trust()
+BODY = {"inputs": [{"name": "X", "shape": [1, 4], "datatype": "FP64",
+                    "data": [5.1, 3.5, 1.4, 0.2]}]}
+METRICS = ("import urllib.request; print(urllib.request.urlopen("
+           "'http://127.0.0.1:8080/metrics', timeout=5).read().decode())")
+
+
+def payload_counts(engine: docker.DockerClient, model: str) -> dict[str, float]:
+    """aiart_payload_records_total by outcome, from the model's container."""
+    from prometheus_client.parser import text_string_to_metric_families
+    [container] = engine.containers.list(
+        filters={"label": f"com.docker.swarm.service.name=aiart-{model}-1"})
+    text = container.exec_run(["/opt/aiart/bin/python", "-c", METRICS]).output.decode()
+    return {s.labels["outcome"]: s.value for f in text_string_to_metric_families(text)
+            for s in f.samples if s.name == "aiart_payload_records_total"}
+
+
+def in_process(rounds: int, requests: int = 20_000) -> None:
+    import asyncio
+    import pathlib
+    import tempfile
+
+    from aiart_runtime.__main__ import load
+    from aiart_runtime.payloads import PayloadLog
+    from aiart_runtime.server import create_app
+
+    x, y = load_iris(return_X_y=True)
+    folder = pathlib.Path(tempfile.mkdtemp())
+    (folder / "model.pkl").write_bytes(pickle.dumps(LogisticRegression(max_iter=500).fit(x, y)))
+    (folder / "model.json").write_text(json.dumps({
+        "name": "iris", "version": "1", "runtime": "sklearn", "artifact": "model.pkl",
+        "inputs": None, "outputs": None}))
+    logs = {sample: PayloadLog(lambda key, data: None, sample=sample, model="iris",
+                               version="1") for sample in (1.0, 0.1)}
+    planes = {"plain": create_app(load(folder)).plane,
+              "logged": create_app(load(folder), payloads=logs[1.0]).plane,
+              "sampled": create_app(load(folder), payloads=logs[0.1]).plane}
+    raw = json.dumps(BODY).encode()
+
+    async def answer(plane: Any, count: int) -> list[float]:
+        times = []
+        for _ in range(count):
+            started = time.perf_counter()
+            plane.arrive()
+            status, _, _ = await plane.infer(raw, None)
+            times.append(time.perf_counter() - started)
+            assert status == 200
+        return times
+
+    # The three take turns every 500 answers, so that whatever else the
+    # machine does falls on each alike.
+    times: dict[str, list[float]] = {kind: [] for kind in planes}
+    medians: dict[str, list[float]] = {kind: [] for kind in planes}
+    for round_ in range(rounds):
+        this_round: dict[str, list[float]] = {kind: [] for kind in planes}
+        for turn in range(requests // 500):
+            order = list(planes) if turn % 2 == 0 else list(planes)[::-1]
+            for kind in order:
+                this_round[kind] += asyncio.run(answer(planes[kind], 500))
+        for kind, taken in this_round.items():
+            times[kind] += taken
+            medians[kind].append(statistics.median(taken) * 1e6)
+        print(f"round {round_ + 1}: " + ", ".join(
+            f"{kind} p50 {medians[kind][-1]:.1f} us" for kind in planes), flush=True)
+    for log in logs.values():
+        log.close()
+    plain = statistics.median(times["plain"])
+    print(f"\n| answer path | p50 us ({rounds} x {requests} answers) | over no log |\n"
+          "|---|---|---|")
+    for kind, what in (("plain", "no log"), ("logged", "every request logged (sample 1)"),
+                       ("sampled", "one in ten logged (sample 0.1)")):
+        p50 = statistics.median(times[kind]) * 1e6
+        print(f"| {what} | {p50:.1f} | {p50 / plain / 1e6:.3f} |")
+    print("\n" + "; ".join(f"sample {s}: {log.written} records written in {log.objects} "
+                           f"objects, {log.dropped} dropped" for s, log in logs.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--in-process", action="store_true")
+    args = parser.parse_args()
+    if args.in_process:
+        in_process(args.rounds)
+        return
+    engine = docker.from_env()
+    run = uuid.uuid4().hex[:6]
+    x, y = load_iris(return_X_y=True)
+    model = pickle.dumps(LogisticRegression(max_iter=500).fit(x, y))
+    names = {"plain": f"b{run}-plain", "logged": f"b{run}-logged"}
+    extra = {"plain": "", "logged": "  logging: {sample: 1}\n  store: {deleteWithModel: true}\n"}
+    try:
+        for kind, name in names.items():
+            engine.configs.create(name=f"{name}-model", data=model,
+                                  labels={"aiart.bench": run})
+            engine.configs.create(name=f"{name}-1", labels={"aiart.bench": run,
+                                                            "aiart.model": name}, data=(
+                f"apiVersion: aiart/v1\nkind: Model\nmetadata: {{name: {name}, version: '1'}}\n"
+                f"spec:\n  runtime: sklearn\n  artifact: {{uri: 'config://{name}-model'}}\n"
+                f"  auth: {{mode: none}}\n{extra[kind]}").encode())
+        deadline = time.monotonic() + 300
+        with httpx.Client(base_url=GATEWAY, verify=VERIFY, timeout=5) as client:
+            for name in names.values():
+                while client.post(f"/v2/models/{name}/infer", json=BODY).status_code != 200:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{name} never answered")
+                    time.sleep(1)
+        results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+        for connections in (1, 16):
+            for name in names.values():  # warm-up, both
+                wrk(f"{GATEWAY}/v2/models/{name}/infer", json.dumps(BODY), connections, 2)
+            for round_ in range(args.rounds):
+                order = list(names.items()) if round_ % 2 == 0 else list(names.items())[::-1]
+                for kind, name in order:
+                    rps, p50, p99 = wrk(f"{GATEWAY}/v2/models/{name}/infer", json.dumps(BODY),
+                                        connections, args.seconds)
+                    results.setdefault((kind, connections), []).append((rps, p50, p99))
+                    print(f"{kind:7} c={connections:<3} {rps:7.0f} req/s  p50 {p50:.3f} ms  "
+                          f"p99 {p99:.3f} ms", flush=True)
+        time.sleep(7)  # the last batch's flush
+        counts = payload_counts(engine, names["logged"])
+        print("\n| model | connections | requests/s | p50 ms | p99 ms |\n|---|---|---|---|---|")
+        medians: dict[tuple[str, int], tuple[float, float, float]] = {}
+        for (kind, c), runs in results.items():
+            medians[kind, c] = tuple(statistics.median(r[i] for r in runs)  # type: ignore[assignment]
+                                     for i in range(3))
+            rps, p50, p99 = medians[kind, c]
+            print(f"| {kind} | {c} | {rps:.0f} | {p50:.3f} | {p99:.3f} |")
+        print("\n| connections | logged/plain p50 | logged/plain throughput |\n|---|---|---|")
+        for c in (1, 16):
+            plain, logged = medians["plain", c], medians["logged", c]
+            print(f"| {c} | {logged[1] / plain[1]:.3f} | {logged[0] / plain[0]:.3f} |")
+        print(f"\nrecords written {counts.get('written', 0):.0f}, "
+              f"dropped {counts.get('dropped', 0):.0f}, failed {counts.get('failed', 0):.0f} "
+              f"(medians of {args.rounds} rounds of {args.seconds} s each)")
+    finally:
+        remove_run(engine, run, names.values())
+
+
+if __name__ == "__main__":
+    main()
