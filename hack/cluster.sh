@@ -159,7 +159,7 @@ cluster_stack() {
   log "loading aiart's images into the managers"
   load_images "$AIART_OPERATOR_IMAGE" "$AIART_TRAEFIK_IMAGE" "$AIART_REGISTRY_IMAGE" \
     "$AIART_STORE_IMAGE" "$AIART_PROMETHEUS_IMAGE" "$AIART_ALERTMANAGER_IMAGE" \
-    "$AIART_BASE_IMAGE" "$AIART_RUNTIME_IMAGE"
+    "$AIART_BROKER_IMAGE" "$AIART_BASE_IMAGE" "$AIART_RUNTIME_IMAGE"
   export DOCKER_HOST="tcp://$FIRST_MANAGER_IP:2375"
   export AIART_REGISTRY_ADDRESS=$CLUSTER_REGISTRY
   # Models on the workers, as a site keeps them off its managers.
@@ -169,6 +169,7 @@ cluster_stack() {
   export AIART_STORE_ENV="$AIART_STATE/$AIART_CLUSTER-store.env"
   export AIART_MONITORING_ENV="$AIART_STATE/$AIART_CLUSTER-monitoring.env"
   export AIART_REGISTRY_ENV="$AIART_STATE/$AIART_CLUSTER-registry.env"
+  export AIART_BROKER_ENV="$AIART_STATE/$AIART_CLUSTER-broker.env"
   # Plain HTTP on the gateway (what a site ending TLS in front of it runs):
   # the scenarios are about failures, not certificates. Its own local CA,
   # and none of the calling shell's TLS settings.

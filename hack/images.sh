@@ -215,6 +215,23 @@ build_alertmanager() {
     usr/share/prometheus/alertmanager/email.tmpl
 }
 
+build_broker() {
+  # Mosquitto and the libraries it needs beyond the base image, from Debian.
+  if [ -n "${AIART_BROKER_IMAGE:-}" ]; then echo "$AIART_BROKER_IMAGE"; return; fi
+  local base=$1 root tag
+  root=$(debian_files mosquitto libmosquitto1 libcjson1 libdlt2 libwrap0)
+  tag="aiart/broker:$( (basename "$(dirname "$root")"; cat "$AIART_ROOT"/hack/images/broker/*; echo "$base") | content_hash)"
+  if ! image_exists "$tag"; then
+    local ctx; ctx=$(mktemp -d)
+    cp -p "$AIART_ROOT"/hack/images/broker/* "$ctx/"
+    mkdir "$ctx/root"
+    (cd "$root" && cp -a --parents usr/sbin/mosquitto usr/bin/mosquitto_passwd usr/lib "$ctx/root/")
+    build_context_image "$tag" "$ctx" --build-arg "BASE=$base"
+    rm -rf "$ctx"
+  fi
+  echo "$tag"
+}
+
 source_hash() {
   # Everything that goes into the operator image.
   (cd "$AIART_ROOT" && git ls-files -co --exclude-standard pyproject.toml operator runtimes hack/images/operator \
@@ -299,13 +316,14 @@ build_onnx_runtime() {
 
 build_all() {
   # Prints KEY=VALUE lines for the stack's image settings.
-  local base traefik registry store operator runtime onnx h2o prometheus alertmanager
+  local base traefik registry store operator runtime onnx h2o prometheus alertmanager broker
   base=$(build_base)
   traefik=$(build_traefik)
   registry=$(build_registry "$base")
   store=$(build_store_dev "$base")
   prometheus=$(build_prometheus "$base")
   alertmanager=$(build_alertmanager "$base")
+  broker=$(build_broker "$base")
   operator=$(build_operator "$base")
   runtime=$(build_runtime "$base")
   onnx=$(build_onnx_runtime "$base")
@@ -313,6 +331,7 @@ build_all() {
   printf 'AIART_BASE_IMAGE=%s\nAIART_TRAEFIK_IMAGE=%s\nAIART_REGISTRY_IMAGE=%s\n' "$base" "$traefik" "$registry"
   printf 'AIART_STORE_IMAGE=%s\n' "$store"
   printf 'AIART_PROMETHEUS_IMAGE=%s\nAIART_ALERTMANAGER_IMAGE=%s\n' "$prometheus" "$alertmanager"
+  printf 'AIART_BROKER_IMAGE=%s\n' "$broker"
   printf 'AIART_OPERATOR_IMAGE=%s\nAIART_RUNTIME_IMAGE=%s\nAIART_ONNX_RUNTIME_IMAGE=%s\n' \
     "$operator" "$runtime" "$onnx"
   printf 'AIART_H2O_RUNTIME_IMAGE=%s\nAIART_GENMODEL_JAR=%s\n' "$h2o" "$(fetch_genmodel_jar)"

@@ -54,6 +54,8 @@ AIART_STORE_ENV=${AIART_STORE_ENV:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/store
 # registry's.
 AIART_MONITORING_ENV=${AIART_MONITORING_ENV:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/monitoring.env}
 AIART_REGISTRY_ENV=${AIART_REGISTRY_ENV:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/registry.env}
+# The message broker's password (user aiart), for devices, people and tests.
+AIART_BROKER_ENV=${AIART_BROKER_ENV:-${XDG_CONFIG_HOME:-$HOME/.config}/aiart/broker.env}
 
 ensure_models_network() {
   docker network inspect aiart-models >/dev/null 2>&1 \
@@ -325,6 +327,8 @@ deploy_stack() {
   AIART_MONITORING_WEB_HASH=$(sha256sum "$AIART_MONITORING_WEB" | cut -c1-12)
   export AIART_MONITORING_WEB AIART_MONITORING_WEB_HASH
   ensure_password registry aiart-registry-password "$AIART_REGISTRY_ENV" AIART_REGISTRY
+  # The broker makes its own (PBKDF2) password file from the secret at start.
+  ensure_password broker aiart-broker-password "$AIART_BROKER_ENV" AIART_BROKER
   ensure_gateway_certificate
   ensure_acme
   ensure_internal_certificates

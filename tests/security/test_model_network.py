@@ -129,7 +129,8 @@ def test_from_inside_a_model_only_the_gateway_path_exists(
     victim_ip = networks["aiart-models"]["IPAddress"]
     targets = [("auth", 8000), ("api", 8000), ("alertmanager", 9093), ("operator", 9100),
                (f"{STACK}_auth", 8000), (f"{STACK}_operator", 9100), ("store", 9000),
-               (f"{STACK}_store", 9000), ("traefik", 80)]
+               (f"{STACK}_store", 9000), ("broker", 1883), (f"{STACK}_broker", 1883),
+               ("traefik", 80)]
     # Prometheus shares the model network (it scrapes models), and so does
     # the gateway's metrics port: both ask for the monitoring password.
     asks = ["http://prometheus:9090/api/v1/query?query=up",
