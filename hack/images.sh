@@ -215,11 +215,17 @@ build_alertmanager() {
     usr/share/prometheus/alertmanager/email.tmpl
 }
 
+broker_files() {
+  # Mosquitto and the libraries it needs beyond the base image, unpacked from
+  # Debian's packages (cached); prints the folder. The broker's image holds
+  # them; the stream bridge's tests run the broker from there.
+  debian_files mosquitto libmosquitto1 libcjson1 libdlt2 libwrap0
+}
+
 build_broker() {
-  # Mosquitto and the libraries it needs beyond the base image, from Debian.
   if [ -n "${AIART_BROKER_IMAGE:-}" ]; then echo "$AIART_BROKER_IMAGE"; return; fi
   local base=$1 root tag
-  root=$(debian_files mosquitto libmosquitto1 libcjson1 libdlt2 libwrap0)
+  root=$(broker_files)
   tag="aiart/broker:$( (basename "$(dirname "$root")"; cat "$AIART_ROOT"/hack/images/broker/*; echo "$base") | content_hash)"
   if ! image_exists "$tag"; then
     local ctx; ctx=$(mktemp -d)
@@ -336,6 +342,7 @@ build_all() {
     "$operator" "$runtime" "$onnx"
   printf 'AIART_H2O_RUNTIME_IMAGE=%s\nAIART_GENMODEL_JAR=%s\n' "$h2o" "$(fetch_genmodel_jar)"
   printf 'AIART_TRAEFIK_BIN=%s\n' "$(fetch_traefik_bin)"
+  printf 'AIART_BROKER_ROOT=%s\n' "$(broker_files)"
 }
 
 # Run a function by name when executed, not when sourced.

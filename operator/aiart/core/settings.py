@@ -369,6 +369,38 @@ class ActivatorSettings(EnvSettings):
         "The largest request the activator holds while a model wakes (held in memory).")
 
 
+class StreamSettings(EnvSettings):
+    """What a stream's bridge reads (aiart/streams/bridge.py); the operator
+    sets the stream's own when it creates the bridge's service."""
+
+    program: ClassVar[str] = "stream bridges"
+
+    model: str = setting("AIART_STREAM_MODEL", "", "The model a bridge feeds.")
+    stream: str = setting("AIART_STREAM", "",
+                          "The stream a bridge runs, as JSON: an entry of the manifest's "
+                          "spec.streams.")
+    broker: str = setting("AIART_BROKER_ADDRESS", "broker:1883",
+                          "The MQTT broker, host:port.")
+    broker_user: str = setting("AIART_BROKER_USER", "aiart", "The broker's user.")
+    broker_password: str = setting("AIART_BROKER_PASSWORD", "", "The broker's password.",
+                                   secret=True)
+    gateway_url: str = setting(
+        "AIART_STREAM_GATEWAY_URL", "http://traefik:81",
+        "Where a bridge calls the model: the gateway's internal entrypoint, so that "
+        "routes, versions and keys are the same as for any caller.")
+    api_key: str = setting("AIART_STREAM_API_KEY", "",
+                           "The bridge's own API key for its model.", secret=True)
+    client_id: str = setting("AIART_STREAM_CLIENT_ID", "",
+                             "The bridge's MQTT client id, which names its session at the "
+                             "broker; empty: aiart-stream-<model>-<stream>.")
+    metrics_port: int = setting("AIART_STREAM_METRICS_PORT", 9102,
+                                "The port of a bridge's Prometheus metrics.")
+    session_seconds: int = setting(
+        "AIART_STREAM_SESSION_SECONDS", 7 * 86400,
+        "How long the broker keeps a bridge's session, and the messages that come for it, "
+        "while the bridge is away.")
+
+
 class CLISettings(EnvSettings):
     """The CLI: ``~/.config/aiart/cli.env`` may hold these too."""
 
@@ -407,7 +439,7 @@ def environment_with(file: Path, prefix: str = "") -> dict[str, str]:
 
 GROUPS: tuple[type[EnvSettings], ...] = (
     OperatorSettings, StoreSettings, StoreGatewaySettings, CatalogSettings, ServiceSettings,
-    OIDCSettings, ProbeSettings, EngineProxySettings, LogSettings, CLISettings)
+    OIDCSettings, ProbeSettings, EngineProxySettings, StreamSettings, LogSettings, CLISettings)
 
 
 def _shown(default: Any) -> str:

@@ -13,7 +13,15 @@ from itertools import pairwise
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from aiart.core.store_layout import ArtifactRef, BadURI, parse_artifact_uri
 
@@ -278,6 +286,94 @@ class PayloadLogging(_Strict):
         return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+class StreamFormat(StrEnum):
+    OIP = "oip"  # each message is an Open Inference Protocol request, as is
+    ROW = "row"  # each message is one row: a JSON object (by columns) or array
+
+
+# Where a stream's answers and refusals go, by default; {model}, {stream}
+# and {topic} (the input message's topic) are filled in per message.
+RESULT_TOPIC = "aiart/results/{model}/{topic}"
+DEAD_LETTER_TOPIC = "aiart/dead-letter/{model}/{topic}"
+_TOPIC_FIELDS = re.compile(r"\{(model|stream|topic)\}")
+MAX_TOPIC_CHARS = 256
+
+
+def _topic_filter(value: str) -> str:
+    """An MQTT subscription filter: levels split by '/', '+' a whole level,
+    '#' a whole last level; not a broker's own $ topics."""
+    if not value or len(value) > MAX_TOPIC_CHARS or "\x00" in value:
+        raise ValueError(f"topic filter {value!r} must be 1 to {MAX_TOPIC_CHARS} characters, "
+                         "no NUL")
+    if value.startswith("$"):
+        raise ValueError(f"topic filter {value!r}: $ topics are the broker's own")
+    levels = value.split("/")
+    for index, level in enumerate(levels):
+        if ("+" in level and level != "+") or ("#" in level and level != "#"):
+            raise ValueError(f"topic filter {value!r}: + and # stand for a whole level")
+        if level == "#" and index != len(levels) - 1:
+            raise ValueError(f"topic filter {value!r}: # may only be the last level")
+    return value
+
+
+def _topic_template(value: str, what: str) -> str:
+    plain = _TOPIC_FIELDS.sub("x", value)
+    if not value or len(value) > MAX_TOPIC_CHARS or "\x00" in value:
+        raise ValueError(f"{what} {value!r} must be 1 to {MAX_TOPIC_CHARS} characters, no NUL")
+    if "+" in plain or "#" in plain or "{" in plain or "}" in plain:
+        raise ValueError(f"{what} {value!r}: a topic to publish to has no wildcard; "
+                         "{model}, {stream} and {topic} are filled in")
+    if plain.startswith("$"):
+        raise ValueError(f"{what} {value!r}: $ topics are the broker's own")
+    return value
+
+
+class Stream(_Strict):
+    """A model fed from MQTT topics: each message scored, its answer
+    published (docs/streams.md)."""
+
+    name: str = Field(max_length=20)
+    # What to read: MQTT filters, with + and # wildcards.
+    topics: list[str] = Field(min_length=1, max_length=20)
+    format: StreamFormat = Field(default=StreamFormat.OIP, strict=False)
+    # format row: the order of a JSON object's fields in the row (an array
+    # message is taken in its own order).
+    columns: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        default=None, max_length=4096)
+    # format row: the name of the input tensor the row fills.
+    input: str = Field(default="input-0", min_length=1, max_length=128,
+                       pattern=r"^[A-Za-z0-9_.\-:/]+$")
+    # Where answers go, and messages that cannot be scored (with the reason).
+    output: str = RESULT_TOPIC
+    deadLetter: str = DEAD_LETTER_TOPIC
+    # Messages scored at once; answers are published in the order the
+    # messages came, whatever order they are scored in.
+    concurrency: int = Field(default=8, ge=1, le=64)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _dns_label(value, "stream name")
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: list[str]) -> list[str]:
+        return [_topic_filter(topic) for topic in value]
+
+    @field_validator("output", "deadLetter")
+    @classmethod
+    def _publish_to(cls, value: str, info: ValidationInfo) -> str:
+        return _topic_template(value, str(info.field_name))
+
+    @model_validator(mode="after")
+    def _no_loop(self) -> Stream:
+        if self.columns is not None and self.format is not StreamFormat.ROW:
+            raise ValueError("columns are for format row")
+        if len(set(self.topics)) != len(self.topics):
+            raise ValueError("topics are listed twice")
+        return self
+
+
 class Batching(_Strict):
     """Adaptive batching of concurrent requests to one replica (docs/runtimes.md)."""
 
@@ -513,6 +609,8 @@ class Spec(_Strict):
     scaling: Scaling | None = None
     # Requests and answers (or a sample) to the model's bucket; absent: none.
     logging: PayloadLogging | None = None
+    # MQTT topics whose messages the model scores (docs/streams.md).
+    streams: list[Stream] = Field(default_factory=list, max_length=10)
 
     @field_validator("image")
     @classmethod
@@ -568,6 +666,12 @@ class Spec(_Strict):
                 raise ValueError("spec.port is only for runtime image; aiart's runtimes use 8080")
         if self.runtime is not Runtime.PYTHON and (self.requirements or self.entrypoint):
             raise ValueError("spec.requirements and spec.entrypoint are only for runtime python")
+        names = [stream.name for stream in self.streams]
+        if len(set(names)) != len(names):
+            raise ValueError(f"stream names {names} must differ")
+        if self.streams and self.auth.mode is AuthMode.OIDC:
+            raise ValueError("spec.streams call the model with an API key of their own, and "
+                             "a model in auth mode oidc takes tokens: use apikey or none")
         if self.scaling is not None and "replicas" in self.model_fields_set:
             raise ValueError("spec.replicas is fixed and spec.scaling decides the replicas: "
                              "give one of them (scaling.minReplicas is the floor)")
