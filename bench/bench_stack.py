@@ -24,3 +24,14 @@ def remove_run(engine: docker.DockerClient, run: str, models: Iterable[str]) -> 
     for config in engine.configs.list(filters={"label": "aiart.catalog"}):
         if config.attrs["Spec"]["Labels"].get("aiart.catalog.model") in names:
             config.remove()
+
+
+def broker_credentials() -> tuple[str, str]:
+    """The broker's user and password, from the file hack/stack.sh wrote."""
+    import os
+    from pathlib import Path
+
+    path = os.environ.get("AIART_BROKER_ENV") or str(
+        Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "aiart/broker.env")
+    values = dict(line.split("=", 1) for line in Path(path).read_text().splitlines() if "=" in line)
+    return values["AIART_BROKER_USER"], values["AIART_BROKER_PASSWORD"]

@@ -89,8 +89,12 @@ class FakeCluster:
         return self.configs[config.id]
 
     async def list_services(self, model: str | None = None) -> list[ServiceObject]:
-        return [s for s in self.services.values()
-                if model is None or s.labels.get(L.MODEL) == model]
+        return [s for s in self.services.values() if L.STREAM_OF not in s.labels
+                and (model is None or s.labels.get(L.MODEL) == model)]
+
+    async def list_stream_services(self, model: str | None = None) -> list[ServiceObject]:
+        return [s for s in self.services.values() if L.STREAM_OF in s.labels
+                and (model is None or s.labels[L.STREAM_OF] == model)]
 
     async def create_service(self, spec: Mapping[str, Any]) -> None:
         for other in self.services.values():

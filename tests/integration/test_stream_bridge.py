@@ -35,6 +35,7 @@ from sklearn.linear_model import LogisticRegression
 
 from tests.integration.test_key_plugin import free_port, serve
 from tests.runtime.test_runtime_server import metric_value
+from tests.streams import once_in_order
 
 ROOT = os.environ.get("AIART_BROKER_ROOT", "")
 PASSWORD = "bridge-test-password"
@@ -260,23 +261,7 @@ def test_every_message_is_answered_once_in_order_across_a_kill_and_a_model_away(
     finally:
         close(bridge, consumer, client)
     got = consumer.snapshot()
-    assert not [g for g in got if "dead-letter" in g[0]], "a good message was dead-lettered"
-    seen: dict[bytes, dict[str, Any]] = {}
-    order: dict[str, list[int]] = {"a": [], "b": []}
-    for topic, payload, user, correlation in got:
-        assert correlation is not None
-        if correlation in seen:
-            # Answered again after the kill: the bridge said so.
-            assert user.get("aiart-duplicate") == "true", (correlation, user)
-            continue
-        answer = json.loads(payload)
-        seen[correlation] = answer
-        source = user["aiart-input-topic"]
-        assert topic == f"aiart/results/iris/{source}"
-        order[source.split("/")[1]].append(int(correlation))
-    assert len(seen) == 1000
-    assert order["a"] == sorted(order["a"]) and order["b"] == sorted(order["b"])
-    assert order["a"] == list(range(0, 1000, 2)) and order["b"] == list(range(1, 1000, 2))
+    seen = once_in_order(got, "iris", 1000)
     expected = model.estimator.predict(rows)
     scored = [seen[str(n).encode()]["outputs"][0]["data"][0] for n in range(1000)]
     assert scored == expected.tolist()

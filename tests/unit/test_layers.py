@@ -93,3 +93,15 @@ def test_the_pure_modules_are_the_ones_expected() -> None:
     assert {"engine/policy.py", "store/policy.py", "auth/access.py", "api/views.py",
             "catalog/records.py", "build/pickle_facts.py", "control/workqueue.py",
             "control/metrics.py"} <= pure
+
+
+def test_every_package_ships() -> None:
+    """Each wing is in the wheel that aiart's images install (pyproject.toml
+    lists them by hand): a wing left out imports here and is missing there."""
+    import tomllib
+    root = PACKAGE.parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "packages"])
+    found = {".".join(("aiart", *p.parent.parts)).rstrip(".") for p in MODULES
+             if p.name == "__init__.py"}
+    assert found <= listed, f"not in pyproject.toml's packages: {sorted(found - listed)}"

@@ -96,6 +96,23 @@ def new_key(name: str, role: Role, models: Sequence[str]) -> tuple[str, ApiKey]:
     return f"aiart_{key_id}_{secret}", record
 
 
+def stream_key(key: bytes, model: str, stream: str) -> tuple[str, ApiKey]:
+    """A stream bridge's own API key (viewer of its model alone): derived from
+    the probe key, so that the operator makes the same one on every pass and
+    keeps no secret of its own; its record goes to the key store like any."""
+    def derived(what: str) -> str:
+        return hmac.new(key, f"stream-{what}:{model}/{stream}".encode(),
+                        hashlib.sha256).hexdigest()
+    key_id, secret = derived("id")[:12], derived("secret")[:43]
+    record = ApiKey(id=key_id, name=stream_key_name(model, stream), role=Role.VIEWER,
+                    models=(model,), digest=_digest(secret), created="")
+    return f"aiart_{key_id}_{secret}", record
+
+
+def stream_key_name(model: str, stream: str) -> str:
+    return f"aiart-stream-{model}-{stream}"[:63]
+
+
 def parse_key(text: str) -> tuple[str, str] | None:
     match = KEY_PATTERN.match(text.strip())
     return (match.group(1), match.group(2)) if match else None

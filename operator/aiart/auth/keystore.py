@@ -9,20 +9,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from aiart.auth.access import AccessError, ApiKey, parse_key
 from aiart.core import labels as L
+from aiart.core.objects import ConfigObject
 from aiart.core.settings import ProbeSettings
-from aiart.engine.adapter import DockerCluster
 
 log = logging.getLogger("aiart.auth")
 KEY_PREFIX = "aiart-apikey-"
 
 
+class Configs(Protocol):
+    """Where key records live: the engine's configs (DockerCluster)."""
+
+    async def list_configs(self, label: str) -> list[ConfigObject]: ...
+    async def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> None: ...
+    async def delete_config(self, config_id: str) -> bool: ...
+
+
 class KeyStore:
-    def __init__(self, cluster: DockerCluster) -> None:
+    def __init__(self, cluster: Configs) -> None:
         self.cluster = cluster
 
     async def add(self, key: ApiKey) -> None:

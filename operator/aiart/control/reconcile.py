@@ -28,6 +28,7 @@ from aiart.control.records import (
     write_status,
 )
 from aiart.control.rollouts import drive_rollouts
+from aiart.control.streams import reconcile_streams
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.objects import ConfigObject, ServiceObject
@@ -108,10 +109,12 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
         else:
             by_version[version] = service
 
-    if not plans and services:
-        # The model is gone: so are the store keys its versions were given
-        # (their services, which held them, were removed just above).
-        await cluster.remove_model_secrets(model)
+    if not plans:
+        # The model is gone: its streams' bridges first, then the secrets
+        # its versions and bridges were given (no service holds them now).
+        await reconcile_streams(deps, model, None)
+        if services:
+            await cluster.remove_model_secrets(model)
 
     versions = [p.manifest.metadata.version for p in valid if p.manifest]
     ready = set()
@@ -166,6 +169,15 @@ async def reconcile_model(deps: Deps, model: str) -> Outcome:
             continue
         if again is not None:
             requeue = again if requeue is None else min(requeue, again)
+    serving = [p.manifest for p in valid
+               if p.manifest is not None and p.manifest.metadata.version in current]
+    if serving:
+        # The streams the model's routes' version names; with none routed yet,
+        # bridges stay as they are.
+        problem = await reconcile_streams(deps, model, serving[-1])
+        if problem:
+            log.warning("%s: %s", model, problem)
+            transient = transient or problem
     if deps.store is not None and valid:
         # After the versions: a slow store must not delay what does not need it.
         # Versions that need the store say so on their own.

@@ -6,6 +6,9 @@ MODEL: Final = "aiart.model"
 MANAGED_BY: Final = "aiart.managed-by"
 MANAGED_BY_VALUE: Final = "aiart"
 OWNER: Final = "aiart.owner"
+# A stream bridge's service (spec.streams): the model it feeds and the stream.
+STREAM_OF: Final = "aiart.stream-of"
+STREAM: Final = "aiart.stream"
 VERSION: Final = "aiart.version"
 SPEC_HASH: Final = "aiart.spec-hash"
 # A hash of the rendered task template alone: equal means an update changes

@@ -31,7 +31,7 @@ from aiart_runtime.settings import BatchingSettings, ModelSettings, TensorSpec
 
 from aiart.core import labels as L
 from aiart.core.settings import OperatorSettings
-from aiart.core.spec import Manifest, Runtime, Tensor
+from aiart.core.spec import Manifest, Runtime, Stream, Tensor
 
 SERVER_PORT = 8080
 # aiart's runtimes serve the Open Inference Protocol over gRPC here
@@ -521,3 +521,59 @@ def task_template_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(
         json.dumps(spec.get("TaskTemplate", {}), sort_keys=True).encode()
     ).hexdigest()[:16]
+
+
+def stream_service_name(model: str, stream: str) -> str:
+    return f"aiart-stream-{model}-{stream}"
+
+
+STREAM_KEY_TARGET = "aiart-stream-key"
+BROKER_PASSWORD_TARGET = "aiart-broker-password"
+
+
+def render_stream(*, model: str, stream: Stream, settings: OperatorSettings,
+                  key_secret: tuple[str, str], broker_secret: tuple[str, str]) -> dict[str, Any]:
+    """The Docker service spec of one stream's bridge (aiart/streams): aiart's
+    own image, on aiart's internal network (the broker's and the gateway's,
+    no model's), its API key and the broker's password as secret files.
+    ``*_secret``: (secret id, secret name)."""
+    env = {
+        "AIART_STREAM_MODEL": model,
+        "AIART_STREAM": stream.model_dump_json(),
+        "AIART_BROKER_PASSWORD_FILE": f"{STORE_SECRETS_DIR}/{BROKER_PASSWORD_TARGET}",
+        "AIART_STREAM_API_KEY_FILE": f"{STORE_SECRETS_DIR}/{STREAM_KEY_TARGET}",
+        "AIART_STREAM_GATEWAY_URL": settings.gateway_url,
+    }
+    uid, gid = RUNTIME_USER.split(":")
+    secrets = [{"File": {"Name": target, "UID": uid, "GID": gid, "Mode": 0o400},
+                "SecretID": secret_id, "SecretName": secret_name}
+               for target, (secret_id, secret_name) in ((STREAM_KEY_TARGET, key_secret),
+                                                         (BROKER_PASSWORD_TARGET, broker_secret))]
+    spec: dict[str, Any] = {
+        "Name": stream_service_name(model, stream.name),
+        "Labels": {L.MANAGED_BY: L.MANAGED_BY_VALUE, L.STREAM_OF: model, L.STREAM: stream.name},
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": settings.stream_image,
+                "Command": ["/opt/aiart/bin/python", "-m", "aiart.streams"],
+                "Env": [f"{k}={v}" for k, v in sorted(env.items())],
+                "User": RUNTIME_USER,
+                "ReadOnly": True,
+                "CapabilityDrop": ["ALL"],
+                "Secrets": secrets,
+                # What is scored and not yet acknowledged is sent again by
+                # the broker: a stop loses nothing, and needs no long grace.
+                "StopGracePeriod": STOP_GRACE_SECONDS * _SECOND,
+            },
+            # aiart's image is on its managers (it runs the operator there).
+            "Placement": {"Constraints": ["node.role == manager"]},
+            "RestartPolicy": {"Condition": "any", "Delay": 2 * _SECOND, "MaxAttempts": 0},
+            "Networks": [{"Target": settings.stream_network}],
+        },
+        # One bridge per stream: MQTT acknowledges in order on one session.
+        "Mode": {"Replicated": {"Replicas": 1}},
+        "UpdateConfig": {"Parallelism": 1, "Order": "stop-first"},
+        "EndpointSpec": {"Mode": "dnsrr"},
+    }
+    spec["Labels"][L.SPEC_HASH] = spec_hash(spec)
+    return spec

@@ -200,6 +200,17 @@ class OperatorSettings(EnvSettings):
         "AIART_MODEL_CONSTRAINTS", (),
         "Swarm placement constraints for every model task (comma-separated), e.g. "
         "node.role==worker.")
+    stream_image: str = setting(
+        "AIART_STREAM_IMAGE", "",
+        "The image of stream bridges (aiart's own: the operator's); empty: spec.streams "
+        "are not run here (a model that has them says so).")
+    stream_network: str = setting(
+        "AIART_STREAM_NETWORK", "aiart-internal",
+        "The network stream bridges are on: the broker's and the gateway's, never a "
+        "model's.")
+    broker_secret: str = setting(
+        "AIART_BROKER_SECRET", "aiart-broker-password",
+        "The Docker secret holding the broker's password, handed to stream bridges.")
     gateway_only: bool = setting(
         "AIART_GATEWAY_ONLY", True,
         "Whether aiart's model servers answer inference only to requests that came "

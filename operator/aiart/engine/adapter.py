@@ -236,6 +236,14 @@ class DockerCluster:
         if model:
             wanted.append(f"{L.MODEL}={model}")
         raw = await self._json("services", params=_filters(label=wanted))
+        # A stream's bridge is no version of a model: it has a list of its own.
+        return [_service(s) for s in raw if L.STREAM_OF not in (s["Spec"].get("Labels") or {})]
+
+    async def list_stream_services(self, model: str | None = None) -> list[ServiceObject]:
+        """The bridges of ``model``'s streams (of every model's: None)."""
+        wanted = [f"{L.MANAGED_BY}={L.MANAGED_BY_VALUE}",
+                  f"{L.STREAM_OF}={model}" if model else L.STREAM_OF]
+        raw = await self._json("services", params=_filters(label=wanted))
         return [_service(s) for s in raw]
 
     async def create_service(self, spec: Mapping[str, Any]) -> None:
