@@ -45,6 +45,32 @@ def load(model_dir: Path) -> ServedModel:
     return model
 
 
+def batch(model_dir: Path) -> int:
+    """Run the batch job in AIART_BATCH_JOB over the model's bucket (batch.py)."""
+    from .batch import BatchError, Job, MinioBucket, run
+
+    log = logging.getLogger("aiart_runtime")
+    settings = ServerSettings.from_env()
+    try:
+        if not settings.batch_job:
+            raise ValueError("AIART_BATCH_JOB names no job")
+        job = Job.from_json(settings.batch_job)
+        model = load(model_dir)
+        bucket = MinioBucket(
+            endpoint=settings.store_endpoint, secure=settings.store_secure.lower() == "true",
+            bucket=settings.store_bucket,
+            access_key=Path(settings.store_access_key_file).read_text().strip(),
+            secret_key=Path(settings.store_secret_key_file).read_text().strip())
+        manifest = run(model, bucket, job, on_chunk=lambda p: log.info(
+            "rows %d of %d scored", p.rows_done, p.rows_known))
+    except (BatchError, ModelLoadError, KeyError, OSError, ValueError) as exc:
+        log.error("the batch job failed: %s", exc)
+        return 1
+    log.info("batch job %s done: %d rows (%d chunks were done before)", job.id,
+             manifest["rows"], manifest["resumedChunks"])
+    return 0
+
+
 def draining_server(config: Any, plane: DataPlane, quiet: float, limit: float) -> Any:
     """uvicorn's server, which on SIGTERM goes on answering (new connections
     too) until no request has come for ``quiet`` seconds, at most ``limit``
@@ -89,7 +115,7 @@ def draining_server(config: Any, plane: DataPlane, quiet: float, limit: float) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="aiart_runtime")
-    parser.add_argument("command", choices=("serve", "check"))
+    parser.add_argument("command", choices=("serve", "check", "batch"))
     parser.add_argument("model_dir", nargs="?", default="/model", type=Path)
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--grpc-port", type=int, default=8081)
@@ -107,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
 
     logs.configure()
     log = logging.getLogger("aiart_runtime")
+    if args.command == "batch":
+        return batch(args.model_dir)
     started = time.perf_counter()
     settings = ModelSettings.load(args.model_dir)
     logs.model_context.set({"model": settings.name, "version": settings.version})

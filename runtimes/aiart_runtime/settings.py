@@ -46,6 +46,10 @@ class ServerSettings:
         "The share of inference requests (0 to 1] logged with their answers to the model's "
         "bucket under payloads/ (the manifest's spec.logging.sample; the operator sets it); "
         "empty: none.")
+    batch_job: str = _env(
+        "AIART_BATCH_JOB", "",
+        "The batch job that python -m aiart_runtime batch runs, as JSON: id, inputs (a key "
+        "prefix in the model's bucket), chunkRows, modelDigest (docs/batch.md).")
     store_endpoint: str = _env(
         "AIART_STORE_ENDPOINT", "",
         "The object store (its gateway) that the model's keys open, host:port (the operator "

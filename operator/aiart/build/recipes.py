@@ -29,8 +29,10 @@ SERVER_REQUIREMENTS = (
     # Tracing, used only when OTEL_EXPORTER_OTLP_ENDPOINT is set.
     "opentelemetry-sdk>=1.30",
     "opentelemetry-exporter-otlp-proto-http>=1.30",
-    # The payload log's writes to the model's bucket (payloads.py).
+    # The payload log's writes to the model's bucket (payloads.py), and batch
+    # jobs' reads and writes (batch.py), Parquet with pyarrow.
     "minio>=7.2",
+    "pyarrow>=15",
 )
 
 

@@ -13,7 +13,8 @@ scope allows it, and signs it again with the store's keys.
 A model's scope, in its own bucket only:
 - read anything: its artifacts, manifests, runs, results, and list them;
 - write (put, copy into, multipart upload, delete) under ``predictions/``
-  (its code's results) and ``payloads/`` (its servers' payload log) only,
+  (its code's results), ``payloads/`` (its servers' payload log) and
+  ``jobs/`` (its batch jobs) only,
   so that the artifacts and manifests aiart archived stay as deployed;
 - never list buckets, create or delete one, change a bucket's settings,
   copy from another bucket, or use a presigned URL (one header-signed
@@ -34,10 +35,11 @@ from urllib.parse import unquote
 from aiart.core.store_layout import BUCKET_PREFIX
 
 ALGORITHM = "AWS4-HMAC-SHA256"
-# Where a model may write in its bucket (store_layout): its results, and its
-# servers' payload log (which the model's own code could write as well: the
-# log is the model's record, as trustworthy as the model).
-WRITABLE_PREFIXES = ("predictions/", "payloads/")
+# Where a model may write in its bucket (store_layout): its results, its
+# servers' payload log and its batch jobs' results (which the model's own
+# code could write as well: they are the model's record, as trustworthy as
+# the model).
+WRITABLE_PREFIXES = ("predictions/", "payloads/", "jobs/")
 # How far a request's date may be from the gateway's clock (S3's own window).
 CLOCK_SKEW = timedelta(minutes=15)
 # A multi-object delete's body (S3 allows 1,000 keys of at most 1 KiB).

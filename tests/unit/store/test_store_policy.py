@@ -123,6 +123,7 @@ def test_the_scope_of_a_model() -> None:
     # The payload log (spec.logging) of its servers.
     assert allowed("PUT", f"{own}/payloads/2026-12-05/20261205T231500Z-a1-000001.jsonl")
     assert not allowed("PUT", f"{own}/payloadsX/x")
+    assert allowed("PUT", f"{own}/jobs/j1/output/00000-00000.jsonl")
     assert not allowed("PUT", "/aiart-other/payloads/x.jsonl")
     assert allowed("POST", own, "delete")
     assert allowed("PUT", f"{own}/predictions/y", x_amz_copy_source="/aiart-iris/artifacts/1/m")
