@@ -7,6 +7,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -217,9 +218,22 @@ def test_payload_logs_hold_the_sampled_requests_whole_and_no_key(
         assert key.encode() not in lines
         return [json.loads(line) for line in lines.splitlines()]
 
+    # Every record written (a batch goes within 5 s of its first record):
+    # the count stands still for longer than that, and the bucket holds it.
     # The first warm-up calls are logged too (by the sample): only ours count below.
-    found = wait_for(lambda: (lambda r: r if len(r) == written() and r else None)(records()),
-                     30, "the payload log's records in the bucket")
+    last: dict[str, float] = {"count": -1.0, "since": time.monotonic()}
+
+    def settled() -> list[dict[str, Any]] | None:
+        count = written()
+        if count != last["count"]:
+            last.update(count=count, since=time.monotonic())
+            return None
+        if time.monotonic() - last["since"] < 7:
+            return None
+        found = records()
+        return found if len(found) == count else None
+
+    found = wait_for(settled, 90, "the payload log's records in the bucket")
     ours = [r for r in found if r.get("id", "").startswith("p-")]
     ids = [r["id"] for r in ours]
     assert len(ids) == len(set(ids)), "a request logged twice"

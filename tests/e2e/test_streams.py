@@ -105,13 +105,15 @@ def test_a_stream_is_answered_once_in_order_across_a_killed_bridge_and_a_new_ver
         rows = np.random.default_rng(3).uniform([4, 2, 1, 0.1], [8, 4.5, 7, 2.5],
                                                 size=(1000, 4)).round(2)
 
-        def publish(first: int, last: int, pause: float = 0.0,
-                    until: threading.Event | None = None) -> None:
+        def publish(first: int, last: int, until: threading.Event | None = None) -> None:
+            """Messages first..last-1; with ``until``, slowly until it is set (one
+            a second after the first 50: enough for several minutes of a new
+            version's build), then the rest at once."""
             for n in range(first, last):
                 send(publisher, f"{model}/{'ab'[n % 2]}/features", rows[n].tolist(),
                      str(n).encode())
-                if pause and until is not None and not until.is_set():
-                    time.sleep(pause)
+                if until is not None and not until.is_set():
+                    until.wait(0.05 if n < first + 50 else 1.0)
 
         def answered() -> int:
             return len({c for _, _, _, c in consumer.answers()})
@@ -123,7 +125,7 @@ def test_a_stream_is_answered_once_in_order_across_a_killed_bridge_and_a_new_ver
         # A new version takes over while messages keep coming (slowly, until
         # it serves; then the rest at once).
         switched = threading.Event()
-        slow = threading.Thread(target=publish, args=(500, 1000, 0.05, switched))
+        slow = threading.Thread(target=publish, args=(500, 1000, switched))
         models.declare(model, "2", artifact, auth="{mode: apikey}", streams=streams)
         slow.start()
 
@@ -131,9 +133,11 @@ def test_a_stream_is_answered_once_in_order_across_a_killed_bridge_and_a_new_ver
             return any(json.loads(p).get("model_version") == "2"
                        for t, p, _, _ in consumer.answers() if "/results/" in t)
 
-        models.wait_status(f"{model}-2", "Ready", 180)
-        wait_for(version_2_answers, 60, "an answer of version 2")
-        switched.set()
+        try:
+            models.wait_status(f"{model}-2", "Ready", 300)
+            wait_for(version_2_answers, 60, "an answer of version 2")
+        finally:
+            switched.set()
         slow.join(120)
         wait_for(lambda: answered() >= 1000, 120, "1,000 answers")
     finally:
