@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aiart.build.recipes import ModelRecipe, RuntimeRecipe
+from aiart.build.recipes import BatchRecipe, ModelRecipe, RuntimeRecipe
 from aiart.core import labels as L
 from aiart.core.errors import ObjectMissing, PermanentError, StoreUnavailable, TransientError
-from aiart.core.objects import ConfigObject, ServiceObject, TaskSummary
+from aiart.core.objects import ConfigObject, ServiceObject, TaskState, TaskSummary
 from aiart.core.render import carries_current_route
 from sklearn.linear_model import LogisticRegression
 
@@ -50,6 +50,7 @@ class FakeCluster:
         self.secrets: dict[str, str] = {}  # name -> id
         self.secret_data: dict[str, tuple[bytes, dict[str, str]]] = {}
         self.registry_digests: dict[str, str] = {}  # ready image -> repo@sha256:...
+        self.tasks: dict[str, list[TaskState]] = {}  # a job's service name -> its tasks
 
     # -- test helpers ---------------------------------------------------
     def add_config(self, name: str, data: bytes, labels: Mapping[str, str] | None = None) -> str:
@@ -89,8 +90,15 @@ class FakeCluster:
         return self.configs[config.id]
 
     async def list_services(self, model: str | None = None) -> list[ServiceObject]:
-        return [s for s in self.services.values() if L.STREAM_OF not in s.labels
+        return [s for s in self.services.values()
+                if L.STREAM_OF not in s.labels and L.JOB not in s.labels
                 and (model is None or s.labels.get(L.MODEL) == model)]
+
+    async def list_job_services(self) -> list[ServiceObject]:
+        return [s for s in self.services.values() if L.JOB in s.labels]
+
+    async def task_states(self, service: ServiceObject) -> list[TaskState]:
+        return list(self.tasks.get(service.name, [TaskState("running", None, "")]))
 
     async def list_stream_services(self, model: str | None = None) -> list[ServiceObject]:
         return [s for s in self.services.values() if L.STREAM_OF in s.labels
@@ -254,6 +262,12 @@ class FakeBuilder:
         if self.fail_with:
             raise self.fail_with
         self.pushed.append(tag)
+
+    async def ensure_batch_image(self, recipe: BatchRecipe) -> str:
+        if self.fail_with:
+            raise self.fail_with
+        self.built.append(recipe.tag)
+        return recipe.tag
 
 
 class FakeGateway:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import logs
 from .model import ModelLoadError, ServedModel
-from .settings import ModelSettings, ServerSettings
+from .settings import BATCH_REFUSED_EXIT, BatchJob, ModelSettings, ServerSettings
 
 if TYPE_CHECKING:
     from .dataplane import DataPlane
@@ -47,14 +47,14 @@ def load(model_dir: Path) -> ServedModel:
 
 def batch(model_dir: Path) -> int:
     """Run the batch job in AIART_BATCH_JOB over the model's bucket (batch.py)."""
-    from .batch import BatchError, Job, MinioBucket, run
+    from .batch import BatchError, MinioBucket, run
 
     log = logging.getLogger("aiart_runtime")
     settings = ServerSettings.from_env()
     try:
         if not settings.batch_job:
             raise ValueError("AIART_BATCH_JOB names no job")
-        job = Job.from_json(settings.batch_job)
+        job = BatchJob.from_json(settings.batch_job)
         model = load(model_dir)
         bucket = MinioBucket(
             endpoint=settings.store_endpoint, secure=settings.store_secure.lower() == "true",
@@ -63,8 +63,12 @@ def batch(model_dir: Path) -> int:
             secret_key=Path(settings.store_secret_key_file).read_text().strip())
         manifest = run(model, bucket, job, on_chunk=lambda p: log.info(
             "rows %d of %d scored", p.rows_done, p.rows_known))
-    except (BatchError, ModelLoadError, KeyError, OSError, ValueError) as exc:
+    except (BatchError, ModelLoadError, KeyError, ValueError) as exc:
+        # Its input or its model is wrong: starting it again cannot help.
         log.error("the batch job failed: %s", exc)
+        return BATCH_REFUSED_EXIT
+    except OSError as exc:  # the store away, say: worth another start
+        log.error("the batch job stopped: %s", exc)
         return 1
     log.info("batch job %s done: %d rows (%d chunks were done before)", job.id,
              manifest["rows"], manifest["resumedChunks"])

@@ -35,10 +35,10 @@ import numpy.typing as npt
 
 from .model import ServedModel
 from .protocol import ProtocolError, decode_request
+from .settings import BATCH_FORMATS, BatchJob
 
 log = logging.getLogger("aiart_runtime")
-FORMATS = (".csv", ".jsonl", ".ndjson", ".parquet")
-CHUNK_ROWS = 10_000
+FORMATS = BATCH_FORMATS
 
 
 class BatchError(RuntimeError):
@@ -51,27 +51,6 @@ class Bucket(Protocol):
     def list(self, prefix: str) -> list[str]: ...
     def get(self, key: str) -> bytes: ...
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    id: str
-    # Keys under this prefix of the model's bucket, in the formats above.
-    inputs: str
-    chunk_rows: int = CHUNK_ROWS
-    # What the model is, for the manifest (its image's digest, by the operator).
-    model_digest: str = ""
-
-    @classmethod
-    def from_json(cls, text: str) -> Job:
-        raw = json.loads(text)
-        return cls(id=str(raw["id"]), inputs=str(raw["inputs"]),
-                   chunk_rows=int(raw.get("chunkRows", CHUNK_ROWS)),
-                   model_digest=str(raw.get("modelDigest", "")))
-
-    @property
-    def root(self) -> str:
-        return f"jobs/{self.id}/"
 
 
 @dataclass(slots=True)
@@ -158,7 +137,7 @@ class Progress:
         timespec="seconds"))
 
 
-def run(model: ServedModel, bucket: Bucket, job: Job,
+def run(model: ServedModel, bucket: Bucket, job: BatchJob,
         on_chunk: Callable[[Progress], None] | None = None) -> dict[str, Any]:
     """Run (or resume) ``job``; returns its manifest, also written last."""
     inputs = sorted(k for k in bucket.list(job.inputs) if k.endswith(FORMATS))
@@ -217,7 +196,7 @@ def run(model: ServedModel, bucket: Bucket, job: Job,
     return manifest
 
 
-def read_outputs(bucket: Bucket, job: Job) -> Iterator[dict[str, Any]]:
+def read_outputs(bucket: Bucket, job: BatchJob) -> Iterator[dict[str, Any]]:
     """A finished job's rows, in order (for tests and the CLI)."""
     manifest = json.loads(bucket.get(f"{job.root}manifest.json"))
     for output in manifest["outputs"]:

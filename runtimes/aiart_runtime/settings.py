@@ -149,3 +149,40 @@ class ModelSettings:
         if self.max_request_bytes is not None:
             body["max_request_bytes"] = self.max_request_bytes
         return json.dumps(body, sort_keys=True, indent=2).encode()
+
+
+# The exit status of a batch job that cannot succeed however often it is
+# started (its input or its model is wrong): the operator fails the job at
+# once instead of starting it again (docs/batch.md).
+BATCH_REFUSED_EXIT = 2
+BATCH_CHUNK_ROWS = 10_000
+# The input files a batch job reads, by their keys' endings (batch.py).
+BATCH_FORMATS = (".csv", ".jsonl", ".ndjson", ".parquet")
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJob:
+    """A batch job as the model's image runs it (``AIART_BATCH_JOB``, JSON),
+    written by the operator (control/jobs.py), read by aiart_runtime/batch.py."""
+
+    id: str
+    # Keys under this prefix of the model's bucket, in the formats batch.py reads.
+    inputs: str
+    chunk_rows: int = BATCH_CHUNK_ROWS
+    # What the model is, for the job's manifest (its image's digest).
+    model_digest: str = ""
+
+    @classmethod
+    def from_json(cls, text: str) -> BatchJob:
+        raw = json.loads(text)
+        return cls(id=str(raw["id"]), inputs=str(raw["inputs"]),
+                   chunk_rows=int(raw.get("chunkRows", BATCH_CHUNK_ROWS)),
+                   model_digest=str(raw.get("modelDigest", "")))
+
+    def to_json(self) -> str:
+        return json.dumps({"id": self.id, "inputs": self.inputs, "chunkRows": self.chunk_rows,
+                           "modelDigest": self.model_digest}, sort_keys=True)
+
+    @property
+    def root(self) -> str:
+        return f"jobs/{self.id}/"

@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from aiart_runtime.__main__ import load
-from aiart_runtime.batch import BatchError, Job, MinioBucket, read_outputs, run
+from aiart_runtime.batch import BatchError, MinioBucket, read_outputs, run
+from aiart_runtime.settings import BatchJob
 from moto.server import ThreadedMotoServer
 
 from tests.integration.test_object_store import free_port
@@ -78,7 +79,7 @@ def test_csv_json_lines_and_parquet_are_scored_as_the_api_scores_them(
     pq.write_table(pa.table({name: c[:, i] for i, name in enumerate(COLUMNS)}), parquet)
     bucket.put("inputs/mixed/c.parquet", parquet.getvalue(), "x")
     bucket.put("inputs/mixed/notes.txt", b"not an input", "text/plain")
-    job = Job(id="j-mixed", inputs="inputs/mixed/", chunk_rows=100, model_digest="sha256:abc")
+    job = BatchJob(id="j-mixed", inputs="inputs/mixed/", chunk_rows=100, model_digest="sha256:abc")
     manifest = run(model, bucket, job)
     assert manifest["rows"] == 320 and manifest["modelDigest"] == "sha256:abc"
     assert [i["key"] for i in manifest["inputs"]] == [
@@ -101,13 +102,13 @@ def test_csv_json_lines_and_parquet_are_scored_as_the_api_scores_them(
 def test_what_a_job_cannot_read_is_said(bucket: MinioBucket, model_folder: Path) -> None:
     model = load(model_folder)
     with pytest.raises(BatchError, match="no input under"):
-        run(model, bucket, Job(id="j-none", inputs="inputs/nothing/"))
+        run(model, bucket, BatchJob(id="j-none", inputs="inputs/nothing/"))
     bucket.put("inputs/bad/x.csv", b"sl,sw,pl,pw\n1,2,3,oops\n", "text/csv")
     with pytest.raises(BatchError, match=r"x\.csv: could not convert string to float"):
-        run(model, bucket, Job(id="j-bad", inputs="inputs/bad/"))
+        run(model, bucket, BatchJob(id="j-bad", inputs="inputs/bad/"))
     bucket.put("inputs/narrow/x.csv", b"1,2\n3,4\n", "text/csv")
     with pytest.raises(BatchError, match="the model refused rows 0-1"):
-        run(model, bucket, Job(id="j-narrow", inputs="inputs/narrow/"))
+        run(model, bucket, BatchJob(id="j-narrow", inputs="inputs/narrow/"))
 
 
 def test_a_job_killed_mid_way_resumes_from_its_last_finished_chunk(
@@ -141,7 +142,7 @@ def test_a_job_killed_mid_way_resumes_from_its_last_finished_chunk(
     # What was finished before the kill was not scored or written again (each
     # record holds the time it was written: written again, it would differ).
     assert {k: bucket.client.stat_object(BUCKET, k).etag for k in before} == before
-    scored = [r["outputs"]["predict"] for r in read_outputs(bucket, Job(id="j-big",
+    scored = [r["outputs"]["predict"] for r in read_outputs(bucket, BatchJob(id="j-big",
                                                                         inputs=""))]
     model = load(model_folder)
     assert scored == model.estimator.predict(many).tolist()  # type: ignore[attr-defined]

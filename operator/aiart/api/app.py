@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import yaml
+from aiart_runtime.settings import BATCH_FORMATS as FORMATS
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -25,6 +28,7 @@ from aiart.api.openapi import openapi_document
 from aiart.api.views import (
     Principal,
     config_reference_problem,
+    job_view,
     model_views,
     plan_upload,
     reference_problems,
@@ -34,8 +38,8 @@ from aiart.auth.access import Role, credential_from, parse_key
 from aiart.auth.keystore import KeyCache
 from aiart.auth.serving import serve_with_keys
 from aiart.auth.tokens import TokenVerifier
+from aiart.core import jobs, rollout
 from aiart.core import labels as L
-from aiart.core import rollout
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.objects import ConfigObject, ServiceObject
 from aiart.core.render import service_name
@@ -321,6 +325,82 @@ async def rollout_command(request: Request) -> Response:
                          "statusUrl": f"{PREFIX}/models/{name}"}, status_code=202)
 
 
+def job_id_of(request: Request) -> str:
+    job_id = str(request.path_params["id"])
+    if not jobs.JOB_ID.match(job_id):
+        raise ApiError(400, f"{job_id!r} is not a job id")
+    return job_id
+
+
+async def _job_config(request: Request, job_id: str) -> ConfigObject:
+    config = await context(request).cluster.get_config(jobs.config_name(job_id))
+    if config is None or config.labels.get(L.JOB) != job_id:
+        raise ApiError(404, f"no batch job {job_id!r}")
+    return config
+
+
+async def start_job(request: Request) -> Response:
+    """Declare a batch job (a labelled config, core/jobs.py); the operator runs it."""
+    ctx = context(request)
+    who = await principal(request)
+    allow(who, Role.DEPLOYER)
+    body = await request.body()
+    try:
+        spec = jobs.parse_job(body)
+    except jobs.JobError as exc:
+        raise ApiError(400, str(exc)) from None
+    allow(who, Role.DEPLOYER, spec.model)
+    versions = [version_view(c)["version"]
+                for c in await ctx.cluster.list_model_configs(spec.model)]
+    if not versions:
+        raise ApiError(404, f"no model {spec.model!r} is declared")
+    if spec.version is not None and spec.version not in versions:
+        raise ApiError(404, f"model {spec.model} has no version {spec.version} "
+                            f"(it has {', '.join(versions)})")
+    if ctx.store is not None:
+        found = [k for k in await ctx.store.list(bucket_for(spec.model), spec.prefix)
+                 if k.endswith(FORMATS)]
+        if not found:
+            raise ApiError(400, f"no input under {spec.input} (files ending in "
+                                f"{', '.join(FORMATS)})")
+    job_id = jobs.new_job_id(spec.model, datetime.now(UTC))
+    await ctx.cluster.create_config(
+        jobs.config_name(job_id),
+        yaml.safe_dump(spec.model_dump(exclude_none=True), sort_keys=False).encode(),
+        jobs.job_labels(job_id, spec.model, who.subject))
+    log.info("batch job %s on %s by %s", job_id, spec.model, who.subject)
+    view = job_view(await _job_config(request, job_id))
+    return JSONResponse({**view, "statusUrl": f"{PREFIX}/jobs/{job_id}"}, status_code=202)
+
+
+async def list_jobs(request: Request) -> Response:
+    who = await principal(request)
+    allow(who, Role.VIEWER)
+    model = request.query_params.get("model")
+    views = [job_view(c) for c in sorted(
+        await context(request).cluster.list_configs(L.JOB), key=lambda c: c.created_at)]
+    return JSONResponse({"jobs": [v for v in views if who.may(Role.VIEWER, v["model"])
+                                  and (model is None or v["model"] == model)]})
+
+
+async def get_job(request: Request) -> Response:
+    who = await principal(request)
+    config = await _job_config(request, job_id_of(request))
+    allow(who, Role.VIEWER, config.labels.get(L.JOB_OF, ""))
+    return JSONResponse(job_view(config))
+
+
+async def remove_job(request: Request) -> Response:
+    """Remove a job's config: the operator stops it if it runs; its results
+    stay in the model's bucket."""
+    who = await principal(request)
+    config = await _job_config(request, job_id_of(request))
+    allow(who, Role.DEPLOYER, config.labels.get(L.JOB_OF, ""))
+    await context(request).cluster.delete_config(config.id)
+    log.info("batch job %s removed by %s", config.labels.get(L.JOB), who.subject)
+    return JSONResponse({"removed": [config.name]})
+
+
 async def openapi(_: Request) -> Response:
     return JSONResponse(openapi_document())
 
@@ -350,6 +430,10 @@ ROUTES = [
     Route(f"{PREFIX}/models/{{name}}/logs", guarded(model_logs), methods=["GET"]),
     Route(f"{PREFIX}/models/{{name}}/rollout/{{action}}", guarded(rollout_command),
           methods=["POST"]),
+    Route(f"{PREFIX}/jobs", guarded(list_jobs), methods=["GET"]),
+    Route(f"{PREFIX}/jobs", guarded(start_job), methods=["POST"]),
+    Route(f"{PREFIX}/jobs/{{id}}", guarded(get_job), methods=["GET"]),
+    Route(f"{PREFIX}/jobs/{{id}}", guarded(remove_job), methods=["DELETE"]),
 ]
 
 

@@ -22,6 +22,12 @@ MODEL_LIST = {"type": "object", "properties": {"models": {
     "type": "array", "items": {"$ref": "#/components/schemas/Model"}}}}
 
 
+JOB = {"type": "object", "properties": {
+    **{k: {"type": "string"} for k in ("id", "model", "version", "config", "created",
+                                       "createdBy", "input", "status", "message", "results")},
+    **{k: {"type": ["integer", "null"]} for k in ("chunkRows", "rowsDone", "rowsKnown")}}}
+
+
 def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -86,6 +92,41 @@ def openapi_document() -> dict[str, Any]:
                              "202": {"description": "the operator acts at its next pass"},
                              "404": _error("no such model or action"),
                              "409": _error("no rollout in progress"), **ERRORS}},
+            },
+            "/jobs": {
+                "get": {"summary": "Batch jobs (of the models the caller may see)",
+                        "parameters": [{"name": "model", "in": "query",
+                                        "schema": {"type": "string"}}],
+                        "responses": {"200": {"description": "the jobs", "content": {
+                            "application/json": {"schema": {"type": "object", "properties": {
+                                "jobs": {"type": "array", "items": JOB}}}}}}, **ERRORS}},
+                "post": {"summary": "Score the files under a prefix of the model's bucket "
+                                    "with its own image (docs/batch.md)",
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": {"type": "object", "required": ["model", "input"],
+                                        "properties": {
+                                 "model": {"type": "string"},
+                                 "version": {"type": "string", "description": "default: the "
+                                             "version serving when the job starts"},
+                                 "input": {"type": "string",
+                                           "description": "s3://aiart-<model>/<prefix>"},
+                                 "chunkRows": {"type": "integer", "minimum": 1}}}}}},
+                         "responses": {"202": {"description": "declared; the operator runs it",
+                                               "content": {"application/json": {
+                                                   "schema": JOB}}},
+                                       "400": _error("not a job, or no input there"),
+                                       "404": _error("no such model or version"), **ERRORS}},
+            },
+            "/jobs/{id}": {
+                "parameters": [{"name": "id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "get": {"summary": "One batch job", "responses": {
+                    "200": {"description": "the job", "content": {"application/json": {
+                        "schema": JOB}}},
+                    "404": _error("no such job"), **ERRORS}},
+                "delete": {"summary": "Remove a job: stopped if it runs; its results stay",
+                           "responses": {"200": {"description": "the config removed"},
+                                         "404": _error("no such job"), **ERRORS}},
             },
         },
         "components": {

@@ -15,8 +15,8 @@ from typing import Any
 import yaml
 
 from aiart.auth.access import ApiKey, Role
+from aiart.core import jobs, rollout
 from aiart.core import labels as L
-from aiart.core import rollout
 from aiart.core.objects import ConfigObject
 from aiart.core.spec import Manifest, ManifestError, image_repository, parse_manifest
 from aiart.core.store_layout import ConfigRef, RunRef, S3Ref, bucket_for
@@ -89,6 +89,30 @@ def version_view(config: ConfigObject) -> dict[str, Any]:
                     "step": labels.get(rollout.STEP, ""),
                     "status": labels.get(L.STATUS_ROLLOUT, "")}
         if rollout.PHASE in labels else None,
+    }
+
+
+def job_view(config: ConfigObject) -> dict[str, Any]:
+    """A batch job as the API shows it (core/jobs.py)."""
+    labels = config.labels
+    model, job_id = labels.get(L.JOB_OF, ""), labels.get(L.JOB, "")
+    try:
+        spec: jobs.JobSpec | None = jobs.parse_job(config.data)
+    except jobs.JobError:
+        spec = None
+
+    def count(label: str) -> int | None:
+        value = labels.get(label, "")
+        return int(value) if value.isdigit() else None
+
+    return {
+        "id": job_id, "model": model, "config": config.name, "created": config.created_at,
+        "createdBy": labels.get(L.CREATED_BY, ""),
+        "version": labels.get(L.JOB_VERSION) or (spec.version if spec else None),
+        "input": spec.input if spec else None, "chunkRows": spec.chunkRows if spec else None,
+        "status": labels.get(L.STATUS, "Pending"), "message": labels.get(L.STATUS_MESSAGE, ""),
+        "rowsDone": count(L.STATUS_ROWS_DONE), "rowsKnown": count(L.STATUS_ROWS_KNOWN),
+        "results": f"s3://{bucket_for(model)}/jobs/{job_id}/" if model else None,
     }
 
 

@@ -16,7 +16,13 @@ import platform
 import sys
 from pathlib import Path
 
-from aiart.build.recipes import ModelRecipe, RuntimeRecipe, runtime_files
+from aiart.build.recipes import (
+    BATCH_REQUIREMENTS,
+    BatchRecipe,
+    ModelRecipe,
+    RuntimeRecipe,
+    runtime_files,
+)
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
 from aiart.engine.adapter import DockerCluster, tar_context
@@ -125,6 +131,25 @@ class ImageBuilder:
                 )
         if push:
             await self.push_image(tag)
+        return tag
+
+    async def ensure_batch_image(self, recipe: BatchRecipe) -> str:
+        """A batch job's image (built on the model's, which must be here),
+        pushed: a job's task may run on any node."""
+        tag = recipe.tag
+        async with _lock(tag):
+            if not await self.cluster.image_exists(tag):
+                wheels = await fill_wheelhouse(
+                    BATCH_REQUIREMENTS, python_version=recipe.python_version,
+                    cache_dir=self.cache_dir)
+                files = {"Dockerfile": recipe.dockerfile().encode()}
+                for wheel in sorted(wheels.glob("*.whl")):
+                    files[f"wheels/{wheel.name}"] = wheel.read_bytes()
+                log.info("building batch image %s", tag)
+                await self.cluster.build_image(
+                    context=tar_context(files), tag=tag, timeout=self.timeout,
+                    labels={L.MANAGED_BY: L.MANAGED_BY_VALUE}, network=False)
+        await self.push_image(tag)
         return tag
 
     async def push_image(self, tag: str) -> None:

@@ -30,10 +30,14 @@ SERVER_REQUIREMENTS = (
     "opentelemetry-sdk>=1.30",
     "opentelemetry-exporter-otlp-proto-http>=1.30",
     # The payload log's writes to the model's bucket (payloads.py), and batch
-    # jobs' reads and writes (batch.py), Parquet with pyarrow.
+    # jobs' reads and writes (batch.py).
     "minio>=7.2",
-    "pyarrow>=15",
 )
+# What batch jobs need besides (Parquet): a layer of a job's own image on the
+# model's, not in every serving image (pyarrow is 170 MB installed, and every
+# runtime image is built, pushed and pulled). pyarrow 18 and later depend on
+# nothing, so the layer cannot shadow the model's own numpy.
+BATCH_REQUIREMENTS = ("pyarrow>=18",)
 
 
 @cache
@@ -187,3 +191,22 @@ class ModelRecipe:
             hashlib.sha256(self.artifact).hexdigest(), self.settings_json,
         )[:16]
         return f"{self.registry}/aiart/{self.name}:{self.version}-{digest}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchRecipe:
+    """A batch job's image: the model's image and BATCH_REQUIREMENTS beside
+    its own libraries (/opt/aiart-batch, on the path after them)."""
+
+    model_image: str  # the model's image by tag (registry/aiart/<name>:<version>-<hash>)
+    python_version: str
+
+    def dockerfile(self) -> str:
+        return _environment().get_template("batch.Dockerfile.j2").render(
+            model_image=self.model_image,
+            requirements=" ".join(f"'{r}'" for r in BATCH_REQUIREMENTS))
+
+    @property
+    def tag(self) -> str:
+        digest = _digest(self.model_image, self.python_version, self.dockerfile())[:8]
+        return f"{self.model_image}-batch-{digest}"

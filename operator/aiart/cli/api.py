@@ -1,12 +1,12 @@
-"""``aiart deploy|ls|status|logs|rm|predict``: the REST API from a terminal.
+"""``aiart deploy|ls|status|logs|rm|rollout|batch|predict``: the REST API from a terminal.
 
 URL and key come from ``--url``/``--key``, else ``AIART_URL``/``AIART_API_KEY``
 (or ``AIART_TOKEN`` for an OIDC token), else the file
 ``${XDG_CONFIG_HOME:-~/.config}/aiart/cli.env`` (KEY=VALUE lines). HTTPS is
 checked against the system's CAs and ``AIART_CA_FILE`` (else the local CA
 ``hack/stack.sh`` made, ``~/.config/aiart/tls/ca.crt``). Exit codes:
-0 done, 1 refused or failed request, 3 the deployed version ended Failed or
-Invalid, 4 gave up waiting.
+0 done, 1 refused or failed request, 3 the deployed version (or the batch
+job) ended Failed or Invalid, 4 gave up waiting.
 """
 
 from __future__ import annotations
@@ -63,6 +63,23 @@ def add_commands(commands: Any) -> None:
     moves.add_argument("action", choices=("status", "promote", "abort"))
     moves.add_argument("name")
     client_options(moves)
+    batch = commands.add_parser("batch", help="batch scoring jobs: run, ls, status, rm")
+    jobs = batch.add_subparsers(dest="batch_command", required=True)
+    run = jobs.add_parser("run", help="score the files under an s3:// prefix of the "
+                                      "model's bucket with the model's own image")
+    run.add_argument("target", metavar="MODEL[:VERSION]")
+    run.add_argument("input", metavar="s3://aiart-MODEL/PREFIX")
+    run.add_argument("--chunk-rows", type=int, help="rows scored and written at a time "
+                                                     "(default 10000)")
+    run.add_argument("--no-wait", action="store_true", help="return once it is declared")
+    run.add_argument("--timeout", type=float, default=3600, help="seconds to wait for the end")
+    client_options(run)
+    client_options(jobs.add_parser("ls", help="batch jobs, their status and progress"))
+    for verb, text in (("status", "one job's status"), ("rm", "remove a job (stops it if it "
+                                                               "runs; its results stay)")):
+        one = jobs.add_parser(verb, help=text)
+        one.add_argument("id")
+        client_options(one)
     predict = commands.add_parser("predict", help="call a model through the gateway")
     predict.add_argument("name")
     predict.add_argument("--data", required=True,
@@ -194,6 +211,8 @@ def _run(client: httpx.Client, args: argparse.Namespace) -> int:
         return 0
     if args.command == "rollout":
         return _rollout(client, args, api)
+    if args.command == "batch":
+        return _batch(client, args, api)
     # predict
     text = Path(args.data[1:]).read_text() if args.data.startswith("@") else args.data
     try:
@@ -259,3 +278,80 @@ def _deploy(client: httpx.Client, args: argparse.Namespace) -> int:
         time.sleep(1)
     raise CliError(f"{name}:{version} is not Ready after {args.timeout:.0f} s "
                    f"(last: {seen[0] or 'unseen'})", EXIT_TIMEOUT)
+
+
+def progress_bar(done: int | None, known: int | None, width: int = 30) -> str:
+    """``[#########.....]  45000/100000 rows  45%``; rows only while the total is unknown."""
+    if done is None:
+        return ""
+    if not known:
+        return f"{done} rows"
+    share = min(1.0, done / known)
+    filled = round(share * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done}/{known} rows {share:4.0%}"
+
+
+def _batch(client: httpx.Client, args: argparse.Namespace, api: str) -> int:
+    if args.batch_command == "ls":
+        found = _check(client.get(f"{api}/jobs"))["jobs"]
+        if args.json:
+            print(json.dumps(found, indent=2))
+            return 0
+        print(table([["ID", "MODEL", "VERSION", "STATUS", "ROWS", "INPUT"]] + [
+            [j["id"], j["model"], j["version"] or "-", j["status"],
+             f"{j['rowsDone'] or 0}/{j['rowsKnown'] or '?'}", j["input"] or "-"]
+            for j in found]))
+        return 0
+    if args.batch_command == "status":
+        job = _check(client.get(f"{api}/jobs/{args.id}"))
+        print(json.dumps(job, indent=2) if args.json else
+              f"{job['id']}: {job['status']} {progress_bar(job['rowsDone'], job['rowsKnown'])}"
+              f"\n  {job['message']}\n  results: {job['results']}")
+        return 0
+    if args.batch_command == "rm":
+        removed = _check(client.delete(f"{api}/jobs/{args.id}"))["removed"]
+        print(json.dumps(removed) if args.json else "\n".join(f"removed {r}" for r in removed))
+        return 0
+    model, _, version = args.target.partition(":")
+    body: dict[str, Any] = {"model": model, "input": args.input}
+    if version:
+        body["version"] = version
+    if args.chunk_rows is not None:
+        body["chunkRows"] = args.chunk_rows
+    job = _check(client.post(f"{api}/jobs", json=body))
+    print(f"[aiart] batch job {job['id']} declared: {model} over {args.input}", file=sys.stderr)
+    if args.no_wait:
+        print(json.dumps(job) if args.json else job["id"])
+        return 0
+    return _follow_job(client, api, job["id"], args)
+
+
+def _follow_job(client: httpx.Client, api: str, job_id: str, args: argparse.Namespace) -> int:
+    """Show the job's progress until it ends: a bar redrawn in place on a
+    terminal, a line per change otherwise (logs, CI)."""
+    live = sys.stderr.isatty()
+    deadline, seen = time.monotonic() + args.timeout, ("", "", "")
+    while time.monotonic() < deadline:
+        job = _check(client.get(f"{api}/jobs/{job_id}"))
+        bar = progress_bar(job["rowsDone"], job["rowsKnown"])
+        state = (job["status"], job["message"], bar)
+        if state != seen:
+            if live:
+                print(f"\r\033[K[aiart] {job_id} {job['status']} {bar or job['message']}",
+                      end="", file=sys.stderr, flush=True)
+            else:
+                print(f"[aiart] {job_id} {job['status']}: {bar or job['message']}",
+                      file=sys.stderr)
+            seen = state
+        if job["status"] in ("Succeeded", "Failed", "Invalid"):
+            if live:
+                print(file=sys.stderr)
+            if job["status"] != "Succeeded":
+                raise CliError(f"batch job {job_id} is {job['status']}: {job['message']}",
+                               EXIT_FAILED)
+            print(f"[aiart] {job['message']}", file=sys.stderr)
+            print(json.dumps(job) if args.json else f"{job['results']}manifest.json")
+            return 0
+        time.sleep(1)
+    raise CliError(f"batch job {job_id} has not ended after {args.timeout:.0f} s "
+                   f"(last: {seen[0] or 'unseen'}); aiart batch status {job_id}", EXIT_TIMEOUT)

@@ -42,7 +42,7 @@ async def _build_runtime(args: argparse.Namespace) -> str:
         return await builder.ensure_runtime(recipe)
 
 
-API_COMMANDS = ("deploy", "ls", "status", "logs", "rm", "predict", "rollout")
+API_COMMANDS = ("deploy", "ls", "status", "logs", "rm", "predict", "rollout", "batch")
 
 
 def main(argv: list[str] | None = None) -> int:

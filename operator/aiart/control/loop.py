@@ -17,6 +17,8 @@ from typing import Any
 
 from aiart.catalog.configs import CATALOG_PREFIX
 from aiart.control.deps import Deps
+from aiart.control.jobs import KEY_PREFIX as JOB_KEY_PREFIX
+from aiart.control.jobs import job_key, reconcile_job
 from aiart.control.metrics import OperatorMetrics
 from aiart.control.reconcile import Outcome, reconcile_model
 from aiart.control.workqueue import WorkQueue
@@ -29,6 +31,11 @@ RECORD_PREFIXES = (CATALOG_PREFIX, "aiart-apikey-")
 MAX_BACKOFF = 60.0
 
 
+def _what(key: str) -> str:
+    return (f"job {key.removeprefix(JOB_KEY_PREFIX)}" if key.startswith(JOB_KEY_PREFIX)
+            else f"model {key}")
+
+
 class Operator:
     def __init__(
         self,
@@ -38,13 +45,14 @@ class Operator:
         metrics: OperatorMetrics | None = None,
     ) -> None:
         self.deps = deps
+        self.reconcile_job = reconcile_job
         self.queue = WorkQueue()
         self.metrics = metrics
         if metrics is not None:
             metrics.queue_depth.set_function(lambda: len(self.queue))
         self.reconcile = reconcile
         self._failures: dict[str, int] = {}
-        self._known: dict[str, str] = {}  # object id -> model name
+        self._known: dict[str, str] = {}  # object id -> model name, or job:<id>
         self.passes = 0
 
     async def enqueue_all(self) -> None:
@@ -57,6 +65,14 @@ class Operator:
             if model:
                 self._known[obj.id] = model
                 keys.add(model)
+        jobs: list[ConfigObject | ServiceObject] = [
+            *await self.deps.cluster.list_configs(L.JOB),
+            *await self.deps.cluster.list_job_services()]
+        for obj in jobs:
+            job = obj.labels.get(L.JOB)
+            if job:
+                self._known[obj.id] = job_key(job)
+                keys.add(job_key(job))
         for key in keys:
             self.queue.add(key)
 
@@ -74,17 +90,20 @@ class Operator:
     async def work_one(self, key: str) -> None:
         started = time.monotonic()
         try:
-            outcome = await self.reconcile(self.deps, key)
+            if key.startswith(JOB_KEY_PREFIX):
+                outcome = await self.reconcile_job(self.deps, key.removeprefix(JOB_KEY_PREFIX))
+            else:
+                outcome = await self.reconcile(self.deps, key)
         except TransientError as exc:
             self.count("retry", started)
             delay = self.backoff(key)
-            log.warning("model %s: %s; retrying in %.1f s", key, exc, delay)
+            log.warning("%s: %s; retrying in %.1f s", _what(key), exc, delay)
             self.queue.add(key, delay)
             return
         except Exception:
             self.count("error", started)
             delay = self.backoff(key)
-            log.exception("model %s: reconcile failed; retrying in %.1f s", key, delay)
+            log.exception("%s: reconcile failed; retrying in %.1f s", _what(key), delay)
             self.queue.add(key, delay)
             return
         self.count("retry" if outcome.transient else "ok", started)

@@ -73,13 +73,18 @@ async def store_access(deps: Deps, manifest: Manifest) -> StoreAccess | None:
     keys of its own, for the store gateway, never the store's."""
     if not manifest.spec.wants_store:
         return None
+    asked = "spec.store.credentials" if manifest.spec.store.credentials else "spec.logging"
+    return await model_store_keys(deps, manifest.metadata.name, asked)
+
+
+async def model_store_keys(deps: Deps, model: str, asked: str) -> StoreAccess:
+    """The model's own store keys as Docker secrets (made if missing), and
+    where the store gateway is; ``asked``: what needs them, for the error."""
     settings = deps.settings
     if deps.store is None or not settings.model_store_endpoint or deps.store_gateway_key is None:
-        asked = "spec.store.credentials" if manifest.spec.store.credentials else "spec.logging"
         raise PermanentError(f"{asked}: no store gateway is configured here "
                              "(AIART_S3_MODEL_ENDPOINT, AIART_STORE_GATEWAY_KEY_FILE); aiart "
                              "gives a model keys of its own, never the store's")
-    model = manifest.metadata.name
     access_key = access_key_for(model)
     ids = []
     for what, value in (("access", access_key),

@@ -10,6 +10,12 @@ OWNER: Final = "aiart.owner"
 STREAM_OF: Final = "aiart.stream-of"
 STREAM: Final = "aiart.stream"
 VERSION: Final = "aiart.version"
+# A batch job's config (named aiart-job-<id>) and service: the job's id, its
+# model, and the version it runs (written by the operator when the job
+# named none: the version serving then, kept for the job's whole life).
+JOB: Final = "aiart.job"
+JOB_OF: Final = "aiart.job.model"
+JOB_VERSION: Final = "aiart.job.version"
 SPEC_HASH: Final = "aiart.spec-hash"
 # A hash of the rendered task template alone: equal means an update changes
 # labels only, and no task restarts. Read from the label because the engine
@@ -54,6 +60,9 @@ STATUS_INPUTS: Final = "aiart.status.inputs"
 # Where a version's rollout stands, in words (core/rollout.py keeps its state
 # in aiart.rollout.* labels).
 STATUS_ROLLOUT: Final = "aiart.status.rollout"
+# A batch job's rows scored, of the rows of the files it has read so far.
+STATUS_ROWS_DONE: Final = "aiart.status.rows-done"
+STATUS_ROWS_KNOWN: Final = "aiart.status.rows-known"
 # Firing alerts' names, comma-separated; written by the alert watcher.
 STATUS_ALERTS: Final = "aiart.status.alerts"
 # Why a scalable version has the replicas it has; written by the autoscaler.

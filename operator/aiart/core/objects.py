@@ -34,3 +34,12 @@ class TaskSummary:
     last_error: str
     # Seconds since the longest-running task started running (0: none runs).
     running_for: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """One task of a service, as a batch job's outcome is read from it."""
+
+    state: str  # the engine's: new, pending, ..., running, complete, failed, rejected
+    exit_code: int | None  # its container's, once it ended
+    message: str  # the engine's error or status message

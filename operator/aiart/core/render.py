@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiart_runtime.settings import BatchingSettings, ModelSettings, TensorSpec
+from aiart_runtime.settings import BatchingSettings, BatchJob, ModelSettings, TensorSpec
 
+from aiart.core import jobs
 from aiart.core import labels as L
 from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Manifest, Runtime, Stream, Tensor
@@ -574,6 +575,46 @@ def render_stream(*, model: str, stream: Stream, settings: OperatorSettings,
         "Mode": {"Replicated": {"Replicas": 1}},
         "UpdateConfig": {"Parallelism": 1, "Order": "stop-first"},
         "EndpointSpec": {"Mode": "dnsrr"},
+    }
+    spec["Labels"][L.SPEC_HASH] = spec_hash(spec)
+    return spec
+
+
+def render_job(*, job_id: str, model: str, version: str, image: str, job: BatchJob,
+               manifest: Manifest, settings: OperatorSettings, store: StoreAccess,
+               config_id: str) -> dict[str, Any]:
+    """The Docker service spec of a batch job: a Swarm replicated job of the
+    model's image (with the job's layer, build/recipes.py BatchRecipe), as
+    hardened as the model's servers, with the model's store keys and on the
+    model network (the store gateway's). A task that fails is started again
+    (it resumes from its last finished chunk), RESTARTS times at most."""
+    env, secrets = _store_access(manifest, store)
+    env.update({"AIART_BATCH_JOB": job.to_json(), "AIART_MODEL_NAME": model,
+                "AIART_MODEL_VERSION": version})
+    hardening = _container_hardening(manifest)
+    hardening.pop("Healthcheck", None)  # it serves nothing to probe
+    labels = {L.MANAGED_BY: L.MANAGED_BY_VALUE, L.JOB: job_id, L.JOB_OF: model,
+              L.JOB_VERSION: version, L.OWNER: config_id}
+    spec: dict[str, Any] = {
+        "Name": jobs.service_name(job_id),
+        "Labels": labels,
+        "TaskTemplate": {
+            "ContainerSpec": {
+                "Image": image,
+                "Command": ["/opt/aiart/bin/python", "-m", "aiart_runtime", "batch", "/model"],
+                "Labels": {L.JOB: job_id},
+                "Env": [f"{k}={v}" for k, v in sorted(env.items())],
+                **hardening,
+                "Secrets": secrets,
+                "StopGracePeriod": STOP_GRACE_SECONDS * _SECOND,
+            },
+            "Resources": _resources(manifest),
+            **_placement(settings),
+            "RestartPolicy": {"Condition": "on-failure", "Delay": 2 * _SECOND,
+                              "MaxAttempts": jobs.RESTARTS},
+            "Networks": [{"Target": settings.network}],
+        },
+        "Mode": {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}},
     }
     spec["Labels"][L.SPEC_HASH] = spec_hash(spec)
     return spec

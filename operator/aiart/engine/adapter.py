@@ -23,7 +23,7 @@ from aiodocker.utils import compose_auth_header
 
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
-from aiart.core.objects import ConfigObject, ServiceObject, TaskSummary
+from aiart.core.objects import ConfigObject, ServiceObject, TaskState, TaskSummary
 from aiart.core.spec import image_repository
 
 log = logging.getLogger("aiart.docker")
@@ -236,8 +236,16 @@ class DockerCluster:
         if model:
             wanted.append(f"{L.MODEL}={model}")
         raw = await self._json("services", params=_filters(label=wanted))
-        # A stream's bridge is no version of a model: it has a list of its own.
-        return [_service(s) for s in raw if L.STREAM_OF not in (s["Spec"].get("Labels") or {})]
+        # A stream's bridge and a batch job are no versions of a model: they
+        # have lists of their own.
+        return [_service(s) for s in raw
+                if not {L.STREAM_OF, L.JOB} & set(s["Spec"].get("Labels") or {})]
+
+    async def list_job_services(self) -> list[ServiceObject]:
+        """Every batch job's service."""
+        raw = await self._json("services", params=_filters(
+            label=[f"{L.MANAGED_BY}={L.MANAGED_BY_VALUE}", L.JOB]))
+        return [_service(s) for s in raw]
 
     async def list_stream_services(self, model: str | None = None) -> list[ServiceObject]:
         """The bridges of ``model``'s streams (of every model's: None)."""
@@ -308,6 +316,16 @@ class DockerCluster:
         desired = int(service.spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1))
         return TaskSummary(desired=desired, running=running, failed=len(failed),
                            last_error=last_error, running_for=max(0.0, running_for))
+
+    async def task_states(self, service: ServiceObject) -> list[TaskState]:
+        """A service's tasks, oldest first."""
+        tasks = await self._json("tasks", params=_filters(service=[service.id]))
+        tasks.sort(key=lambda t: t.get("CreatedAt", ""))
+        return [TaskState(
+            state=str(t["Status"]["State"]),
+            exit_code=(t["Status"].get("ContainerStatus") or {}).get("ExitCode"),
+            message=str(t["Status"].get("Err") or t["Status"].get("Message") or ""))
+            for t in tasks]
 
     async def task_addresses(self, service: ServiceObject, network: str) -> list[str]:
         """The addresses on ``network`` of the service's tasks meant to run.

@@ -83,8 +83,9 @@ _LIST_FILTERS = {
     (Client.API, "/services"): f"{L.MANAGED_BY}={L.MANAGED_BY_VALUE}",
 }
 # The labels that make a config part of a deployment the API may write:
-# a model version, or an artifact uploaded for one. Key records are not.
-DEPLOYMENT_LABELS = (L.MODEL, L.ARTIFACT_OF)
+# a model version, an artifact uploaded for one, or a batch job. Key
+# records are not.
+DEPLOYMENT_LABELS = (L.MODEL, L.ARTIFACT_OF, L.JOB)
 # The largest request body looked at: a config's data is at most 500 KB,
 # base64 in JSON.
 MAX_BODY = 1 << 20
@@ -234,7 +235,8 @@ def may_remove(labels: dict[str, str]) -> Verdict:
 
 def _deployment_problem(labels: dict[str, Any]) -> str:
     if not any(label in labels for label in DEPLOYMENT_LABELS):
-        return f"it is not a model version or an artifact (no {' or '.join(DEPLOYMENT_LABELS)})"
+        return ("it is not a model version, an artifact or a batch job "
+                f"(no {' or '.join(DEPLOYMENT_LABELS)})")
     if any(str(k) == L.API_KEY or str(k).startswith(f"{L.API_KEY}.") for k in labels):
         return "it is an API key record"
     return ""

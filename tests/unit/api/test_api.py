@@ -177,3 +177,55 @@ def test_oversized_and_malformed_requests_are_refused(world: World) -> None:
         "manifest": (None, MANIFEST + b"#" + b"x" * (70 * 1024))})
     assert as_field.status_code in (400, 413) and "error" in as_field.json()
     assert not world.cluster.configs and not world.store.objects
+
+
+def test_a_batch_job_is_declared_as_a_labelled_config(world: World) -> None:
+    deployer, viewer = world.key(Role.DEPLOYER, "iris"), world.key(Role.VIEWER, "iris")
+    body = {"model": "iris", "input": "s3://aiart-iris/in/", "chunkRows": 500}
+    assert world.client.post("/api/v1/jobs", json=body,
+                             headers=deployer).status_code == 404  # no model yet
+    assert deploy(world, deployer, artifact=tiny_model()).status_code == 202
+    answer = world.client.post("/api/v1/jobs", json=body, headers=deployer)
+    assert answer.status_code == 400 and "no input under" in answer.json()["error"]
+    world.client.portal.call(world.store.ensure_bucket, "aiart-iris")  # type: ignore[union-attr]
+    world.client.portal.call(  # type: ignore[union-attr]
+        lambda: world.store.put("aiart-iris", "in/a.csv", b"1,2\n"))
+
+    for who, json_body, status, words in (
+            (viewer, body, 403, "needs role deployer"),
+            (world.key(Role.DEPLOYER, "other"), body, 403, "may not"),
+            (deployer, {**body, "input": "s3://aiart-other/x/"}, 400, "not in model iris"),
+            (deployer, {**body, "version": "7"}, 404, "no version 7"),
+            (deployer, {**body, "colour": "red"}, 400, "colour")):
+        answer = world.client.post("/api/v1/jobs", json=json_body, headers=who)
+        assert answer.status_code == status, answer.text
+        assert words in answer.json()["error"]
+
+    answer = world.client.post("/api/v1/jobs", json=body, headers=deployer)
+    assert answer.status_code == 202, answer.text
+    job = answer.json()
+    [config] = [c for c in world.cluster.configs.values() if L.JOB in c.labels]
+    assert config.name == f"aiart-job-{job['id']}" and config.labels[L.JOB_OF] == "iris"
+    assert (job["status"], job["chunkRows"], job["results"]) == (
+        "Pending", 500, f"s3://aiart-iris/jobs/{job['id']}/")
+    assert world.client.get(f"/api/v1/jobs/{job['id']}", headers=viewer).json()["id"] == job["id"]
+    assert [j["id"] for j in world.client.get("/api/v1/jobs", headers=viewer).json()["jobs"]] \
+        == [job["id"]]
+    # Another model's viewer sees none of it.
+    other = world.key(Role.VIEWER, "other")
+    assert world.client.get("/api/v1/jobs", headers=other).json()["jobs"] == []
+    assert world.client.get(f"/api/v1/jobs/{job['id']}", headers=other).status_code == 403
+    assert world.client.delete(f"/api/v1/jobs/{job['id']}", headers=viewer).status_code == 403
+    assert world.client.delete(f"/api/v1/jobs/{job['id']}",
+                               headers=deployer).json()["removed"] == [config.name]
+    assert world.client.get(f"/api/v1/jobs/{job['id']}", headers=viewer).status_code == 404
+
+
+def test_the_clis_progress_bar() -> None:
+    from aiart.cli.api import progress_bar
+
+    assert progress_bar(None, None) == ""
+    assert progress_bar(300, None) == "300 rows"
+    bar = progress_bar(45_000, 100_000, width=20)
+    assert bar == "[#########...........] 45000/100000 rows  45%"
+    assert progress_bar(100, 100, width=4) == "[####] 100/100 rows 100%"

@@ -86,7 +86,8 @@ def test_everything_else_is_refused(client: Client, method: str, path: str) -> N
 
 def test_the_api_creates_deployment_configs_only() -> None:
     ok = [{"aiart.model": "iris", "aiart.created-by": "apikey:ci"},
-          {"aiart.artifact-of": "iris", "aiart.version": "1", "aiart.managed-by": "aiart"}]
+          {"aiart.artifact-of": "iris", "aiart.version": "1", "aiart.managed-by": "aiart"},
+          {"aiart.job": "iris-1", "aiart.job.model": "iris", "aiart.created-by": "apikey:ci"}]
     for labels in ok:
         assert decide(API, "POST", "/v1.47/configs/create", config(labels)).allowed, labels
     refused = {
@@ -108,6 +109,7 @@ def test_the_api_removes_deployment_configs_only() -> None:
     assert verdict.allowed and verdict.config == "iris-1"  # once its labels are read:
     assert may_remove({"aiart.model": "iris", "team": "a"}).allowed
     assert may_remove({"aiart.artifact-of": "iris"}).allowed
+    assert may_remove({"aiart.job": "iris-1", "aiart.job.model": "iris"}).allowed
     assert not may_remove({"aiart.apikey": "k1", "aiart.model": "iris"}).allowed
     assert not may_remove({"aiart.managed-by": "aiart"}).allowed
     assert not may_remove({}).allowed
