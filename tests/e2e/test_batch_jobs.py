@@ -11,6 +11,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -54,7 +55,8 @@ def job_configs(engine: docker.DockerClient) -> Iterator[list[str]]:
 
 def test_a_job_over_100k_rows_survives_a_killed_task_and_scores_as_the_model_does(
         models: Models, engine: docker.DockerClient, iris_pickle: bytes,
-        store: ObjectStore, deployer: str, job_configs: list[str]) -> None:  # noqa: F811
+        store: ObjectStore, deployer: str, job_configs: list[str],  # noqa: F811
+        tmp_path: Path) -> None:
     model = models.name("batch")
     job_configs.append(model)
     bucket = f"aiart-{model}"
@@ -63,8 +65,12 @@ def test_a_job_over_100k_rows_survives_a_killed_task_and_scores_as_the_model_doe
     text = io.StringIO()
     np.savetxt(text, rows, delimiter=",", fmt="%.3f", header="a,b,c,d", comments="")
     data = text.getvalue().encode()
-    anyio.run(store.ensure_bucket, bucket)
-    anyio.run(lambda: store.put(bucket, "inputs/day1/rows.csv", data))
+    (tmp_path / "rows.csv").write_bytes(data)
+    put = subprocess.run([sys.executable, "-m", "aiart.cli", "inputs", "put", model,
+                          str(tmp_path / "rows.csv"), "--prefix", "inputs/day1"],
+                         capture_output=True, text=True, timeout=60)
+    assert put.returncode == 0, put.stderr
+    assert put.stdout.strip() == f"s3://{bucket}/inputs/day1/"
     models.wait_status(config, "Ready", timeout=300)
 
     running = subprocess.Popen(

@@ -25,6 +25,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 from tests.e2e.conftest import Models, stack_auth, wait_for
+from tests.e2e.test_monitoring import value
 from tests.security.test_broker import HOST, PORT
 from tests.streams import once_in_order
 
@@ -73,9 +74,9 @@ def send(publisher: mqtt.Client, topic: str, row: list[float], correlation: byte
                       properties=properties)
 
 
-def bridge_container(engine: docker.DockerClient, model: str) -> Any:
+def bridge_container(engine: docker.DockerClient, model: str, stream: str = "line") -> Any:
     found = engine.containers.list(filters={
-        "label": f"com.docker.swarm.service.name=aiart-stream-{model}-line"})
+        "label": f"com.docker.swarm.service.name=aiart-stream-{model}-{stream}"})
     return found[0] if found else None
 
 
@@ -149,3 +150,39 @@ def test_a_stream_is_answered_once_in_order_across_a_killed_bridge_and_a_new_ver
         estimator.predict(rows).tolist())
     versions = [seen[str(n).encode()]["model_version"] for n in range(1000)]
     assert versions[0] == "1" and versions[-1] == "2", "no answer of one of the versions"
+    # Prometheus reads the bridge's numbers, labelled with its model and stream.
+    answers = (f'sum(aiart_stream_messages_total{{job="aiart-streams",model="{model}",'
+               'stream="line",outcome="answered"})')
+    wait_for(lambda: (value(answers) or 0) > 0, 60, "Prometheus to scrape the bridge")
+
+
+def test_a_binding_config_feeds_a_model_from_topics_until_it_goes(models: Models) -> None:
+    engine = models.engine
+    model = models.name("bound")
+    x, y = load_iris(return_X_y=True)
+    artifact = __import__("pickle").dumps(LogisticRegression(max_iter=300).fit(x, y))
+    # As a plant's stack would: a config of its own, beside the model's.
+    binding = models.config(f"{model}-press", (
+        f"name: press\ntopics: ['{model}/press/+']\nformat: row\n"
+        f"columns: [{', '.join(COLUMNS)}]\n").encode(), **{"aiart.stream-binding": model})
+    models.wait_status(models.declare(model, "1", artifact, auth="{mode: apikey}"), "Ready")
+    consumer = Consumer([f"aiart/results/{model}/#"])
+    publisher = client()
+    try:
+        deadline = time.monotonic() + 90
+        while not consumer.got:
+            assert time.monotonic() < deadline, "the binding's stream never answered"
+            send(publisher, f"{model}/press/1", [5.1, 3.5, 1.4, 0.2], b"1")
+            time.sleep(1)
+    finally:
+        for made in (publisher, consumer.client):
+            made.loop_stop()
+            made.disconnect()
+    topic, payload, _, _ = consumer.got[0]
+    assert topic == f"aiart/results/{model}/{model}/press/1"
+    assert json.loads(payload)["model_name"] == model
+    assert models.labels(binding.name)["aiart.status.message"] == (
+        f"bridged by aiart-stream-{model}-press")
+    binding.remove()
+    wait_for(lambda: bridge_container(engine, model, "press") is None, 60,
+             "the binding's bridge to go with it")

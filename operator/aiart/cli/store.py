@@ -1,5 +1,6 @@
-"""``aiart runs ...``, ``aiart models`` and ``aiart history``: training runs in
-the object store and the catalog of deployments, from the command line."""
+"""``aiart runs ...``, ``aiart inputs put``, ``aiart models`` and ``aiart
+history``: training runs and batch jobs' inputs in the object store, and the
+catalog of deployments, from the command line."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
+from aiart_runtime.settings import BATCH_FORMATS
 
 from aiart.catalog.backends import open_catalog
 from aiart.catalog.records import Deployment, Query
@@ -18,6 +20,7 @@ from aiart.cli.table import table
 from aiart.core.errors import PermanentError
 from aiart.core.settings import CLISettings, environment_with
 from aiart.core.status import Phase
+from aiart.core.store_layout import bucket_for
 from aiart.engine.adapter import DockerCluster
 from aiart.store.client import ObjectStore, open_store
 from aiart.store.runs import list_runs, upload_run
@@ -37,6 +40,14 @@ def add_commands(commands: Any) -> None:
     ls = run_commands.add_parser("ls", help="list a model's stored runs")
     ls.add_argument("model")
     ls.add_argument("--json", action="store_true")
+
+    inputs = commands.add_parser("inputs", help="files for batch jobs in a model's bucket")
+    input_commands = inputs.add_subparsers(dest="inputs_command", required=True)
+    put = input_commands.add_parser("put", help="store files under a prefix of the model's "
+                                                "bucket; prints the s3:// address to score")
+    put.add_argument("model")
+    put.add_argument("paths", nargs="+", type=Path, metavar="FILE")
+    put.add_argument("--prefix", default="inputs/", help="where, e.g. inputs/2026-12-05/")
 
     models = commands.add_parser("models", help="deployments recorded in the catalog")
     models.add_argument("--name")
@@ -87,7 +98,29 @@ def _store() -> ObjectStore:
     return store
 
 
+async def _put_inputs(args: argparse.Namespace) -> int:
+    prefix = args.prefix.strip("/") + "/"
+    if prefix == "/" or prefix.startswith("jobs/") or ".." in prefix.split("/"):
+        raise PermanentError(f"--prefix {args.prefix!r}: a folder such as inputs/day1/, "
+                             "not jobs/ (where jobs write)")
+    for path in args.paths:
+        if not path.is_file():
+            raise PermanentError(f"{path}: no such file")
+        if not path.name.endswith(BATCH_FORMATS):
+            raise PermanentError(f"{path}: a batch job reads {', '.join(BATCH_FORMATS)} files")
+    store, bucket = _store(), bucket_for(args.model)
+    await store.ensure_bucket(bucket)
+    for path in args.paths:
+        print(f"[aiart] s3://{bucket}/{prefix}{path.name} ({path.stat().st_size} bytes)",
+              file=sys.stderr)
+        await store.put(bucket, f"{prefix}{path.name}", path.read_bytes())
+    print(f"s3://{bucket}/{prefix}")
+    return 0
+
+
 async def run_command(args: argparse.Namespace) -> int:
+    if args.command == "inputs":
+        return await _put_inputs(args)
     if args.command == "runs":
         store = _store()
         if args.runs_command == "upload":

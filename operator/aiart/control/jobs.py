@@ -159,8 +159,9 @@ async def _follow(deps: Deps, config: ConfigObject, model: str,
         manifest = await _read(deps, bucket, f"{root}manifest.json") or {}
         rows = str(manifest.get("rows", "?"))
         extra = {L.STATUS_ROWS_DONE: rows, L.STATUS_ROWS_KNOWN: rows}
-        message = (f"{rows} rows scored ({manifest.get('resumedChunks', 0)} chunks done "
-                   f"before a restart); results in s3://{bucket}/{root}")
+        resumed = manifest.get("resumedChunks") or 0
+        again = f" ({resumed} chunks done before a restart)" if resumed else ""
+        message = f"{rows} rows scored{again}; results in s3://{bucket}/{root}"
     else:
         progress = await _read(deps, bucket, f"{root}progress.json")
         if progress is not None:

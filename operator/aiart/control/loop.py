@@ -65,6 +65,12 @@ class Operator:
             if model:
                 self._known[obj.id] = model
                 keys.add(model)
+        # A stream binding is its model's business (control/streams.py).
+        for config in await self.deps.cluster.list_configs(L.STREAM_BINDING):
+            model = config.labels[L.STREAM_BINDING]
+            if model:
+                self._known[config.id] = model
+                keys.add(model)
         jobs: list[ConfigObject | ServiceObject] = [
             *await self.deps.cluster.list_configs(L.JOB),
             *await self.deps.cluster.list_job_services()]

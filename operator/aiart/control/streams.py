@@ -1,6 +1,7 @@
 """Each model's stream bridges (spec.streams; docs/streams.md): one service
-per stream of the version that serves the model, with an API key of its
-own, removed with its stream or its model.
+per stream of the version that serves the model, and per stream binding (a
+config labelled ``aiart.stream-binding=<model>`` holding one stream), with
+an API key of its own, removed with its stream or its model.
 
 A bridge calls the model through the gateway like any caller, so that a
 version switch, a rollout or a sleeping model is the gateway's business,
@@ -17,18 +18,59 @@ import logging
 from aiart.auth.access import stream_key, stream_key_name
 from aiart.auth.keystore import KEY_PREFIX, KeyStore
 from aiart.control.deps import Deps
+from aiart.control.records import write_status
 from aiart.core import labels as L
-from aiart.core.render import render_stream
-from aiart.core.spec import Manifest
+from aiart.core.errors import TransientError
+from aiart.core.render import render_stream, stream_service_name
+from aiart.core.spec import AuthMode, Manifest, ManifestError, Stream, parse_stream
+from aiart.core.status import Phase, Status
 
 log = logging.getLogger("aiart.control")
 
 
+async def bound_streams(deps: Deps, model: str, manifest: Manifest | None) -> list[Stream]:
+    """The streams of ``model``'s binding configs that can run beside
+    ``manifest``'s own (None: the model serves no version); each binding's
+    status says whether its stream runs, and why not."""
+    taken = {s.name for s in (manifest.spec.streams if manifest else [])}
+    streams = []
+    configs = await deps.cluster.list_configs(f"{L.STREAM_BINDING}={model}")
+    for config in sorted(configs, key=lambda c: (c.created_at, c.id)):
+        try:
+            stream = parse_stream(config.data)
+        except ManifestError as exc:
+            status = Status(phase=Phase.INVALID, message="; ".join(exc.problems))
+        else:
+            if manifest is None:
+                status = Status(phase=Phase.PENDING,
+                                message=f"model {model} serves no version (yet)")
+            elif manifest.spec.auth.mode is AuthMode.OIDC:
+                status = Status(phase=Phase.INVALID, message=(
+                    f"model {model} takes OIDC tokens; a stream calls it with an API key of "
+                    "its own: the model needs auth mode apikey or none"))
+            elif stream.name in taken:
+                status = Status(phase=Phase.INVALID, message=(
+                    f"model {model} has a stream named {stream.name} already (its manifest's "
+                    "or an older binding's): give this one another name"))
+            else:
+                taken.add(stream.name)
+                streams.append(stream)
+                status = Status(phase=Phase.READY, message=(
+                    f"bridged by {stream_service_name(model, stream.name)}"))
+        try:
+            await write_status(deps.cluster, config, status)
+        except TransientError as exc:  # written again at the next pass
+            log.info("stream binding %s: %s", config.name, exc)
+    return streams
+
+
 async def reconcile_streams(deps: Deps, model: str, manifest: Manifest | None) -> str | None:
-    """Make ``model``'s bridges those of ``manifest``'s streams (none: None).
-    Returns why its streams cannot run here, if they cannot."""
+    """Make ``model``'s bridges those of ``manifest``'s streams and its
+    bindings' (none: None, the model is gone). Returns why its streams
+    cannot run here, if they cannot."""
     cluster, settings = deps.cluster, deps.settings
     wanted = {s.name: s for s in (manifest.spec.streams if manifest else [])}
+    wanted.update((s.name, s) for s in await bound_streams(deps, model, manifest))
     existing = {s.labels.get(L.STREAM, ""): s for s in await cluster.list_stream_services(model)}
     keys = KeyStore(cluster)
     for name, service in existing.items():

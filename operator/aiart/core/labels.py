@@ -9,6 +9,9 @@ OWNER: Final = "aiart.owner"
 # A stream bridge's service (spec.streams): the model it feeds and the stream.
 STREAM_OF: Final = "aiart.stream-of"
 STREAM: Final = "aiart.stream"
+# A stream binding: a config of its own holding one stream (as under
+# spec.streams), for the model this label names (docs/streams.md).
+STREAM_BINDING: Final = "aiart.stream-binding"
 VERSION: Final = "aiart.version"
 # A batch job's config (named aiart-job-<id>) and service: the job's id, its
 # model, and the version it runs (written by the operator when the job

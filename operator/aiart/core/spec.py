@@ -735,25 +735,50 @@ def _message(error: Any) -> str:
     return message.removeprefix("Value error, ")
 
 
-def parse_manifest(data: bytes | str) -> Manifest:
-    """Parse a YAML (or JSON) manifest; raise ``ManifestError`` listing every problem."""
+def _document(data: bytes | str, what: str, shape: str) -> dict[str, Any]:
+    """A YAML (or JSON) mapping, or ``ManifestError`` saying why it is not one."""
     if isinstance(data, bytes):
         if len(data) > MAX_MANIFEST_BYTES:
-            raise ManifestError((f"manifest is {len(data)} bytes; at most {MAX_MANIFEST_BYTES}",))
+            raise ManifestError((f"{what} is {len(data)} bytes; at most {MAX_MANIFEST_BYTES}",))
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise ManifestError((f"manifest is not UTF-8 text: {exc}",)) from None
+            raise ManifestError((f"{what} is not UTF-8 text: {exc}",)) from None
     try:
         document = yaml.safe_load(data)
     except yaml.YAMLError as exc:
-        raise ManifestError((f"manifest is not valid YAML: {exc}".replace("\n", " "),)) from None
+        raise ManifestError((f"{what} is not valid YAML: {exc}".replace("\n", " "),)) from None
     if not isinstance(document, dict):
-        raise ManifestError(("manifest must be a mapping with apiVersion, kind, metadata, spec",))
+        raise ManifestError((f"{what} must be a mapping with {shape}",))
+    return document
+
+
+def _problems(exc: ValidationError, prefix: str = "") -> ManifestError:
+    """Each problem with its field's path (``prefix``: the path of what was
+    validated, e.g. "stream"; none: a whole manifest's)."""
+    def where(loc: tuple[int | str, ...]) -> str:
+        if not prefix:
+            return _location(loc)
+        return f"{prefix}.{_location(loc)}" if loc else prefix
+
+    return ManifestError(tuple(f"{where(tuple(err['loc']))}: {_message(err)}"
+                               for err in exc.errors()))
+
+
+def parse_manifest(data: bytes | str) -> Manifest:
+    """Parse a YAML (or JSON) manifest; raise ``ManifestError`` listing every problem."""
+    document = _document(data, "manifest", "apiVersion, kind, metadata, spec")
     try:
         return Manifest.model_validate(document)
     except ValidationError as exc:
-        problems = tuple(
-            f"{_location(tuple(err['loc']))}: {_message(err)}" for err in exc.errors()
-        )
-        raise ManifestError(problems) from None
+        raise _problems(exc) from None
+
+
+def parse_stream(data: bytes | str) -> Stream:
+    """A stream binding's config: one stream as under ``spec.streams``
+    (docs/streams.md); ``ManifestError`` lists every problem."""
+    document = _document(data, "stream binding", "name, topics and the stream's other fields")
+    try:
+        return Stream.model_validate(document)
+    except ValidationError as exc:
+        raise _problems(exc, "stream") from None

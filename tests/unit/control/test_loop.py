@@ -43,6 +43,34 @@ async def test_listing_enqueues_every_model_and_events_enqueue_theirs() -> None:
     assert op.on_event({"Type": "config", "Actor": {"ID": "new-one"}}) is False
 
 
+async def test_a_stream_binding_is_its_models_key_and_a_job_its_own() -> None:
+    cluster = FakeCluster()
+    binding = cluster.add_config("press", b"name: p\ntopics: [a]\n", {L.STREAM_BINDING: "iris"})
+    job = cluster.add_config("aiart-job-j1", b"model: iris\ninput: s3://aiart-iris/in/\n",
+                             {L.JOB: "j1", L.JOB_OF: "iris"})
+    ran: list[str] = []
+
+    async def reconcile(deps: Deps, key: str) -> Outcome:
+        ran.append(key)
+        return Outcome(None)
+
+    async def reconcile_job(deps: Deps, job_id: str) -> Outcome:
+        ran.append(f"the job {job_id}")
+        return Outcome(None)
+
+    op = operator(cluster, reconcile)
+    op.reconcile_job = reconcile_job
+    await op.enqueue_all()
+    for _ in range(2):
+        key = await op.queue.get()
+        await op.work_one(key)
+        op.queue.done(key)
+    assert sorted(ran) == ["iris", "the job j1"]
+    assert op.on_event({"Type": "config", "Actor": {"ID": binding}}) is True
+    assert op.on_event({"Type": "config", "Actor": {"ID": job}}) is True
+    assert {await op.queue.get(), await op.queue.get()} == {"iris", "job:j1"}
+
+
 async def test_failures_back_off_exponentially_and_success_resets() -> None:
     results: list[object] = [TransientError("registry away")] * 3 + [Outcome(None)]
 

@@ -111,3 +111,43 @@ async def test_streams_that_cannot_run_here_say_why(world) -> None:
     cluster.secrets["aiart-broker-password"] = "broker-secret-id"
     outcome = await reconcile_model(deps, "iris")
     assert "AIART_STREAM_IMAGE" in str(outcome.transient)
+
+
+BINDING = b"name: press\ntopics: ['plant/+/press']\nformat: row\ncolumns: [a, b]\n"
+
+
+async def test_a_binding_config_adds_a_stream_to_a_model_and_says_how_it_stands(world) -> None:
+    deps, cluster = world
+    bind = {L.STREAM_BINDING: "iris"}
+    cluster.add_config("press-binding", BINDING, bind)
+    cluster.add_config("clash", b"name: line1\ntopics: [a/b]\n", bind)
+    cluster.add_config("broken", b"name: x\ntopics: []\nformat: csv\n", bind)
+    declare_spec(cluster, "iris", "1", "config://m", STREAMS)
+    await settle(deps, "iris")
+    services = {s.labels[L.STREAM]: s for s in await cluster.list_stream_services("iris")}
+    assert sorted(services) == ["line1", "press"]
+    env = env_of(services["press"].spec)  # type: ignore[arg-type]
+    assert json.loads(env["AIART_STREAM"])["topics"] == ["plant/+/press"]
+    # Its bridge's key like a manifest's stream's.
+    assert {ApiKey.from_json(c.data).name for c in await cluster.list_configs(L.API_KEY)} == {
+        "aiart-stream-iris-line1", "aiart-stream-iris-press"}
+    labels = cluster.config("press-binding").labels
+    assert (labels[L.STATUS], labels[L.STATUS_MESSAGE]) == (
+        "Ready", "bridged by aiart-stream-iris-press")
+    assert cluster.status("clash") == "Invalid"
+    assert "a stream named line1 already" in cluster.config("clash").labels[L.STATUS_MESSAGE]
+    assert cluster.status("broken") == "Invalid"
+    problems = cluster.config("broken").labels[L.STATUS_MESSAGE]
+    assert "stream.topics" in problems and "stream.format" in problems
+
+    # The binding removed: its bridge and key go, the manifest's stay.
+    cluster.remove_config("press-binding")
+    await settle(deps, "iris")
+    assert [s.labels[L.STREAM] for s in await cluster.list_stream_services("iris")] == ["line1"]
+    assert [ApiKey.from_json(c.data).name for c in await cluster.list_configs(L.API_KEY)] == [
+        "aiart-stream-iris-line1"]
+    # The model removed: the bindings wait for it.
+    cluster.remove_config("iris-1")
+    await settle(deps, "iris")
+    assert not await cluster.list_stream_services("iris")
+    assert cluster.status("clash") == "Pending"
