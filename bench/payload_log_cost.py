@@ -1,12 +1,13 @@
 """What payload logging (spec.logging) costs an answer: the same model
-deployed twice, without a log and logging every request (sample 1, the
-most it can cost), called through the gateway as users call it, side by
-side in one run with the same load generator (wrk) and concurrency, the
-two alternated round by round so that a change in the machine's load
-falls on both.
+deployed twice, without a log and logging a sample of its requests (by
+default every one: sample 1, the most it can cost), called through the
+gateway as users call it, side by side in one run with the same load
+generator (wrk) and concurrency, the two alternated round by round so that
+a change in the machine's load falls on both; and the CPU time the model
+server, the gateway and the store's side used per request.
 
 Run on the running stack (./hack/up.sh first):
-    .venv/bin/python bench/payload_log_cost.py [--seconds 8] [--rounds 3]
+    .venv/bin/python bench/payload_log_cost.py [--seconds 8] [--rounds 3] [--sample 1]
 Everything it creates is labelled aiart.bench and removed at the end (the
 logged model's bucket with it).
 
@@ -53,6 +54,27 @@ def payload_counts(engine: docker.DockerClient, model: str) -> dict[str, float]:
     text = container.exec_run(["/opt/aiart/bin/python", "-c", METRICS]).output.decode()
     return {s.labels["outcome"]: s.value for f in text_string_to_metric_families(text)
             for s in f.samples if s.name == "aiart_payload_records_total"}
+
+
+STACK = os.environ.get("AIART_STACK", "aiart")
+# Where a logged request's CPU goes besides the model's server: the
+# gateway, and the store gateway and object store its batches go through.
+PARTS = {"gateway": f"{STACK}_traefik", "store gateway": f"{STACK}_store-gateway",
+         "object store": f"{STACK}_store"}
+
+
+def cpu_seconds(engine: docker.DockerClient, services: dict[str, str]) -> dict[str, float]:
+    """CPU time used so far by each part's running containers, by part."""
+    used: dict[str, float] = {}
+    for part, service in services.items():
+        for container in engine.containers.list(
+                filters={"label": f"com.docker.swarm.service.name={service}"}):
+            stats = engine.api._result(engine.api._get(  # one-shot: no second's sampling
+                engine.api._url("/containers/{0}/stats", container.id),
+                params={"stream": "false", "one-shot": "true"}), True)
+            used[part] = used.get(part, 0.0) + stats["cpu_stats"]["cpu_usage"][
+                "total_usage"] / 1e9
+    return used
 
 
 def in_process(rounds: int, requests: int = 20_000) -> None:
@@ -120,6 +142,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--in-process", action="store_true")
+    parser.add_argument("--sample", type=float, default=1.0,
+                        help="the logged model's spec.logging.sample (1: every request)")
     args = parser.parse_args()
     if args.in_process:
         in_process(args.rounds)
@@ -129,7 +153,8 @@ def main() -> None:
     x, y = load_iris(return_X_y=True)
     model = pickle.dumps(LogisticRegression(max_iter=500).fit(x, y))
     names = {"plain": f"b{run}-plain", "logged": f"b{run}-logged"}
-    extra = {"plain": "", "logged": "  logging: {sample: 1}\n  store: {deleteWithModel: true}\n"}
+    extra = {"plain": "", "logged": f"  logging: {{sample: {args.sample}}}\n"
+                                    "  store: {deleteWithModel: true}\n"}
     try:
         for kind, name in names.items():
             engine.configs.create(name=f"{name}-model", data=model,
@@ -147,14 +172,24 @@ def main() -> None:
                         raise TimeoutError(f"{name} never answered")
                     time.sleep(1)
         results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+        # CPU microseconds per request, by kind and part, summed over rounds.
+        cpu: dict[tuple[str, str], float] = {}
+        served: dict[str, float] = {}
         for connections in (1, 16):
             for name in names.values():  # warm-up, both
                 wrk(f"{GATEWAY}/v2/models/{name}/infer", json.dumps(BODY), connections, 2)
             for round_ in range(args.rounds):
                 order = list(names.items()) if round_ % 2 == 0 else list(names.items())[::-1]
                 for kind, name in order:
+                    parts = {"model server": f"aiart-{name}-1", **PARTS}
+                    before = cpu_seconds(engine, parts)
                     rps, p50, p99 = wrk(f"{GATEWAY}/v2/models/{name}/infer", json.dumps(BODY),
                                         connections, args.seconds)
+                    after = cpu_seconds(engine, parts)
+                    for part in parts:
+                        cpu[kind, part] = cpu.get((kind, part), 0.0) + (
+                            after.get(part, 0.0) - before.get(part, 0.0))
+                    served[kind] = served.get(kind, 0.0) + rps * args.seconds
                     results.setdefault((kind, connections), []).append((rps, p50, p99))
                     print(f"{kind:7} c={connections:<3} {rps:7.0f} req/s  p50 {p50:.3f} ms  "
                           f"p99 {p99:.3f} ms", flush=True)
@@ -171,6 +206,11 @@ def main() -> None:
         for c in (1, 16):
             plain, logged = medians["plain", c], medians["logged", c]
             print(f"| {c} | {logged[1] / plain[1]:.3f} | {logged[0] / plain[0]:.3f} |")
+        print(f"\n| CPU per request (us) | no log | sample {args.sample} | more |\n"
+              "|---|---|---|---|")
+        for part in ("model server", *PARTS):
+            alone, beside = (cpu[kind, part] / served[kind] * 1e6 for kind in ("plain", "logged"))
+            print(f"| {part} | {alone:.0f} | {beside:.0f} | {beside - alone:+.0f} |")
         print(f"\nrecords written {counts.get('written', 0):.0f}, "
               f"dropped {counts.get('dropped', 0):.0f}, failed {counts.get('failed', 0):.0f} "
               f"(medians of {args.rounds} rounds of {args.seconds} s each)")

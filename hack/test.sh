@@ -109,7 +109,7 @@ export AIART_CHAOS_REPORT
 run_pytest() {
   # pytest's 5 means it ran no test: a failure here, never a green run.
   local rc=0 run_started=$SECONDS
-  .venv/bin/pytest -p no:cacheprovider -ra --durations=15 "$@" || rc=$?
+  .venv/bin/pytest -p no:cacheprovider -ra --durations=30 "$@" || rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "pytest collected no tests ($*)" >&2
     rc=1

@@ -120,6 +120,13 @@ class RegistryAuth:
     def for_image(self, image: str) -> dict[str, str]:
         return {"X-Registry-Auth": self.header} if self.owns(image) else {}
 
+    def for_build(self) -> dict[str, str]:
+        """For an image build whose FROM is one of aiart's images that this
+        engine may not have (pushed from another manager: a model's runtime,
+        a batch job's model image after the operator moved)."""
+        config = json.dumps({self.server: self.credentials}).encode()
+        return {"X-Registry-Config": base64.urlsafe_b64encode(config).decode()}
+
 
 class DockerCluster:
     def __init__(self, docker: aiodocker.Docker, registry: RegistryAuth | None = None) -> None:
@@ -425,7 +432,8 @@ class DockerCluster:
             # aiodocker's images.build has no network setting: the same call, by hand.
             response = self.docker._query(
                 "build", "POST", params=params, data=context,
-                headers={"content-type": "application/x-tar"},
+                headers={"content-type": "application/x-tar",
+                         **(self.registry.for_build() if self.registry else {})},
                 timeout=aiohttp.ClientTimeout(total=timeout))
             stream = self.docker.images._handle_response(  # type: ignore[no-untyped-call]
                 response, True)

@@ -34,3 +34,10 @@ def test_services_are_created_with_it_only_for_aiarts_images() -> None:
     assert "X-Registry-Auth" in cluster._auth_for(spec("localhost:5000/aiart/iris:1-abc"))
     assert cluster._auth_for(spec("ghcr.io/acme/model:2")) == {}
     assert DockerCluster(None)._auth_for(spec("localhost:5000/aiart/iris:1")) == {}  # type: ignore[arg-type]
+
+
+def test_a_build_may_pull_aiarts_images_and_no_others_with_it() -> None:
+    # Keyed by aiart's registry: the engine offers it to that one only.
+    header = RegistryAuth("localhost:5000", "aiart", "pw").for_build()["X-Registry-Config"]
+    assert decoded(header) == {  # type: ignore[comparison-overlap]
+        "localhost:5000": {"username": "aiart", "password": "pw"}}
