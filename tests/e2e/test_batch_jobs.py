@@ -137,6 +137,19 @@ def test_a_job_that_cannot_run_says_why(
     elsewhere = subprocess.run(cli("batch", "run", model, "s3://datasets/in/", key=deployer),
                                capture_output=True, text=True, timeout=60)
     assert elsewhere.returncode == 1 and "not in model" in elsewhere.stderr
+    # A deployer of another model may not run a job on this one (with its keys).
+    name = f"t{models.run_id}-other-deployer"
+    other = subprocess.run([sys.executable, "-m", "aiart.cli", "keys", "create", name, "--role",
+                            "deployer", "--model", "other"], capture_output=True, text=True,
+                           timeout=60).stdout.strip()
+    assert other.startswith("aiart_"), "the other model's key was not made"
+    try:
+        refused = subprocess.run(cli("batch", "run", model, f"s3://aiart-{model}/in/", key=other),
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1 and "403" in refused.stderr, refused.stderr
+    finally:
+        subprocess.run([sys.executable, "-m", "aiart.cli", "keys", "revoke", name],
+                       capture_output=True, timeout=60)
     # A config made by hand, as a stack would: the operator marks it Invalid.
     name = f"aiart-job-{model}-by-hand"
     engine.configs.create(name=name, data=f"model: {model}\ninput: s3://aiart-{model}/in/\n"
