@@ -17,6 +17,10 @@ server's data plane answering one request after another in one process,
 without a log and with one whose writes go to memory (its writer thread
 running beside the answers, as in a server), alternated round by round;
 the time per answer is far steadier than through the gateway.
+
+    .venv/bin/python bench/payload_log_cost.py --writer
+the writer thread's own CPU per record (its JSON lines, not the store's
+write).
 """
 
 from __future__ import annotations
@@ -137,16 +141,44 @@ def in_process(rounds: int, requests: int = 20_000) -> None:
                            f"objects, {log.dropped} dropped" for s, log in logs.items()))
 
 
+def writer_cost(batches: int = 20) -> None:
+    """The writer thread's own work per record: 1,000 exchanges like the
+    benchmark's made into one batch's JSON lines, ``batches`` times (the
+    store's write left out)."""
+    import orjson
+    from aiart_runtime.payloads import Exchange, PayloadLog
+
+    answer = orjson.dumps({"model_name": "iris", "model_version": "1", "id": "", "outputs": [
+        {"name": "predict", "shape": [1], "datatype": "INT64", "data": [0]},
+        {"name": "predict_proba", "shape": [1, 3], "datatype": "FP64",
+         "data": [0.97, 0.02, 0.01]}]})
+    batch = [Exchange(time.time(), "http", "infer", 200, 0.0008, json.dumps(BODY).encode(),
+                      answer) for _ in range(1000)]
+    log = PayloadLog(lambda key, data: None, sample=1.0, model="iris", version="1")
+    started = time.process_time()
+    for _ in range(batches):
+        log._write_batch(batch)
+    per_record = (time.process_time() - started) / (batches * len(batch)) * 1e6
+    log.close()
+    print(f"the writer: {per_record:.1f} us of CPU per record "
+          f"({batches} batches of {len(batch)})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--in-process", action="store_true")
+    parser.add_argument("--writer", action="store_true",
+                        help="only the writer thread's CPU per record")
     parser.add_argument("--sample", type=float, default=1.0,
                         help="the logged model's spec.logging.sample (1: every request)")
     args = parser.parse_args()
     if args.in_process:
         in_process(args.rounds)
+        return
+    if args.writer:
+        writer_cost()
         return
     engine = docker.from_env()
     run = uuid.uuid4().hex[:6]
