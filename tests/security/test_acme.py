@@ -109,29 +109,40 @@ def pebble(engine: docker.DockerClient) -> Iterator[str]:
                          "privateKey": "/run/secrets/pebble.key",
                          "httpPort": 80, "tlsPort": 443, "ocspResponderURL": "",
                          "externalAccountBindingRequired": False}}
-    made = [engine.configs.create(name=f"{PEBBLE}-config", data=json.dumps(config).encode(),
-                                  labels=LABELS),
-            engine.secrets.create(name=f"{PEBBLE}-crt", data=cert, labels=LABELS),
-            engine.secrets.create(name=f"{PEBBLE}-key", data=key, labels=LABELS)]
-    service = engine.services.create(
-        image, name=PEBBLE, args=["-config", "/etc/pebble.json"], labels=LABELS,
-        env=["PEBBLE_VA_ALWAYS_VALID=1", "PEBBLE_VA_NOSLEEP=1"],
-        # Reached by DNS, task to task, as aiart's services reach each other
-        # (no virtual IP: the swarm's IPVS does not work on every host).
-        networks=["aiart-internal"], endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
-        configs=[docker.types.ConfigReference(made[0].id, made[0].name, "/etc/pebble.json")],
-        secrets=[docker.types.SecretReference(made[1].id, made[1].name, "pebble.crt"),
-                 docker.types.SecretReference(made[2].id, made[2].name, "pebble.key")])
+    remove_pebble(engine)  # what a run killed mid-way left
     try:
+        made = [engine.configs.create(name=f"{PEBBLE}-config", labels=LABELS,
+                                      data=json.dumps(config).encode()),
+                engine.secrets.create(name=f"{PEBBLE}-crt", data=cert, labels=LABELS),
+                engine.secrets.create(name=f"{PEBBLE}-key", data=key, labels=LABELS)]
+        service = engine.services.create(
+            image, name=PEBBLE, args=["-config", "/etc/pebble.json"], labels=LABELS,
+            env=["PEBBLE_VA_ALWAYS_VALID=1", "PEBBLE_VA_NOSLEEP=1"],
+            # Reached by DNS, task to task, as aiart's services reach each
+            # other (no virtual IP: the swarm's IPVS does not work on every
+            # host).
+            networks=["aiart-internal"], endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"),
+            configs=[docker.types.ConfigReference(made[0].id, made[0].name, "/etc/pebble.json")],
+            secrets=[docker.types.SecretReference(made[1].id, made[1].name, "pebble.crt"),
+                     docker.types.SecretReference(made[2].id, made[2].name, "pebble.key")])
         wait_for(lambda: any(t["Status"]["State"] == "running" for t in service.tasks()),
                  120, "Pebble's task")
         yield f"https://{PEBBLE}:14000/dir"
     finally:
+        remove_pebble(engine)
+
+
+def remove_pebble(engine: docker.DockerClient) -> None:
+    """Pebble's service, then its config and secrets: all that carries this
+    file's label, whether its set-up finished or not."""
+    only = {"label": [f"{k}={v}" for k, v in LABELS.items()]}
+    for service in engine.services.list(filters=only):
         service.remove()
-        wait_for(lambda: not engine.containers.list(
-            filters={"label": f"com.docker.swarm.service.name={PEBBLE}"}), 60, "Pebble to stop")
-        for item in made:
-            item.remove()
+    wait_for(lambda: not engine.containers.list(
+        all=True, filters={"label": f"com.docker.swarm.service.name={PEBBLE}"}),
+        60, "Pebble to stop")
+    for item in [*engine.configs.list(filters=only), *engine.secrets.list(filters=only)]:
+        item.remove()
 
 
 def test_the_gateway_serves_a_certificate_its_acme_ca_issued(

@@ -181,6 +181,10 @@ def test_a_taken_over_gateway_or_prometheus_reads_the_swarm_without_secrets(
         ["tasks", "GET", "/v1.41/tasks", None],
         ["networks", "GET", "/v1.41/networks", None],
         ["nodes", "GET", "/v1.41/nodes", None],
+        # A service removed between the gateway's listing of services and
+        # of its tasks: none, not an error that fails the gateway's read.
+        ["tasks of a gone service", "GET", "/v1.41/tasks?filters=" + quote(json.dumps(
+            {"service": ["aiart-test-gone"], "desired-state": ["running"]})), None],
     ]
     # The whole answers are looked at inside (the services' list is long):
     # an environment anywhere in them, and the operator's settings by name.
@@ -200,8 +204,9 @@ def test_a_taken_over_gateway_or_prometheus_reads_the_swarm_without_secrets(
                  "operator's logs"):
         status, answer = seen[call]
         assert status == 403 and "engine proxy" in answer["text"], (call, seen[call])
-    for call in ("services", "tasks", "networks", "nodes"):
+    for call in ("services", "tasks", "networks", "nodes", "tasks of a gone service"):
         assert seen[call][0] == 200, (call, seen[call])
+    assert seen["tasks of a gone service"][1]["text"] == "[]", seen["tasks of a gone service"]
     # What the gateway reads names the operator's service, not its settings.
     assert seen["services"][1]["operator"] and seen["tasks"][1]["operator"], seen
     for call in ("services", "tasks"):

@@ -180,6 +180,17 @@ def rewritten(path: str, answer: Any, client: Client) -> Any:
     return answer
 
 
+def vanished(path: str, status: int) -> bool:
+    """A watcher's task listing the engine answers "not found": a filter
+    names a service (or node) removed since the watcher listed services.
+    It has no tasks, and is answered so: the gateway reads the swarm a
+    service at a time, and one such error fails its whole read, which it
+    then retries with a growing pause while its routes go stale (a task
+    stopped a moment ago is still sent requests), however many services
+    come and go beside it."""
+    return path == "/tasks" and status == 404
+
+
 def _filtered(client: Client, path: str, raw_path: str) -> Verdict:
     wanted = _LIST_FILTERS[(client, path)]
     try:

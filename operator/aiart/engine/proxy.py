@@ -37,6 +37,7 @@ from aiart.engine.policy import (
     may_read_logs,
     may_remove,
     rewritten,
+    vanished,
 )
 
 log = logging.getLogger("aiart.engine_proxy")
@@ -108,9 +109,12 @@ class EngineProxy:
         try:
             async with self.session.get(f"http://engine{raw}", timeout=TIMEOUT) as upstream:
                 body = await upstream.json(content_type=None)
-                if upstream.status == 200:
-                    body = rewritten(engine_path(raw) or "", body, client)
-                return web.json_response(body, status=upstream.status)
+                path, status = engine_path(raw) or "", upstream.status
+                if status == 200:
+                    body = rewritten(path, body, client)
+                elif vanished(path, status):
+                    body, status = [], 200
+                return web.json_response(body, status=status)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             return refuse(502, f"aiart's engine proxy cannot reach the engine: {exc}")
 

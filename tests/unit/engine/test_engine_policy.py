@@ -18,6 +18,7 @@ from aiart.engine.policy import (
     may_read_logs,
     may_remove,
     rewritten,
+    vanished,
 )
 
 AUTH, API, GATEWAY, MONITORING = Client.AUTH, Client.API, Client.GATEWAY, Client.MONITORING
@@ -233,3 +234,11 @@ def test_engine_path_drops_the_version_and_refuses_hidden_parts() -> None:
     assert engine_path("/_ping") == "/_ping"
     for raw in ("/v1.47/configs/%2e%2e/x", "/v1.47//x", "/v1.47/a/../b", "/v1.47/a/.."):
         assert engine_path(raw) is None, raw
+
+
+def test_the_tasks_of_a_service_gone_since_are_none_not_an_error() -> None:
+    # The engine's 404 for a task listing filtered by a removed service.
+    assert vanished("/tasks", 404)
+    assert not vanished("/tasks", 500) and not vanished("/tasks", 200)
+    assert not vanished("/services", 404)
+    assert not vanished("/configs/x", 404)
