@@ -1,12 +1,19 @@
 """Payload logging: a sample of a model's requests and its answers, written
-to the model's bucket as JSON lines (``spec.logging`` in its manifest).
+to the model's bucket as gzipped JSON lines (``spec.logging`` in its
+manifest).
 
 The answer path only decides whether a request is in the sample and hands
 its raw bodies over (``offer``: a random draw, a lock-free queue put, no
 parsing); a thread of its own turns them into records and writes them in
 batches, one object per batch:
 
-    payloads/<YYYY-MM-DD>/<YYYYmmddTHHMMSS>Z-<replica>-<sequence>.jsonl
+    payloads/<YYYY-MM-DD>/<YYYYmmddTHHMMSS>Z-<replica>-<sequence>.jsonl.gz
+
+Gzipped (its fastest level): a model's requests and answers repeat their
+names and shapes, and a batch shrinks many times over for about a
+microsecond a record in this thread (outside the interpreter's lock), where
+every byte stored costs the store's side far more (measured:
+bench/payload_log_cost.py).
 
 A slow or absent store never slows an answer: what is queued is bounded in
 bytes, and what does not fit is dropped and counted, as is a batch the
@@ -17,6 +24,7 @@ ever reaches the bucket.
 from __future__ import annotations
 
 import base64
+import gzip
 import io
 import logging
 import random
@@ -36,18 +44,23 @@ from .settings import ServerSettings
 log = logging.getLogger("aiart_runtime")
 
 PREFIX = "payloads/"
+SUFFIX = ".jsonl.gz"
+# zlib's fastest: most of what the best level saves, for a third of its time.
+GZIP_LEVEL = 1
 # What waits to be written, at most (bodies' bytes): beyond it, requests are
 # not logged (and counted), whatever the store does.
 MAX_QUEUED_BYTES = 64 * 1024 * 1024
 # A batch is written when it has this many records or bytes, or when its
-# first record is this old.
-BATCH_RECORDS = 1000
-BATCH_BYTES = 4 * 1024 * 1024
+# first record is this old. Each object costs the writer a few milliseconds
+# of the S3 client's own (signing, a connection) and the store's side more:
+# a busy model writes one every few seconds, not every few hundred answers.
+BATCH_RECORDS = 5000
+BATCH_BYTES = 8 * 1024 * 1024
 FLUSH_SECONDS = 5.0
 # A batch the store refuses is tried once more after this pause, then dropped.
 RETRY_SECONDS = 1.0
 
-# (object key, JSON-lines bytes) -> None; raises when the store refuses.
+# (object key, gzipped JSON-lines bytes) -> None; raises when the store refuses.
 Write = Callable[[str, bytes], None]
 
 
@@ -97,12 +110,28 @@ def _body(raw: Any, json_bytes: int | None) -> dict[str, Any]:
     return fields
 
 
+def stamp(at: float) -> str:
+    """``at`` in UTC, ISO 8601 to the microsecond: ``2026-12-05T23:15:01.123456Z``.
+    The second's part is kept from one call to the next: records come in
+    runs of the same second, and formatting a date is most of a record's
+    cost otherwise."""
+    global _second
+    whole = int(at)
+    cached = _second
+    if cached[0] != whole:
+        cached = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{cached[1]}.{min(int((at - whole) * 1e6), 999_999):06d}Z"
+
+
+_second: tuple[int, str] = (-1, "")
+
+
 def record(exchange: Exchange, *, model: str, version: str, replica: str) -> dict[str, Any]:
     """The JSON line of one exchange (docs/storage.md lists its fields)."""
     request = _body(exchange.request, exchange.request_json_bytes)
     response = _body(exchange.response, exchange.response_json_bytes)
     line: dict[str, Any] = {
-        "time": datetime.fromtimestamp(exchange.at, UTC).isoformat().replace("+00:00", "Z"),
+        "time": stamp(exchange.at),
         "model": model, "version": version, "replica": replica,
         "protocol": exchange.protocol, "endpoint": exchange.endpoint,
         "status": exchange.status, "latency_ms": round(exchange.seconds * 1000, 3),
@@ -112,6 +141,47 @@ def record(exchange: Exchange, *, model: str, version: str, replica: str) -> dic
         line["id"] = request_json["id"]
     line["request"], line["response"] = request, response
     return line
+
+
+class Lines:
+    """Exchanges as JSON lines (``record``'s, byte for byte the same data).
+    Most are answered HTTP requests, whose bodies are JSON already (the
+    server parsed the request and wrote the answer): their bodies go into
+    the line as they are, with no parsing and no second encoding, around a
+    template of the record's other fields; only a request that may name an
+    ``id`` is parsed, for it. The rest (errors, binary tensors, gRPC) take
+    ``record``. Measured: ``bench/payload_log_cost.py --writer``."""
+
+    def __init__(self, *, model: str, version: str, replica: str) -> None:
+        self.model, self.version, self.replica = model, version, replica
+        names = b'"model":%s,"version":%s,"replica":%s,"protocol":"http",' % (
+            orjson.dumps(model), orjson.dumps(version), orjson.dumps(replica))
+        self._head = b'{"time":"%s",' + names.replace(b"%", b"%%") + \
+            b'"endpoint":"%s","status":200,"latency_ms":%s%s,"request":{"json":'
+
+    def __call__(self, exchange: Exchange) -> bytes:
+        request, response = exchange.request, exchange.response
+        if not (exchange.status == 200 and exchange.protocol == "http"
+                and exchange.endpoint in ("infer", "predict")
+                and exchange.request_json_bytes is None
+                and exchange.response_json_bytes is None
+                and isinstance(request, bytes) and isinstance(response, bytes)):
+            return orjson.dumps(record(exchange, model=self.model, version=self.version,
+                                       replica=self.replica),
+                                option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        named = b""
+        if b'"id"' in request:
+            found = orjson.loads(request)
+            if isinstance(found, dict) and isinstance(found.get("id"), str):
+                named = b',"id":' + orjson.dumps(found["id"])
+        # Valid JSON has a line break only between tokens, where a space
+        # does as well; the answer's JSON, written by orjson, has none.
+        if b"\n" in request:
+            request = request.replace(b"\n", b" ")
+        return b"".join((
+            self._head % (stamp(exchange.at).encode(), exchange.endpoint.encode(),
+                          repr(round(exchange.seconds * 1000, 3)).encode(), named),
+            request, b'},"response":{"json":', response, b"}}\n"))
 
 
 class PayloadLog:
@@ -149,6 +219,7 @@ class PayloadLog:
         self.dropped = 0  # records not queued: the queue was full
         self.failed = 0  # records in batches the store refused twice
         self.objects = 0
+        self._lines = Lines(model=model, version=version, replica=self.replica)
         self._thread = threading.Thread(target=self._run, name="payload-log", daemon=True)
         self._thread.start()
 
@@ -190,14 +261,19 @@ class PayloadLog:
         while True:
             woken = self._wake.wait(self.flush_seconds)
             self._wake.clear()
-            stopping = self._stopping
-            # Woken by a full batch: the full batches; by the clock or a stop:
-            # everything.
-            everything = stopping or not woken
-            while self._pending and (everything or self._full()):
-                self._write_batch(self._take())
-            if stopping:
+            if self._stopping:
+                while self._pending:
+                    self._write_batch(self._take())
                 return
+            # Woken by a full batch: the full batches. By the clock: what is
+            # queued now, and not what comes while it is written: under a
+            # steady load that would be a batch of a few records after
+            # another, without end, each an object (a request to the store).
+            due = 0 if woken else len(self._pending)
+            while due > 0 or self._full():
+                batch = self._take()
+                due -= len(batch)
+                self._write_batch(batch)
 
     def _take(self) -> list[Exchange]:
         batch: list[Exchange] = []
@@ -211,10 +287,7 @@ class PayloadLog:
 
     def _write_batch(self, batch: list[Exchange]) -> None:
         try:
-            lines = b"".join(orjson.dumps(record(item, model=self.model, version=self.version,
-                                                 replica=self.replica),
-                                          option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
-                             for item in batch)
+            lines = gzip.compress(b"".join(map(self._lines, batch)), GZIP_LEVEL, mtime=0)
         except Exception:  # never lose the thread to one odd body
             log.exception("payload log: a batch could not be written as JSON")
             self.failed += len(batch)
@@ -225,7 +298,7 @@ class PayloadLog:
         self._sequence += 1
         stamp = datetime.fromtimestamp(at, UTC)
         key = (f"{PREFIX}{stamp:%Y-%m-%d}/{stamp:%Y%m%dT%H%M%S}Z-{self.replica}-"
-               f"{self._sequence:06d}.jsonl")
+               f"{self._sequence:06d}{SUFFIX}")
         for attempt in (1, 2):
             try:
                 self._write(key, lines)
@@ -256,7 +329,7 @@ def store_writer(*, endpoint: str, secure: bool, bucket: str, access_key: str,
 
     def write(key: str, data: bytes) -> None:
         client.put_object(bucket, key, io.BytesIO(data), len(data),
-                          content_type="application/x-ndjson")
+                          content_type="application/gzip")
 
     return write
 

@@ -3,6 +3,7 @@ operator in the swarm, the aiart CLI as a user runs it, Traefik in front."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import subprocess
@@ -213,8 +214,8 @@ def test_payload_logs_hold_the_sampled_requests_whole_and_no_key(
         return metric_value(out, "aiart_payload_records_total", outcome="written")
 
     def records() -> list[dict[str, Any]]:
-        keys = [k for k in anyio.run(store.list, bucket, "payloads/") if k.endswith(".jsonl")]
-        lines = b"".join(anyio.run(store.get, bucket, k) for k in keys)
+        keys = [k for k in anyio.run(store.list, bucket, "payloads/") if k.endswith(".jsonl.gz")]
+        lines = b"".join(gzip.decompress(anyio.run(store.get, bucket, k)) for k in keys)
         assert key.encode() not in lines
         return [json.loads(line) for line in lines.splitlines()]
 

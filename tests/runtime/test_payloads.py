@@ -6,6 +6,7 @@ and the real writer putting objects into a real S3 server (moto's)."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import threading
 import time
@@ -19,9 +20,19 @@ import pytest
 from aiart_runtime.__main__ import load
 from aiart_runtime.grpc_server import create_server
 from aiart_runtime.oip import messages as pb
-from aiart_runtime.payloads import Exchange, PayloadLog, from_settings, store_writer
+from aiart_runtime.payloads import (
+    Exchange,
+    Lines,
+    PayloadLog,
+    from_settings,
+    record,
+    stamp,
+    store_writer,
+)
 from aiart_runtime.server import create_app
 from aiart_runtime.settings import ServerSettings
+from hypothesis import given
+from hypothesis import strategies as st
 from moto.server import ThreadedMotoServer
 from starlette.testclient import TestClient
 
@@ -51,7 +62,7 @@ class Memory:
 
     def records(self) -> list[dict[str, Any]]:
         return [json.loads(line) for key in sorted(self.objects)
-                for line in self.objects[key].splitlines()]
+                for line in gzip.decompress(self.objects[key]).splitlines()]
 
 
 def exchange(n: int, size: int = 10) -> Callable[[], Exchange]:
@@ -77,7 +88,7 @@ def test_records_are_batched_into_objects_and_flushed_on_close() -> None:
     wait_for(lambda: len(store.objects) == 2)
     payloads.close()
     keys = sorted(store.objects)
-    assert len(keys) == 3 and all(k.startswith("payloads/") and k.endswith(".jsonl")
+    assert len(keys) == 3 and all(k.startswith("payloads/") and k.endswith(".jsonl.gz")
                                   for k in keys)
     day, name = keys[0].split("/")[1:]
     assert time.strftime("%Y-%m-%d", time.gmtime()) == day and "-r-a-000001" in name
@@ -87,6 +98,62 @@ def test_records_are_batched_into_objects_and_flushed_on_close() -> None:
     assert records[0]["response"] == {"json": {"outputs": []}}
     assert (records[0]["model"], records[0]["version"], records[0]["status"]) == ("iris", "1", 200)
     assert (payloads.written, payloads.dropped, payloads.failed, payloads.objects) == (10, 0, 0, 3)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-2**53, 2**53) | st.text(max_size=8)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                 max_size=3), max_leaves=8)
+BODIES = st.dictionaries(st.sampled_from(["id", "inputs", "parameters", "x"]), JSON_VALUES,
+                         max_size=3)
+
+
+@given(request=BODIES, response=BODIES, endpoint=st.sampled_from(["infer", "predict"]),
+       status=st.sampled_from([200, 400]), seconds=st.floats(0, 100),
+       at=st.floats(0, 4e9), indent=st.booleans())
+def test_a_line_holds_the_same_record_whichever_way_it_is_written(
+        request: dict[str, Any], response: dict[str, Any], endpoint: str, status: int,
+        seconds: float, at: float, indent: bool) -> None:
+    # The template around the bodies as they came (a request with line
+    # breaks too) reads back as record() has it, field for field.
+    raw = json.dumps(request, indent=2 if indent else None).encode()
+    item = Exchange(at=at, protocol="http", endpoint=endpoint, status=status,
+                    seconds=seconds, request=raw, response=json.dumps(response).encode())
+    line = Lines(model="iris", version="1", replica="r-%a")(item)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert json.loads(line) == json.loads(json.dumps(
+        record(item, model="iris", version="1", replica="r-%a")))
+
+
+def test_times_are_iso_8601_to_the_microsecond_in_utc() -> None:
+    assert stamp(1764976501.123456) == "2025-12-05T23:15:01.123456Z"
+    assert stamp(1764976501.0) == "2025-12-05T23:15:01.000000Z"
+    assert stamp(1764976502.5) == "2025-12-05T23:15:02.500000Z"  # the next second
+
+
+def test_a_steady_stream_is_written_a_batch_per_flush_not_a_record_at_a_time() -> None:
+    # Requests keep coming while a timed flush writes (each write takes a
+    # while): what came meanwhile waits for the next flush, instead of the
+    # writer putting one tiny object after another for as long as they come.
+    class Slow(Memory):
+        def write(self, key: str, data: bytes) -> None:
+            time.sleep(0.02)
+            super().write(key, data)
+
+    store = Slow()
+    payloads = PayloadLog(store.write, sample=1.0, model="iris", version="1",
+                          batch_records=100_000, flush_seconds=0.3)
+    stop = time.monotonic() + 1.5
+    sent = 0
+    while time.monotonic() < stop:
+        payloads.offer(exchange(sent))
+        sent += 1
+        time.sleep(0.001)
+    payloads.close()
+    # 1.5 s / 0.3 s, and what close writes; the old loop wrote about 60.
+    assert len(store.objects) <= 8, len(store.objects)
+    assert payloads.written == sent == len(store.records())
 
 
 def test_a_batch_is_written_when_its_first_record_is_old_enough() -> None:
@@ -274,7 +341,9 @@ def test_the_server_s_settings_open_a_log_that_writes_to_a_real_s3_server(
     payloads.close()
     listed = client.list_objects_v2(Bucket="aiart-iris", Prefix="payloads/")["Contents"]
     assert len(listed) == 1
-    lines = client.get_object(Bucket="aiart-iris", Key=listed[0]["Key"])["Body"].read()
+    got = client.get_object(Bucket="aiart-iris", Key=listed[0]["Key"])
+    assert got["ContentType"] == "application/gzip"
+    lines = gzip.decompress(got["Body"].read())
     assert [json.loads(line)["id"] for line in lines.splitlines()] == ["r0", "r1", "r2"]
 
 
@@ -299,6 +368,6 @@ def test_the_real_writer_gives_up_on_a_store_that_does_not_answer() -> None:
                          bucket="aiart-iris", access_key="a", secret_key="b", read_timeout=0.5)
     started = time.monotonic()
     with pytest.raises(Exception):  # noqa: B017 - urllib3's timeout, whichever it is
-        write("payloads/x.jsonl", b"{}\n")
+        write("payloads/x.jsonl.gz", gzip.compress(b"{}\n"))
     assert time.monotonic() - started < 5
     listener.close()

@@ -10,7 +10,7 @@ Each model has one bucket, ``aiart-<model>``, laid out as:
     runs/<run-id>/params.json       its parameters, as given
     runs/<run-id>/files/<path>      any other files of the run
     predictions/...                 free for the model's own results
-    payloads/<date>/<batch>.jsonl   its servers' payload log (spec.logging)
+    payloads/<date>/<batch>.jsonl.gz its servers' payload log (spec.logging)
     jobs/<id>/...                   its batch jobs' results and manifests
 
 An artifact URI is ``config://<docker config>``, ``s3://<bucket>/<key>`` or

@@ -121,7 +121,7 @@ def test_the_scope_of_a_model() -> None:
     assert allowed("POST", f"{own}/predictions/x", "uploads")
     assert allowed("DELETE", f"{own}/predictions/x")
     # The payload log (spec.logging) of its servers.
-    assert allowed("PUT", f"{own}/payloads/2026-12-05/20261205T231500Z-a1-000001.jsonl")
+    assert allowed("PUT", f"{own}/payloads/2026-12-05/20261205T231500Z-a1-000001.jsonl.gz")
     assert not allowed("PUT", f"{own}/payloadsX/x")
     assert allowed("PUT", f"{own}/jobs/j1/output/00000-00000.jsonl")
     assert not allowed("PUT", "/aiart-other/payloads/x.jsonl")
