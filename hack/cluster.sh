@@ -78,7 +78,10 @@ start_node() {
 load_images() {
   # load_images IMAGE...: into every manager (the operator builds model
   # images on whichever manager it runs; workers pull from the registry).
-  local archive; archive=$(mktemp)
+  # One archive in a known place, not a new temporary file each time: a run
+  # killed while it loads leaves at most this one (1-2 GB), replaced by the next.
+  local archive="$AIART_STATE/$AIART_CLUSTER-images.tar"
+  as_root mkdir -p "$AIART_STATE"
   docker save "$@" -o "$archive"
   local node pids=()
   for node in $(node_names | grep -- "-m"); do

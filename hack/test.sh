@@ -33,8 +33,8 @@ if [ "${1:-}" = unit ]; then
 fi
 
 # ./hack/test.sh e2e [PYTEST ARGS]: the security and end-to-end tests (e.g.
-# -k NAME) against the stack, set up or updated only where its content
-# changed; no lint, no other tier.
+# -k NAME, or test files first) against the stack, set up or updated only
+# where its content changed; no lint, no other tier.
 e2e_only=""
 if [ "${1:-}" = e2e ]; then
   shift
@@ -119,8 +119,11 @@ run_pytest() {
 }
 status=0
 if [ -n "$e2e_only" ]; then
-  run_pytest tests/security tests/e2e "$@" || status=$?
-  stage "pytest tests/security tests/e2e $*"
+  # Test files or folders given: those; otherwise every security and e2e test.
+  targets=(tests/security tests/e2e)
+  [ ! -e "${1%%::*}" ] || targets=()
+  run_pytest "${targets[@]}" "$@" || status=$?
+  stage "pytest ${targets[*]} $*"
 elif [ $# -gt 0 ]; then
   run_pytest "$@" || status=$?
   stage "pytest $*"

@@ -218,6 +218,15 @@ def models(engine: docker.DockerClient, run_id: str) -> Iterator[Models]:
                     config.remove()
                 except docker.errors.APIError:
                     pass
+        # The test models' images (a few hundred MB each, one per model and
+        # content): left behind, a few runs fill the disk.
+        for image in engine.images.list(filters={"label": "aiart.model"}):
+            if (image.labels or {}).get("aiart.model") in declared.names:
+                for tag in image.tags or [image.id]:
+                    try:
+                        engine.images.remove(tag, force=True)
+                    except docker.errors.APIError:
+                        pass  # in use by a container still stopping: left, as before
 
 
 @pytest.fixture(scope="session")

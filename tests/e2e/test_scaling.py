@@ -12,9 +12,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import docker
 import httpx
+import pytest
 
-from tests.e2e.conftest import GATEWAY, Models, wait_for
+from tests.e2e.conftest import GATEWAY, STACK, Models, wait_for
 from tests.e2e.test_model_lifecycle import Hammer, infer_body
 from tests.e2e.test_monitoring import value
 
@@ -127,3 +129,33 @@ def test_sleeps_wakes_on_held_requests_and_follows_the_load(
         caller.join(95)
     assert not sparse_failures, sparse_failures
     # (Asleep again, and a gRPC call held: tests/e2e/test_operator_restarts.py.)
+
+
+@pytest.mark.serial  # pauses the engine proxy, which the API and the auth service read through
+def test_a_model_put_to_sleep_while_the_gateway_reads_the_swarm_late_is_woken_not_lost(
+        models: Models, iris_pickle: bytes, engine: docker.DockerClient) -> None:
+    """The gateway learns that a task stopped at its next read of the whole
+    swarm, seconds late on a busy host; until then it sends the task's
+    requests to an address where nothing answers (a 502). Here its reads
+    stall altogether (the engine proxy it reads through is paused) while the
+    model goes to sleep: the model's requests must already go to the
+    activator, which wakes it."""
+    model = models.name("latereads")
+    config = models.declare(model, "1", iris_pickle, scaling=SCALING)
+    models.wait_status(config, "Ready", timeout=300)
+    with httpx.Client(base_url=GATEWAY, timeout=90) as client:
+        # Awake, and its own routes in the gateway: answered by its task.
+        wait_for(lambda: replicas(models, model) == 1 and client.post(
+            f"/v2/models/{model}/infer", json=infer_body([ROWS[1]])).status_code == 200,
+            120, f"{model} to answer")
+        (proxy,) = engine.containers.list(
+            filters={"label": f"com.docker.swarm.service.name={STACK}_engine-proxy"})
+        proxy.pause()
+        try:
+            wait_for(lambda: asleep(models, config, model), 90, f"{model} to go to zero")
+            answer = client.post(f"/v2/models/{model}/infer", json=infer_body([ROWS[2]]))
+        finally:
+            proxy.unpause()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["data"] == [2]
+    assert replicas(models, model) == 1  # woken by it

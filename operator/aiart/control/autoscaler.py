@@ -23,11 +23,15 @@ from aiart.core.objects import ConfigObject, ServiceObject
 from aiart.core.plan import VersionPlan, plan_versions
 from aiart.core.rollout import read_state as read_rollout
 from aiart.core.scaling import (
+    SLEEP_LEAD_SECONDS,
     Load,
     Move,
+    ScaleState,
     decide,
     first_state,
+    paced,
     read_state,
+    replicas_text,
     state_labels,
     without_scale,
     worth_writing,
@@ -50,8 +54,10 @@ class WakeAnswer:
 class Autoscaler:
     def __init__(self, cluster: Cluster, loads: LoadReader | None, *,
                  kick: Callable[[str], None], token_of: Callable[[str, str], str],
-                 network: str = "aiart-models", interval: float = 2.0) -> None:
+                 network: str = "aiart-models", interval: float = 2.0,
+                 sleep_lead: float = SLEEP_LEAD_SECONDS) -> None:
         self.cluster = cluster
+        self.sleep_lead = sleep_lead
         self.network = network
         self.loads = loads
         self.kick = kick  # a reconcile pass for the model, now
@@ -102,8 +108,15 @@ class Autoscaler:
         scaling, meta = manifest.spec.scaling, manifest.metadata
         now = time.time()
         state = read_state(plan.config.labels) or first_state(scaling, now)
-        if woken and state.replicas > 0:
+        if woken and state.replicas > 0 and state.sleep_at is None:
             return Move(state, "awake")  # its tasks are coming or there: nothing to write
+        if woken and state.replicas > 0:
+            # A request came through the activator as it was going to sleep:
+            # it stays, and its own routes serve again.
+            return await self._write(plan, state, Move(
+                replace(state, sleep_at=None),
+                f"{replicas_text(state.replicas)} kept: a request came as it was going to sleep",
+                "woken"))
         tasks = await self.cluster.task_summary(service)
         load: Load | str
         if state.replicas == 0 or woken:
@@ -119,7 +132,14 @@ class Autoscaler:
         if move.state.replicas == 0 and rolling:
             # A rollout's split names this version's service, which has no
             # route at zero: both versions stay up while it runs.
-            return Move(state, "kept awake while its rollout runs")
+            return await self._write(plan, state, Move(
+                replace(state, sleep_at=None), "kept awake while its rollout runs", "load"))
+        return await self._write(plan, state, paced(state, move, now=now, lead=self.sleep_lead))
+
+    async def _write(self, plan: VersionPlan, state: ScaleState, move: Move) -> Move:
+        """``move`` into the version's labels, where it changes what they say."""
+        assert plan.manifest is not None
+        meta = plan.manifest.metadata
         if not worth_writing(plan.config.labels, move):
             return move
         wanted = state_labels(plan.config.labels, move.state, move.reason, move.kind)

@@ -26,6 +26,7 @@ from aiart.core.objects import ConfigObject, ServiceObject
 from aiart.core.plan import plan_versions
 from aiart.core.render import GATEWAY_HEADER, carries_current_route, guard_of
 from aiart.core.rollout import RolloutPhase, canary_weight, read_state
+from aiart.core.scaling import read_state as read_scale
 from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Runtime
 from aiart.core.traffic import Split, Waker, dynamic_config
@@ -98,8 +99,10 @@ def wakers_of(configs: Sequence[ConfigObject], services: Sequence[ServiceObject]
             service = deployed.get((model, version))
             if service is None:
                 continue
+            state = read_scale(plan.config.labels)
             wakers.append(Waker(
                 model=model, version=version,
+                asleep=state is not None and (state.replicas == 0 or state.sleep_at is not None),
                 current=carries_current_route(dict(service.labels)),
                 guard=guard_of(manifest, settings), token=token_of(model, version),
                 hold_seconds=manifest.spec.scaling.activation_seconds,

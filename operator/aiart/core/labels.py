@@ -51,6 +51,9 @@ SCALE_REPLICAS: Final = "aiart.scale.replicas"
 SCALE_CHANGED: Final = "aiart.scale.changed"
 SCALE_PANIC: Final = "aiart.scale.panic-since"
 SCALE_KIND: Final = "aiart.scale.why"
+# When an idle version, whose requests the gateway now sends the activator,
+# may go to zero (core/scaling.py paced).
+SCALE_SLEEP_AT: Final = "aiart.scale.sleep-at"
 
 STATUS: Final = "aiart.status"
 STATUS_PREFIX: Final = "aiart.status."

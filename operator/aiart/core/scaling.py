@@ -15,16 +15,31 @@ a request for it is then held by the activator, which wakes it (``woken``).
 
 The decision lives in the version's config labels (``aiart.scale.*``), so
 an operator that restarts neither forgets nor repeats one.
+
+A version goes to zero in two steps (``paced``): first its requests go to
+the activator (its wake routes outrank its own, core/traffic.py), and only
+``SLEEP_LEAD_SECONDS`` later, once the gateway has taken that up, is its
+service scaled to zero. Scaled first, its task would be gone while the
+gateway still sent it requests: the gateway learns of a stopped task at its
+next read of the whole swarm, which takes seconds more on a busy host than
+a task drains (seen as 502s), whereas the operator's own routes are one
+small read away.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiart.core import labels as L
 from aiart.core.spec import ScaleMetric, Scaling
+
+# Between an idle version's requests going to the activator and its service
+# going to zero: the gateway reads the operator's routes every second, the
+# operator's answer may be a second old, and the gateway applies a provider's
+# change at most every two seconds.
+SLEEP_LEAD_SECONDS = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +47,9 @@ class ScaleState:
     replicas: int  # wanted
     changed: float  # when ``replicas`` last changed (epoch seconds)
     panic_since: float | None = None  # while panicking: when a burst was last seen
+    # While going to sleep: when it may go to zero (its requests go to the
+    # activator meanwhile).
+    sleep_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +76,7 @@ def worth_writing(labels: Mapping[str, str], move: Move) -> bool:
     before = read_state(labels)
     return (before is None or before.replicas != move.state.replicas
             or (before.panic_since is None) != (move.state.panic_since is None)
+            or (before.sleep_at is None) != (move.state.sleep_at is None)
             or labels.get(L.SCALE_KIND) != move.kind)
 
 
@@ -71,27 +90,32 @@ def read_state(labels: Mapping[str, str]) -> ScaleState | None:
         replicas = int(labels[L.SCALE_REPLICAS])
         changed = float(labels.get(L.SCALE_CHANGED, "0"))
         panic = labels.get(L.SCALE_PANIC, "")
+        sleep_at = labels.get(L.SCALE_SLEEP_AT, "")
         return ScaleState(replicas=max(replicas, 0), changed=changed,
-                          panic_since=float(panic) if panic else None)
+                          panic_since=float(panic) if panic else None,
+                          sleep_at=float(sleep_at) if sleep_at else None)
     except (KeyError, ValueError):
         return None
 
 
 def state_labels(labels: Mapping[str, str], state: ScaleState, reason: str,
                  kind: str = "load") -> dict[str, str]:
-    out = {k: v for k, v in labels.items() if k not in (L.SCALE_PANIC,)}
+    out = {k: v for k, v in labels.items() if k not in (L.SCALE_PANIC, L.SCALE_SLEEP_AT)}
     out[L.SCALE_REPLICAS] = str(state.replicas)
     out[L.SCALE_KIND] = kind
     out[L.SCALE_CHANGED] = f"{state.changed:.3f}"
     if state.panic_since is not None:
         out[L.SCALE_PANIC] = f"{state.panic_since:.3f}"
+    if state.sleep_at is not None:
+        out[L.SCALE_SLEEP_AT] = f"{state.sleep_at:.3f}"
     out[L.STATUS_SCALE] = reason
     return out
 
 
 def without_scale(labels: Mapping[str, str]) -> dict[str, str]:
     """A config's labels once its manifest no longer scales."""
-    gone = (L.SCALE_REPLICAS, L.SCALE_CHANGED, L.SCALE_PANIC, L.SCALE_KIND, L.STATUS_SCALE)
+    gone = (L.SCALE_REPLICAS, L.SCALE_CHANGED, L.SCALE_PANIC, L.SCALE_KIND, L.SCALE_SLEEP_AT,
+            L.STATUS_SCALE)
     return {k: v for k, v in labels.items() if k not in gone}
 
 
@@ -109,7 +133,7 @@ def _unit(scaling: Scaling) -> str:
             else "requests/s")
 
 
-def _replicas(n: int) -> str:
+def replicas_text(n: int) -> str:
     return f"{n} replica" + ("" if n == 1 else "s")
 
 
@@ -121,13 +145,13 @@ def decide(scaling: Scaling, state: ScaleState, load: Load | str, *, ready: int,
     if woken and state.replicas == 0:
         replicas = scaling.first_replicas
         return Move(ScaleState(replicas=replicas, changed=now),
-                    f"woken by a request: starting {_replicas(replicas)}", "woken")
+                    f"woken by a request: starting {replicas_text(replicas)}", "woken")
     if state.replicas == 0:  # no replica to measure: only a wake changes anything
         return Move(state, f"no request for {scaling.scaleToZeroAfter}: scaled to zero; "
                            "the next request wakes it", "zero")
     if isinstance(load, str):
-        return Move(state, f"{_replicas(state.replicas)} kept: the load cannot be read ({load})",
-                    "unreadable")
+        return Move(state, f"{replicas_text(state.replicas)} kept: the load cannot be read "
+                           f"({load})", "unreadable")
     unit, target = _unit(scaling), scaling.target
     # A hair under a whole replica's worth is not a reason for another one.
     want_stable = math.ceil(load.stable / target - 1e-6)
@@ -140,13 +164,13 @@ def decide(scaling: Scaling, state: ScaleState, load: Load | str, *, ready: int,
     if panic_since is not None:
         wanted = max(state.replicas, want_panic, want_stable)
         reason = (f"burst: {load.panic:.1f} {unit} over {scaling.panicWindow} "
-                  f"(target {target:g} each); {_replicas(wanted)}, none given back until "
+                  f"(target {target:g} each); {replicas_text(wanted)}, none given back until "
                   f"{scaling.stableWindow} without a burst")
     else:
         wanted = want_stable
         if wanted < state.replicas and state.replicas > 1:
             wanted = max(wanted, math.ceil(state.replicas / 2))  # at most half at a time
-        reason = (f"{_replicas(max(wanted, 1))} for {load.stable:.1f} {unit} over "
+        reason = (f"{replicas_text(max(wanted, 1))} for {load.stable:.1f} {unit} over "
                   f"{scaling.stableWindow} (target {target:g} each)")
     floor = scaling.minReplicas
     if floor == 0:
@@ -165,3 +189,18 @@ def decide(scaling: Scaling, state: ScaleState, load: Load | str, *, ready: int,
     changed = now if wanted != state.replicas else state.changed
     return Move(ScaleState(replicas=wanted, changed=changed, panic_since=panic_since), reason,
                 kind)
+
+
+def paced(state: ScaleState, move: Move, *, now: float,
+          lead: float = SLEEP_LEAD_SECONDS) -> Move:
+    """``move``, unless it puts an awake version to zero before its
+    requests have gone to the activator for ``lead`` seconds: then the step
+    that sends them there (``sleep_at``), or, until then, no change."""
+    if move.state.replicas != 0 or state.replicas == 0:
+        return move
+    if state.sleep_at is not None and now >= state.sleep_at:
+        return move
+    sleep_at = state.sleep_at if state.sleep_at is not None else now + lead
+    return Move(replace(state, panic_since=None, sleep_at=sleep_at),
+                f"{move.reason.split(':')[0]}: its requests go to the activator, and it goes "
+                "to zero in a moment", "sleeping")

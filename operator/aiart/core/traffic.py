@@ -23,7 +23,10 @@ requests exactly while the gateway has none of its tasks, behind the same
 guard (defined here, since the labels' vanish with the tasks), and send
 them to the activator with the version to wake in ``X-Aiart-Activate``.
 No switch is flipped on a wake: the version's own routes win again as soon
-as Traefik reads its first task.
+as Traefik reads its first task. While a version goes to sleep and sleeps
+(``asleep``), its wake routes outrank its own instead (``ASLEEP_PRIORITY``),
+so that the gateway sends its requests to the activator before its task
+stops, however late the gateway reads the swarm (core/scaling.py paced).
 """
 
 from __future__ import annotations
@@ -65,6 +68,12 @@ WAKE_PRIORITY = 1_000
 WAKE_VERSIONED_PRIORITY = 200_000
 assert WAKE_PRIORITY < CURRENT_PRIORITY_BASE
 assert ROLLOUT_PRIORITY < WAKE_VERSIONED_PRIORITY < PINNED_PRIORITY < VERSIONED_PRIORITY
+# Going to sleep or asleep: above every current router (a sleeping version
+# takes part in no rollout), and above its own versioned ones.
+ASLEEP_PRIORITY = 50_000
+ASLEEP_VERSIONED_PRIORITY = 2_000_000
+assert CURRENT_PRIORITY_BASE * 2 < ASLEEP_PRIORITY < ROLLOUT_PRIORITY
+assert VERSIONED_PRIORITY < ASLEEP_VERSIONED_PRIORITY
 ACTIVATOR = "aiart_activator"
 ACTIVATOR_GRPC = "aiart_activator_grpc"
 # "<model>/<version>/<seconds to hold>": set by the wake routes (a caller's
@@ -153,10 +162,19 @@ class Waker:
     token: str = ""  # what its server takes as the gateway's token
     hold_seconds: int = 30
     grpc: bool = True  # it serves gRPC (aiart's runtimes), held too
+    # Going to sleep, or at zero: its wake routes outrank its own.
+    asleep: bool = False
 
     @property
     def prefix(self) -> str:
         return f"{traefik_name(self.model, self.version)}_wake"
+
+    @property
+    def priorities(self) -> tuple[int, int]:
+        """Its wake routes' priorities: unversioned paths, versioned ones."""
+        if self.asleep:
+            return ASLEEP_PRIORITY, ASLEEP_VERSIONED_PRIORITY
+        return WAKE_PRIORITY, WAKE_VERSIONED_PRIORITY
 
 
 def wake_config(waker: Waker, *, entrypoints: Sequence[str], host: str = ""
@@ -170,11 +188,12 @@ def wake_config(waker: Waker, *, entrypoints: Sequence[str], host: str = ""
     middlewares[f"{prefix}_headers"] = {"headers": {"customRequestHeaders": {
         **dict.fromkeys(CREDENTIAL_HEADERS, ""), GATEWAY_HEADER: waker.token,
         ACTIVATE_HEADER: f"{name}/{version}/{waker.hold_seconds}"}}}
-    paths = [(f"/v2/models/{name}/versions/{version}", WAKE_VERSIONED_PRIORITY, False),
-             (f"/models/{name}/versions/{version}", WAKE_VERSIONED_PRIORITY, True)]
+    unversioned, versioned = waker.priorities
+    paths = [(f"/v2/models/{name}/versions/{version}", versioned, False),
+             (f"/models/{name}/versions/{version}", versioned, True)]
     if waker.current:
-        paths += [(f"/v2/models/{name}", WAKE_PRIORITY, False),
-                  (f"/models/{name}", WAKE_PRIORITY, True)]
+        paths += [(f"/v2/models/{name}", unversioned, False),
+                  (f"/models/{name}", unversioned, True)]
     routers: dict[str, Any] = {}
     for index, (path, priority, strip) in enumerate(paths):
         extra = []
@@ -191,10 +210,9 @@ def wake_config(waker: Waker, *, entrypoints: Sequence[str], host: str = ""
             "middlewares": [*(f"{prefix}_{m}" for m in chain), f"{prefix}_headers", *extra]}
     if waker.grpc:
         base = f"PathPrefix(`{GRPC_SERVICE_PREFIX}`) && Header(`{GRPC_MODEL_HEADER}`, `{name}`)"
-        rules = [(f"{base} && Header(`{GRPC_VERSION_HEADER}`, `{version}`)",
-                  WAKE_VERSIONED_PRIORITY)]
+        rules = [(f"{base} && Header(`{GRPC_VERSION_HEADER}`, `{version}`)", versioned)]
         if waker.current:
-            rules.append((base, WAKE_PRIORITY))
+            rules.append((base, unversioned))
         for index, (rule, priority) in enumerate(rules):
             rule = f"({rule}) && !HeaderRegexp(`{NO_WAKE_HEADER}`, `.+`)"
             routers[f"{prefix}_grpc{index}"] = {

@@ -17,7 +17,17 @@ from aiart.core import labels as L
 from aiart.core.scaling import Load
 from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Scaling
-from aiart.core.traffic import ACTIVATE_HEADER, ACTIVATOR, ACTIVATOR_GRPC, dynamic_config
+from aiart.core.traffic import (
+    ACTIVATE_HEADER,
+    ACTIVATOR,
+    ACTIVATOR_GRPC,
+    ASLEEP_PRIORITY,
+    ASLEEP_VERSIONED_PRIORITY,
+    WAKE_PRIORITY,
+    WAKE_VERSIONED_PRIORITY,
+    Waker,
+    dynamic_config,
+)
 
 from tests.fakes import FakeBuilder, FakeCluster, FakeGateway
 from tests.unit.control.test_reconcile import declare, settle
@@ -54,6 +64,21 @@ def replicas(cluster: FakeCluster, version: str = "1") -> int:
     return int(service.spec["Mode"]["Replicated"]["Replicas"])
 
 
+def lead_over(cluster: FakeCluster, config: str) -> None:
+    """The version's requests have gone to the activator long enough."""
+    live = cluster.config(config)
+    labels = {**live.labels,
+              L.SCALE_SLEEP_AT: f"{float(live.labels[L.SCALE_SLEEP_AT]) - 60:.3f}"}
+    cluster.configs[live.id] = replace(live, labels=labels, index=live.index + 1)
+
+
+def wakers(deps: Deps, cluster: FakeCluster) -> dict[str, Waker]:
+    configs = [c for c in cluster.configs.values() if L.MODEL in c.labels]
+    return {f"{w.model}-{w.version}": w
+            for w in wakers_of(configs, list(cluster.services.values()), deps.settings,
+                               token_of)}
+
+
 def age(cluster: FakeCluster, config: str, seconds: float) -> None:
     """The last change of the version's size was ``seconds`` earlier."""
     live = cluster.config(config)
@@ -88,8 +113,27 @@ async def test_load_sizes_the_service_and_idle_puts_it_to_sleep(world) -> None:
             index=live.index + 1)
         await scaler.tick()
         await settle(deps, "iris")
+    # First its requests go to the activator (its wake routes outrank its
+    # own), its task still up; not yet to zero, however often it is asked.
+    config = cluster.config("iris-1")
+    assert config.labels[L.SCALE_REPLICAS] == "1" and L.SCALE_SLEEP_AT in config.labels
+    assert config.labels[L.STATUS_SCALE].startswith(
+        "no request for 10s: its requests go to the activator")
+    assert wakers(deps, cluster)["iris-1"].priorities == (ASLEEP_PRIORITY,
+                                                          ASLEEP_VERSIONED_PRIORITY)
+    routes = dynamic_config([], entrypoints=["web"], wakers=list(wakers(deps, cluster).values()),
+                            activator_url="http://activator:8090")["http"]["routers"]
+    assert {r["priority"] for r in routes.values()} == {ASLEEP_PRIORITY,
+                                                        ASLEEP_VERSIONED_PRIORITY}
+    await scaler.tick()
+    assert cluster.config("iris-1").labels[L.SCALE_REPLICAS] == "1" and replicas(cluster) == 1
+    lead_over(cluster, "iris-1")
+    await scaler.tick()
+    await settle(deps, "iris")
     assert cluster.config("iris-1").labels[L.SCALE_REPLICAS] == "0"
+    assert L.SCALE_SLEEP_AT not in cluster.config("iris-1").labels
     assert replicas(cluster) == 0
+    assert wakers(deps, cluster)["iris-1"].asleep  # asleep: still to the activator
     config = cluster.config("iris-1")
     assert config.labels[L.STATUS] == "Ready"
     assert config.labels[L.STATUS_MESSAGE].startswith("asleep at zero replicas")
@@ -102,6 +146,8 @@ async def test_a_wake_needs_the_gateways_token_and_comes_once(world) -> None:
     await settle(deps, "iris")
     await scaler.tick()
     age(cluster, "iris-1", 11)
+    await scaler.tick()
+    lead_over(cluster, "iris-1")
     await scaler.tick()
     await settle(deps, "iris")
     assert replicas(cluster) == 0
@@ -116,6 +162,8 @@ async def test_a_wake_needs_the_gateways_token_and_comes_once(world) -> None:
     assert again.status == 202 and cluster.config("iris-1").index == index  # nothing written
     await settle(deps, "iris")
     assert replicas(cluster) == 1 and cluster.status("iris-1") == "Ready"
+    # Awake: its own routes outrank its wake routes again.
+    assert wakers(deps, cluster)["iris-1"].priorities == (WAKE_PRIORITY, WAKE_VERSIONED_PRIORITY)
     # Once the service has its task, a wake call names where it is.
     assert (await scaler.wake("iris", "1", "token-iris-1")).addresses == ("10.0.9.2",)
     # Slow to start, its held requests not in the figures yet: the activator
@@ -134,7 +182,31 @@ async def test_a_wake_needs_the_gateways_token_and_comes_once(world) -> None:
     assert cluster.config("iris-1").labels[L.SCALE_REPLICAS] == "1"
     age(cluster, "iris-1", 8)
     await restarted.tick()
+    lead_over(cluster, "iris-1")
+    await restarted.tick()
     assert cluster.config("iris-1").labels[L.SCALE_REPLICAS] == "0"
+
+
+async def test_a_request_as_it_goes_to_sleep_keeps_it_awake(world) -> None:
+    deps, cluster, _, scaler, kicked = world
+    declare(cluster, "iris", "1", scaling=SCALING)
+    await settle(deps, "iris")
+    await scaler.tick()
+    age(cluster, "iris-1", 11)
+    await scaler.tick()
+    assert wakers(deps, cluster)["iris-1"].asleep and replicas(cluster) == 1
+    # The activator passes a request on to its task, and says so.
+    answer = await scaler.wake("iris", "1", "token-iris-1")
+    assert (answer.status, answer.replicas) == (202, 1)
+    labels = cluster.config("iris-1").labels
+    assert L.SCALE_SLEEP_AT not in labels and labels[L.SCALE_REPLICAS] == "1"
+    assert labels[L.STATUS_SCALE] == "1 replica kept: a request came as it was going to sleep"
+    assert not wakers(deps, cluster)["iris-1"].asleep
+    # And it is not put to sleep under the requests the activator passed.
+    await scaler.tick()
+    await scaler.tick()
+    assert L.SCALE_SLEEP_AT not in cluster.config("iris-1").labels
+    assert kicked == []  # its size never changed
 
 
 async def test_unreadable_load_changes_nothing_and_a_fixed_model_is_left_alone(world) -> None:
