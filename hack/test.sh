@@ -51,8 +51,9 @@ stage() {
   stage_started=$SECONDS
 }
 # wrk and h2load: the benchmarks' load generators (HTTP, gRPC), which
-# tests/e2e/test_bench_smoke.py runs.
-apt_install curl ca-certificates wrk nghttp2-client util-linux
+# tests/e2e/test_bench_smoke.py runs; Chromium and its WebDriver, which
+# tests/e2e/test_dashboard.py drives.
+apt_install curl ca-certificates wrk nghttp2-client util-linux chromium chromium-driver
 ensure_engine
 ensure_swarm
 ensure_venv

@@ -45,3 +45,6 @@ def configure(level: str = "INFO") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    # httpx says every request it makes at INFO: one line per call the API
+    # passes on or reads Prometheus with. Its warnings still show.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))

@@ -27,6 +27,7 @@ MAY_IMPORT = {
     "activator": {"core"},
     "streams": {"core"},
     "cli": {"core", "engine", "build", "store", "catalog", "auth"},
+    "ui": {"core", "engine", "store", "catalog", "auth", "api"},
 }
 IO_LIBRARIES = {"aiodocker", "aiohttp", "docker", "httpx", "socket", "subprocess", "requests",
                 "urllib.request", "urllib3", "asyncio.subprocess", "minio", "pymongo", "motor",

@@ -9,11 +9,13 @@ config create``. Manifests are checked with the operator's own parser.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 import yaml
 from aiart_runtime.settings import BATCH_FORMATS as FORMATS
 from starlette.applications import Starlette
@@ -21,10 +23,11 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive
 
 from aiart.api.openapi import openapi_document
+from aiart.api.prometheus import GatewayPasser, PrometheusCharts
 from aiart.api.views import (
     Principal,
     config_reference_problem,
@@ -34,11 +37,10 @@ from aiart.api.views import (
     reference_problems,
     version_view,
 )
-from aiart.auth.access import Role, credential_from, parse_key
+from aiart.auth.access import Role, cookie_credential, credential_from, parse_key
 from aiart.auth.keystore import KeyCache
-from aiart.auth.serving import serve_with_keys
 from aiart.auth.tokens import TokenVerifier
-from aiart.core import jobs, rollout
+from aiart.core import charts, jobs, rollout
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.objects import ConfigObject, ServiceObject
@@ -50,6 +52,9 @@ from aiart.store.client import Store
 
 log = logging.getLogger("aiart.api")
 PREFIX = "/api/v1"
+# The largest call the API passes to a model for the dashboard; larger ones
+# go to the model's endpoint.
+MAX_PASSED_BYTES = 4 * 1024 * 1024
 
 
 class ApiError(Exception):
@@ -100,27 +105,41 @@ class ApiContext:
     keys: KeyCache
     verifier: TokenVerifier | None
     max_upload_bytes: int
+    charts: PrometheusCharts | None = None  # where a model's figures are read
+    passer: GatewayPasser | None = None  # where the dashboard's inference calls go
 
 
 def context(request: Request) -> ApiContext:
     return request.app.state.api  # type: ignore[no-any-return]
 
 
+def credential(request: Request) -> tuple[str, str] | None:
+    """The caller's credential: in its headers, or the dashboard's cookie
+    (auth/access.py cookie_credential)."""
+    return credential_from(request.headers) or cookie_credential(
+        request.method, request.headers, request.cookies)
+
+
+async def key_principal(ctx: ApiContext, value: str) -> Principal:
+    """An API key's holder, or 401."""
+    await ctx.keys.knows(value)
+    parsed = parse_key(value)
+    key = ctx.keys.keys.get(parsed[0]) if parsed else None
+    if key is None or not key.matches(parsed[1] if parsed else ""):
+        raise ApiError(401, "the API key is unknown or revoked")
+    return Principal.from_key(key)
+
+
 async def principal(request: Request) -> Principal:
     """Who is asking: an API key's holder, or an OIDC token's subject."""
     ctx = context(request)
-    credential = credential_from(request.headers)
-    if credential is None:
+    found = credential(request)
+    if found is None:
         raise ApiError(401, "send an API key (X-API-Key or Authorization: Bearer) "
                             "or an OIDC bearer token")
-    kind, value = credential
+    kind, value = found
     if kind == "apikey":
-        await ctx.keys.knows(value)
-        parsed = parse_key(value)
-        key = ctx.keys.keys.get(parsed[0]) if parsed else None
-        if key is None or not key.matches(parsed[1] if parsed else ""):
-            raise ApiError(401, "the API key is unknown or revoked")
-        return Principal.from_key(key)
+        return await key_principal(ctx, value)
     verifier = ctx.verifier
     if verifier is None:
         raise ApiError(401, "OIDC is not configured here; use an API key")
@@ -128,13 +147,13 @@ async def principal(request: Request) -> Principal:
         claims = await verifier.claims(value)
     except ValueError as exc:
         raise ApiError(401, f"the token is not valid: {exc}") from None
-    found = Principal.from_claims(claims, roles_claim=verifier.roles_claim,
-                                  prefix=verifier.role_prefix)
-    if found is None:
+    who = Principal.from_claims(claims, roles_claim=verifier.roles_claim,
+                                prefix=verifier.role_prefix)
+    if who is None:
         raise ApiError(403, f"the token carries no aiart role in {verifier.roles_claim} "
                             f"({verifier.role_prefix}viewer, {verifier.role_prefix}deployer "
                             f"or {verifier.role_prefix}admin)")
-    return found
+    return who
 
 
 def allow(who: Principal, role: Role, model: str | None = None) -> None:
@@ -295,6 +314,72 @@ async def model_logs(request: Request) -> Response:
     return JSONResponse({"name": name, "version": version, "lines": text.splitlines()})
 
 
+async def model_metrics(request: Request) -> Response:
+    """The model's request rate, server errors and latency (p50, p99) over
+    the last ``minutes`` (60 unless asked), from Prometheus."""
+    ctx = context(request)
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.VIEWER, name)
+    minutes = request.query_params.get("minutes", "60")
+    if not minutes.isdigit() or not 1 <= int(minutes) <= charts.MAX_MINUTES:
+        raise ApiError(400, f"minutes must be a number from 1 to {charts.MAX_MINUTES}")
+    if not await ctx.cluster.list_model_configs(name):
+        raise ApiError(404, f"no model {name!r} is declared")
+    if ctx.charts is None:
+        raise ApiError(503, "no Prometheus is configured for the API "
+                            "(AIART_API_PROMETHEUS_URL)")
+    try:
+        figures = await ctx.charts.model(name, int(minutes))
+    except (httpx.HTTPError, RuntimeError, ValueError, KeyError) as exc:
+        raise ApiError(503, f"Prometheus cannot be read: {exc}") from None
+    return JSONResponse({"name": name, **figures})
+
+
+async def infer(request: Request) -> Response:
+    """An inference call passed to the model through the gateway with the
+    caller's own credential, for the dashboard, whose page cannot read the
+    key it signed in with: the model's own rules (its auth mode, the key's
+    scope, rate limits) decide, as for a direct call."""
+    return await pass_to_model(request, "infer")
+
+
+async def metadata(request: Request) -> Response:
+    """The model's metadata (the protocol's inputs and outputs), passed as ``infer``."""
+    return await pass_to_model(request, "")
+
+
+async def pass_to_model(request: Request, path: str) -> Response:
+    ctx = context(request)
+    found = credential(request)
+    name = model_name(request)
+    version = request.query_params.get("version") or None
+    if version is not None and not DNS_LABEL.match(version):
+        raise ApiError(400, f"{version!r} is not a version")
+    if ctx.passer is None:
+        raise ApiError(503, "the API passes no inference calls here (AIART_API_GATEWAY_URL)")
+    body = await request.body()
+    if len(body) > MAX_PASSED_BYTES:
+        raise ApiError(413, f"a call through the API is at most {MAX_PASSED_BYTES} bytes; "
+                            "call the model's endpoint")
+    headers = {"Content-Type": request.headers.get("content-type", "application/json")}
+    # The host the caller reached the gateway by: routes may answer it alone.
+    if request.headers.get("host"):
+        headers["Host"] = request.headers["host"]
+    if found is not None:
+        kind, value = found
+        if kind == "apikey":
+            headers["X-API-Key"] = value
+        else:
+            headers["Authorization"] = f"Bearer {value}"
+    try:
+        answer = await ctx.passer.call(request.method, name, version, path, body, headers)
+    except httpx.HTTPError as exc:
+        raise ApiError(502, f"the gateway cannot be reached: {exc}") from None
+    return Response(answer.content, status_code=answer.status_code,
+                    media_type=answer.headers.get("content-type", "application/json"))
+
+
 async def rollout_command(request: Request) -> Response:
     """Promote or abort the model's rollout in progress: a label on the new
     version's config, which the operator acts on at its next pass and then
@@ -428,6 +513,9 @@ ROUTES = [
     Route(f"{PREFIX}/models/{{name}}", guarded(remove), methods=["DELETE"]),
     Route(f"{PREFIX}/models/{{name}}/versions/{{version}}", guarded(remove), methods=["DELETE"]),
     Route(f"{PREFIX}/models/{{name}}/logs", guarded(model_logs), methods=["GET"]),
+    Route(f"{PREFIX}/models/{{name}}/metrics", guarded(model_metrics), methods=["GET"]),
+    Route(f"{PREFIX}/models/{{name}}/infer", guarded(infer), methods=["POST"]),
+    Route(f"{PREFIX}/models/{{name}}/metadata", guarded(metadata), methods=["GET"]),
     Route(f"{PREFIX}/models/{{name}}/rollout/{{action}}", guarded(rollout_command),
           methods=["POST"]),
     Route(f"{PREFIX}/jobs", guarded(list_jobs), methods=["GET"]),
@@ -443,22 +531,26 @@ async def not_found(_: Request, exc: Exception) -> Response:
 
 def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
                verifier: TokenVerifier | None, *,
-               max_upload_bytes: int = 512 * 1024**2) -> Starlette:
-    app = Starlette(routes=ROUTES, exception_handlers={404: not_found, 405: not_found})
+               max_upload_bytes: int = 512 * 1024**2,
+               charts: PrometheusCharts | None = None, passer: GatewayPasser | None = None,
+               pages: Sequence[BaseRoute] = ()) -> Starlette:
+    """The API; with ``pages``, the dashboard's (aiart/ui) beside it, which
+    call these same handlers."""
+    app = Starlette(routes=[*ROUTES, *pages],
+                    exception_handlers={404: not_found, 405: not_found})
     app.state.api = ApiContext(cluster=cluster, store=store, keys=keys, verifier=verifier,
-                               max_upload_bytes=max_upload_bytes)
+                               max_upload_bytes=max_upload_bytes, charts=charts,
+                               passer=passer)
     return app
 
 
-def main() -> None:
-    from aiart.store.client import open_store
-
-    settings = ServiceSettings.from_env()
-    serve_with_keys(lambda cluster, keys: create_app(
-        cluster, open_store(), keys, TokenVerifier.from_env(),
-        max_upload_bytes=settings.max_upload_bytes),
-        port=settings.api_port, what="aiart API", service_name="aiart-api")
-
-
-if __name__ == "__main__":
-    main()
+def from_settings(settings: ServiceSettings
+                  ) -> tuple[PrometheusCharts | None, GatewayPasser | None]:
+    """Where the API reads charts and passes inference calls, as configured."""
+    password = None
+    if settings.api_monitoring_password_file:
+        password = Path(settings.api_monitoring_password_file).read_text().strip()
+    charts_reader = PrometheusCharts(settings.api_prometheus_url, password) \
+        if settings.api_prometheus_url else None
+    passer = GatewayPasser(settings.api_gateway_url) if settings.api_gateway_url else None
+    return charts_reader, passer

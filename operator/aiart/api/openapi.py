@@ -84,6 +84,32 @@ def openapi_document() -> dict[str, Any]:
                         "responses": {"200": {"description": "log lines"},
                                       "404": _error("no such model or service"), **ERRORS}},
             },
+            "/models/{name}/metrics": {
+                "parameters": [NAME, {"name": "minutes", "in": "query", "schema": {
+                    "type": "integer", "minimum": 1, "maximum": 1440}}],
+                "get": {"summary": "Requests/s, server errors/s and latency (p50, p99) over the "
+                                   "last minutes (default 60), from Prometheus",
+                        "responses": {"200": {"description": "series of [epoch, value|null]"},
+                                      "404": _error("no such model"),
+                                      "503": _error("Prometheus is not configured or away"),
+                                      **ERRORS}},
+            },
+            "/models/{name}/metadata": {
+                "parameters": [NAME, {"name": "version", "in": "query",
+                                      "schema": {"type": "string"}}],
+                "get": {"summary": "The model's protocol metadata, through the gateway with the "
+                                   "caller's credential",
+                        "responses": {"200": {"description": "the model's answer, as it is"},
+                                      **ERRORS}},
+            },
+            "/models/{name}/infer": {
+                "parameters": [NAME, {"name": "version", "in": "query",
+                                      "schema": {"type": "string"}}],
+                "post": {"summary": "An inference call passed to the model through the gateway "
+                                    "with the caller's credential (the dashboard's playground)",
+                         "responses": {"200": {"description": "the model's answer, as it is"},
+                                       "413": _error("over 4 MiB"), **ERRORS}},
+            },
             "/models/{name}/rollout/{action}": {
                 "parameters": [NAME, {"name": "action", "in": "path", "required": True,
                                       "schema": {"enum": ["promote", "abort"]}}],

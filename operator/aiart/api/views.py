@@ -82,6 +82,8 @@ def version_view(config: ConfigObject) -> dict[str, Any]:
                   "status": labels.get(L.STATUS_SCALE, "")}
         if L.SCALE_REPLICAS in labels else None,
         "current": labels.get(L.STATUS_CURRENT) == "true",
+        # As declared (the dashboard shows it); manifests hold no secrets.
+        "manifest": config.data.decode("utf-8", "replace"),
         "alerts": [a for a in labels.get(L.STATUS_ALERTS, "").split(",") if a],
         # Where its rollout stands (docs/rollouts.md); empty: it has none.
         "rollout": {"phase": labels.get(rollout.PHASE, ""),

@@ -118,6 +118,28 @@ def parse_key(text: str) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
+# The dashboard's sign-in: the key in a cookie the page's scripts cannot read
+# (HttpOnly), sent only to the dashboard and the API (a cookie per path:
+# never to a model's routes, whose code would see it), over HTTPS, and never
+# with another site's request (SameSite=Strict). A change also needs
+# UI_HEADER, which a page of another site cannot add to a request without
+# the API's consent (it gives none: no CORS).
+KEY_COOKIE = "aiart_key"
+UI_HEADER = "X-Aiart-UI"
+COOKIE_PATHS = ("/ui", "/api/v1")
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def cookie_credential(method: str, headers: Mapping[str, str],
+                      cookies: Mapping[str, str]) -> tuple[str, str] | None:
+    """``("apikey", key)`` from the dashboard's cookie: for a read, or for a
+    change that carries UI_HEADER; otherwise none."""
+    key = cookies.get(KEY_COOKIE, "").strip()
+    if not key or (method.upper() not in SAFE_METHODS and not headers.get(UI_HEADER.lower())):
+        return None
+    return "apikey", key
+
+
 def credential_from(headers: Mapping[str, str]) -> tuple[str, str] | None:
     """``("apikey", key)`` or ``("bearer", token)`` from request headers.
 

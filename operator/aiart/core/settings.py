@@ -337,6 +337,18 @@ class ServiceSettings(EnvSettings):
                                          "How often the API keys are read from the swarm.")
     max_upload_bytes: int = setting("AIART_API_MAX_UPLOAD_BYTES", 512 * 1024**2,
                                     "The largest artifact the API takes in one upload.")
+    api_gateway_url: str = setting(
+        "AIART_API_GATEWAY_URL", "http://traefik:81",
+        "Where the API passes the dashboard's inference calls, with the caller's own "
+        "credential: the gateway's internal entrypoint, so that routes and keys are the "
+        "same as for any caller.")
+    api_prometheus_url: str = setting(
+        "AIART_API_PROMETHEUS_URL", "",
+        "Prometheus, which the API reads a model's request rate, errors and latency from "
+        "(GET /api/v1/models/NAME/metrics, the dashboard's charts); empty: none.")
+    api_monitoring_password_file: str = setting(
+        "AIART_API_MONITORING_PASSWORD_FILE", "",
+        "The file holding the monitoring password (user aiart), to read Prometheus.")
 
     def internal_tls(self) -> tuple[str | None, str | None]:
         """The certificate and key files for uvicorn: both, or neither."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from aiart.api.app import create_app
@@ -27,13 +28,14 @@ spec:
 
 
 class World:
-    def __init__(self) -> None:
+    def __init__(self, **extra: Any) -> None:
+        """``extra``: create_app's charts, passer and pages."""
         self.cluster = FakeCluster()
         self.store = FakeStore()
         self.stored: dict[str, ApiKey] = {}
         self.keys = KeyCache(self._load)
         self.client = TestClient(create_app(self.cluster, self.store, self.keys, None,
-                                            max_upload_bytes=2 * 1024 * 1024))
+                                            max_upload_bytes=2 * 1024 * 1024, **extra))
 
     async def _load(self) -> list[ApiKey]:
         return list(self.stored.values())
@@ -43,6 +45,16 @@ class World:
         self.stored[record.id] = record
         self.client.portal.call(self.keys.refresh)  # type: ignore[union-attr]
         return {"X-API-Key": text}
+
+    def revoke(self, headers: dict[str, str]) -> None:
+        key_id = headers["X-API-Key"].split("_")[1]
+        del self.stored[key_id]
+        self.client.portal.call(self.keys.refresh)  # type: ignore[union-attr]
+
+    def served(self, name: str = "iris-1", **labels: str) -> None:
+        """The config's labels as the operator leaves them."""
+        config = self.cluster.config(name)
+        self.cluster.configs[config.id] = replace(config, labels={**config.labels, **labels})
 
 
 @pytest.fixture
@@ -155,7 +167,8 @@ def test_a_deployer_promotes_or_aborts_the_rollout_in_progress(world: World) -> 
 def test_openapi_document_is_served_without_a_credential(world: World) -> None:
     document = world.client.get("/api/v1/openapi.json").json()
     assert document["openapi"].startswith("3.")
-    assert {"/models", "/models/{name}", "/models/{name}/logs"} <= set(document["paths"])
+    assert {"/models", "/models/{name}", "/models/{name}/logs", "/models/{name}/metrics",
+            "/models/{name}/infer", "/models/{name}/metadata"} <= set(document["paths"])
     assert world.client.get("/api/v1/nothing").json() == {"error": "Not Found"}
 
 

@@ -1,0 +1,161 @@
+"""The dashboard's pages (``/ui``), rendered on the server with Jinja2
+(autoescaped) from the REST API's handlers, called in process with the
+browser's own request: no second back end, and no rule of the API's that a
+page could forget. What changes something (deploy, remove, an inference
+call) is a ``fetch`` to ``/api/v1`` by the page's script (static/aiart.js),
+with the header that lets the API take the sign-in cookie for a change.
+
+Signing in takes an API key; the browser keeps it in cookies that its
+scripts cannot read (auth/access.py KEY_COOKIE).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from aiart.api import app as api
+from aiart.api.views import Principal
+from aiart.auth.access import COOKIE_PATHS, KEY_COOKIE, UI_HEADER, Role
+
+HERE = Path(__file__).parent
+# Every value is escaped: status messages and manifests come from deployers.
+TEMPLATES = Jinja2Templates(env=jinja2.Environment(
+    loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))
+# The key is kept at most this long; then the browser asks for it again.
+COOKIE_SECONDS = 12 * 3600
+# No script, style or frame from anywhere else, and no inline script: a
+# status message that slipped through escaping still could not run.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+                               "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
+    who = values.get("who")
+    context = {"ui_header": UI_HEADER,
+               "may_deploy": isinstance(who, Principal) and who.may(Role.DEPLOYER), **values}
+    response: Response = TEMPLATES.TemplateResponse(request, template, context,
+                                                    status_code=status)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def safe_next(target: str) -> str:
+    """Where to go after signing in: a dashboard page of this site, never
+    another site (``//host``, ``https://host``)."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/ui/") or "\\" in target:
+        return "/ui/"
+    return target
+
+
+def to_login(request: Request, message: str = "") -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    query = f"next={quote(target)}" + (f"&message={quote(message)}" if message else "")
+    return RedirectResponse(f"/ui/login?{query}", status_code=303)
+
+
+async def from_api(handler: Handler, request: Request) -> Any:
+    """What the API's ``handler`` answers this request, as data."""
+    response = await handler(request)
+    return json.loads(bytes(response.body))
+
+
+def page(build: Callable[[Request], Awaitable[Response]]) -> Handler:
+    """A page, with the API's refusals as a person sees them: not signed in
+    (or a key since revoked) to the sign-in page, the rest as an error page."""
+    async def run(request: Request) -> Response:
+        try:
+            return await build(request)
+        except api.ApiError as exc:
+            if exc.status == 401:
+                # Not signed in is no error; a key refused (revoked, say) is.
+                return to_login(request, exc.message if api.credential(request) else "")
+            return render(request, "error.html", status=exc.status, message=exc.message,
+                          who=None)
+    return run
+
+
+async def models(request: Request) -> Response:
+    who = await api.principal(request)
+    listed = await from_api(api.list_models, request)
+    return render(request, "models.html", who=who, models=listed["models"])
+
+
+async def model(request: Request) -> Response:
+    who = await api.principal(request)
+    view = await from_api(api.get_model, request)
+    name = view["name"]
+    jobs = [j for j in (await from_api(api.list_jobs, request))["jobs"] if j["model"] == name]
+    return render(request, "model.html", who=who, model=view, jobs=jobs,
+                  may_act=who.may(Role.DEPLOYER, name))
+
+
+async def deploy(request: Request) -> Response:
+    who = await api.principal(request)
+    api.allow(who, Role.DEPLOYER)
+    return render(request, "deploy.html", who=who)
+
+
+async def login_form(request: Request) -> Response:
+    return render(request, "login.html", who=None, message=request.query_params.get("message", ""),
+                  next=safe_next(request.query_params.get("next", "/ui/")))
+
+
+async def login(request: Request) -> Response:
+    async with request.form(max_files=0, max_fields=3, max_part_size=4096) as form:
+        key, target = str(form.get("key", "")).strip(), str(form.get("next", "/ui/"))
+    try:
+        who: Principal = await api.key_principal(api.context(request), key)
+    except api.ApiError as exc:
+        return render(request, "login.html", status=401, who=None, message=exc.message,
+                      next=safe_next(target))
+    response = RedirectResponse(safe_next(target), status_code=303)
+    secure = request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
+    for path in COOKIE_PATHS:
+        response.set_cookie(KEY_COOKIE, key, max_age=COOKIE_SECONDS, path=path, secure=secure,
+                            httponly=True, samesite="strict")
+    response.headers["Cache-Control"] = "no-store"
+    del who
+    return response
+
+
+async def logout(_: Request) -> Response:
+    response = RedirectResponse("/ui/login?message=signed%20out", status_code=303)
+    for path in COOKIE_PATHS:
+        response.delete_cookie(KEY_COOKIE, path=path, httponly=True, samesite="strict")
+    return response
+
+
+async def home(_: Request) -> Response:
+    return RedirectResponse("/ui/", status_code=307)
+
+
+ROUTES: list[BaseRoute] = [
+    Route("/ui", home),
+    Route("/ui/", page(models), methods=["GET"]),
+    Route("/ui/login", login_form, methods=["GET"]),
+    Route("/ui/login", login, methods=["POST"]),
+    Route("/ui/logout", logout, methods=["POST"]),
+    Route("/ui/deploy", page(deploy), methods=["GET"]),
+    Route("/ui/models/{name}", page(model), methods=["GET"]),
+    Mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static"),
+]

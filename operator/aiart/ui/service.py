@@ -1,0 +1,26 @@
+"""``aiart-api``: the REST API and the dashboard beside it, one service
+behind the gateway (``/api/v1`` and ``/ui``)."""
+
+from __future__ import annotations
+
+from aiart.api.app import create_app, from_settings
+from aiart.auth.serving import serve_with_keys
+from aiart.auth.tokens import TokenVerifier
+from aiart.core.settings import ServiceSettings
+from aiart.ui.pages import ROUTES
+
+
+def main() -> None:
+    from aiart.store.client import open_store
+
+    settings = ServiceSettings.from_env()
+    charts, passer = from_settings(settings)
+    serve_with_keys(lambda cluster, keys: create_app(
+        cluster, open_store(), keys, TokenVerifier.from_env(),
+        max_upload_bytes=settings.max_upload_bytes, charts=charts, passer=passer,
+        pages=ROUTES), port=settings.api_port, what="aiart API and dashboard",
+        service_name="aiart-api")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The dashboard in a real browser (Debian's headless Chromium, driven by
+Selenium through chromedriver), through the gateway, as a deployer uses it:
+sent to sign in, signs in with a key scoped to one model, deploys that
+model through the form and watches it become Ready, calls it in the
+playground and sees its requests counted on the chart, filters the table,
+removes the version with its button; and once the key is revoked, the
+next page sends the browser back to sign in. The main pages' screenshots
+go to docs/img/ (shown in the README)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.e2e.conftest import GATEWAY, Models, aiart
+
+pytestmark = pytest.mark.e2e
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "img"
+IRIS_ROW = [5.9, 3.0, 5.1, 1.8]  # a virginica: class 2
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    options = Options()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--window-size=1400,1100", "--lang=en-GB"):
+        options.add_argument(argument)
+    # The gateway's certificate is from the stack's local CA, which this
+    # browser profile does not hold; the page is still a secure context.
+    options.accept_insecure_certs = True
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def text_of(browser: WebDriver, element_id: str) -> str:
+    return str(browser.find_element(By.ID, element_id).text)
+
+
+def test_a_deployer_deploys_calls_and_removes_a_model_in_the_browser(
+        models: Models, iris_pickle: bytes, browser: WebDriver, tmp_path: Path,
+        run_id: str) -> None:
+    model = models.name("dash")
+    key_name = f"t{run_id}-dash"
+    key = aiart("keys", "create", key_name, "--role", "deployer", "--model", model)
+    wait = WebDriverWait(browser, 60)
+    try:
+        # Not signed in: to the sign-in page, and back where it was going.
+        browser.get(f"{GATEWAY}/ui/deploy")
+        wait.until(seen.url_contains("/ui/login"))
+        browser.find_element(By.ID, "key").send_keys(key)
+        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        wait.until(seen.url_to_be(f"{GATEWAY}/ui/deploy"))
+        # The key is in cookies the page's scripts cannot read.
+        assert browser.execute_script("return document.cookie") == ""
+
+        (tmp_path / "manifest.yaml").write_text(
+            f"apiVersion: aiart/v1\nkind: Model\nmetadata: {{name: {model}, version: '1'}}\n"
+            "spec:\n  runtime: sklearn\n  auth: {mode: apikey}\n")
+        (tmp_path / "model.pkl").write_bytes(iris_pickle)
+        browser.find_element(By.ID, "manifest").send_keys(str(tmp_path / "manifest.yaml"))
+        browser.find_element(By.ID, "artifact").send_keys(str(tmp_path / "model.pkl"))
+        browser.find_element(By.CSS_SELECTOR, "#deploy button").click()
+        wait.until(seen.url_to_be(f"{GATEWAY}/ui/models/{model}"))
+        # The status follows the build and the rollout on the page itself.
+        WebDriverWait(browser, 300).until(
+            lambda b: text_of(b, "model-status") in ("Ready", "Failed"))
+        assert text_of(browser, "model-status") == "Ready", browser.find_element(
+            By.CSS_SELECTOR, '[data-field="message"]').text
+        manifest = browser.find_element(By.CSS_SELECTOR, '[data-manifest="1"]').text
+        assert "runtime: sklearn" in manifest
+
+        # The playground: a request built from the model's metadata, sent
+        # with the signed-in key (the model is closed: no key, no answer).
+        request = browser.find_element(By.ID, "request")
+        wait.until(lambda b: "input-0" in request.get_property("value"))
+        built = json.loads(request.get_property("value"))
+        assert built["inputs"][0]["shape"] == [1, 4]
+        built["inputs"][0]["data"] = IRIS_ROW
+        browser.execute_script("arguments[0].value = arguments[1]", request, json.dumps(built))
+
+        def answered_and_counted(b: WebDriver) -> bool:
+            # Prometheus counts what it scraped twice: calls until the chart's total moves.
+            b.find_element(By.CSS_SELECTOR, "#playground button").click()
+            WebDriverWait(b, 30).until(lambda c: text_of(c, "answer-status").startswith("200"))
+            total = text_of(b, "total")
+            return total.isdigit() and int(total) > 0
+
+        WebDriverWait(browser, 120, poll_frequency=3).until(answered_and_counted)
+        answer = json.loads(text_of(browser, "answer"))
+        assert answer["outputs"][0]["data"] == [2]
+        browser.save_screenshot(str(SHOTS / "dashboard-model.png"))
+
+        # The table and its filter.
+        browser.get(f"{GATEWAY}/ui/")
+        row = browser.find_element(By.CSS_SELECTOR, f'tr[data-model="{model}"]')
+        assert "Ready" in row.text and "sklearn" in row.text
+        browser.save_screenshot(str(SHOTS / "dashboard-models.png"))
+        browser.find_element(By.ID, "filter").send_keys("no-such-model")
+        assert not row.is_displayed()
+
+        # Removed with its button (and a confirmation).
+        browser.get(f"{GATEWAY}/ui/models/{model}")
+        browser.find_element(By.CSS_SELECTOR, '[data-remove="1"]').click()
+        wait.until(seen.alert_is_present()).accept()
+        wait.until(seen.url_to_be(f"{GATEWAY}/ui/"))
+        assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-model="{model}"]')
+
+        # Revoked: the next page refuses it (once the API has read the keys
+        # again: every second).
+        aiart("keys", "revoke", key_name)
+
+        def refused(b: WebDriver) -> bool:
+            b.get(f"{GATEWAY}/ui/")
+            return "/ui/login" in b.current_url
+
+        WebDriverWait(browser, 30, poll_frequency=1).until(refused)
+        assert "unknown or revoked" in text_of(browser, "message")
+    finally:
+        subprocess.run([sys.executable, "-m", "aiart.cli", "keys", "revoke", key_name],
+                       capture_output=True, timeout=60)

@@ -1,0 +1,239 @@
+"""The dashboard's pages over the API's in-memory doubles: signing in and
+its cookies, what a page shows and offers each role, a revoked key sent
+back to sign in, changes that need the dashboard's header, escaping; and
+the API calls the pages' scripts make (charts, the playground)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import httpx
+import pytest
+from aiart.api.prometheus import GatewayPasser, PrometheusCharts
+from aiart.auth.access import KEY_COOKIE, UI_HEADER, Role
+from aiart.core import charts
+from aiart.core import labels as L
+from aiart.ui.pages import ROUTES, safe_next
+
+from tests.fakes import tiny_model
+from tests.unit.api.test_api import MANIFEST, World, deploy
+
+
+class FakeCharts:
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int]] = []
+
+    async def model(self, model: str, minutes: int) -> dict[str, Any]:
+        self.asked.append((model, minutes))
+        return {"minutes": minutes, "step": 30, "total": 12, "start": 0.0, "end": 3600.0,
+                "series": {"requests": [(1.0, 0.2)], "errors": [], "p50": [(1.0, None)],
+                           "p99": [(1.0, 0.004)]}}
+
+
+class Gateway:
+    """The gateway as the API's passer meets it: what it was sent."""
+
+    def __init__(self) -> None:
+        self.seen: list[httpx.Request] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        if request.url.path.endswith("/infer"):
+            return httpx.Response(200, json={"outputs": [{"name": "predict", "data": [0]}]})
+        return httpx.Response(200, json={"inputs": [{"name": "input-0", "datatype": "FP64",
+                                                     "shape": [-1, 4]}]})
+
+
+@pytest.fixture
+def gateway() -> Gateway:
+    return Gateway()
+
+
+@pytest.fixture
+def world(gateway: Gateway) -> Iterator[World]:
+    passer = GatewayPasser("http://traefik:81", transport=httpx.MockTransport(gateway.handle))
+    w = World(pages=ROUTES, charts=FakeCharts(), passer=passer)
+    with w.client:
+        yield w
+
+
+def sign_in(world: World, headers: Mapping[str, str], target: str = "/ui/") -> httpx.Response:
+    return world.client.post("/ui/login", data={"key": headers["X-API-Key"], "next": target},
+                             follow_redirects=False)
+
+
+def test_signing_in_keeps_the_key_where_scripts_and_models_cannot_read_it(world: World) -> None:
+    answer = sign_in(world, world.key(Role.VIEWER))
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/"
+    cookies = answer.headers.get_list("set-cookie")
+    assert sorted(c.split("Path=")[1].split(";")[0] for c in cookies) == ["/api/v1", "/ui"]
+    for cookie in cookies:
+        assert cookie.startswith(f"{KEY_COOKIE}=aiart_")
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Max-Age=43200" in cookie
+    # Behind the gateway (HTTPS): only over HTTPS.
+    world.client.cookies.clear()
+    secure = world.client.post("/ui/login", data={"key": world.key(Role.VIEWER)["X-API-Key"]},
+                               headers={"X-Forwarded-Proto": "https"}, follow_redirects=False)
+    assert all("Secure" in c for c in secure.headers.get_list("set-cookie"))
+
+
+def test_a_wrong_key_is_refused_and_sets_nothing(world: World) -> None:
+    answer = world.client.post("/ui/login", data={"key": "aiart_000000000000_" + "x" * 43})
+    assert answer.status_code == 401 and "unknown or revoked" in answer.text
+    assert "set-cookie" not in answer.headers
+
+
+@pytest.mark.parametrize("target", ["https://elsewhere.example/", "//elsewhere.example/ui/",
+                                    "/api/v1/models", "/ui\\..\\x", "javascript:alert(1)"])
+def test_after_signing_in_the_browser_goes_only_to_a_dashboard_page(target: str) -> None:
+    assert safe_next(target) == "/ui/"
+    assert safe_next("/ui/models/iris?x=1") == "/ui/models/iris?x=1"
+
+
+def test_pages_show_what_the_api_shows_that_key(world: World) -> None:
+    admin = world.key(Role.ADMIN)
+    deploy(world, admin, artifact=tiny_model())
+    deploy(world, admin, MANIFEST.replace(b"name: iris", b"name: wine"), tiny_model())
+    world.served(**{L.STATUS: "Ready", L.STATUS_CURRENT: "true",
+                    L.STATUS_ENDPOINT: "https://gw/models/iris"})
+    # Not signed in: to the sign-in page, and back here after.
+    away = world.client.get("/ui/models/iris", follow_redirects=False)
+    assert away.status_code == 303
+    assert away.headers["location"].startswith("/ui/login?next=/ui/models/iris")
+    sign_in(world, world.key(Role.VIEWER, "iris"))
+    table = world.client.get("/ui/")
+    assert table.status_code == 200
+    assert 'data-model="iris"' in table.text and 'data-model="wine"' not in table.text
+    assert "https://gw/models/iris" in table.text
+    page = world.client.get("/ui/models/iris")
+    assert page.status_code == 200 and "runtime: sklearn" in page.text  # the manifest
+    refused = world.client.get("/ui/models/wine")
+    assert refused.status_code == 403 and "may not do this on model &#39;wine&#39;" in refused.text
+    # As the API: a key scoped elsewhere learns nothing of what exists.
+    assert world.client.get("/ui/models/nope").status_code == 403
+    # A viewer is offered no action.
+    assert "data-remove" not in page.text and 'href="/ui/deploy"' not in page.text
+    assert world.client.get("/ui/deploy").status_code == 403
+    for name, value in (("Content-Security-Policy", "script-src 'self'"),
+                        ("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store")):
+        assert value in page.headers[name]
+
+
+def test_a_deployer_is_offered_its_own_models_actions(world: World) -> None:
+    deployer = world.key(Role.DEPLOYER, "iris")
+    deploy(world, deployer, artifact=tiny_model())
+    sign_in(world, deployer)
+    page = world.client.get("/ui/models/iris").text
+    assert 'data-remove="1"' in page and 'href="/ui/deploy"' in page
+    assert world.client.get("/ui/deploy").status_code == 200
+
+
+def test_a_revoked_key_is_sent_back_to_sign_in(world: World) -> None:
+    viewer = world.key(Role.VIEWER)
+    sign_in(world, viewer)
+    assert world.client.get("/ui/").status_code == 200
+    world.revoke(viewer)
+    answer = world.client.get("/ui/", follow_redirects=False)
+    assert answer.status_code == 303 and "unknown%20or%20revoked" in answer.headers["location"]
+    assert world.client.get("/api/v1/models").status_code == 401
+
+
+def test_a_change_needs_the_dashboards_header_besides_the_cookie(world: World) -> None:
+    admin = world.key(Role.ADMIN)
+    deploy(world, admin, artifact=tiny_model())
+    sign_in(world, world.key(Role.DEPLOYER, "iris"))
+    # The cookie alone reads...
+    assert world.client.get("/api/v1/models/iris").status_code == 200
+    # ...but changes nothing: another site's form could send it.
+    assert world.client.delete("/api/v1/models/iris/versions/1").status_code == 401
+    assert world.cluster.configs
+    removed = world.client.delete("/api/v1/models/iris/versions/1", headers={UI_HEADER: "1"})
+    assert removed.status_code == 200, removed.text
+    # Signed out: the cookies go.
+    world.client.post("/ui/logout")
+    assert world.client.get("/api/v1/models").status_code == 401
+
+
+def test_what_a_deployer_wrote_is_shown_as_text(world: World) -> None:
+    admin = world.key(Role.ADMIN)
+    deploy(world, admin, artifact=tiny_model())
+    world.served(**{L.STATUS: "Failed", L.STATUS_MESSAGE: "<script>alert(1)</script>"})
+    sign_in(world, admin)
+    for path in ("/ui/", "/ui/models/iris"):
+        text = world.client.get(path).text
+        assert "<script>alert(1)</script>" not in text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_the_playground_passes_the_callers_own_key_to_the_gateway(
+        world: World, gateway: Gateway) -> None:
+    deployer = world.key(Role.DEPLOYER, "iris")
+    deploy(world, deployer, artifact=tiny_model())
+    sign_in(world, deployer)
+    meta = world.client.get("/api/v1/models/iris/metadata")
+    assert meta.status_code == 200 and meta.json()["inputs"][0]["name"] == "input-0"
+    body = b'{"inputs": [{"name": "input-0", "datatype": "FP64", "shape": [1, 4], "data": [0, 0, 0, 0]}]}'
+    answer = world.client.post("/api/v1/models/iris/infer?version=1", content=body,
+                               headers={UI_HEADER: "1", "Content-Type": "application/json"})
+    assert answer.status_code == 200 and answer.json()["outputs"][0]["data"] == [0]
+    sent = gateway.seen[-1]
+    assert sent.url.path == "/v2/models/iris/versions/1/infer" and sent.content == body
+    assert sent.headers["x-api-key"] == deployer["X-API-Key"]
+    assert "cookie" not in sent.headers  # the key goes as a key, nothing else of the browser's
+    # Without the dashboard's header the cookie does not count: passed with no
+    # credential, for the model's route to refuse.
+    world.client.post("/api/v1/models/iris/infer", content=body)
+    assert "x-api-key" not in gateway.seen[-1].headers
+    assert world.client.post("/api/v1/models/iris/infer?version=../x", content=body,
+                             headers={UI_HEADER: "1"}).status_code == 400
+
+
+def test_a_models_figures_for_its_viewers(world: World) -> None:
+    admin = world.key(Role.ADMIN)
+    deploy(world, admin, artifact=tiny_model())
+    figures = world.client.get("/api/v1/models/iris/metrics?minutes=30", headers=admin)
+    assert figures.status_code == 200
+    assert figures.json()["total"] == 12 and figures.json()["series"]["p99"] == [[1.0, 0.004]]
+    assert world.client.get("/api/v1/models/iris/metrics?minutes=0", headers=admin
+                            ).status_code == 400
+    assert world.client.get("/api/v1/models/nope/metrics", headers=admin).status_code == 404
+    other = world.key(Role.VIEWER, "wine")
+    assert world.client.get("/api/v1/models/iris/metrics", headers=other).status_code == 403
+
+
+def test_chart_queries_and_answers() -> None:
+    queries = charts.chart_queries("iris")
+    assert all('model="iris"' in q for q in queries.values())
+    assert 'outcome="server_error"' in queries["errors"]
+    assert charts.step_seconds(60) == 30 and charts.step_seconds(1) == charts.MIN_STEP_SECONDS
+    answer = {"data": {"result": [{"values": [[10, "0.5"], [20, "NaN"], [30, "+Inf"]]}]}}
+    assert charts.series(answer) == [(10.0, 0.5), (20.0, None), (30.0, None)]
+    assert charts.series({"data": {"result": []}}) == []
+    with pytest.raises(ValueError):
+        charts.series({"status": "error"})
+
+
+async def test_the_charts_are_read_from_prometheus_with_the_monitoring_password() -> None:
+    asked: list[httpx.Request] = []
+
+    def prometheus(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        if request.url.path == "/api/v1/query_range":
+            return httpx.Response(200, json={"data": {"result": [
+                {"values": [[1800, "0.5"], [1830, "NaN"]]}]}})
+        return httpx.Response(200, json={"data": {"result": [{"value": [3600, "7.6"]}]}})
+
+    reader = PrometheusCharts("http://prometheus:9090/", "secret",
+                              transport=httpx.MockTransport(prometheus))
+    figures = await reader.model("iris", 60)
+    assert figures["total"] == 8 and figures["step"] == 30
+    assert figures["series"]["requests"] == [(1800.0, 0.5), (1830.0, None)]
+    assert set(figures["series"]) == {"requests", "errors", "p50", "p99"}
+    assert all(r.headers["authorization"] == "Basic YWlhcnQ6c2VjcmV0" for r in asked)
+    assert {r.url.params["query"] for r in asked[:4]} == set(charts.chart_queries("iris").values())
+    # Prometheus away or refusing: said, not a broken chart.
+    refused = PrometheusCharts("http://prometheus:9090", transport=httpx.MockTransport(
+        lambda _: httpx.Response(401, text="Unauthorized")))
+    with pytest.raises(RuntimeError, match="Prometheus answered 401"):
+        await refused.model("iris", 60)
