@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 import docker
 import httpx
 import pytest
+from aiart.core import labels as L
+from aiart.core.scaling import WAKE_HOLD_SECONDS
 
 from tests.e2e.conftest import GATEWAY, STACK, Models, wait_for
 from tests.e2e.test_model_lifecycle import Hammer, infer_body
@@ -139,7 +141,7 @@ def test_a_model_put_to_sleep_while_the_gateway_reads_the_swarm_late_is_woken_no
     requests to an address where nothing answers (a 502). Here its reads
     stall altogether (the engine proxy it reads through is paused) while the
     model goes to sleep: the model's requests must already go to the
-    activator, which wakes it."""
+    activator, which wakes it, and go on there after the wake."""
     model = models.name("latereads")
     config = models.declare(model, "1", iris_pickle, scaling=SCALING)
     models.wait_status(config, "Ready", timeout=300)
@@ -154,8 +156,21 @@ def test_a_model_put_to_sleep_while_the_gateway_reads_the_swarm_late_is_woken_no
         try:
             wait_for(lambda: asleep(models, config, model), 90, f"{model} to go to zero")
             answer = client.post(f"/v2/models/{model}/infer", json=infer_body([ROWS[2]]))
+            # Woken, and the gateway still blind: its own routes lead to the
+            # task that stopped, so its requests go on to the activator,
+            # which passes them to the new task, while the wake holds them
+            # (after that, a gateway this late would send them to the task
+            # that stopped: docs/scaling.md).
+            woken_at = float(models.labels(config)[L.SCALE_WOKEN_AT])
+            after: list[tuple[float, int]] = []
+            while time.time() < woken_at + WAKE_HOLD_SECONDS - 2:
+                code = client.post(f"/v2/models/{model}/infer",
+                                   json=infer_body([ROWS[0]])).status_code
+                after.append((round(time.time() - woken_at, 1), code))
+                time.sleep(0.5)
         finally:
             proxy.unpause()
     assert answer.status_code == 200, answer.text
     assert answer.json()["outputs"][0]["data"] == [2]
     assert replicas(models, model) == 1  # woken by it
+    assert len(after) > 5 and {code for _, code in after} == {200}, after

@@ -83,8 +83,10 @@ def splits_of(configs: Sequence[ConfigObject], services: Sequence[ServiceObject]
 
 
 def wakers_of(configs: Sequence[ConfigObject], services: Sequence[ServiceObject],
-              settings: OperatorSettings, token_of: Callable[[str, str], str]) -> list[Waker]:
-    """Every deployed scalable version's wake routes."""
+              settings: OperatorSettings, token_of: Callable[[str, str], str],
+              now: float | None = None) -> list[Waker]:
+    """Every deployed scalable version's wake routes, as they rank ``now``."""
+    now = time.time() if now is None else now
     deployed = {(s.labels.get(L.MODEL), s.labels.get(L.VERSION)): s for s in services}
     by_model: dict[str, list[ConfigObject]] = {}
     for config in configs:
@@ -102,7 +104,7 @@ def wakers_of(configs: Sequence[ConfigObject], services: Sequence[ServiceObject]
             state = read_scale(plan.config.labels)
             wakers.append(Waker(
                 model=model, version=version,
-                asleep=state is not None and (state.replicas == 0 or state.sleep_at is not None),
+                asleep=state is not None and state.held(now),
                 current=carries_current_route(dict(service.labels)),
                 guard=guard_of(manifest, settings), token=token_of(model, version),
                 hold_seconds=manifest.spec.scaling.activation_seconds,

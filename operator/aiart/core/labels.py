@@ -54,6 +54,9 @@ SCALE_KIND: Final = "aiart.scale.why"
 # When an idle version, whose requests the gateway now sends the activator,
 # may go to zero (core/scaling.py paced).
 SCALE_SLEEP_AT: Final = "aiart.scale.sleep-at"
+# When a version at zero was last woken: its requests still go to the
+# activator for a while (core/scaling.py WAKE_HOLD_SECONDS).
+SCALE_WOKEN_AT: Final = "aiart.scale.woken-at"
 
 STATUS: Final = "aiart.status"
 STATUS_PREFIX: Final = "aiart.status."

@@ -40,6 +40,11 @@ from aiart.core.spec import ScaleMetric, Scaling
 # operator's answer may be a second old, and the gateway applies a provider's
 # change at most every two seconds.
 SLEEP_LEAD_SECONDS = 4.0
+# After a wake, the version's requests still go to the activator (which
+# passes them to its new task) this long: the gateway may not have read the
+# swarm since the version's last task stopped, and its own routes may still
+# lead there (seen in CI: 504s from callers just after a wake).
+WAKE_HOLD_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +55,15 @@ class ScaleState:
     # While going to sleep: when it may go to zero (its requests go to the
     # activator meanwhile).
     sleep_at: float | None = None
+    # When it was last woken from zero (its requests go to the activator for
+    # WAKE_HOLD_SECONDS after).
+    woken_at: float | None = None
+
+    def held(self, now: float) -> bool:
+        """Whether its requests go to the activator now: going to sleep,
+        asleep, or woken a moment ago."""
+        return (self.replicas == 0 or self.sleep_at is not None
+                or (self.woken_at is not None and now - self.woken_at < WAKE_HOLD_SECONDS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +105,19 @@ def read_state(labels: Mapping[str, str]) -> ScaleState | None:
         changed = float(labels.get(L.SCALE_CHANGED, "0"))
         panic = labels.get(L.SCALE_PANIC, "")
         sleep_at = labels.get(L.SCALE_SLEEP_AT, "")
+        woken_at = labels.get(L.SCALE_WOKEN_AT, "")
         return ScaleState(replicas=max(replicas, 0), changed=changed,
                           panic_since=float(panic) if panic else None,
-                          sleep_at=float(sleep_at) if sleep_at else None)
+                          sleep_at=float(sleep_at) if sleep_at else None,
+                          woken_at=float(woken_at) if woken_at else None)
     except (KeyError, ValueError):
         return None
 
 
 def state_labels(labels: Mapping[str, str], state: ScaleState, reason: str,
                  kind: str = "load") -> dict[str, str]:
-    out = {k: v for k, v in labels.items() if k not in (L.SCALE_PANIC, L.SCALE_SLEEP_AT)}
+    out = {k: v for k, v in labels.items()
+           if k not in (L.SCALE_PANIC, L.SCALE_SLEEP_AT, L.SCALE_WOKEN_AT)}
     out[L.SCALE_REPLICAS] = str(state.replicas)
     out[L.SCALE_KIND] = kind
     out[L.SCALE_CHANGED] = f"{state.changed:.3f}"
@@ -108,6 +125,8 @@ def state_labels(labels: Mapping[str, str], state: ScaleState, reason: str,
         out[L.SCALE_PANIC] = f"{state.panic_since:.3f}"
     if state.sleep_at is not None:
         out[L.SCALE_SLEEP_AT] = f"{state.sleep_at:.3f}"
+    if state.woken_at is not None:
+        out[L.SCALE_WOKEN_AT] = f"{state.woken_at:.3f}"
     out[L.STATUS_SCALE] = reason
     return out
 
@@ -115,7 +134,7 @@ def state_labels(labels: Mapping[str, str], state: ScaleState, reason: str,
 def without_scale(labels: Mapping[str, str]) -> dict[str, str]:
     """A config's labels once its manifest no longer scales."""
     gone = (L.SCALE_REPLICAS, L.SCALE_CHANGED, L.SCALE_PANIC, L.SCALE_KIND, L.SCALE_SLEEP_AT,
-            L.STATUS_SCALE)
+            L.SCALE_WOKEN_AT, L.STATUS_SCALE)
     return {k: v for k, v in labels.items() if k not in gone}
 
 
@@ -144,7 +163,7 @@ def decide(scaling: Scaling, state: ScaleState, load: Load | str, *, ready: int,
     answer now. ``woken``: a request is held for this version."""
     if woken and state.replicas == 0:
         replicas = scaling.first_replicas
-        return Move(ScaleState(replicas=replicas, changed=now),
+        return Move(ScaleState(replicas=replicas, changed=now, woken_at=now),
                     f"woken by a request: starting {replicas_text(replicas)}", "woken")
     if state.replicas == 0:  # no replica to measure: only a wake changes anything
         return Move(state, f"no request for {scaling.scaleToZeroAfter}: scaled to zero; "
@@ -187,8 +206,12 @@ def decide(scaling: Scaling, state: ScaleState, load: Load | str, *, ready: int,
         reason, kind = (f"no request for {scaling.scaleToZeroAfter}: scaled to zero; "
                         "the next request wakes it"), "zero"
     changed = now if wanted != state.replicas else state.changed
-    return Move(ScaleState(replicas=wanted, changed=changed, panic_since=panic_since), reason,
-                kind)
+    # A wake a moment ago is remembered through the decisions after it, until
+    # it no longer holds its requests.
+    woken_at = state.woken_at if state.woken_at is not None and wanted and (
+        now - state.woken_at < WAKE_HOLD_SECONDS) else None
+    return Move(ScaleState(replicas=wanted, changed=changed, panic_since=panic_since,
+                           woken_at=woken_at), reason, kind)
 
 
 def paced(state: ScaleState, move: Move, *, now: float,

@@ -23,10 +23,11 @@ requests exactly while the gateway has none of its tasks, behind the same
 guard (defined here, since the labels' vanish with the tasks), and send
 them to the activator with the version to wake in ``X-Aiart-Activate``.
 No switch is flipped on a wake: the version's own routes win again as soon
-as Traefik reads its first task. While a version goes to sleep and sleeps
-(``asleep``), its wake routes outrank its own instead (``ASLEEP_PRIORITY``),
-so that the gateway sends its requests to the activator before its task
-stops, however late the gateway reads the swarm (core/scaling.py paced).
+as Traefik reads its first task. While a version goes to sleep, sleeps,
+and for a while after a wake (``asleep``), its wake routes outrank its own
+instead (``ASLEEP_PRIORITY``), so that the gateway sends its requests to the
+activator before its task stops and until it has surely read the swarm
+since, however late it reads it (core/scaling.py paced, WAKE_HOLD_SECONDS).
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ class Waker:
     token: str = ""  # what its server takes as the gateway's token
     hold_seconds: int = 30
     grpc: bool = True  # it serves gRPC (aiart's runtimes), held too
-    # Going to sleep, or at zero: its wake routes outrank its own.
+    # Going to sleep, at zero, or just woken: its wake routes outrank its own.
     asleep: bool = False
 
     @property

@@ -14,7 +14,7 @@ from aiart.control.autoscaler import Autoscaler
 from aiart.control.deps import Deps
 from aiart.control.traffic_feed import wakers_of
 from aiart.core import labels as L
-from aiart.core.scaling import Load
+from aiart.core.scaling import WAKE_HOLD_SECONDS, Load
 from aiart.core.settings import OperatorSettings
 from aiart.core.spec import Scaling
 from aiart.core.traffic import (
@@ -162,8 +162,15 @@ async def test_a_wake_needs_the_gateways_token_and_comes_once(world) -> None:
     assert again.status == 202 and cluster.config("iris-1").index == index  # nothing written
     await settle(deps, "iris")
     assert replicas(cluster) == 1 and cluster.status("iris-1") == "Ready"
-    # Awake: its own routes outrank its wake routes again.
-    assert wakers(deps, cluster)["iris-1"].priorities == (WAKE_PRIORITY, WAKE_VERSIONED_PRIORITY)
+    # Just woken: its requests still go to the activator, until the gateway has
+    # surely read the swarm since its last task stopped; then its own routes
+    # outrank its wake routes again.
+    assert wakers(deps, cluster)["iris-1"].asleep
+    later = time.time() + WAKE_HOLD_SECONDS + 1
+    configs = [c for c in cluster.configs.values() if L.MODEL in c.labels]
+    (awake,) = wakers_of(configs, list(cluster.services.values()), deps.settings, token_of,
+                         now=later)
+    assert awake.priorities == (WAKE_PRIORITY, WAKE_VERSIONED_PRIORITY)
     # Once the service has its task, a wake call names where it is.
     assert (await scaler.wake("iris", "1", "token-iris-1")).addresses == ("10.0.9.2",)
     # Slow to start, its held requests not in the figures yet: the activator

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from aiart.core import labels as L
 from aiart.core.scaling import (
+    WAKE_HOLD_SECONDS,
     Load,
     Move,
     ScaleState,
@@ -80,7 +81,9 @@ def test_an_idle_version_goes_to_zero_and_a_request_wakes_it() -> None:
         assert still.state == zero.state and not worth_writing(
             state_labels({}, zero.state, zero.reason, zero.kind), still)
     woken = decide(SCALING, zero.state, "unreadable", ready=0, now=T0 + 41, woken=True)
-    assert woken.state == ScaleState(replicas=1, changed=T0 + 41)
+    assert woken.state == ScaleState(replicas=1, changed=T0 + 41, woken_at=T0 + 41)
+    # Its requests still go to the activator a while after the wake.
+    assert woken.state.held(T0 + 42) and not woken.state.held(T0 + 41 + WAKE_HOLD_SECONDS)
     assert woken.reason == "woken by a request: starting 1 replica"
     # A wake for a version that is up changes nothing.
     assert decide(SCALING, woken.state, Load(0, 0, 0), ready=1, now=T0 + 42,
