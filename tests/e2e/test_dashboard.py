@@ -2,7 +2,8 @@
 Selenium through chromedriver), through the gateway, as a deployer uses it:
 sent to sign in, signs in with a key scoped to one model, deploys that
 model through the form and watches it become Ready, calls it in the
-playground and sees its requests counted on the chart, filters the table,
+playground and sees its requests counted on the chart, stores a training run
+through the page and downloads its model file from the bucket's list, filters the table,
 removes the version with its button; and once the key is revoked, the
 next page sends the browser back to sign in. The main pages' screenshots
 go to docs/img/ (shown in the README)."""
@@ -42,7 +43,7 @@ def browser() -> Iterator[WebDriver]:
     # browser profile does not hold; the page is still a secure context.
     options.accept_insecure_certs = True
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(60)
+    driver.set_page_load_timeout(150)
     try:
         yield driver
     finally:
@@ -59,7 +60,9 @@ def test_a_deployer_deploys_calls_and_removes_a_model_in_the_browser(
     model = models.name("dash")
     key_name = f"t{run_id}-dash"
     key = aiart("keys", "create", key_name, "--role", "deployer", "--model", model)
-    wait = WebDriverWait(browser, 60)
+    # Generous: every step goes through the API to the engine, which a CI
+    # machine building images beside this test answers slowly at times.
+    wait = WebDriverWait(browser, 150)
     try:
         # Not signed in: to the sign-in page, and back where it was going.
         browser.get(f"{GATEWAY}/ui/deploy")
@@ -77,7 +80,11 @@ def test_a_deployer_deploys_calls_and_removes_a_model_in_the_browser(
         browser.find_element(By.ID, "manifest").send_keys(str(tmp_path / "manifest.yaml"))
         browser.find_element(By.ID, "artifact").send_keys(str(tmp_path / "model.pkl"))
         browser.find_element(By.CSS_SELECTOR, "#deploy button").click()
-        wait.until(seen.url_to_be(f"{GATEWAY}/ui/models/{model}"))
+        # The model's page, or what the API said instead.
+        WebDriverWait(browser, 180).until(
+            lambda b: b.current_url == f"{GATEWAY}/ui/models/{model}"
+            or "problem" in (b.find_element(By.ID, "outcome").get_attribute("class") or ""))
+        assert browser.current_url == f"{GATEWAY}/ui/models/{model}", text_of(browser, "outcome")
         # The status follows the build and the rollout on the page itself.
         WebDriverWait(browser, 300).until(
             lambda b: text_of(b, "model-status") in ("Ready", "Failed"))
@@ -106,6 +113,24 @@ def test_a_deployer_deploys_calls_and_removes_a_model_in_the_browser(
         answer = json.loads(text_of(browser, "answer"))
         assert answer["outputs"][0]["data"] == [2]
         browser.save_screenshot(str(SHOTS / "dashboard-model.png"))
+
+        # A training run stored through the page: its metrics in the runs
+        # table, its model file in the bucket's list, downloaded through the API.
+        browser.find_element(By.CSS_SELECTOR, "#run-upload").find_element(
+            By.XPATH, "..").find_element(By.TAG_NAME, "summary").click()
+        browser.find_element(By.ID, "run-model").send_keys(str(tmp_path / "model.pkl"))
+        browser.find_element(By.ID, "run-metrics").send_keys('{"accuracy": 0.97}')
+        browser.find_element(By.CSS_SELECTOR, "#run-upload button").click()
+        wait.until(seen.url_contains("?prefix=runs/"))
+        run = browser.find_element(By.CSS_SELECTOR, "#runs tr[data-run]")
+        run_id = run.get_attribute("data-run")
+        assert "accuracy=0.97" in run.text
+        link = browser.find_element(By.PARTIAL_LINK_TEXT, f"runs/{run_id}/model/model.pkl")
+        status, size = browser.execute_async_script(
+            "const done = arguments[1];"
+            "fetch(arguments[0]).then(r => r.arrayBuffer().then(b => done([r.status, b.byteLength])))",
+            link.get_attribute("href"))
+        assert (status, size) == (200, len(iris_pickle))
 
         # The table and its filter.
         browser.get(f"{GATEWAY}/ui/")

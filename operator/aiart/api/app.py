@@ -8,7 +8,9 @@ config create``. Manifests are checked with the operator's own parser.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,19 +44,24 @@ from aiart.auth.keystore import KeyCache
 from aiart.auth.tokens import TokenVerifier
 from aiart.core import charts, jobs, rollout
 from aiart.core import labels as L
-from aiart.core.errors import PermanentError, TransientError
+from aiart.core.errors import ObjectMissing, PermanentError, TransientError
 from aiart.core.objects import ConfigObject, ServiceObject
 from aiart.core.render import service_name
 from aiart.core.settings import ServiceSettings
 from aiart.core.spec import DNS_LABEL, MAX_MANIFEST_BYTES, ManifestError
-from aiart.core.store_layout import ConfigRef, bucket_for
-from aiart.store.client import Store
+from aiart.core.store_layout import ConfigRef, bucket_for, run_prefix
+from aiart.store.client import ObjectTooLarge, Store
+from aiart.store.runs import RunError, list_runs, store_run
 
 log = logging.getLogger("aiart.api")
 PREFIX = "/api/v1"
 # The largest call the API passes to a model for the dashboard; larger ones
 # go to the model's endpoint.
 MAX_PASSED_BYTES = 4 * 1024 * 1024
+MAX_RUNS_SHOWN = 50
+MAX_OBJECTS_LISTED = 1000
+# An object key the API reads: printable, no empty or dot segment.
+OBJECT_KEY = re.compile(r"^(?!/)(?!.*(?:^|/)\.{1,2}(?:/|$))(?!.*//)[\x21-\x7e]{1,1024}$")
 
 
 class ApiError(Exception):
@@ -380,6 +387,114 @@ async def pass_to_model(request: Request, path: str) -> Response:
                     media_type=answer.headers.get("content-type", "application/json"))
 
 
+def _store(request: Request) -> Store:
+    store = context(request).store
+    if store is None:
+        raise ApiError(503, "no object store is configured for the API")
+    return store
+
+
+async def model_runs(request: Request) -> Response:
+    """The training runs in the model's bucket, newest first, with their
+    metrics and parameters (docs/storage.md)."""
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.VIEWER, name)
+    store = _store(request)
+    out = []
+    for record in reversed((await list_runs(store, name))[-MAX_RUNS_SHOWN:]):
+        run = json.loads(record.to_json())
+        for part, there in (("metrics", record.has_metrics), ("params", record.has_params)):
+            run[part] = None
+            if there:
+                try:
+                    run[part] = json.loads(await store.get(
+                        bucket_for(name), f"{run_prefix(record.run_id)}{part}.json"))
+                except (ObjectMissing, ValueError):
+                    pass  # written by hand since, or gone: shown as none
+        out.append(run)
+    return JSONResponse({"name": name, "runs": out})
+
+
+async def upload_model_run(request: Request) -> Response:
+    """A training run stored in the model's bucket (multipart: ``model``, the
+    trained file; ``metrics`` and ``params``, JSON objects), as ``aiart runs
+    upload`` stores one; deploy from it with ``run://<model>/<id>``."""
+    ctx = context(request)
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.DEPLOYER, name)
+    store = _store(request)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ApiError(415, "send multipart/form-data with a model part, and optionally "
+                            "metrics and params (JSON objects)")
+    limit = ctx.max_upload_bytes + 2 * MAX_MANIFEST_BYTES
+    limited = Request(request.scope, _limited_receive(request.receive, limit))
+    async with limited.form(max_files=3, max_fields=3, max_part_size=MAX_MANIFEST_BYTES) as form:
+        part = form.get("model")
+        if not isinstance(part, UploadFile) or not part.filename:
+            raise ApiError(400, "the model part (a file) is missing")
+        if (part.size or 0) > ctx.max_upload_bytes:
+            raise ApiError(413, f"the model file is larger than {ctx.max_upload_bytes} bytes")
+        figures: dict[str, dict[str, Any] | None] = {}
+        for what in ("metrics", "params"):
+            value = form.get(what)
+            text = (await value.read()).decode("utf-8", "replace") \
+                if isinstance(value, UploadFile) else str(value or "")
+            try:
+                parsed = json.loads(text) if text.strip() else None
+            except ValueError as exc:
+                raise ApiError(400, f"{what} is not JSON: {exc}") from None
+            if parsed is not None and not isinstance(parsed, dict):
+                raise ApiError(400, f"{what} must be a JSON object")
+            figures[what] = parsed
+        try:
+            record = await store_run(store, name, part.filename, await part.read(),
+                                     metrics=figures["metrics"], params=figures["params"])
+        except RunError as exc:
+            raise ApiError(400, str(exc)) from None
+    log.info("run %s of %s stored by %s", record.run_id, name, who.subject)
+    return JSONResponse({**json.loads(record.to_json()),
+                         "uri": f"run://{name}/{record.run_id}"}, status_code=201)
+
+
+async def list_objects(request: Request) -> Response:
+    """The keys in the model's bucket under ``prefix``: for its deployers,
+    since the bucket holds its payload logs (callers' requests)."""
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.DEPLOYER, name)
+    prefix = request.query_params.get("prefix", "")
+    if prefix and not OBJECT_KEY.match(prefix):
+        raise ApiError(400, f"{prefix!r} is not a key prefix")
+    try:
+        keys = sorted(await _store(request).list(bucket_for(name), prefix))
+    except ObjectMissing:
+        keys = []  # no bucket yet
+    return JSONResponse({"name": name, "bucket": bucket_for(name), "prefix": prefix,
+                         "objects": keys[:MAX_OBJECTS_LISTED],
+                         "truncated": len(keys) > MAX_OBJECTS_LISTED})
+
+
+async def get_object(request: Request) -> Response:
+    """One object of the model's bucket, as a download (its deployers)."""
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.DEPLOYER, name)
+    key = str(request.path_params["key"])
+    if not OBJECT_KEY.match(key):
+        raise ApiError(400, f"{key!r} is not an object key")
+    try:
+        data = await _store(request).get(bucket_for(name), key)
+    except ObjectMissing:
+        raise ApiError(404, f"s3://{bucket_for(name)}/{key} does not exist") from None
+    except ObjectTooLarge as exc:
+        raise ApiError(413, f"{exc}; read it with an S3 client") from None
+    filename = re.sub(r"[^A-Za-z0-9._-]", "_", key.rsplit("/", 1)[-1]) or "object"
+    return Response(data, media_type="application/octet-stream", headers={
+        "Content-Disposition": f'attachment; filename="{filename}"'})
+
+
 async def rollout_command(request: Request) -> Response:
     """Promote or abort the model's rollout in progress: a label on the new
     version's config, which the operator acts on at its next pass and then
@@ -514,6 +629,11 @@ ROUTES = [
     Route(f"{PREFIX}/models/{{name}}/versions/{{version}}", guarded(remove), methods=["DELETE"]),
     Route(f"{PREFIX}/models/{{name}}/logs", guarded(model_logs), methods=["GET"]),
     Route(f"{PREFIX}/models/{{name}}/metrics", guarded(model_metrics), methods=["GET"]),
+    Route(f"{PREFIX}/models/{{name}}/runs", guarded(model_runs), methods=["GET"]),
+    Route(f"{PREFIX}/models/{{name}}/runs", guarded(upload_model_run), methods=["POST"]),
+    Route(f"{PREFIX}/models/{{name}}/objects", guarded(list_objects), methods=["GET"]),
+    Route(f"{PREFIX}/models/{{name}}/objects/{{key:path}}", guarded(get_object),
+          methods=["GET"]),
     Route(f"{PREFIX}/models/{{name}}/infer", guarded(infer), methods=["POST"]),
     Route(f"{PREFIX}/models/{{name}}/metadata", guarded(metadata), methods=["GET"]),
     Route(f"{PREFIX}/models/{{name}}/rollout/{{action}}", guarded(rollout_command),

@@ -42,18 +42,29 @@ async def upload_run(
     files: Sequence[tuple[str, Path]] = (), run_id: str | None = None,
 ) -> RunRecord:
     """Store a training run under ``runs/<id>/`` in the model's bucket."""
-    if not SEGMENT.match(model_file.name):
-        raise RunError(f"model file name {model_file.name!r} must be letters, digits or ._+=@,-")
-    data = await anyio.Path(model_file).read_bytes()
+    read = [(name, await anyio.Path(path).read_bytes()) for name, path in files]
+    return await store_run(store, model, model_file.name,
+                           await anyio.Path(model_file).read_bytes(), metrics=metrics,
+                           params=params, files=read, run_id=run_id)
+
+
+async def store_run(
+    store: Store, model: str, filename: str, data: bytes, *,
+    metrics: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
+    files: Sequence[tuple[str, bytes]] = (), run_id: str | None = None,
+) -> RunRecord:
+    """``upload_run`` for what is in memory already (the API's uploads)."""
+    if not SEGMENT.match(filename):
+        raise RunError(f"model file name {filename!r} must be letters, digits or ._+=@,-")
     run_id = run_id or new_run_id()
     bucket = bucket_for(model)
     try:
-        keys = [(run_file_key(run_id, name), path) for name, path in files]
+        keys = [(run_file_key(run_id, name), content) for name, content in files]
     except BadURI as exc:
         raise RunError(str(exc)) from None
     await store.ensure_bucket(bucket)
     digest = hashlib.sha256(data).hexdigest()
-    await store.put(bucket, run_model_key(run_id, model_file.name), data,
+    await store.put(bucket, run_model_key(run_id, filename), data,
                     metadata={"sha256": digest})
     if metrics is not None:
         await store.put(bucket, f"{run_prefix(run_id)}metrics.json",
@@ -63,10 +74,10 @@ async def upload_run(
         await store.put(bucket, f"{run_prefix(run_id)}params.json",
                         json.dumps(params, indent=2, sort_keys=True).encode(),
                         content_type="application/json")
-    for key, path in keys:
-        await store.put(bucket, key, await anyio.Path(path).read_bytes())
+    for key, content in keys:
+        await store.put(bucket, key, content)
     record = RunRecord(
-        run_id=run_id, model=model, model_file=model_file.name, sha256=digest, size=len(data),
+        run_id=run_id, model=model, model_file=filename, sha256=digest, size=len(data),
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         files=tuple(name for name, _ in files),
         has_metrics=metrics is not None, has_params=params is not None,

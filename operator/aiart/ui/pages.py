@@ -100,13 +100,24 @@ async def models(request: Request) -> Response:
     return render(request, "models.html", who=who, models=listed["models"])
 
 
+async def optional(handler: Handler, request: Request) -> Any:
+    """As ``from_api``, or ``{"error": ...}`` where the API refuses (the
+    object store away, say): one part of a page missing, not the page."""
+    try:
+        return await from_api(api.guarded(handler), request)
+    except ValueError:
+        return {"error": "the API's answer could not be read"}
+
+
 async def model(request: Request) -> Response:
     who = await api.principal(request)
     view = await from_api(api.get_model, request)
     name = view["name"]
     jobs = [j for j in (await from_api(api.list_jobs, request))["jobs"] if j["model"] == name]
-    return render(request, "model.html", who=who, model=view, jobs=jobs,
-                  may_act=who.may(Role.DEPLOYER, name))
+    may_act = who.may(Role.DEPLOYER, name)
+    return render(request, "model.html", who=who, model=view, jobs=jobs, may_act=may_act,
+                  runs=await optional(api.model_runs, request),
+                  objects=await optional(api.list_objects, request) if may_act else None)
 
 
 async def deploy(request: Request) -> Response:
@@ -120,11 +131,23 @@ async def login_form(request: Request) -> Response:
                   next=safe_next(request.query_params.get("next", "/ui/")))
 
 
+def from_another_site(request: Request) -> bool:
+    """A form another site's page sent (its browser says where it came
+    from): signing a visitor in with the other site's key, or out, is not
+    that site's to do."""
+    origin = request.headers.get("origin")
+    return bool(origin) and urlsplit(origin).netloc != request.headers.get("host", "")
+
+
 async def login(request: Request) -> Response:
+    if from_another_site(request):
+        return render(request, "error.html", status=403, who=None,
+                      message="a sign-in from another site's page is refused")
     async with request.form(max_files=0, max_fields=3, max_part_size=4096) as form:
         key, target = str(form.get("key", "")).strip(), str(form.get("next", "/ui/"))
     try:
-        who: Principal = await api.key_principal(api.context(request), key)
+        # A key the API would refuse sets nothing.
+        await api.key_principal(api.context(request), key)
     except api.ApiError as exc:
         return render(request, "login.html", status=401, who=None, message=exc.message,
                       next=safe_next(target))
@@ -134,11 +157,13 @@ async def login(request: Request) -> Response:
         response.set_cookie(KEY_COOKIE, key, max_age=COOKIE_SECONDS, path=path, secure=secure,
                             httponly=True, samesite="strict")
     response.headers["Cache-Control"] = "no-store"
-    del who
     return response
 
 
-async def logout(_: Request) -> Response:
+async def logout(request: Request) -> Response:
+    if from_another_site(request):
+        return render(request, "error.html", status=403, who=None,
+                      message="a sign-out from another site's page is refused")
     response = RedirectResponse("/ui/login?message=signed%20out", status_code=303)
     for path in COOKIE_PATHS:
         response.delete_cookie(KEY_COOKIE, path=path, httponly=True, samesite="strict")

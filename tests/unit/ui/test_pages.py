@@ -6,6 +6,7 @@ the API calls the pages' scripts make (charts, the playground)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +15,7 @@ from aiart.api.prometheus import GatewayPasser, PrometheusCharts
 from aiart.auth.access import KEY_COOKIE, UI_HEADER, Role
 from aiart.core import charts
 from aiart.core import labels as L
+from aiart.store.runs import upload_run
 from aiart.ui.pages import ROUTES, safe_next
 
 from tests.fakes import tiny_model
@@ -82,6 +84,13 @@ def test_a_wrong_key_is_refused_and_sets_nothing(world: World) -> None:
     answer = world.client.post("/ui/login", data={"key": "aiart_000000000000_" + "x" * 43})
     assert answer.status_code == 401 and "unknown or revoked" in answer.text
     assert "set-cookie" not in answer.headers
+    # Another site's form may not sign a visitor in with a key of its choosing.
+    forged = world.client.post("/ui/login", data={"key": world.key(Role.ADMIN)["X-API-Key"]},
+                               headers={"Origin": "https://elsewhere.example"})
+    assert forged.status_code == 403 and "set-cookie" not in forged.headers
+    own = world.client.post("/ui/login", data={"key": world.key(Role.ADMIN)["X-API-Key"]},
+                            headers={"Origin": "http://testserver"}, follow_redirects=False)
+    assert own.status_code == 303 and "set-cookie" in own.headers
 
 
 @pytest.mark.parametrize("target", ["https://elsewhere.example/", "//elsewhere.example/ui/",
@@ -237,3 +246,74 @@ async def test_the_charts_are_read_from_prometheus_with_the_monitoring_password(
         lambda _: httpx.Response(401, text="Unauthorized")))
     with pytest.raises(RuntimeError, match="Prometheus answered 401"):
         await refused.model("iris", 60)
+
+
+def test_runs_for_viewers_and_the_bucket_for_deployers(world: World, tmp_path: Path) -> None:
+    admin = world.key(Role.ADMIN)
+    deploy(world, admin, artifact=tiny_model())
+    model_file = tmp_path / "model.pkl"
+    model_file.write_bytes(tiny_model())
+    record = world.client.portal.call(  # type: ignore[union-attr]
+        lambda: upload_run(world.store, "iris", model_file, metrics={"accuracy": 0.97},
+                           params={"C": 1.0}))
+    world.store.objects["aiart-iris", "payloads/2026-12-06/a.jsonl.gz"] = (b"\x1f\x8b", {})
+
+    viewer = world.key(Role.VIEWER, "iris")
+    runs = world.client.get("/api/v1/models/iris/runs", headers=viewer).json()["runs"]
+    assert [(r["runId"], r["metrics"], r["params"]) for r in runs] == [
+        (record.run_id, {"accuracy": 0.97}, {"C": 1.0})]
+    # The bucket holds callers' requests (payload logs): its deployers only.
+    assert world.client.get("/api/v1/models/iris/objects", headers=viewer).status_code == 403
+    deployer = world.key(Role.DEPLOYER, "iris")
+    listed = world.client.get("/api/v1/models/iris/objects?prefix=runs/", headers=deployer)
+    assert listed.json()["objects"] == sorted(k for b, k in world.store.objects
+                                              if b == "aiart-iris" and k.startswith("runs/"))
+    key = f"runs/{record.run_id}/model/model.pkl"
+    got = world.client.get(f"/api/v1/models/iris/objects/{key}", headers=deployer)
+    assert got.status_code == 200 and got.content == tiny_model()
+    assert got.headers["content-disposition"] == 'attachment; filename="model.pkl"'
+    assert world.client.get("/api/v1/models/iris/objects/runs/nope", headers=deployer
+                            ).status_code == 404
+    for bad in ("runs/../x", "a//b", "runs/%20x"):
+        assert world.client.get(f"/api/v1/models/iris/objects/{bad}", headers=deployer
+                                ).status_code in (400, 404), bad
+    assert world.client.get("/api/v1/models/wine/objects", headers=deployer).status_code == 403
+
+    # On the model's page: the runs for a viewer, the bucket too for a deployer.
+    sign_in(world, viewer)
+    page = world.client.get("/ui/models/iris").text
+    assert f'data-run="{record.run_id}"' in page and "accuracy=0.97" in page
+    assert 'id="objects"' not in page
+    world.client.cookies.clear()
+    sign_in(world, deployer)
+    page = world.client.get("/ui/models/iris?prefix=payloads/").text
+    assert 'href="/api/v1/models/iris/objects/payloads/2026-12-06/a.jsonl.gz"' in page
+    # The store away: that part of the page says so, the rest is there.
+    world.store.down = True
+    page = world.client.get("/ui/models/iris")
+    assert page.status_code == 200 and "unreachable" in page.text
+
+
+def test_a_deployer_stores_a_run_through_the_api(world: World) -> None:
+    deploy(world, world.key(Role.ADMIN), artifact=tiny_model())
+    deployer = world.key(Role.DEPLOYER, "iris")
+    files = {"model": ("model.pkl", tiny_model())}
+    stored = world.client.post("/api/v1/models/iris/runs", files=files, headers=deployer,
+                               data={"metrics": '{"accuracy": 0.9}', "params": ""})
+    assert stored.status_code == 201, stored.text
+    run = stored.json()
+    assert run["uri"] == f"run://iris/{run['runId']}" and run["metrics"] is True
+    assert world.store.objects["aiart-iris", f"runs/{run['runId']}/model/model.pkl"][0] == \
+        tiny_model()
+    listed = world.client.get("/api/v1/models/iris/runs", headers=deployer).json()["runs"]
+    assert listed[0]["metrics"] == {"accuracy": 0.9} and listed[0]["params"] is None
+    for data, problem in (({"metrics": "[1]"}, "must be a JSON object"),
+                          ({"params": "{nope"}, "params is not JSON")):
+        refused = world.client.post("/api/v1/models/iris/runs", files=files, data=data,
+                                    headers=deployer)
+        assert refused.status_code == 400 and problem in refused.json()["error"]
+    assert world.client.post("/api/v1/models/iris/runs", data={"metrics": "{}"},
+                             headers=deployer).status_code == 415
+    viewer = world.key(Role.VIEWER, "iris")
+    assert world.client.post("/api/v1/models/iris/runs", files=files, headers=viewer
+                             ).status_code == 403

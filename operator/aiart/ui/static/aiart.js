@@ -72,6 +72,18 @@ function setUpDeploy() {
   });
 }
 
+function setUpRunUpload() {
+  const form = document.getElementById("run-upload");
+  if (!form) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    say("run-outcome", "Uploading…");
+    const answer = await api(form.dataset.action, {method: "POST", body: new FormData(form)});
+    if (answer.status === 201) { location.assign(`${location.pathname}?prefix=runs/`); return; }
+    say("run-outcome", problemText(answer.body), true);
+  });
+}
+
 // A model's page: its versions' states as they change, without reloading.
 function watchVersions(model) {
   const rows = new Map([...document.querySelectorAll("#versions tr[data-version]")]
@@ -224,5 +236,6 @@ document.addEventListener("DOMContentLoaded", () => {
     watchCharts(model);
     setUpPlayground(model);
     watchLogs(model);
+    setUpRunUpload();
   }
 });
