@@ -144,9 +144,10 @@ else
   run_pytest -n "${AIART_TEST_WORKERS:-2}" --dist loadfile -m "not serial and not alone" \
     tests/security tests/e2e || status=$?
   stage "security and e2e, ${AIART_TEST_WORKERS:-2} files at a time"
-  # The benchmarks' smoke runs load both cores: nothing runs beside them.
+  # The benchmarks' smoke runs and the browser test load both cores:
+  # nothing runs beside them.
   run_pytest -m alone tests/security tests/e2e || status=$?
-  stage "benchmarks' smoke runs, alone"
+  stage "benchmarks' smoke runs and the browser test, alone"
   # The multi-node scenarios run on a swarm of their own (the harness), so
   # the tests that restart one of aiart's services on this node's stack run
   # beside them: alone on this stack, as they must be. Their output is shown
