@@ -52,13 +52,18 @@ def test_a_canary_promoted_a_bad_one_rolled_back_and_a_shadow(
             f"{{strategy: canary, steps: [30, 100], interval: {INTERVAL}, "
             "gate: {maxErrorRate: 0.01, maxP99Ms: 1000, minRequests: 5}}"))
         # The first step: 30 % of the model's traffic, as Traefik counts it.
+        # Sampled for 150 answers or 9 s, whichever comes first (the step
+        # lasts 15 s): on a loaded machine the caller gets fewer answers a
+        # second, and Traefik's weighted round robin is exact over any run.
         time.sleep(3)
         start = len(hammer.versions)
-        time.sleep(5)
+        until = time.monotonic() + 9
+        while len(hammer.versions) - start < 150 and time.monotonic() < until:
+            time.sleep(0.1)
         first_step = hammer.versions[start:]
         labels = models.labels(v2)
         assert "step 1 of 2" in labels["aiart.status.rollout"], labels
-        assert len(first_step) > 100 and abs(share(first_step, "2") - 30) <= 5, (
+        assert len(first_step) >= 50 and abs(share(first_step, "2") - 30) <= 5, (
             Counter(first_step))
         assert models.labels(v1)["aiart.status.current"] == "true"
         # Pinned and versioned calls still reach one version each.
