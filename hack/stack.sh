@@ -258,8 +258,9 @@ ensure_internal_certificates() {
     sans="${sans:+$sans,}DNS:$name"
   done
   issue_certificate internal-ca internal "$sans" "the auth service and the API"
-  # The registry as every node's engine and this script reach it.
-  sans="DNS:localhost,IP:127.0.0.1"
+  # The registry as every node's engine and this script reach it, and as
+  # the API does on the internal network.
+  sans="DNS:localhost,IP:127.0.0.1,DNS:registry,DNS:${AIART_STACK}_registry"
   for host in "${AIART_REGISTRY_ADDRESS%:*}" $AIART_STACK_HOST; do
     if [[ $host =~ ^[0-9.]+$ ]]; then name="IP:$host"; else name="DNS:$host"; fi
     [[ ,$sans, == *",$name,"* ]] || sans="$sans,$name"

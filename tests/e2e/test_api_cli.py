@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import GATEWAY, Models
+from tests.e2e.conftest import GATEWAY, Models, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -42,7 +42,8 @@ def api_keys(run_id: str) -> Iterator[dict[str, str]]:
 
 
 def test_deploy_a_directory_then_use_and_remove_it(
-        models: Models, iris_pickle: bytes, api_keys: dict[str, str], tmp_path: Path) -> None:
+        models: Models, iris_pickle: bytes, api_keys: dict[str, str], tmp_path: Path,
+        gateway: httpx.Client) -> None:
     model = models.name("cli")
     (tmp_path / "model.pkl").write_bytes(iris_pickle)
     (tmp_path / "manifest.yaml").write_text(
@@ -69,11 +70,31 @@ def test_deploy_a_directory_then_use_and_remove_it(
     logs = cli("logs", model, "--tail", "5", "--json", key=api_keys["viewer"])
     assert logs.returncode == 0 and len(json.loads(logs.stdout)) <= 5
 
+    # Its image in aiart's registry, as the service runs it: in use, kept.
+    (service,) = models.services(model)
+    running = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+    images = gateway.get(f"/api/v1/models/{model}/images",
+                         headers={"X-API-Key": api_keys["viewer"]})
+    assert images.status_code == 200, images.text
+    [image] = images.json()["images"]
+    assert running.endswith(f"@{image['digest']}") and image["inUse"], (running, image)
+    assert image["tags"][0].startswith("1-") and image["size"] > 10_000_000
+    as_deployer = {"X-API-Key": deployer}
+    kept = gateway.delete(f"/api/v1/models/{model}/images/{image['digest']}",
+                          headers=as_deployer)
+    assert kept.status_code == 409, kept.text
+
     refused = cli("rm", f"{model}:1", key=api_keys["viewer"])
     assert refused.returncode == 1 and "403" in refused.stderr
     removed = cli("rm", f"{model}:1", key=deployer)
     assert removed.returncode == 0 and f"removed {model}-1" in removed.stdout
     assert cli("status", model, key=deployer).returncode == 1  # 404 now
+    # Once its service is gone, nothing runs the image: removed from the registry.
+    wait_for(lambda: gateway.delete(f"/api/v1/models/{model}/images/{image['digest']}",
+                                    headers=as_deployer).status_code == 200, 120,
+             "the unused image's removal")
+    assert gateway.get(f"/api/v1/models/{model}/images",
+                       headers=as_deployer).json()["images"] == []
 
 
 def test_bad_input_gets_clear_errors_and_exit_codes(

@@ -1,12 +1,15 @@
 """The dashboard in a real browser (Debian's headless Chromium, driven by
-Selenium through chromedriver), through the gateway, as a deployer uses it:
-sent to sign in, signs in with a key scoped to one model, deploys that
-model through the form and watches it become Ready, calls it in the
-playground and sees its requests counted on the chart, stores a training run
-through the page and downloads its model file from the bucket's list, filters the table,
-removes the version with its button; and once the key is revoked, the
-next page sends the browser back to sign in. The main pages' screenshots
-go to docs/img/ (shown in the README)."""
+Selenium through chromedriver), through the gateway. An admin signs in,
+makes a deployer's key on the keys page (shown once), and makes and
+revokes another with its button (the API then refuses it). The deployer
+is sent to sign in, signs in with the key made for one model, deploys that
+model through the form and watches it become Ready with its events, calls
+it in the playground and sees its requests counted on the chart, stores a
+training run through the page and downloads its model file from the
+bucket's list, filters the table, removes the version with its button;
+and once the admin revokes the key through the API, the next page sends
+the browser back to sign in. The main pages' screenshots go to docs/img/
+(shown in the README)."""
 
 from __future__ import annotations
 
@@ -16,8 +19,10 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -56,22 +61,62 @@ def text_of(browser: WebDriver, element_id: str) -> str:
     return str(browser.find_element(By.ID, element_id).text)
 
 
+def sign_in(browser: WebDriver, wait: WebDriverWait, key: str, page: str) -> None:
+    """Go to ``page`` not signed in: sent to sign in, and back there."""
+    browser.get(f"{GATEWAY}{page}")
+    wait.until(seen.url_contains("/ui/login"))
+    browser.find_element(By.ID, "key").send_keys(key)
+    browser.find_element(By.CSS_SELECTOR, "form:not(.who) button[type=submit]").click()
+    wait.until(seen.url_to_be(f"{GATEWAY}{page}"))
+
+
+def make_key(browser: WebDriver, wait: WebDriverWait, name: str, role: str,
+             models: str) -> str:
+    """A key made on the keys page: its text, shown once."""
+    browser.find_element(By.ID, "key-name").send_keys(name)
+    browser.find_element(By.CSS_SELECTOR, f'#key-role option[value="{role}"]').click()
+    browser.find_element(By.ID, "key-models").send_keys(models)
+    browser.find_element(By.CSS_SELECTOR, "#key-create button").click()
+    wait.until(lambda b: b.find_element(By.ID, "key-shown").is_displayed()
+               or "problem" in (b.find_element(By.ID, "key-outcome").get_attribute("class")
+                                or ""))
+    assert name in text_of(browser, "key-outcome"), text_of(browser, "key-outcome")
+    return text_of(browser, "new-key")
+
+
 def test_a_deployer_deploys_calls_and_removes_a_model_in_the_browser(
         models: Models, iris_pickle: bytes, browser: WebDriver, tmp_path: Path,
-        run_id: str) -> None:
+        run_id: str, gateway: httpx.Client) -> None:
     model = models.name("dash")
-    key_name = f"t{run_id}-dash"
-    key = aiart("keys", "create", key_name, "--role", "deployer", "--model", model)
+    key_name, admin_name, spare_name = (f"t{run_id}-dash", f"t{run_id}-dash-admin",
+                                        f"t{run_id}-dash-spare")
+    admin = aiart("keys", "create", admin_name, "--role", "admin")
     # Generous: every step goes through the API to the engine, which a CI
     # machine building images beside this test answers slowly at times.
     wait = WebDriverWait(browser, 150)
     try:
-        # Not signed in: to the sign-in page, and back where it was going.
-        browser.get(f"{GATEWAY}/ui/deploy")
+        # The admin makes the deployer's key, scoped to the model, on the keys page.
+        sign_in(browser, wait, admin, "/ui/keys")
+        key = make_key(browser, wait, key_name, "deployer", model)
+        assert key.startswith("aiart_")
+        # And another, revoked with its button: the API refuses it then.
+        browser.get(f"{GATEWAY}/ui/keys")
+        spare = make_key(browser, wait, spare_name, "viewer", "")
+        assert gateway.get("/api/v1/models", headers={"X-API-Key": spare}).status_code == 200
+        browser.get(f"{GATEWAY}/ui/keys")
+        listed = browser.find_element(By.ID, "keys").text
+        assert key_name in listed and spare_name in listed and spare not in listed
+        browser.save_screenshot(str(SHOTS / "dashboard-keys.png"))
+        browser.find_element(By.CSS_SELECTOR, f'[data-name="{spare_name}"]').click()
+        wait.until(seen.alert_is_present()).accept()
+        wait.until(lambda b: "revoked" in text_of(b, "key-outcome"))
+        assert spare_name not in browser.find_element(By.ID, "keys").text
+        assert gateway.get("/api/v1/models", headers={"X-API-Key": spare}).status_code == 401
+        browser.find_element(By.CSS_SELECTOR, "form.who button").click()
         wait.until(seen.url_contains("/ui/login"))
-        browser.find_element(By.ID, "key").send_keys(key)
-        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-        wait.until(seen.url_to_be(f"{GATEWAY}/ui/deploy"))
+
+        # The deployer: not signed in, to the sign-in page, and back where it was going.
+        sign_in(browser, wait, key, "/ui/deploy")
         # The key is in cookies the page's scripts cannot read.
         assert browser.execute_script("return document.cookie") == ""
 
@@ -82,8 +127,9 @@ def test_a_deployer_deploys_calls_and_removes_a_model_in_the_browser(
         browser.find_element(By.ID, "manifest").send_keys(str(tmp_path / "manifest.yaml"))
         browser.find_element(By.ID, "artifact").send_keys(str(tmp_path / "model.pkl"))
         browser.find_element(By.CSS_SELECTOR, "#deploy button").click()
-        # The model's page, or what the API said instead.
-        WebDriverWait(browser, 180).until(
+        # The model's page, or what the API said instead (an element read as
+        # the browser leaves the page is stale: read again).
+        WebDriverWait(browser, 180, ignored_exceptions=[StaleElementReferenceException]).until(
             lambda b: b.current_url == f"{GATEWAY}/ui/models/{model}"
             or "problem" in (b.find_element(By.ID, "outcome").get_attribute("class") or ""))
         assert browser.current_url == f"{GATEWAY}/ui/models/{model}", text_of(browser, "outcome")
@@ -94,6 +140,8 @@ def test_a_deployer_deploys_calls_and_removes_a_model_in_the_browser(
             By.CSS_SELECTOR, '[data-field="message"]').text
         manifest = browser.find_element(By.CSS_SELECTOR, '[data-manifest="1"]').text
         assert "runtime: sklearn" in manifest
+        # Its events, from the operator's records, as they came.
+        wait.until(lambda b: "Ready" in b.find_element(By.ID, "events").text)
 
         # The playground: a request built from the model's metadata, sent
         # with the signed-in key (the model is closed: no key, no answer).
@@ -149,9 +197,10 @@ def test_a_deployer_deploys_calls_and_removes_a_model_in_the_browser(
         wait.until(seen.url_to_be(f"{GATEWAY}/ui/"))
         assert not browser.find_elements(By.CSS_SELECTOR, f'tr[data-model="{model}"]')
 
-        # Revoked: the next page refuses it (once the API has read the keys
-        # again: every second).
-        aiart("keys", "revoke", key_name)
+        # Revoked by the admin through the API: the next page refuses it.
+        key_id = key.split("_")[1]
+        revoked = gateway.delete(f"/api/v1/keys/{key_id}", headers={"X-API-Key": admin})
+        assert revoked.status_code == 200, revoked.text
 
         def refused(b: WebDriver) -> bool:
             b.get(f"{GATEWAY}/ui/")
@@ -160,5 +209,6 @@ def test_a_deployer_deploys_calls_and_removes_a_model_in_the_browser(
         WebDriverWait(browser, 30, poll_frequency=1).until(refused)
         assert "unknown or revoked" in text_of(browser, "message")
     finally:
-        subprocess.run([sys.executable, "-m", "aiart.cli", "keys", "revoke", key_name],
-                       capture_output=True, timeout=60)
+        for name in (key_name, spare_name, admin_name):
+            subprocess.run([sys.executable, "-m", "aiart.cli", "keys", "revoke", name],
+                           capture_output=True, timeout=60)

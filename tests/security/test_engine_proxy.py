@@ -11,14 +11,16 @@ come from a container given the same volume, which is all either holds."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 from urllib.parse import quote
 
 import docker
 import pytest
+from aiart.auth.access import Role, new_key
 
-from tests.e2e.conftest import STACK, Models, wait_for
+from tests.e2e.conftest import STACK, Models, aiart, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -39,6 +41,18 @@ for name, method, path, body in json.loads(sys.argv[1]):
     out[name] = [answer.status, answer.read().decode(errors="replace")[:4000]]
 print(json.dumps(out))
 """
+
+
+def record(role: Role, data_role: str | None = None) -> dict[str, Any]:
+    """A key record's creation as the API sends it (``data_role``: the role
+    its data claims, where it differs from its labels')."""
+    _, key = new_key(f"proxy-{role.value}", role, [])
+    data = json.loads(key.to_json())
+    data["role"] = data_role or data["role"]
+    return {"Name": f"aiart-apikey-{key.id}",
+            "Data": base64.b64encode(json.dumps(data).encode()).decode(),
+            "Labels": {"aiart.apikey": key.id, "aiart.apikey.name": key.name,
+                       "aiart.apikey.role": role.value}}
 
 
 def _filtered(path: str, label: str) -> str:
@@ -70,6 +84,12 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
     operator = engine.services.get(f"{STACK}_operator").id
     key = {"Name": f"t{models.run_id}-forged-key", "Data": "",
            "Labels": {"aiart.model": "x", "aiart.apikey": "forged", "aiart.apikey.role": "admin"}}
+    # Key records as the dashboard's keys page writes them: a deployer's it
+    # may write and remove; an admin's, well formed or disguised, it may not.
+    deployer, admin = record(Role.DEPLOYER), record(Role.ADMIN)
+    disguised = record(Role.DEPLOYER, data_role="admin")
+    made_admin = json.loads(aiart("keys", "create", f"t{models.run_id}-proxy-admin",
+                                  "--role", "admin", "--json"))
     # A model version's config: the API may set its rollout's command, nothing else.
     version = models.config(f"t{models.run_id}-victim-1", b"apiVersion: aiart/v1\n",
                             **{"aiart.model": f"t{models.run_id}-victim"})
@@ -93,6 +113,12 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
         ["containers", "GET", "/v1.41/containers/json", None],
         ["hidden path", "GET", "/v1.41/configs/..%2Fcontainers%2Fjson", None],
         ["key record", "POST", "/v1.41/configs/create", key],
+        ["an admin's key record", "POST", "/v1.41/configs/create", admin],
+        ["a deployer's label on an admin's record", "POST", "/v1.41/configs/create", disguised],
+        ["a deployer's key record", "POST", "/v1.41/configs/create", deployer],
+        ["the deployer's record removed", "DELETE", f"/v1.41/configs/{deployer['Name']}", None],
+        ["an admin's record removed", "DELETE",
+         f"/v1.41/configs/aiart-apikey-{made_admin['id']}", None],
         ["bystander", "DELETE", f"/v1.41/configs/{bystander.id}", None],
         ["every config", "GET", "/v1.41/configs", None],
         ["every service", "GET", "/v1.41/services", None],
@@ -110,7 +136,8 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
     ])
     assert seen["engine socket"] is False
     for call in ("host disk", "service", "exec", "secrets", "containers", "hidden path",
-                 "key record", "bystander", "every config", "every service", "operator's logs",
+                 "key record", "an admin's key record", "a deployer's label on an admin's record",
+                 "an admin's record removed", "bystander", "every config", "every service", "operator's logs",
                  "its status", "its rollout", "a label of its own", "bystander's labels"):
         status, text = seen[call]
         assert status == 403 and "engine proxy" in text, (call, seen[call])
@@ -125,6 +152,12 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
     assert victim.attrs["Spec"]["Data"] == version.attrs["Spec"]["Data"]
     engine.configs.get(bystander.id)  # still there
     assert not engine.configs.list(filters={"name": key["Name"]})
+    assert seen["a deployer's key record"][0] == 201, seen["a deployer's key record"]
+    assert seen["the deployer's record removed"][0] == 204, seen["the deployer's record removed"]
+    for made in (admin, disguised, deployer):
+        assert not engine.configs.list(filters={"name": made["Name"]}), made["Name"]
+    assert engine.configs.list(filters={"name": f"aiart-apikey-{made_admin['id']}"})
+    aiart("keys", "revoke", made_admin["id"])
     assert not [s for s in engine.services.list() if s.name == "escape"]
 
 

@@ -30,21 +30,36 @@ from starlette.types import Message, Receive
 
 from aiart.api.openapi import openapi_document
 from aiart.api.prometheus import GatewayPasser, PrometheusCharts
+from aiart.api.registry import RegistryReader
 from aiart.api.views import (
     Principal,
     config_reference_problem,
     job_view,
+    key_request,
+    key_view,
     model_views,
     plan_upload,
     reference_problems,
     version_view,
 )
-from aiart.auth.access import Role, cookie_credential, credential_from, parse_key
-from aiart.auth.keystore import KeyCache
+from aiart.auth.access import (
+    AccessError,
+    Role,
+    cookie_credential,
+    credential_from,
+    new_key,
+    parse_key,
+)
+from aiart.auth.keystore import KEY_PREFIX, KeyCache, KeyStore
 from aiart.auth.tokens import TokenVerifier
+from aiart.catalog.configs import DockerCatalog
+from aiart.catalog.records import Catalog, Query
 from aiart.core import charts, jobs, rollout
 from aiart.core import labels as L
 from aiart.core.errors import ObjectMissing, PermanentError, TransientError
+from aiart.core.images import DIGEST as IMAGE_DIGEST
+from aiart.core.images import image_views, model_repository
+from aiart.core.images import in_use as images_in_use
 from aiart.core.objects import ConfigObject, ServiceObject
 from aiart.core.render import service_name
 from aiart.core.settings import ServiceSettings
@@ -60,6 +75,7 @@ PREFIX = "/api/v1"
 MAX_PASSED_BYTES = 4 * 1024 * 1024
 MAX_RUNS_SHOWN = 50
 MAX_OBJECTS_LISTED = 1000
+MAX_EVENTS = 200
 # An object key the API reads: printable, no empty or dot segment.
 OBJECT_KEY = re.compile(r"^(?!/)(?!.*(?:^|/)\.{1,2}(?:/|$))(?!.*//)[\x21-\x7e]{1,1024}$")
 
@@ -100,6 +116,7 @@ class ApiCluster(Protocol):
     async def update_config_labels(
         self, config: ConfigObject, labels: Mapping[str, str]) -> ConfigObject | None: ...
     async def list_services(self, model: str | None = None) -> list[ServiceObject]: ...
+    async def list_job_services(self) -> list[ServiceObject]: ...
     async def service_logs(self, service_id: str, lines: int = 100) -> str: ...
 
 
@@ -114,6 +131,8 @@ class ApiContext:
     max_upload_bytes: int
     charts: PrometheusCharts | None = None  # where a model's figures are read
     passer: GatewayPasser | None = None  # where the dashboard's inference calls go
+    catalog: Catalog | None = None  # the operator's records: a model's events
+    registry: RegistryReader | None = None  # where a model's images are listed
 
 
 def context(request: Request) -> ApiContext:
@@ -601,6 +620,130 @@ async def remove_job(request: Request) -> Response:
     return JSONResponse({"removed": [config.name]})
 
 
+async def model_events(request: Request) -> Response:
+    """What happened to the model's versions, newest first: each status the
+    operator recorded in the catalog (a change's parse, build, push, deploy
+    and probe, a rollout's steps, a failure and its reason), at most
+    ``MAX_EVENTS``."""
+    ctx = context(request)
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.VIEWER, name)
+    if ctx.catalog is None:
+        raise ApiError(503, "the catalog is not configured here")
+    events = [{"at": event.at, "version": record.version, "status": event.status,
+               "message": event.message}
+              for record in await ctx.catalog.find(Query(name=name))
+              for event in record.history]
+    events.sort(key=lambda e: e["at"], reverse=True)
+    return JSONResponse({"name": name, "events": events[:MAX_EVENTS]})
+
+
+def _registry(ctx: ApiContext) -> RegistryReader:
+    if ctx.registry is None:
+        raise ApiError(503, "the API is not given the registry here (AIART_API_REGISTRY_URL)")
+    return ctx.registry
+
+
+async def _images_in_use(ctx: ApiContext, name: str) -> set[str]:
+    """What runs or may run again without a build: every service's image of
+    the model (its versions', asleep ones too, and its batch jobs'), and
+    each declared version's last image."""
+    services = [*await ctx.cluster.list_services(name),
+                *[s for s in await ctx.cluster.list_job_services()
+                  if s.labels.get(L.JOB_OF) == name]]
+    images = [str(((s.spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get(
+        "Image", "")) for s in services]
+    images += [c.labels.get(L.STATUS_IMAGE, "") for c in
+               await ctx.cluster.list_model_configs(name)]
+    return images_in_use(images)
+
+
+async def list_images(request: Request) -> Response:
+    """The model's images in aiart's registry: tags, digest, size, age, and
+    whether anything runs it."""
+    ctx = context(request)
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.VIEWER, name)
+    repository = model_repository(name)
+    tagged = await _registry(ctx).images(repository)
+    return JSONResponse({"name": name, "repository": repository,
+                         "images": image_views(tagged, await _images_in_use(ctx, name))})
+
+
+async def remove_image(request: Request) -> Response:
+    """Remove one of the model's images (every tag of it) that nothing runs."""
+    ctx = context(request)
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.DEPLOYER, name)
+    digest = str(request.path_params["digest"])
+    if not IMAGE_DIGEST.match(digest):
+        raise ApiError(400, f"{digest!r} is not an image digest (sha256:<64 hex>)")
+    if digest in await _images_in_use(ctx, name):
+        raise ApiError(409, f"{digest} is in use by {name}: remove the version that runs it "
+                            "first")
+    try:
+        await _registry(ctx).delete(model_repository(name), digest)
+    except ObjectMissing as exc:
+        raise ApiError(404, str(exc)) from None
+    log.info("image %s@%s removed by %s", model_repository(name), digest, who.subject)
+    return JSONResponse({"removed": digest})
+
+
+async def list_keys(request: Request) -> Response:
+    """Every API key's record (admins): names, roles, models, never a secret."""
+    ctx = context(request)
+    allow(await principal(request), Role.ADMIN)
+    return JSONResponse({"keys": [key_view(k) for k in await KeyStore(ctx.cluster).keys()]})
+
+
+async def create_key(request: Request) -> Response:
+    """A viewer's or deployer's key (admins), its text in the answer alone:
+    only its digest is kept."""
+    ctx = context(request)
+    who = await principal(request)
+    allow(who, Role.ADMIN)
+    store = KeyStore(ctx.cluster)
+    try:
+        name, role, models = key_request(await request.body(),
+                                         (k.name for k in await store.keys()))
+        text, record = new_key(name, role, models)
+    except (ValueError, AccessError) as exc:
+        raise ApiError(400, str(exc)) from None
+    await store.add(record)
+    await ctx.keys.refresh()  # usable here at once; the auth service reads within a second
+    log.info("key %s (%s, %s) created by %s", record.name, record.id, record.role.value,
+             who.subject)
+    return JSONResponse({"key": text, **key_view(record)}, status_code=201)
+
+
+async def revoke_key(request: Request) -> Response:
+    """Revoke a viewer's or deployer's key (admins): the gateway refuses it
+    within a second or two."""
+    ctx = context(request)
+    who = await principal(request)
+    allow(who, Role.ADMIN)
+    key_id = str(request.path_params["id"])
+    found = [k for k in await KeyStore(ctx.cluster).keys() if k.id == key_id]
+    if not found:
+        raise ApiError(404, f"no key has id {key_id!r}")
+    key = found[0]
+    if key.role is Role.ADMIN:
+        raise ApiError(403, f"{key.name} is an admin's key: revoke it on a manager, with "
+                            f"aiart keys revoke {key.id}")
+    if key_view(key)["managedByAiart"]:
+        raise ApiError(403, f"{key.name} is a key aiart made for a stream's bridge: it goes "
+                            "with its stream")
+    config = await ctx.cluster.get_config(f"{KEY_PREFIX}{key.id}")
+    if config is None or not await ctx.cluster.delete_config(config.id):
+        raise ApiError(404, f"no key has id {key_id!r}")
+    await ctx.keys.refresh()
+    log.info("key %s (%s) revoked by %s", key.name, key.id, who.subject)
+    return JSONResponse({"revoked": key_view(key)})
+
+
 async def openapi(_: Request) -> Response:
     return JSONResponse(openapi_document())
 
@@ -638,6 +781,13 @@ ROUTES = [
     Route(f"{PREFIX}/models/{{name}}/metadata", guarded(metadata), methods=["GET"]),
     Route(f"{PREFIX}/models/{{name}}/rollout/{{action}}", guarded(rollout_command),
           methods=["POST"]),
+    Route(f"{PREFIX}/models/{{name}}/events", guarded(model_events), methods=["GET"]),
+    Route(f"{PREFIX}/models/{{name}}/images", guarded(list_images), methods=["GET"]),
+    Route(f"{PREFIX}/models/{{name}}/images/{{digest}}", guarded(remove_image),
+          methods=["DELETE"]),
+    Route(f"{PREFIX}/keys", guarded(list_keys), methods=["GET"]),
+    Route(f"{PREFIX}/keys", guarded(create_key), methods=["POST"]),
+    Route(f"{PREFIX}/keys/{{id}}", guarded(revoke_key), methods=["DELETE"]),
     Route(f"{PREFIX}/jobs", guarded(list_jobs), methods=["GET"]),
     Route(f"{PREFIX}/jobs", guarded(start_job), methods=["POST"]),
     Route(f"{PREFIX}/jobs/{{id}}", guarded(get_job), methods=["GET"]),
@@ -653,6 +803,7 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
                verifier: TokenVerifier | None, *,
                max_upload_bytes: int = 512 * 1024**2,
                charts: PrometheusCharts | None = None, passer: GatewayPasser | None = None,
+               catalog: Catalog | None = None, registry: RegistryReader | None = None,
                pages: Sequence[BaseRoute] = ()) -> Starlette:
     """The API; with ``pages``, the dashboard's (aiart/ui) beside it, which
     call these same handlers."""
@@ -660,17 +811,23 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
                     exception_handlers={404: not_found, 405: not_found})
     app.state.api = ApiContext(cluster=cluster, store=store, keys=keys, verifier=verifier,
                                max_upload_bytes=max_upload_bytes, charts=charts,
-                               passer=passer)
+                               passer=passer, catalog=catalog or DockerCatalog(cluster),
+                               registry=registry)
     return app
 
 
-def from_settings(settings: ServiceSettings
-                  ) -> tuple[PrometheusCharts | None, GatewayPasser | None]:
-    """Where the API reads charts and passes inference calls, as configured."""
-    password = None
-    if settings.api_monitoring_password_file:
-        password = Path(settings.api_monitoring_password_file).read_text().strip()
-    charts_reader = PrometheusCharts(settings.api_prometheus_url, password) \
-        if settings.api_prometheus_url else None
-    passer = GatewayPasser(settings.api_gateway_url) if settings.api_gateway_url else None
-    return charts_reader, passer
+def from_settings(settings: ServiceSettings) -> dict[str, Any]:
+    """Where the API reads charts and images and passes inference calls, as
+    configured: create_app's ``charts``, ``passer`` and ``registry``."""
+    def secret(path: str) -> str | None:
+        return Path(path).read_text().strip() if path else None
+    return {
+        "charts": PrometheusCharts(settings.api_prometheus_url,
+                                   secret(settings.api_monitoring_password_file))
+        if settings.api_prometheus_url else None,
+        "passer": GatewayPasser(settings.api_gateway_url) if settings.api_gateway_url else None,
+        "registry": RegistryReader(settings.api_registry_url,
+                                   secret(settings.api_registry_password_file),
+                                   settings.api_registry_ca_file or None)
+        if settings.api_registry_url else None,
+    }

@@ -28,6 +28,19 @@ JOB = {"type": "object", "properties": {
     **{k: {"type": ["integer", "null"]} for k in ("chunkRows", "rowsDone", "rowsKnown")}}}
 
 
+IMAGE = {"type": "object", "properties": {
+    "digest": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+    "size": {"type": ["integer", "null"]}, "created": {"type": "string"},
+    "inUse": {"type": "boolean"}}}
+EVENT = {"type": "object", "properties": {
+    k: {"type": "string"} for k in ("at", "version", "status", "message")}}
+KEY_FIELDS: dict[str, Any] = {
+    **{k: {"type": "string"} for k in ("id", "name", "role", "created")},
+    "models": {"type": "array", "items": {"type": "string"}},
+    "managedByAiart": {"type": "boolean"}}
+KEY = {"type": "object", "properties": KEY_FIELDS}
+
+
 def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
@@ -133,6 +146,37 @@ def openapi_document() -> dict[str, Any]:
                         "responses": {"200": {"description": "its bytes"},
                                       "404": _error("no such object"), **ERRORS}},
             },
+            "/models/{name}/events": {
+                "parameters": [NAME],
+                "get": {"summary": "What the operator recorded for the model's versions (each "
+                                   "status and its message), newest first, at most 200",
+                        "responses": {"200": {"description": "the events", "content": {
+                            "application/json": {"schema": {"type": "object", "properties": {
+                                "name": {"type": "string"},
+                                "events": {"type": "array", "items": EVENT}}}}}},
+                            **ERRORS}},
+            },
+            "/models/{name}/images": {
+                "parameters": [NAME],
+                "get": {"summary": "The model's images in aiart's registry: tags, digest, size, "
+                                   "created, and whether anything runs it",
+                        "responses": {"200": {"description": "newest first", "content": {
+                            "application/json": {"schema": {"type": "object", "properties": {
+                                "name": {"type": "string"}, "repository": {"type": "string"},
+                                "images": {"type": "array", "items": IMAGE}}}}}},
+                            "503": _error("the registry is not configured or away"),
+                            **ERRORS}},
+            },
+            "/models/{name}/images/{digest}": {
+                "parameters": [NAME, {"name": "digest", "in": "path", "required": True,
+                                      "schema": {"type": "string",
+                                                 "pattern": "^sha256:[0-9a-f]{64}$"}}],
+                "delete": {"summary": "Remove an image nothing runs (every tag of it) "
+                                      "(deployers of the model)",
+                           "responses": {"200": {"description": "removed"},
+                                         "404": _error("the model has no such image"),
+                                         "409": _error("in use"), **ERRORS}},
+            },
             "/models/{name}/rollout/{action}": {
                 "parameters": [NAME, {"name": "action", "in": "path", "required": True,
                                       "schema": {"enum": ["promote", "abort"]}}],
@@ -141,6 +185,34 @@ def openapi_document() -> dict[str, Any]:
                              "202": {"description": "the operator acts at its next pass"},
                              "404": _error("no such model or action"),
                              "409": _error("no rollout in progress"), **ERRORS}},
+            },
+            "/keys": {
+                "get": {"summary": "Every API key's record, never its secret (admins)",
+                        "responses": {"200": {"description": "the keys", "content": {
+                            "application/json": {"schema": {"type": "object", "properties": {
+                                "keys": {"type": "array", "items": KEY}}}}}}, **ERRORS}},
+                "post": {"summary": "Make a viewer's or deployer's key (admins); its text is "
+                                    "in this answer alone. An admin's key is made on a manager "
+                                    "(aiart keys create)",
+                         "requestBody": {"required": True, "content": {"application/json": {
+                             "schema": {"type": "object", "required": ["name"],
+                                        "properties": {
+                                 "name": {"type": "string"},
+                                 "role": {"enum": ["viewer", "deployer"], "default": "viewer"},
+                                 "models": {"type": "array", "items": {"type": "string"},
+                                            "description": "default: every model"}}}}}},
+                         "responses": {"201": {"description": "the key, shown once", "content": {
+                             "application/json": {"schema": {"type": "object", "properties": {
+                                 **KEY_FIELDS, "key": {"type": "string"}}}}}},
+                                       "400": _error("a bad name, role or model; a name taken"),
+                                       **ERRORS}},
+            },
+            "/keys/{id}": {
+                "parameters": [{"name": "id", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "delete": {"summary": "Revoke a viewer's or deployer's key (admins)",
+                           "responses": {"200": {"description": "the key revoked"},
+                                         "404": _error("no such key"), **ERRORS}},
             },
             "/jobs": {
                 "get": {"summary": "Batch jobs (of the models the caller may see)",

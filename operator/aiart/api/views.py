@@ -8,13 +8,14 @@ is what the operator wrote on them.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from aiart.auth.access import ApiKey, Role
+from aiart.auth.access import KEY_NAME, ApiKey, Role
 from aiart.core import jobs, rollout
 from aiart.core import labels as L
 from aiart.core.objects import ConfigObject
@@ -235,3 +236,46 @@ def config_reference_problem(who: Principal, manifest: Manifest,
         return (f"spec.artifact.uri: config {artifact.ref.name} is not an artifact of model "
                 f"{name} (labelled {artifact_of}={name})")
     return None
+
+
+# The names aiart gives the keys it makes itself (a stream bridge's, made
+# and removed with its stream): not made or revoked through the API.
+RESERVED_KEY_PREFIX = "aiart-"
+
+
+def key_view(key: ApiKey) -> dict[str, Any]:
+    """A key as the API shows it: never its digest, never its secret."""
+    return {"id": key.id, "name": key.name, "role": key.role.value,
+            "models": list(key.models), "created": key.created,
+            "managedByAiart": key.name.startswith(RESERVED_KEY_PREFIX)}
+
+
+def key_request(body: bytes, taken: Iterable[str]) -> tuple[str, Role, list[str]]:
+    """A new key's name, role and models from ``POST /keys``'s JSON body, or
+    ValueError saying what is wrong. A viewer's or deployer's key only: an
+    admin's is made on a manager (engine/policy.py API_KEY_ROLES)."""
+    try:
+        raw: Any = json.loads(body or b"{}")
+    except ValueError:
+        raise ValueError("the body must be JSON: {\"name\": ..., \"role\": ..., "
+                         "\"models\": [...]}") from None
+    if not isinstance(raw, dict):
+        raise ValueError("the body must be a JSON object")
+    unknown = sorted(set(raw) - {"name", "role", "models"})
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}: name, role, models")
+    name, role, models = raw.get("name"), raw.get("role", Role.VIEWER.value), raw.get(
+        "models", [])
+    if not isinstance(name, str) or not KEY_NAME.match(name):
+        raise ValueError("name: letters, digits, '.', '_' or '-', at most 63 characters")
+    if name.startswith(RESERVED_KEY_PREFIX):
+        raise ValueError(f"names beginning {RESERVED_KEY_PREFIX!r} are kept for the keys "
+                         "aiart makes itself")
+    if name in set(taken):
+        raise ValueError(f"a key named {name!r} exists; revoke it first or choose another name")
+    if role not in (Role.VIEWER.value, Role.DEPLOYER.value):
+        raise ValueError(f"role must be viewer or deployer (not {role!r}): an admin's key is "
+                         "made on a manager, with aiart keys create NAME --role admin")
+    if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+        raise ValueError("models must be a list of model names ([] or [\"*\"]: every model)")
+    return name, Role(role), models

@@ -19,7 +19,7 @@ from aiart.core.objects import ConfigObject
 from aiart.core.settings import ProbeSettings
 
 log = logging.getLogger("aiart.auth")
-KEY_PREFIX = "aiart-apikey-"
+KEY_PREFIX = L.API_KEY_CONFIG_PREFIX
 
 
 class Configs(Protocol):
@@ -36,7 +36,7 @@ class KeyStore:
 
     async def add(self, key: ApiKey) -> None:
         await self.cluster.create_config(f"{KEY_PREFIX}{key.id}", key.to_json(), {
-            L.API_KEY: key.id, f"{L.API_KEY}.name": key.name, f"{L.API_KEY}.role": key.role.value})
+            L.API_KEY: key.id, L.API_KEY_NAME: key.name, L.API_KEY_ROLE: key.role.value})
 
     async def keys(self) -> list[ApiKey]:
         keys = []

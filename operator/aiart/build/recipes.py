@@ -15,6 +15,8 @@ from pathlib import Path
 
 import jinja2
 
+from aiart.core.images import model_repository
+
 SERVER_REQUIREMENTS = (
     "starlette>=0.40,<2",
     "uvicorn>=0.30",
@@ -190,7 +192,7 @@ class ModelRecipe:
             self.runtime_image, self.dockerfile(), self.artifact_name,
             hashlib.sha256(self.artifact).hexdigest(), self.settings_json,
         )[:16]
-        return f"{self.registry}/aiart/{self.name}:{self.version}-{digest}"
+        return f"{self.registry}/{model_repository(self.name)}:{self.version}-{digest}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -35,6 +35,10 @@ CREATED_BY: Final = "aiart.created-by"
 # API key records (operator/aiart/auth/keystore.py): the key's id, with
 # aiart.apikey.name and aiart.apikey.role beside it.
 API_KEY: Final = "aiart.apikey"
+API_KEY_NAME: Final = "aiart.apikey.name"
+API_KEY_ROLE: Final = "aiart.apikey.role"
+# A key record's config is named this and the key's id.
+API_KEY_CONFIG_PREFIX: Final = "aiart-apikey-"
 DELETE_BUCKET: Final = "aiart.store.delete-with-model"
 # On a version's service while it rolls out: "canary" or "shadow"; Prometheus
 # puts it on the version's series as the label ``rollout``

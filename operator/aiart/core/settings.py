@@ -349,6 +349,17 @@ class ServiceSettings(EnvSettings):
     api_monitoring_password_file: str = setting(
         "AIART_API_MONITORING_PASSWORD_FILE", "",
         "The file holding the monitoring password (user aiart), to read Prometheus.")
+    api_registry_url: str = setting(
+        "AIART_API_REGISTRY_URL", "",
+        "Where the API reads a model's images and removes unused ones: aiart's registry, "
+        "over HTTPS (in the stack https://registry:5000); empty: no images shown.")
+    api_registry_password_file: str = setting(
+        "AIART_API_REGISTRY_PASSWORD_FILE", "",
+        "The file holding the registry's password (user aiart), for the API.")
+    api_registry_ca_file: str = setting(
+        "AIART_API_REGISTRY_CA_FILE", "",
+        "The CA the registry's certificate is checked against (aiart's internal CA); "
+        "empty: the system's.")
 
     def internal_tls(self) -> tuple[str | None, str | None]:
         """The certificate and key files for uvicorn: both, or neither."""

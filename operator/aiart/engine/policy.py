@@ -11,14 +11,16 @@ each a socket of its own and passes on only the calls its work needs:
   deployment is (a model version, an uploaded artifact) and removes them
   again, and sets or clears one label on a model version's config, the
   command of its rollout (``aiart.rollout.command``: promote, abort), the
-  engine proxy filling in the rest of the config as it is;
+  engine proxy filling in the rest of the config as it is; and writes and
+  removes the key records of viewers and deployers (an admin's, made with
+  ``aiart keys create`` on a manager, it can neither write nor remove);
 - the gateway (Traefik's swarm provider) and Prometheus (its Swarm service
   discovery) read services, tasks, networks and nodes, and see the services
   and tasks without their containers' environment, which holds other
   services' credentials (a model's store keys) and which neither needs.
 
-Everything else (containers, services, secrets, images, nodes, exec, a key
-record written or removed) is refused. This module is the decision alone;
+Everything else (containers, services, secrets, images, nodes, exec, an
+admin's key record written or removed) is refused. This module is the decision alone;
 the proxy does the I/O.
 
 Pure: no I/O.
@@ -26,6 +28,8 @@ Pure: no I/O.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -86,6 +90,15 @@ _LIST_FILTERS = {
 # a model version, an artifact uploaded for one, or a batch job. Key
 # records are not.
 DEPLOYMENT_LABELS = (L.MODEL, L.ARTIFACT_OF, L.JOB)
+# The key records the API may write and remove: the dashboard's admin makes
+# and revokes viewers' and deployers' keys through it. A break-in into the
+# API can declare and remove any model version already, which is all a
+# deployer's key could add; an admin's key is made on a manager only.
+API_KEY_ROLES = ("viewer", "deployer")
+_KEY_LABELS = {L.API_KEY, L.API_KEY_NAME, L.API_KEY_ROLE}
+_KEY_FIELDS = {"id", "name", "role", "models", "sha256", "created"}
+_KEY_ID = re.compile(r"^[0-9a-f]{12}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 # The largest request body looked at: a config's data is at most 500 KB,
 # base64 in JSON.
 MAX_BODY = 1 << 20
@@ -229,6 +242,11 @@ def _creation(body: bytes) -> Verdict:
             raise TypeError
     except (ValueError, TypeError, AttributeError):
         return Verdict(False, "a config's creation must be a JSON object with Labels")
+    if _is_key_record(labels):
+        if key_problem := _key_record_problem(spec, labels):
+            return Verdict(False,
+                           f"the api service may not create this key record: {key_problem}")
+        return Verdict(True)
     foreign = sorted(str(k) for k in labels if not str(k).startswith("aiart."))
     if problem := _deployment_problem(labels) or (
             foreign and f"labels outside aiart.*: {', '.join(foreign)}"):
@@ -239,16 +257,54 @@ def _creation(body: bytes) -> Verdict:
 def may_remove(labels: dict[str, str]) -> Verdict:
     """Whether the API may remove a config that carries ``labels`` (a user's
     own labels beside aiart's do not keep a model version from removal)."""
+    if _is_key_record(labels) and not any(label in labels for label in DEPLOYMENT_LABELS):
+        role = labels.get(L.API_KEY_ROLE, "")
+        if role not in API_KEY_ROLES:
+            return Verdict(False, f"the api service may not remove this key record: its role "
+                                  f"is {role or 'not said'}, and an admin's key is revoked "
+                                  "on a manager")
+        return Verdict(True)
     if problem := _deployment_problem(labels):
         return Verdict(False, f"the api service may not remove this config: {problem}")
     return Verdict(True)
+
+
+def _is_key_record(labels: dict[str, Any]) -> bool:
+    return any(str(k) == L.API_KEY or str(k).startswith(f"{L.API_KEY}.") for k in labels)
+
+
+def _key_record_problem(spec: dict[str, Any], labels: dict[str, Any]) -> str:
+    """What keeps a key record from being one the API may write: a viewer's
+    or deployer's record (auth/access.py ApiKey), its labels saying what its
+    data says, under its own name, and nothing else."""
+    if set(labels) != _KEY_LABELS:
+        return f"its labels must be {', '.join(sorted(_KEY_LABELS))} and no other"
+    try:
+        record: Any = json.loads(base64.b64decode(str(spec.get("Data", "")), validate=True))
+    except (ValueError, binascii.Error):
+        return "its data is not a key record's JSON"
+    if not isinstance(record, dict) or set(record) != _KEY_FIELDS:
+        return f"its data must hold {', '.join(sorted(_KEY_FIELDS))} and no other field"
+    if record["role"] not in API_KEY_ROLES:
+        return f"its role is {record['role']!r}; an admin's key is made on a manager"
+    if not (isinstance(record["id"], str) and _KEY_ID.match(record["id"])
+            and isinstance(record["sha256"], str) and _SHA256.match(record["sha256"])
+            and isinstance(record["models"], list)
+            and all(isinstance(m, str) for m in record["models"])):
+        return "its id, digest or models are not a key record's"
+    if (labels[L.API_KEY], labels[L.API_KEY_NAME], labels[L.API_KEY_ROLE]) != (
+            record["id"], record["name"], record["role"]):
+        return "its labels do not say what its data says"
+    if spec.get("Name") != f"{L.API_KEY_CONFIG_PREFIX}{record['id']}":
+        return f"it must be named {L.API_KEY_CONFIG_PREFIX}{record['id']}"
+    return ""
 
 
 def _deployment_problem(labels: dict[str, Any]) -> str:
     if not any(label in labels for label in DEPLOYMENT_LABELS):
         return ("it is not a model version, an artifact or a batch job "
                 f"(no {' or '.join(DEPLOYMENT_LABELS)})")
-    if any(str(k) == L.API_KEY or str(k).startswith(f"{L.API_KEY}.") for k in labels):
+    if _is_key_record(labels):
         return "it is an API key record"
     return ""
 

@@ -51,7 +51,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 def render(request: Request, template: str, status: int = 200, **values: Any) -> Response:
     who = values.get("who")
     context = {"ui_header": UI_HEADER,
-               "may_deploy": isinstance(who, Principal) and who.may(Role.DEPLOYER), **values}
+               "may_deploy": isinstance(who, Principal) and who.may(Role.DEPLOYER),
+               "may_admin": isinstance(who, Principal) and who.may(Role.ADMIN), **values}
     response: Response = TEMPLATES.TemplateResponse(request, template, context,
                                                     status_code=status)
     response.headers.update(SECURITY_HEADERS)
@@ -116,6 +117,8 @@ async def model(request: Request) -> Response:
     jobs = [j for j in (await from_api(api.list_jobs, request))["jobs"] if j["model"] == name]
     may_act = who.may(Role.DEPLOYER, name)
     return render(request, "model.html", who=who, model=view, jobs=jobs, may_act=may_act,
+                  events=await optional(api.model_events, request),
+                  images=await optional(api.list_images, request),
                   runs=await optional(api.model_runs, request),
                   objects=await optional(api.list_objects, request) if may_act else None)
 
@@ -124,6 +127,12 @@ async def deploy(request: Request) -> Response:
     who = await api.principal(request)
     api.allow(who, Role.DEPLOYER)
     return render(request, "deploy.html", who=who)
+
+
+async def keys(request: Request) -> Response:
+    who = await api.principal(request)
+    listed = await from_api(api.list_keys, request)
+    return render(request, "keys.html", who=who, keys=listed["keys"])
 
 
 async def login_form(request: Request) -> Response:
@@ -182,5 +191,6 @@ ROUTES: list[BaseRoute] = [
     Route("/ui/logout", logout, methods=["POST"]),
     Route("/ui/deploy", page(deploy), methods=["GET"]),
     Route("/ui/models/{name}", page(model), methods=["GET"]),
+    Route("/ui/keys", page(keys), methods=["GET"]),
     Mount("/ui/static", StaticFiles(directory=HERE / "static"), name="static"),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiart.api.app import create_app, from_settings
 from aiart.auth.serving import serve_with_keys
 from aiart.auth.tokens import TokenVerifier
+from aiart.catalog.backends import open_catalog
 from aiart.core.settings import ServiceSettings
 from aiart.ui.pages import ROUTES
 
@@ -14,12 +15,11 @@ def main() -> None:
     from aiart.store.client import open_store
 
     settings = ServiceSettings.from_env()
-    charts, passer = from_settings(settings)
     serve_with_keys(lambda cluster, keys: create_app(
         cluster, open_store(), keys, TokenVerifier.from_env(),
-        max_upload_bytes=settings.max_upload_bytes, charts=charts, passer=passer,
-        pages=ROUTES), port=settings.api_port, what="aiart API and dashboard",
-        service_name="aiart-api")
+        max_upload_bytes=settings.max_upload_bytes, catalog=open_catalog(cluster),
+        pages=ROUTES, **from_settings(settings)),
+        port=settings.api_port, what="aiart API and dashboard", service_name="aiart-api")
 
 
 if __name__ == "__main__":

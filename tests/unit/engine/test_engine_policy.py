@@ -4,11 +4,13 @@ attacked through the real stack in tests/security/test_engine_proxy.py."""
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
+from aiart.auth.access import Role, new_key
 from aiart.core.render import GATEWAY_HEADER
 from aiart.engine.policy import (
     Client,
@@ -114,6 +116,61 @@ def test_the_api_removes_deployment_configs_only() -> None:
     assert not may_remove({"aiart.apikey": "k1", "aiart.model": "iris"}).allowed
     assert not may_remove({"aiart.managed-by": "aiart"}).allowed
     assert not may_remove({}).allowed
+
+
+def key_record(role: str = "deployer", **changes: Any) -> dict[str, Any]:
+    """A key record's creation as auth/keystore.py sends it (``changes``:
+    fields of its data to change, or ``name``/``labels`` of the config)."""
+    _, record = new_key("line-3", Role(role) if role in ("viewer", "deployer", "admin")
+                        else Role.VIEWER, ["iris"])
+    data = json.loads(record.to_json())
+    data.update({k: v for k, v in changes.items() if k not in ("name", "labels")})
+    if role not in ("viewer", "deployer", "admin"):
+        data["role"] = role
+    labels = changes.get("labels") or {"aiart.apikey": record.id,
+                                       "aiart.apikey.name": record.name,
+                                       "aiart.apikey.role": record.role.value}
+    return {"Name": changes.get("name", f"aiart-apikey-{record.id}"),
+            "Data": base64.b64encode(json.dumps(data).encode()).decode(), "Labels": labels}
+
+
+def test_the_api_writes_viewers_and_deployers_key_records_only() -> None:
+    def create(spec: dict[str, Any]) -> bool:
+        return decide(API, "POST", "/v1.47/configs/create", json.dumps(spec).encode()).allowed
+    assert create(key_record("deployer")) and create(key_record("viewer"))
+    for client in (AUTH, GATEWAY, MONITORING):
+        assert not decide(client, "POST", "/v1.47/configs/create",
+                          json.dumps(key_record()).encode()).allowed
+    deployer = key_record("deployer")
+    refused = {
+        "an admin's": key_record("admin"),
+        "a role of its own": key_record("root"),
+        "labels saying deployer, data admin": {**deployer, "Data": base64.b64encode(
+            json.dumps({**json.loads(base64.b64decode(deployer["Data"])),
+                        "role": "admin"}).encode()).decode()},
+        "another name": key_record(name="aiart-apikey-000000000000"),
+        "a model label beside": key_record(labels={**deployer["Labels"], "aiart.model": "x"}),
+        "a label missing": key_record(labels={"aiart.apikey": "x"}),
+        "a field more": key_record(extra="x"),
+        "not a digest": key_record(sha256="zz"),
+        "an id a path could hide in": key_record(id="../containers"),
+        "data not base64": {**deployer, "Data": "not base64!"},
+    }
+    for what, spec in refused.items():
+        assert not create(spec), what
+        reason = decide(API, "POST", "/v1.47/configs/create", json.dumps(spec).encode()).reason
+        assert "key record" in reason, (what, reason)
+
+
+def test_the_api_removes_viewers_and_deployers_key_records_only() -> None:
+    assert may_remove({"aiart.apikey": "k1", "aiart.apikey.name": "a",
+                       "aiart.apikey.role": "deployer"}).allowed
+    assert may_remove({"aiart.apikey": "k1", "aiart.apikey.role": "viewer"}).allowed
+    admin = may_remove({"aiart.apikey": "k1", "aiart.apikey.role": "admin"})
+    assert not admin.allowed and "on a manager" in admin.reason
+    assert not may_remove({"aiart.apikey": "k1"}).allowed
+    assert not may_remove({"aiart.apikey": "k1", "aiart.apikey.role": "deployer",
+                           "aiart.model": "iris"}).allowed
 
 
 def test_the_api_changes_the_rollout_command_of_a_model_version_and_nothing_else() -> None:

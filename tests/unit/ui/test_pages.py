@@ -13,6 +13,8 @@ import httpx
 import pytest
 from aiart.api.prometheus import GatewayPasser, PrometheusCharts
 from aiart.auth.access import KEY_COOKIE, UI_HEADER, Role
+from aiart.catalog.configs import DockerCatalog
+from aiart.catalog.records import Deployment
 from aiart.core import charts
 from aiart.core import labels as L
 from aiart.store.runs import upload_run
@@ -20,6 +22,7 @@ from aiart.ui.pages import ROUTES, safe_next
 
 from tests.fakes import tiny_model
 from tests.unit.api.test_api import MANIFEST, World, deploy
+from tests.unit.api.test_keys_and_events import World as KeysWorld
 
 
 class FakeCharts:
@@ -317,3 +320,44 @@ def test_a_deployer_stores_a_run_through_the_api(world: World) -> None:
     viewer = world.key(Role.VIEWER, "iris")
     assert world.client.post("/api/v1/models/iris/runs", files=files, headers=viewer
                              ).status_code == 403
+
+
+def test_admins_alone_get_the_keys_page_and_it_shows_no_secret() -> None:
+    keyed = KeysWorld(pages=ROUTES)
+    with keyed.client:
+        admin, _ = keyed.key(Role.ADMIN, name="root")
+        deployer, made = keyed.key(Role.DEPLOYER, "iris", name="line-3")
+        page = keyed.client.get("/ui/keys", headers=admin)
+        assert page.status_code == 200
+        assert 'href="/ui/keys"' in page.text and "line-3" in page.text
+        assert made.digest not in page.text and deployer["X-API-Key"] not in page.text
+        # Revoke buttons for the deployer's key, none for the admin's own.
+        assert f'data-revoke="{made.id}"' in page.text and 'data-name="root"' not in page.text
+        refused = keyed.client.get("/ui/keys", headers=deployer)
+        assert refused.status_code == 403 and "needs role admin" in refused.text
+        assert 'href="/ui/keys"' not in keyed.client.get("/ui/", headers=deployer).text
+        # A key made with the sign-in cookie alone is refused: another site's
+        # page could send that request (the dashboard's script adds the header).
+        keyed.client.cookies.set(KEY_COOKIE, admin["X-API-Key"], path="/api/v1")
+        forged = keyed.client.post("/api/v1/keys", json={"name": "evil", "role": "deployer"})
+        assert forged.status_code == 401
+        made_by_page = keyed.client.post("/api/v1/keys", headers={UI_HEADER: "1"},
+                                         json={"name": "good", "role": "viewer"})
+        assert made_by_page.status_code == 201, made_by_page.text
+
+
+def test_a_models_page_shows_its_events_escaped(world: World) -> None:
+    headers = world.key(Role.DEPLOYER)
+    assert deploy(world, headers, artifact=tiny_model()).status_code == 202
+    config = world.cluster.config("iris-1")
+    record = Deployment(model="iris", version="1", config_id=config.id, runtime="sklearn",
+                        manifest="", parameters={}, labels={}, image="")
+    catalog = DockerCatalog(world.cluster)
+    world.client.portal.call(catalog.record_deployment, record)  # type: ignore[union-attr]
+    world.client.portal.call(catalog.record_status, record.key,  # type: ignore[union-attr]
+                             "Failed", "build: <script>x()</script>", "2026-12-06T10:00:00Z")
+    page = world.client.get("/ui/models/iris", headers=headers)
+    assert page.status_code == 200
+    events = page.text.split('id="events"')[1].split("</table>")[0]
+    assert "Failed" in events and "2026-12-06 10:00:00" in events
+    assert "&lt;script&gt;x()&lt;/script&gt;" in events and "<script>x()" not in page.text

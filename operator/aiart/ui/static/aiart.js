@@ -225,9 +225,81 @@ function watchLogs(model) {
   setInterval(() => read().catch(() => {}), 5000);
 }
 
+function setUpImageRemove(model) {
+  for (const button of document.querySelectorAll("[data-remove-image]")) {
+    button.addEventListener("click", async () => {
+      const digest = button.dataset.removeImage;
+      if (!confirm(`Remove the image ${digest} of ${model} from the registry?`)) return;
+      const answer = await api(`/api/v1/models/${model}/images/${encodeURIComponent(digest)}`,
+                               {method: "DELETE"});
+      if (!answer.ok) { say("image-outcome", problemText(answer.body), true); return; }
+      button.closest("tr").remove();
+      say("image-outcome", `Image ${digest} removed.`);
+    });
+  }
+}
+
+// A model's events (the catalog's), newest first, read again every 5 s.
+function watchEvents(model) {
+  const body = document.querySelector("#events tbody");
+  if (!body) return;
+  async function read() {
+    const answer = await api(`/api/v1/models/${model}/events`);
+    if (!answer.ok) return;
+    const rows = answer.body.events.slice(0, 30).map((e) => {
+      const row = document.createElement("tr");
+      const when = document.createElement("time");
+      when.dateTime = e.at;
+      when.textContent = e.at.slice(0, 19).replace("T", " ");
+      const cells = [when, e.version, e.status, e.message].map((value) => {
+        const cell = document.createElement("td");
+        if (typeof value === "string") cell.textContent = value; else cell.append(value);
+        return cell;
+      });
+      cells[3].className = "message";
+      row.append(...cells);
+      return row;
+    });
+    body.replaceChildren(...rows);
+  }
+  setInterval(() => read().catch(() => {}), 5000);
+}
+
+// The API keys page (admins): make a key, shown once; revoke one.
+function setUpKeys() {
+  const form = document.getElementById("key-create");
+  if (!form) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const models = String(data.get("models") || "").split(",").map((m) => m.trim()).filter(Boolean);
+    say("key-outcome", "Making the key…");
+    const answer = await api(form.dataset.action, {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({name: data.get("name"), role: data.get("role"), models})});
+    if (answer.status !== 201) { say("key-outcome", problemText(answer.body), true); return; }
+    const k = answer.body;
+    say("key-outcome", `Key ${k.name} (${k.id}) made: role ${k.role}, models ${k.models.join(", ")}.`);
+    document.getElementById("new-key").textContent = k.key;
+    document.getElementById("key-shown").hidden = false;
+    form.reset();
+  });
+  for (const button of document.querySelectorAll("[data-revoke]")) {
+    button.addEventListener("click", async () => {
+      const {revoke, name} = button.dataset;
+      if (!confirm(`Revoke the key ${name}? Whoever holds it is refused from now on.`)) return;
+      const answer = await api(`/api/v1/keys/${encodeURIComponent(revoke)}`, {method: "DELETE"});
+      if (!answer.ok) { say("key-outcome", problemText(answer.body), true); return; }
+      button.closest("tr").remove();
+      say("key-outcome", `Key ${name} (${revoke}) revoked.`);
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   setUpFilter();
   setUpDeploy();
+  setUpKeys();
   const page = document.getElementById("model");
   if (page) {
     const model = page.dataset.model;
@@ -236,6 +308,8 @@ document.addEventListener("DOMContentLoaded", () => {
     watchCharts(model);
     setUpPlayground(model);
     watchLogs(model);
+    watchEvents(model);
+    setUpImageRemove(model);
     setUpRunUpload();
   }
 });
