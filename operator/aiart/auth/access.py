@@ -132,12 +132,13 @@ SAFE_METHODS = frozenset({"GET", "HEAD"})
 
 def cookie_credential(method: str, headers: Mapping[str, str],
                       cookies: Mapping[str, str]) -> tuple[str, str] | None:
-    """``("apikey", key)`` from the dashboard's cookie: for a read, or for a
-    change that carries UI_HEADER; otherwise none."""
-    key = cookies.get(KEY_COOKIE, "").strip()
-    if not key or (method.upper() not in SAFE_METHODS and not headers.get(UI_HEADER.lower())):
+    """``("apikey", key)`` or ``("bearer", token)`` (an OIDC sign-in's) from
+    the dashboard's cookie: for a read, or for a change that carries
+    UI_HEADER; otherwise none."""
+    value = cookies.get(KEY_COOKIE, "").strip()
+    if not value or (method.upper() not in SAFE_METHODS and not headers.get(UI_HEADER.lower())):
         return None
-    return "apikey", key
+    return ("apikey", value) if value.startswith("aiart_") else ("bearer", value)
 
 
 def credential_from(headers: Mapping[str, str]) -> tuple[str, str] | None:

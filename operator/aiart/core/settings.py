@@ -296,6 +296,22 @@ class OIDCSettings(EnvSettings):
                                "Where a token's roles are (a dotted path).")
     role_prefix: str = setting("AIART_OIDC_ROLE_PREFIX", "aiart:",
                                "The prefix of aiart's roles among a token's roles.")
+    # The dashboard's sign-in (operator/aiart/ui/oidc.py): the client the API
+    # signs people in as; its tokens pass the checks above like any, so it
+    # must be one of the clients.
+    ui_client_id: str = setting(
+        "AIART_OIDC_UI_CLIENT_ID", "",
+        "The OIDC client the dashboard signs people in as (authorization code with PKCE); "
+        "empty: sign-in with an API key only.")
+    ui_client_secret_file: str = setting(
+        "AIART_OIDC_UI_CLIENT_SECRET_FILE", "",
+        "The file holding that client's secret (a confidential client); empty: a public one.")
+    ui_scopes: str = setting("AIART_OIDC_UI_SCOPES", "openid",
+                             "The scopes the dashboard asks for at sign-in, separated by spaces.")
+    ui_discovery_url: str = setting(
+        "AIART_OIDC_UI_DISCOVERY_URL", "",
+        "The provider's discovery document; empty: the issuer's "
+        "/.well-known/openid-configuration.")
 
     @field_validator("issuer")
     @classmethod

@@ -11,7 +11,9 @@ scripts cannot read (auth/access.py KEY_COOKIE).
 
 from __future__ import annotations
 
+import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from starlette.templating import Jinja2Templates
 from aiart.api import app as api
 from aiart.api.views import Principal
 from aiart.auth.access import COOKIE_PATHS, KEY_COOKIE, UI_HEADER, Role
+from aiart.ui.oidc import OidcSignIn, SignInError
 
 HERE = Path(__file__).parent
 # Every value is escaped: status messages and manifests come from deployers.
@@ -34,6 +37,11 @@ TEMPLATES = Jinja2Templates(env=jinja2.Environment(
     loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True))
 # The key is kept at most this long; then the browser asks for it again.
 COOKIE_SECONDS = 12 * 3600
+# An OIDC sign-in's state and PKCE verifier, kept by the browser until it
+# comes back from the provider (ui/oidc.py).
+OIDC_COOKIE = "aiart_oidc"
+OIDC_CALLBACK = "/ui/oidc/callback"
+OIDC_COOKIE_SECONDS = 600
 # No script, style or frame from anywhere else, and no inline script: a
 # status message that slipped through escaping still could not run.
 SECURITY_HEADERS = {
@@ -135,9 +143,106 @@ async def keys(request: Request) -> Response:
     return render(request, "keys.html", who=who, keys=listed["keys"])
 
 
+def signin_of(request: Request) -> OidcSignIn | None:
+    """The OIDC sign-in, where the site configured one (ui/service.py)."""
+    return getattr(request.app.state, "signin", None)
+
+
 async def login_form(request: Request) -> Response:
     return render(request, "login.html", who=None, message=request.query_params.get("message", ""),
-                  next=safe_next(request.query_params.get("next", "/ui/")))
+                  next=safe_next(request.query_params.get("next", "/ui/")),
+                  oidc=signin_of(request) is not None)
+
+
+def _secure(request: Request) -> bool:
+    return request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
+
+
+def _signed_in(request: Request, target: str, credential: str, seconds: int) -> Response:
+    """To ``target``, with the sign-in cookies holding ``credential``."""
+    response = RedirectResponse(safe_next(target), status_code=303)
+    for path in COOKIE_PATHS:
+        response.set_cookie(KEY_COOKIE, credential, max_age=seconds, path=path,
+                            secure=_secure(request), httponly=True, samesite="strict")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _callback_url(request: Request) -> str:
+    scheme = request.headers.get("x-forwarded-proto", request.url.scheme)
+    return f"{scheme}://{request.headers.get('host', request.url.netloc)}{OIDC_CALLBACK}"
+
+
+async def oidc_start(request: Request) -> Response:
+    """To the OIDC provider's sign-in, with a state and a PKCE verifier that
+    this browser keeps (a cookie for the callback alone, for ten minutes)."""
+    signin = signin_of(request)
+    if signin is None:
+        return render(request, "error.html", status=404, who=None,
+                      message="OIDC sign-in is not configured here (AIART_OIDC_UI_CLIENT_ID)")
+    try:
+        started = await signin.start(_callback_url(request))
+    except SignInError as exc:
+        return render(request, "login.html", status=502, who=None, message=str(exc),
+                      next="/ui/", oidc=True)
+    response = RedirectResponse(started.url, status_code=303)
+    # Lax, not Strict: the provider's redirect back is a navigation from
+    # another site, on which a Strict cookie is not sent.
+    response.set_cookie(OIDC_COOKIE, json.dumps({
+        "state": started.state, "verifier": started.verifier,
+        "next": safe_next(request.query_params.get("next", "/ui/"))}),
+        max_age=OIDC_COOKIE_SECONDS, path=OIDC_CALLBACK, secure=_secure(request),
+        httponly=True, samesite="lax")
+    return response
+
+
+async def oidc_callback(request: Request) -> Response:
+    """Back from the provider: the state must be the one this browser was
+    given (no one else's sign-in finished in it), the code is exchanged
+    for an access token, and the token must give an aiart role."""
+    signin = signin_of(request)
+    params = request.query_params
+    try:
+        kept: Any = json.loads(request.cookies.get(OIDC_COOKIE, ""))
+        state, verifier, target = str(kept["state"]), str(kept["verifier"]), str(kept["next"])
+    except (ValueError, KeyError, TypeError):
+        kept = None
+    if signin is None or kept is None or not hmac.compare_digest(
+            state, params.get("state", "")):
+        return _refused(request, "this sign-in was not started in this browser (or took over "
+                                 "ten minutes): sign in again")
+    if params.get("error"):
+        return _refused(request, f"the OIDC provider refused: {params.get('error')} "
+                                 f"{params.get('error_description', '')}".strip())
+    try:
+        token = await signin.finish(_callback_url(request), params.get("code", ""), verifier)
+    except SignInError as exc:
+        return _refused(request, str(exc))
+    ctx = api.context(request)
+    if ctx.verifier is None:
+        return _refused(request, "OIDC tokens are not taken here (AIART_OIDC_ISSUER)")
+    try:
+        claims = await ctx.verifier.claims(token)
+    except ValueError as exc:
+        return _refused(request, f"the provider's token is not one aiart takes: {exc}")
+    who = Principal.from_claims(claims, roles_claim=ctx.verifier.roles_claim,
+                                prefix=ctx.verifier.role_prefix)
+    if who is None:
+        return _refused(request, f"{claims.get('sub', 'this account')} has no aiart role "
+                                 f"({ctx.verifier.role_prefix}viewer, deployer or admin)")
+    # The cookie lives as long as the token: then the provider is asked again
+    # (a session there signs the person in without a prompt).
+    seconds = max(1, min(COOKIE_SECONDS, int(float(claims.get("exp", 0)) - time.time())))
+    response = _signed_in(request, target, token, seconds)
+    response.delete_cookie(OIDC_COOKIE, path=OIDC_CALLBACK, httponly=True, samesite="lax")
+    return response
+
+
+def _refused(request: Request, message: str) -> Response:
+    response = render(request, "login.html", status=401, who=None, message=message,
+                      next="/ui/", oidc=signin_of(request) is not None)
+    response.delete_cookie(OIDC_COOKIE, path=OIDC_CALLBACK, httponly=True, samesite="lax")
+    return response
 
 
 def from_another_site(request: Request) -> bool:
@@ -160,13 +265,7 @@ async def login(request: Request) -> Response:
     except api.ApiError as exc:
         return render(request, "login.html", status=401, who=None, message=exc.message,
                       next=safe_next(target))
-    response = RedirectResponse(safe_next(target), status_code=303)
-    secure = request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
-    for path in COOKIE_PATHS:
-        response.set_cookie(KEY_COOKIE, key, max_age=COOKIE_SECONDS, path=path, secure=secure,
-                            httponly=True, samesite="strict")
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return _signed_in(request, target, key, COOKIE_SECONDS)
 
 
 async def logout(request: Request) -> Response:
@@ -189,6 +288,8 @@ ROUTES: list[BaseRoute] = [
     Route("/ui/login", login_form, methods=["GET"]),
     Route("/ui/login", login, methods=["POST"]),
     Route("/ui/logout", logout, methods=["POST"]),
+    Route("/ui/oidc/start", oidc_start, methods=["GET"]),
+    Route(OIDC_CALLBACK, oidc_callback, methods=["GET"]),
     Route("/ui/deploy", page(deploy), methods=["GET"]),
     Route("/ui/models/{name}", page(model), methods=["GET"]),
     Route("/ui/keys", page(keys), methods=["GET"]),
