@@ -9,7 +9,15 @@ server, the gateway and the store's side used per request.
 Run on the running stack (./hack/up.sh first):
     .venv/bin/python bench/payload_log_cost.py [--seconds 8] [--rounds 3] [--sample 1]
 Everything it creates is labelled aiart.bench and removed at the end (the
-logged model's bucket with it).
+logged model's bucket with it). ``--same-store`` gives the plain model a
+bucket too, so that the log alone differs.
+
+    .venv/bin/python bench/payload_log_cost.py --together --same-store
+calls both models at the same time, each with its own wrk (one connection
+each, then eight each): the machine's load falls on both at once, and on a
+saturated machine the one that needs more CPU per answer answers slower.
+The steadiest comparison of the two; gives each model server's CPU per
+request too.
 
     .venv/bin/python bench/payload_log_cost.py --in-process [--rounds 5]
 measures the answer path alone, with no stack and no network: the model
@@ -164,11 +172,59 @@ def writer_cost(batches: int = 20) -> None:
           f"({batches} batches of {len(batch)})")
 
 
+def together(engine: docker.DockerClient, names: dict[str, str], rounds: int, seconds: int,
+             sample: float) -> None:
+    """Both models called at the same time, each by its own wrk with the same
+    connections: whatever the machine's load does, it does to both at once,
+    so the ratio of their figures within a round is the log's cost alone
+    (on a saturated machine they share its cores; the one that needs more
+    CPU per answer answers slower)."""
+    from concurrent.futures import ThreadPoolExecutor
+    servers = {kind: {"model server": f"aiart-{name}-1"} for kind, name in names.items()}
+    for connections in (1, 8):
+        ratios: list[tuple[float, float]] = []
+        cpu = {kind: 0.0 for kind in names}
+        served = {kind: 0.0 for kind in names}
+        for name in names.values():  # warm-up
+            wrk(f"{GATEWAY}/v2/models/{name}/infer", json.dumps(BODY), connections, 2)
+        for _ in range(rounds):
+            before = {kind: cpu_seconds(engine, servers[kind]) for kind in names}
+            with ThreadPoolExecutor(2) as pool:
+                runs = {kind: pool.submit(wrk, f"{GATEWAY}/v2/models/{name}/infer",
+                                          json.dumps(BODY), connections, seconds)
+                        for kind, name in names.items()}
+                got = {kind: run.result() for kind, run in runs.items()}
+            for kind in names:
+                after = cpu_seconds(engine, servers[kind])
+                cpu[kind] += after["model server"] - before[kind]["model server"]
+                served[kind] += got[kind][0] * seconds
+            ratios.append((got["logged"][1] / got["plain"][1], got["logged"][0] / got["plain"][0]))
+            print(f"c={connections} each: plain {got['plain'][0]:6.0f} req/s p50 "
+                  f"{got['plain'][1]:.3f} ms | logged {got['logged'][0]:6.0f} req/s p50 "
+                  f"{got['logged'][1]:.3f} ms", flush=True)
+        p50s = sorted(r[0] for r in ratios)
+        rates = sorted(r[1] for r in ratios)
+        per = {kind: cpu[kind] / served[kind] * 1e6 for kind in names}
+        print(f"| {connections} each, together | {statistics.median(p50s):.3f} "
+              f"[{p50s[0]:.3f}-{p50s[-1]:.3f}] | {statistics.median(rates):.3f} | "
+              f"{per['plain']:.0f} | {per['logged']:.0f} | {per['logged'] - per['plain']:+.0f} |",
+              flush=True)
+    time.sleep(7)  # the last batch's flush
+    counts = payload_counts(engine, names["logged"])
+    print(f"sample {sample}: records written {counts.get('written', 0):.0f}, dropped "
+          f"{counts.get('dropped', 0):.0f}, failed {counts.get('failed', 0):.0f} "
+          f"({rounds} rounds of {seconds} s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--in-process", action="store_true")
+    parser.add_argument("--same-store", action="store_true",
+                        help="give the plain model a bucket too, as the logged one has")
+    parser.add_argument("--together", action="store_true",
+                        help="both models called at once, each by its own wrk")
     parser.add_argument("--writer", action="store_true",
                         help="only the writer thread's CPU per record")
     parser.add_argument("--sample", type=float, default=1.0,
@@ -185,8 +241,10 @@ def main() -> None:
     x, y = load_iris(return_X_y=True)
     model = pickle.dumps(LogisticRegression(max_iter=500).fit(x, y))
     names = {"plain": f"b{run}-plain", "logged": f"b{run}-logged"}
-    extra = {"plain": "", "logged": f"  logging: {{sample: {args.sample}}}\n"
-                                    "  store: {deleteWithModel: true}\n"}
+    # Both given a bucket (a logged model needs one): the log alone differs.
+    store = "  store: {deleteWithModel: true}\n"
+    extra = {"plain": store if args.same_store else "",
+             "logged": f"  logging: {{sample: {args.sample}}}\n{store}"}
     try:
         for kind, name in names.items():
             engine.configs.create(name=f"{name}-model", data=model,
@@ -203,6 +261,9 @@ def main() -> None:
                     if time.monotonic() > deadline:
                         raise TimeoutError(f"{name} never answered")
                     time.sleep(1)
+        if args.together:
+            together(engine, names, args.rounds, args.seconds, args.sample)
+            return
         results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
         # CPU microseconds per request, by kind and part, summed over rounds.
         cpu: dict[tuple[str, str], float] = {}

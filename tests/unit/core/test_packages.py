@@ -1,0 +1,161 @@
+"""Model packages (operator/aiart/core/packages.py): an OCI image layout
+holding a ModelPack model artifact, the image and an Ed25519 signature;
+read back only when every blob matches its digest and a trusted key signed
+the model. Tampering of every kind is refused with a reason."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+
+import pytest
+from aiart.core import packages as P
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+MANIFEST = b"apiVersion: aiart/v1\nkind: Model\nmetadata: {name: iris, version: '1'}\n" \
+           b"spec:\n  runtime: sklearn\n  artifact: {uri: 'config://iris-1-model'}\n"
+
+
+def image() -> P.Image:
+    config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    layers = [b"layer one" * 100, b"layer two"]
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": P.OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": P.digest(config), "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "digest": P.digest(x), "size": len(x)} for x in layers]}).encode()
+    return P.Image(manifest=manifest, media_type=P.OCI_MANIFEST,
+                   blobs={P.digest(b): b for b in (config, *layers)})
+
+
+def contents(**changes: object) -> P.Contents:
+    base = {"name": "iris", "version": "1", "manifest": MANIFEST, "artifact_name": "model.pkl",
+            "artifact": b"\x80pickle bytes", "run": {"metrics": {"accuracy": 0.97},
+                                                     "params": {"C": 1.0}},
+            "provenance": {"run": "run://iris/20261206-1", "scikit-learn": "1.5.2"},
+            "image": image(), "created": "2026-12-06T12:00:00Z", "format": "sklearn-pickle"}
+    return P.Contents(**{**base, **changes})  # type: ignore[arg-type]
+
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def test_a_package_reads_back_as_it_was_made_and_says_who_signed_it() -> None:
+    made = contents()
+    files = P.from_tar(P.to_tar(P.build(made, KEY)))
+    opened = P.open_package(files, [KEY.public_key()])
+    assert opened.contents == made
+    assert opened.signer == P.key_id(KEY.public_key())
+    # The same package, the same bytes (a repeated export changes nothing).
+    assert P.to_tar(P.build(made, KEY)) == P.to_tar(P.build(made, KEY))
+
+
+def test_it_is_an_oci_image_layout_with_a_modelpack_model() -> None:
+    files = P.build(contents(), KEY)
+    assert json.loads(files["oci-layout"]) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads(files["index.json"])
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    names = {m["annotations"][P.REF_NAME]: m for m in index["manifests"]}
+    assert set(names) == {"iris:1", "iris:1-image", "iris:1-signature"}
+    for path, data in files.items():
+        if path.startswith("blobs/"):
+            assert path == f"blobs/sha256/{hashlib.sha256(data).hexdigest()}"
+    model = json.loads(files[f"blobs/sha256/{names['iris:1']['digest'][7:]}"])
+    assert model["artifactType"] == "application/vnd.cncf.model.manifest.v1+json"
+    assert model["config"]["mediaType"] == "application/vnd.cncf.model.config.v1+json"
+    assert [(layer["mediaType"], layer["annotations"]["org.cncf.model.filepath"])
+            for layer in model["layers"]] == [
+        ("application/vnd.cncf.model.weight.v1.raw", "model.pkl"),
+        ("application/vnd.cncf.model.weight.config.v1.raw", "aiart.yaml"),
+        ("application/vnd.cncf.model.doc.v1.raw", "run.json")]
+    config = json.loads(files[f"blobs/sha256/{model['config']['digest'][7:]}"])
+    assert config["descriptor"]["name"] == "iris" and config["modelfs"]["type"] == "layers"
+    assert config["modelfs"]["diff_ids"] == [layer["digest"] for layer in model["layers"]]
+    # The image's manifest is kept byte for byte: its digest is the image's.
+    assert names["iris:1-image"]["digest"] == P.digest(image().manifest)
+    signature = json.loads(files[f"blobs/sha256/{names['iris:1-signature']['digest'][7:]}"])
+    assert signature["subject"]["digest"] == names["iris:1"]["digest"]
+
+
+def blob_path(files: dict[str, bytes], data: bytes) -> str:
+    return f"blobs/sha256/{hashlib.sha256(data).hexdigest()}"
+
+
+def test_a_changed_byte_anywhere_is_refused() -> None:
+    made = contents()
+    for part in (made.artifact, MANIFEST, next(iter(image().blobs.values())), image().manifest):
+        assert part is not None
+        files = P.build(made, KEY)
+        path = blob_path(files, part)
+        files[path] = bytes([part[0] ^ 1]) + part[1:]
+        with pytest.raises(P.PackageError, match="does not match its digest"):
+            P.open_package(files, [KEY.public_key()])
+
+
+def test_a_manifest_changed_with_its_digests_redone_is_refused() -> None:
+    # A careful forger: a new aiart.yaml under its own digest, the model's
+    # manifest and the index rewritten to name it. The signature no longer
+    # covers the model's manifest.
+    files = P.build(contents(), KEY)
+    index = json.loads(files["index.json"])
+    entry = next(m for m in index["manifests"] if m.get("artifactType") == P.MODEL_ARTIFACT)
+    model = json.loads(files.pop(f"blobs/sha256/{entry['digest'][7:]}"))
+    forged = MANIFEST.replace(b"sklearn", b"python")
+    files[blob_path(files, forged)] = forged
+    model["layers"][1].update(digest=P.digest(forged), size=len(forged))
+    manifest = json.dumps(model).encode()
+    files[blob_path(files, manifest)] = manifest
+    entry.update(digest=P.digest(manifest), size=len(manifest))
+    files["index.json"] = json.dumps(index).encode()
+    with pytest.raises(P.PackageError, match="another model manifest"):
+        P.open_package(files, [KEY.public_key()])
+
+
+def test_a_package_signed_again_by_another_key_or_not_at_all() -> None:
+    stranger = Ed25519PrivateKey.generate()
+    with pytest.raises(P.PackageError, match="does not trust"):
+        P.open_package(P.build(contents(), stranger), [KEY.public_key()])
+    unsigned = P.build(contents(), None)
+    with pytest.raises(P.PackageError, match="not signed"):
+        P.open_package(unsigned, [KEY.public_key()])
+    allowed = P.open_package(unsigned, [], allow_unsigned=True)
+    assert allowed.signer == "" and allowed.contents == contents()
+    # A signature that does not verify is never taken for "unsigned".
+    files = P.build(contents(), KEY)
+    other = P.build(contents(), stranger)
+    index = json.loads(files["index.json"])
+    signed = next(m for m in index["manifests"] if m.get("artifactType") == P.SIGNATURE_ARTIFACT)
+    manifest = json.loads(files[f"blobs/sha256/{signed['digest'][7:]}"])
+    stolen = next(v for k, v in other.items() if k.startswith("blobs/") and b'"subject"' in v)
+    manifest["layers"][0]["annotations"][P.SIGNATURE_ANNOTATION] = json.loads(stolen)[
+        "layers"][0]["annotations"][P.SIGNATURE_ANNOTATION]
+    data = json.dumps(manifest).encode()
+    files[blob_path(files, data)] = data
+    signed.update(digest=P.digest(data), size=len(data))
+    files["index.json"] = json.dumps(index).encode()
+    with pytest.raises(P.PackageError, match="does not verify"):
+        P.open_package(files, [KEY.public_key()], allow_unsigned=True)
+
+
+def test_a_model_without_an_image_or_a_run_packs_too() -> None:
+    made = contents(image=None, run=None, artifact=None, artifact_name="")
+    opened = P.open_package(P.build(made, KEY), [KEY.public_key()])
+    assert opened.contents == made
+
+
+@pytest.mark.parametrize("member", ["link", "outside", "stray"])
+def test_an_archive_with_more_than_a_layout_is_refused(member: str) -> None:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as archive:
+        info = tarfile.TarInfo({"link": "blobs/sha256/" + "0" * 64, "outside": "../etc/x",
+                                "stray": "notes.txt"}[member])
+        if member == "link":
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        archive.addfile(info, io.BytesIO(b""))
+    with pytest.raises(P.PackageError):
+        P.from_tar(out.getvalue())
+    with pytest.raises(P.PackageError, match="not a package"):
+        P.from_tar(b"not a tar archive at all" * 30)
