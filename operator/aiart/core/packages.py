@@ -4,8 +4,8 @@ image) in one signed file, as an OCI image layout in a tar archive, so that
 ``oras``, ``skopeo`` or a registry can hold and move what is in it
 (docs/packages.md maps it out).
 
-Pure: no I/O. The files' bytes come in and go out as bytes; the CLI reads
-and writes them (cli/packages.py).
+Pure: no I/O. The files' bytes come in and go out as bytes (export and
+import, which read and write them, are not built yet).
 
     oci-layout                 {"imageLayoutVersion": "1.0.0"}
     index.json                 the package's manifests, by reference name
