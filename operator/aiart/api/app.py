@@ -30,7 +30,6 @@ from starlette.types import Message, Receive
 
 from aiart.api.openapi import openapi_document
 from aiart.api.prometheus import GatewayPasser, PrometheusCharts
-from aiart.api.registry import RegistryReader
 from aiart.api.views import (
     Principal,
     config_reference_problem,
@@ -65,6 +64,7 @@ from aiart.core.render import service_name
 from aiart.core.settings import ServiceSettings
 from aiart.core.spec import DNS_LABEL, MAX_MANIFEST_BYTES, ManifestError
 from aiart.core.store_layout import ConfigRef, bucket_for, run_prefix
+from aiart.engine.registry import RegistryReader
 from aiart.store.client import ObjectTooLarge, Store
 from aiart.store.runs import RunError, list_runs, store_run
 

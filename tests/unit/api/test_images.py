@@ -1,8 +1,8 @@
 """A model's images through the REST API, over a registry that answers as
 the distribution project's does (Docker Registry HTTP API v2, in memory):
 tags, digests, sizes and ages for the model's viewers; an unused image
-removed by its deployers, one in use refused. (tests/e2e/test_dashboard.py
-and test_registry_images.py use the real registry.)"""
+removed by its deployers, one in use refused. (tests/e2e/test_api_cli.py
+uses the real registry.)"""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from aiart.api.registry import RegistryReader
 from aiart.auth.access import Role
 from aiart.core import labels as L
 from aiart.core.objects import ServiceObject
+from aiart.engine.registry import RegistryReader
 
 from tests.unit.api.test_api import World
 

@@ -1,0 +1,98 @@
+"""The registry's client (operator/aiart/engine/registry.py) copying an
+image byte for byte: its manifest and blobs read, checked against their
+digests, and pushed to another registry, where the image has the same
+digest. Over an in-memory registry that answers as the distribution
+project's does (the upload protocol's POST, then PUT with the digest)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+
+import httpx
+import pytest
+from aiart.core.errors import ObjectMissing, PermanentError
+from aiart.engine.registry import RegistryReader, digest
+
+MEDIA = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+class Memory:
+    def __init__(self) -> None:
+        self.blobs: dict[str, bytes] = {}
+        self.manifests: dict[str, tuple[bytes, str]] = {}  # tag or digest -> (bytes, type)
+        self.uploads: dict[str, str] = {}  # upload id -> repository
+        self.corrupt = False
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if request.method == "POST" and path.endswith("/blobs/uploads/"):
+            upload = uuid.uuid4().hex
+            self.uploads[upload] = path
+            return httpx.Response(202, headers={"Location": f"/v2/uploads/{upload}"})
+        if request.method == "PUT" and path.startswith("/v2/uploads/"):
+            wanted = request.url.params["digest"]
+            if digest(request.content) != wanted:
+                return httpx.Response(400, json={"errors": [{"code": "DIGEST_INVALID"}]})
+            self.blobs[wanted] = request.content
+            return httpx.Response(201)
+        kind, _, ref = path.rpartition("/")
+        if kind.endswith("/blobs"):
+            if ref not in self.blobs:
+                return httpx.Response(404)
+            data = self.blobs[ref]
+            return httpx.Response(200, content=(b"x" + data[1:]) if self.corrupt else data)
+        if request.method == "PUT":
+            found = digest(request.content)
+            entry = (request.content, request.headers["content-type"])
+            self.manifests[ref] = self.manifests[found] = entry
+            return httpx.Response(201, headers={"Docker-Content-Digest": found})
+        if ref not in self.manifests:
+            return httpx.Response(404)
+        data, media = self.manifests[ref]
+        return httpx.Response(200, content=data, headers={
+            "Content-Type": media, "Docker-Content-Digest": digest(data)})
+
+
+def client(memory: Memory) -> RegistryReader:
+    return RegistryReader("https://registry:5000", "pw", transport=httpx.MockTransport(
+        memory.handle))
+
+
+async def test_an_image_copied_between_registries_keeps_its_digest() -> None:
+    source, target = Memory(), Memory()
+    config, layer = b'{"os": "linux"}', b"layer" * 1000
+    for blob in (config, layer):
+        source.blobs[digest(blob)] = blob
+    # Spaced as a registry keeps it: the bytes, not a re-serialisation, are the image.
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": MEDIA, "config": {
+        "digest": digest(config), "size": len(config)}, "layers": [
+        {"digest": digest(layer), "size": len(layer)}]}, indent=3).encode()
+    source.manifests["1-abc"] = (manifest, MEDIA)
+    reader, writer = client(source), client(target)
+    data, media, found = await reader.manifest("aiart/iris", "1-abc")
+    assert (data, media, found) == (manifest, MEDIA, "sha256:" + hashlib.sha256(
+        manifest).hexdigest())
+    for blob in (config, layer):
+        copied = await reader.blob("aiart/iris", digest(blob))
+        assert await writer.push_blob("aiart/iris", copied) == digest(blob)
+    assert await writer.push_manifest("aiart/iris", "1-abc", data, media) == found
+    assert (await writer.manifest("aiart/iris", found))[2] == found
+    # A blob the target has is not sent again.
+    before = dict(target.uploads)
+    await writer.push_blob("aiart/iris", layer)
+    assert target.uploads == before
+
+
+async def test_what_does_not_match_its_digest_is_refused() -> None:
+    source = Memory()
+    layer = b"layer" * 10
+    source.blobs[digest(layer)] = layer
+    source.corrupt = True
+    with pytest.raises(PermanentError, match="does not match its digest"):
+        await client(source).blob("aiart/iris", digest(layer))
+    with pytest.raises(ObjectMissing):
+        await client(source).manifest("aiart/iris", "nope")
+    with pytest.raises(ObjectMissing):
+        await client(source).blob("aiart/iris", digest(b"absent"))
