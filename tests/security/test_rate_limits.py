@@ -29,9 +29,11 @@ def test_one_keys_flood_does_not_starve_another_key(
         wait_for(lambda: call(calm) == 200, 30, "the new keys to be taken")
         codes = [call(flood) for _ in range(12)]
         assert codes.count(429) >= 6, codes
-        # Same client address, another key: its own bucket.
+        # Same client address, another key: its own bucket; the flooding key's
+        # stays spent (a token comes back each second: on a slow machine one
+        # may have by its next call, not by the ones right after).
         assert call(calm) == 200
-        assert call(flood) == 429
+        assert 429 in [call(flood) for _ in range(4)]
     finally:
         for name in names:
             aiart("keys", "revoke", name)
