@@ -15,6 +15,7 @@ from aiart.build.kinds import KINDS
 from aiart.build.recipes import h2o_runtime, onnx_runtime, sklearn_runtime
 from aiart.cli import api as cli_api
 from aiart.cli import keys as cli_keys
+from aiart.cli import packages as cli_packages
 from aiart.cli.store import add_commands, run_command
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.settings import OperatorSettings
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "aiart"))
     add_commands(commands)
     cli_keys.add_commands(commands)
+    cli_packages.add_commands(commands)
     cli_api.add_commands(commands)
     args = parser.parse_args(argv)
     # Say what is happening: a runtime build downloads wheels and can take minutes.
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "keys":
             return asyncio.run(cli_keys.run_command(args))
+        if args.command in ("export", "packages", "trust"):
+            return asyncio.run(cli_packages.run_command(args))
         if args.command in API_COMMANDS:
             return cli_api.run_command(args)
         return asyncio.run(run_command(args))

@@ -12,7 +12,6 @@ from aiart.build.recipes import (
     ModelRecipe,
     RuntimeRecipe,
 )
-from aiart.control.artifacts import Fetched, fetch_artifact
 from aiart.control.deps import Deps
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError
@@ -22,6 +21,7 @@ from aiart.core.render import (
     model_settings,
 )
 from aiart.core.spec import Manifest, Runtime
+from aiart.store.artifacts import Fetched, fetch_artifact
 from aiart.store.policy import access_key_for, key_secret_name, secret_for
 
 log = logging.getLogger("aiart.reconcile")

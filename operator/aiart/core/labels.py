@@ -39,6 +39,12 @@ API_KEY_NAME: Final = "aiart.apikey.name"
 API_KEY_ROLE: Final = "aiart.apikey.role"
 # A key record's config is named this and the key's id.
 API_KEY_CONFIG_PREFIX: Final = "aiart-apikey-"
+# A public key whose model packages this swarm imports (cli/packages.py):
+# its id, with aiart.package-key.name beside it; the config's data is the
+# key in PEM, and its name this and the id.
+PACKAGE_KEY: Final = "aiart.package-key"
+PACKAGE_KEY_NAME: Final = "aiart.package-key.name"
+PACKAGE_KEY_CONFIG_PREFIX: Final = "aiart-package-key-"
 DELETE_BUCKET: Final = "aiart.store.delete-with-model"
 # On a version's service while it rolls out: "canary" or "shadow"; Prometheus
 # puts it on the version's series as the label ``rollout``

@@ -4,8 +4,8 @@ image) in one signed file, as an OCI image layout in a tar archive, so that
 ``oras``, ``skopeo`` or a registry can hold and move what is in it
 (docs/packages.md maps it out).
 
-Pure: no I/O. The files' bytes come in and go out as bytes (export and
-import, which read and write them, are not built yet).
+Pure: no I/O. The files' bytes come in and go out as bytes: ``aiart
+export`` (cli/packages.py) writes them; import is not built yet.
 
     oci-layout                 {"imageLayoutVersion": "1.0.0"}
     index.json                 the package's manifests, by reference name
@@ -355,3 +355,38 @@ def _signer(files: Mapping[str, bytes], listed: list[Any], model_digest: str,
                                    "changed") from None
             found = key_id(key)
     return found
+
+
+def new_signing_key() -> tuple[bytes, bytes, str]:
+    """A new Ed25519 key pair: the private key (PKCS #8 PEM, unencrypted:
+    keep it as a secret), the public key (PEM) and its id."""
+    from cryptography.hazmat.primitives.serialization import NoEncryption, PrivateFormat
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    return private, public, key_id(key.public_key())
+
+
+def load_private_key(pem: bytes) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise PackageError(f"not a signing key (an Ed25519 private key in PEM): {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise PackageError("the signing key is not an Ed25519 key")
+    return key
+
+
+def load_public_key(pem: bytes) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise PackageError(f"not a public key (an Ed25519 public key in PEM): {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise PackageError("the public key is not an Ed25519 key")
+    return key

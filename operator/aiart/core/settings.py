@@ -466,6 +466,12 @@ class CLISettings(EnvSettings):
     store_env: str = setting("AIART_STORE_ENV", "",
                              "The file with the store's endpoint and keys; empty: "
                              "~/.config/aiart/store.env.")
+    registry_env: str = setting("AIART_REGISTRY_ENV", "",
+                                "The file with the registry's password (model packages); "
+                                "empty: ~/.config/aiart/registry.env.")
+    tls_dir: str = setting("AIART_TLS_DIR", "",
+                           "The folder of aiart's CAs (internal-ca.crt: the registry's); "
+                           "empty: ~/.config/aiart/tls.")
     config_home: str = setting("XDG_CONFIG_HOME", "", "The folder whose aiart folder holds "
                                "the CLI's files; empty: ~/.config.")
 

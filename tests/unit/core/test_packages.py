@@ -159,3 +159,27 @@ def test_an_archive_with_more_than_a_layout_is_refused(member: str) -> None:
         P.from_tar(out.getvalue())
     with pytest.raises(P.PackageError, match="not a package"):
         P.from_tar(b"not a tar archive at all" * 30)
+
+
+def test_signing_keys_round_trip_through_pem_and_others_are_refused() -> None:
+    private, public, made_id = P.new_signing_key()
+    key, trusted = P.load_private_key(private), P.load_public_key(public)
+    assert P.key_id(trusted) == made_id == P.key_id(key.public_key())
+    assert P.open_package(P.build(contents(), key), [trusted]).signer == made_id
+    from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        NoEncryption,
+        PrivateFormat,
+        PublicFormat,
+    )
+    other = generate_private_key(SECP256R1())
+    with pytest.raises(P.PackageError, match="not an Ed25519"):
+        P.load_private_key(other.private_bytes(Encoding.PEM, PrivateFormat.PKCS8,
+                                               NoEncryption()))
+    with pytest.raises(P.PackageError, match="not an Ed25519"):
+        P.load_public_key(other.public_key().public_bytes(
+            Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    for loader in (P.load_private_key, P.load_public_key):
+        with pytest.raises(P.PackageError, match="PEM"):
+            loader(b"-----BEGIN NOTHING-----\n")  # type: ignore[operator]

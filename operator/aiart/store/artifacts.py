@@ -1,16 +1,25 @@
-"""Fetching a version's artifact from where its manifest says it is."""
+"""Fetching a version's artifact from where its manifest says it is: a
+config, the object store, or a training run in it (the operator's builds and
+the CLI's model packages)."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Protocol
 
-from aiart.control.ports import Cluster
 from aiart.core.errors import ObjectMissing, PermanentError
+from aiart.core.objects import ConfigObject
 from aiart.core.spec import Artifact
 from aiart.core.store_layout import ConfigRef, RunRef, S3Ref
 from aiart.store.client import Store
 from aiart.store.runs import fetch_run_model
+
+
+class Configs(Protocol):
+    """Where a config:// artifact is (the engine's configs)."""
+
+    async def get_config(self, name: str) -> ConfigObject | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +31,7 @@ class Fetched:
     run_id: str = ""
 
 
-async def fetch_artifact(cluster: Cluster, store: Store | None, artifact: Artifact) -> Fetched:
+async def fetch_artifact(cluster: Configs, store: Store | None, artifact: Artifact) -> Fetched:
     """The artifact's bytes, checked against the manifest's sha256.
 
     PermanentError when it is missing or wrong (the user must act);

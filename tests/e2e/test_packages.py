@@ -1,0 +1,96 @@
+"""Model packages from the running stack: a served version exported with
+``aiart export`` into one signed file (docs/packages.md) that holds its
+manifest, its model file and the very image its service runs, read from the
+real registry by digest; the file reads back whole with the signer's public
+key, the same export gives the same bytes, a changed byte is refused; the
+swarm's trusted keys are managed with ``aiart trust``. (Importing a package
+on another swarm is not built yet.)"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from aiart.core import packages as P
+
+from tests.e2e.conftest import TLS_DIR, Models
+
+pytestmark = pytest.mark.e2e
+
+
+def cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI on this manager, its own keys in ``tmp_path`` (the stack's
+    files where hack/stack.sh left them)."""
+    config = os.environ.get("XDG_CONFIG_HOME") or os.path.expanduser("~/.config")
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "AIART_REGISTRY_ENV": os.environ.get("AIART_REGISTRY_ENV")
+           or os.path.join(config, "aiart", "registry.env"),
+           "AIART_STORE_ENV": os.environ.get("AIART_STORE_ENV")
+           or os.path.join(config, "aiart", "store.env"),
+           "AIART_TLS_DIR": TLS_DIR}
+    return subprocess.run([sys.executable, "-m", "aiart.cli", *args], capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def test_a_served_version_is_exported_signed_with_the_image_it_runs(
+        models: Models, iris_pickle: bytes, tmp_path: Path) -> None:
+    model = models.name("pkg")
+    config = models.declare(model, "1", iris_pickle)
+    models.wait_status(config, "Ready", timeout=300)
+    (service,) = models.services(model)
+    running = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+
+    unsigned = cli(tmp_path, "export", model, "-o", str(tmp_path / "x.aiart"))
+    assert unsigned.returncode == 1 and "no signing key" in unsigned.stderr, unsigned.stderr
+    made = cli(tmp_path, "packages", "key", "create", "site-a")
+    assert made.returncode == 0, made.stderr
+    public = Path(made.stdout.strip())
+    assert oct((tmp_path / "config/aiart/signing/site-a.pem").stat().st_mode)[-3:] == "600"
+
+    package = tmp_path / f"{model}-1.aiart"
+    done = cli(tmp_path, "export", f"{model}:1", "-o", str(package))
+    assert done.returncode == 0, done.stderr
+    assert "signed with site-a" in done.stderr
+    opened = P.open_package(P.from_tar(package.read_bytes()),
+                            [P.load_public_key(public.read_bytes())])
+    contents = opened.contents
+    assert (contents.name, contents.version, contents.format) == (model, "1", "sklearn")
+    assert contents.artifact == iris_pickle
+    declared = base64.b64decode(models.engine.configs.get(config).attrs["Spec"]["Data"])
+    assert contents.manifest == declared
+    # The image its service runs, byte for byte: the same digest.
+    assert contents.image is not None
+    assert running.endswith(f"@{P.digest(contents.image.manifest)}"), running
+    assert contents.provenance["image"] == running
+    assert sum(len(b) for b in contents.image.blobs.values()) > 10_000_000
+    # The same version exported again: the same bytes.
+    again = tmp_path / "again.aiart"
+    assert cli(tmp_path, "export", model, "-o", str(again)).returncode == 0
+    assert again.read_bytes() == package.read_bytes()
+    # A byte of the model file changed: refused.
+    data = package.read_bytes()
+    at = data.index(iris_pickle[:64])
+    tampered = data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
+    with pytest.raises(P.PackageError, match="does not match its digest"):
+        P.open_package(P.from_tar(tampered), [P.load_public_key(public.read_bytes())])
+
+    # The swarm's trusted keys.
+    key_id = P.key_id(P.load_public_key(public.read_bytes()))
+    try:
+        added = cli(tmp_path, "trust", "add", "site-a", str(public))
+        assert added.returncode == 0 and key_id in added.stdout, added.stderr
+        listed = cli(tmp_path, "trust", "ls")
+        assert "site-a" in listed.stdout and key_id in listed.stdout
+        bad = cli(tmp_path, "trust", "add", "bad", str(tmp_path / "config/aiart/signing/"
+                                                       "site-a.pem"))
+        assert bad.returncode == 1 and "public key" in bad.stderr, bad.stderr
+    finally:
+        removed = cli(tmp_path, "trust", "rm", "site-a")
+    assert removed.returncode == 0 and "no longer trusted" in removed.stdout
+    assert "site-a" not in cli(tmp_path, "trust", "ls").stdout
+    missing = cli(tmp_path, "export", f"{model}-none", "-o", str(tmp_path / "y.aiart"))
+    assert missing.returncode == 1 and "no model" in missing.stderr
