@@ -138,8 +138,10 @@ def remove_pebble(engine: docker.DockerClient) -> None:
     only = {"label": [f"{k}={v}" for k, v in LABELS.items()]}
     for service in engine.services.list(filters=only):
         service.remove()
+    # sparse: a list with each container inspected fails on one that goes
+    # between the list and its inspection (seen in CI: 404 in teardown).
     wait_for(lambda: not engine.containers.list(
-        all=True, filters={"label": f"com.docker.swarm.service.name={PEBBLE}"}),
+        all=True, sparse=True, filters={"label": f"com.docker.swarm.service.name={PEBBLE}"}),
         60, "Pebble to stop")
     for item in [*engine.configs.list(filters=only), *engine.secrets.list(filters=only)]:
         item.remove()
