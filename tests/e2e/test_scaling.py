@@ -98,7 +98,11 @@ def test_sleeps_wakes_on_held_requests_and_follows_the_load(
     for hammer in hammers:
         hammer.start()
     try:
-        wait_for(lambda: replicas(models, model) >= 2, 60, f"{model} to grow under load")
+        # Up to two minutes: the first ten seconds after the wake go through
+        # the activator (uncounted per version), and on a loaded CI machine
+        # Prometheus's figures and the operator's passes lag (seen: over 60 s,
+        # the operator also slow to remove services at teardown).
+        wait_for(lambda: replicas(models, model) >= 2, 120, f"{model} to grow under load")
         grown = models.labels(config)["aiart.status.scale"]
         assert grown.startswith(("burst", "2 replicas", "3 replicas", "4 replicas")), grown
         time.sleep(6)  # the new replicas start and take traffic
