@@ -151,9 +151,12 @@ def test_a_model_put_to_sleep_while_the_gateway_reads_the_swarm_late_is_woken_no
     models.wait_status(config, "Ready", timeout=300)
     with httpx.Client(base_url=GATEWAY, timeout=90) as client:
         # Awake, and its own routes in the gateway: answered by its task.
-        wait_for(lambda: replicas(models, model) == 1 and client.post(
-            f"/v2/models/{model}/infer", json=infer_body([ROWS[1]])).status_code == 200,
-            120, f"{model} to answer")
+        # Called whatever its size: on a slow host the gateway may learn its
+        # routes only after it has gone to sleep (idle for 5 s), and then a
+        # call is what wakes it.
+        wait_for(lambda: client.post(
+            f"/v2/models/{model}/infer", json=infer_body([ROWS[1]])).status_code == 200
+            and replicas(models, model) == 1, 120, f"{model} to answer")
         (proxy,) = engine.containers.list(
             filters={"label": f"com.docker.swarm.service.name={STACK}_engine-proxy"})
         proxy.pause()

@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "keys":
             return asyncio.run(cli_keys.run_command(args))
-        if args.command in ("export", "packages", "trust"):
+        if args.command in ("export", "import", "packages", "trust"):
             return asyncio.run(cli_packages.run_command(args))
         if args.command in API_COMMANDS:
             return cli_api.run_command(args)

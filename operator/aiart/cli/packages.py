@@ -31,10 +31,11 @@ from aiart.core.objects import ConfigObject
 from aiart.core.render import service_name
 from aiart.core.settings import CLISettings, OperatorSettings, environment_with
 from aiart.core.spec import DNS_LABEL, ManifestError, parse_manifest
-from aiart.core.store_layout import bucket_for, run_prefix
+from aiart.core.store_layout import ConfigRef, RunRef, S3Ref, bucket_for, run_prefix
 from aiart.engine.adapter import DockerCluster
 from aiart.engine.registry import RegistryReader
 from aiart.store.artifacts import fetch_artifact
+from aiart.store.runs import read_run, store_run
 
 
 def add_commands(commands: Any) -> None:
@@ -48,6 +49,13 @@ def add_commands(commands: Any) -> None:
                                       "default: the only one there is")
     export.add_argument("--unsigned", action="store_true",
                         help="sign nothing (an importing site must allow unsigned imports)")
+
+    imported = commands.add_parser(
+        "import", help="check a package and declare its model here, with its image: served "
+                       "without a build")
+    imported.add_argument("package", type=Path, metavar="FILE")
+    imported.add_argument("--allow-unsigned", action="store_true",
+                          help="take a package no trusted key signed (an admin's choice)")
 
     packages = commands.add_parser("packages", help="keys that sign model packages")
     package_commands = packages.add_subparsers(dest="packages_command", required=True)
@@ -174,21 +182,22 @@ def _registry() -> RegistryReader:
                           str(ca) if ca.is_file() else None)
 
 
+def _declared(config: ConfigObject) -> str:
+    try:
+        return parse_manifest(config.data).metadata.version
+    except ManifestError:
+        return config.labels.get(L.VERSION, "")
+
+
 def _version(configs: list[ConfigObject], name: str, version: str) -> ConfigObject:
     if not configs:
         raise PermanentError(f"no model {name!r} is declared")
-
-    def declared(config: ConfigObject) -> str:
-        try:
-            return parse_manifest(config.data).metadata.version
-        except ManifestError:
-            return config.labels.get(L.VERSION, "?")
     if version:
-        chosen = [c for c in configs if declared(c) == version]
+        chosen = [c for c in configs if _declared(c) == version]
     else:
         chosen = [c for c in configs if c.labels.get(L.STATUS_CURRENT) == "true"]
     if not chosen:
-        versions = ", ".join(sorted(map(declared, configs)))
+        versions = ", ".join(sorted(map(_declared, configs)))
         raise PermanentError(f"model {name} has no version {version!r} (it has {versions})"
                              if version else f"no version of {name} serves; say which "
                              f"({versions})")
@@ -210,6 +219,8 @@ async def export(args: argparse.Namespace) -> int:
                     if s.name == service_name(name, version)]
         image = str(((services[0].spec.get("TaskTemplate") or {}).get("ContainerSpec") or {})
                     .get("Image", "")) if services else ""
+        # The tag it was built as (the service runs it by digest).
+        tag = services[0].labels.get(L.IMAGE_TAG, "") if services else ""
         if "@sha256:" not in image:
             raise PermanentError(f"{name}:{version} runs no image aiart built and pinned yet "
                                  f"(status {config.labels.get(L.STATUS, 'Pending')})")
@@ -220,7 +231,10 @@ async def export(args: argparse.Namespace) -> int:
         fetched = await fetch_artifact(cluster, store, artifact) if artifact else None
     print(f"[aiart] {name}:{version}: image {image}", file=sys.stderr)
     run: dict[str, Any] | None = None
-    if fetched is not None and fetched.run_id and store is not None:
+    artifact_name = artifact.uri.rsplit("/", 1)[-1] if artifact else ""
+    if fetched is not None and fetched.run_id and store is not None and artifact is not None:
+        assert isinstance(artifact.ref, RunRef)
+        artifact_name = (await read_run(store, artifact.ref)).model_file
         found_run: dict[str, Any] = {"runId": fetched.run_id}
         for part in ("metrics", "params"):
             try:
@@ -242,9 +256,9 @@ async def export(args: argparse.Namespace) -> int:
     labels = json.loads(blobs[parts[0]["digest"]]).get("config", {}).get("Labels") or {}
     contents = P.Contents(
         name=name, version=version, manifest=config.data,
-        artifact_name=artifact.uri.rsplit("/", 1)[-1] if artifact else "",
+        artifact_name=artifact_name,
         artifact=fetched.data if fetched else None, run=run,
-        provenance={"image": image, "artifact": artifact.uri if artifact else "",
+        provenance={"image": image, "imageTag": tag, "artifact": artifact.uri if artifact else "",
                     "artifactSha256": fetched.sha256 if fetched else "",
                     "sourceRun": f"run://{name}/{fetched.run_id}"
                     if fetched and fetched.run_id else "",
@@ -262,9 +276,94 @@ async def export(args: argparse.Namespace) -> int:
     return 0
 
 
+async def import_package(args: argparse.Namespace) -> int:
+    """Check the package, put its image into this swarm's registry byte for
+    byte (its digest unchanged) and its model file where its manifest says,
+    and declare the version: the operator finds the image in the registry
+    under the tag it would build, and builds nothing."""
+    try:
+        files = P.from_tar(args.package.read_bytes())
+    except OSError as exc:
+        raise PermanentError(f"{args.package}: {exc}") from None
+    async with aiodocker.Docker() as docker:
+        cluster = DockerCluster(docker)
+        trusted = [key for _, key in await trusted_keys(cluster)]
+        opened = P.open_package(files, trusted, allow_unsigned=args.allow_unsigned)
+        contents = opened.contents
+        try:
+            manifest = parse_manifest(contents.manifest)
+        except ManifestError as exc:
+            raise PermanentError(f"the package's manifest is not valid here: {exc}") from None
+        name, version = manifest.metadata.name, manifest.metadata.version
+        if (name, version) != (contents.name, contents.version):
+            raise PermanentError(f"the package is {contents.name}:{contents.version} but its "
+                                 f"manifest declares {name}:{version}")
+        signed = f"signed by {opened.signer}" if opened.signer else "unsigned"
+        existing = [c for c in await cluster.list_model_configs(name) if _declared(c) == version]
+        if existing:
+            if existing[0].data == contents.manifest:
+                print(f"[aiart] {name}:{version} is declared here already, as the package has "
+                      "it: nothing to do", file=sys.stderr)
+                return 0
+            raise PermanentError(f"{name}:{version} is declared here with another manifest; "
+                                 "remove it first or import another version")
+        if contents.image is not None:
+            # The tag the operator builds the image as: its recipe's, the same here.
+            built_as = str(contents.provenance.get("imageTag", ""))
+            tag = built_as.rpartition(":")[2] if ":" in built_as.rpartition("/")[2] else ""
+            if not tag:
+                raise PermanentError("the package names no tag for its image")
+            registry = _registry()
+            try:
+                for blob in contents.image.blobs.values():
+                    await registry.push_blob(model_repository(name), blob)
+                pushed = await registry.push_manifest(model_repository(name), tag,
+                                                      contents.image.manifest,
+                                                      contents.image.media_type)
+            finally:
+                await registry.aclose()
+            print(f"[aiart] image {model_repository(name)}:{tag} in this swarm's registry "
+                  f"({pushed})", file=sys.stderr)
+        artifact = manifest.spec.artifact
+        if artifact is not None:
+            await _restore_artifact(cluster, artifact.ref, name, version, contents)
+        await cluster.create_config(f"{name}-{version}", contents.manifest, {
+            L.MODEL: name, L.CREATED_BY: f"package:{opened.signer or 'unsigned'}"})
+    print(f"{name}:{version}")
+    print(f"[aiart] {args.package}: {name}:{version} declared, {signed}; provenance "
+          f"{json.dumps(dict(contents.provenance), sort_keys=True)}", file=sys.stderr)
+    return 0
+
+
+async def _restore_artifact(cluster: DockerCluster, ref: Any, name: str, version: str,
+                            contents: P.Contents) -> None:
+    data = contents.artifact
+    if data is None:
+        raise PermanentError("the package's manifest names a model file the package lacks")
+    if isinstance(ref, ConfigRef):
+        found = await cluster.get_config(ref.name)
+        if found is None:
+            await cluster.create_config(ref.name, data, {
+                L.ARTIFACT_OF: name, L.VERSION: version, L.MANAGED_BY: L.MANAGED_BY_VALUE})
+        elif found.data != data:
+            raise PermanentError(f"a config {ref.name} exists here with other contents")
+        return
+    store = _store()
+    if isinstance(ref, S3Ref):
+        await store.ensure_bucket(ref.bucket)
+        await store.put(ref.bucket, ref.key, data)
+        return
+    run = dict(contents.run or {})
+    await store_run(store, name, contents.artifact_name or "model", data,
+                    metrics=run.get("metrics"), params=run.get("params"),
+                    run_id=str(run.get("runId") or ref.run_id))
+
+
 async def run_command(args: argparse.Namespace) -> int:
     if args.command == "export":
         return await export(args)
+    if args.command == "import":
+        return await import_package(args)
     if args.command == "trust":
         return await trust(args)
     if args.key_command == "create":

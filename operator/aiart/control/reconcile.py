@@ -209,6 +209,10 @@ async def pin_image(deps: Deps, desired: dict[str, Any], prepared: Prepared,
         ref = await deps.cluster.registry_digest(tag)
     if "@sha256:" not in ref:
         ref = await deps.cluster.image_digest(tag)
+    if "@sha256:" not in ref and prepared.recipe is not None:
+        # Built elsewhere and put in the registry (a model package's image):
+        # what the registry gives for the tag.
+        ref = await deps.cluster.registry_digest(tag)
     if "@sha256:" in ref:
         desired["TaskTemplate"]["ContainerSpec"]["Image"] = ref
         desired["Labels"][L.IMAGE_TAG] = tag
@@ -225,7 +229,15 @@ async def apply_change(
     with change_trace.change(deps.traces, model=model, version=version, config_id=config.id,
                              started_ns=started_ns, parsed_ns=parsed_ns):
         try:
-            if not same_tasks:
+            # An image the registry holds under the recipe's tag already (a
+            # model package imported here, or another manager's build) is
+            # what this one would build: none is built or pushed.
+            build = not same_tasks
+            if build and prepared.recipe is not None and \
+                    await deps.cluster.registry_digest(prepared.recipe.tag):
+                log.info("image %s is in the registry already: not built", image)
+                build = False
+            if build:
                 config = await set_status(deps, key, config, Status(
                     phase=Phase.BUILDING, message=f"building image {image}", image=image,
                     extra={"inputs": prepared.inputs}))

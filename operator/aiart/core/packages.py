@@ -5,7 +5,7 @@ image) in one signed file, as an OCI image layout in a tar archive, so that
 (docs/packages.md maps it out).
 
 Pure: no I/O. The files' bytes come in and go out as bytes: ``aiart
-export`` (cli/packages.py) writes them; import is not built yet.
+export`` and ``aiart import`` (cli/packages.py) write and read them.
 
     oci-layout                 {"imageLayoutVersion": "1.0.0"}
     index.json                 the package's manifests, by reference name

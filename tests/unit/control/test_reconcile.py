@@ -46,6 +46,34 @@ def declare(cluster: FakeCluster, name: str, version: str, artifact: str | None 
     return cfg
 
 
+async def test_an_image_the_registry_holds_under_the_recipes_tag_is_not_built(world) -> None:
+    # A model package imported here put the image it was built as into the
+    # registry, under the tag this operator would build: it runs that one.
+    deps, cluster, builder, _ = world
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    tag = cluster.config("iris-1").labels[L.STATUS_IMAGE].partition("@")[0]
+    assert builder.built == [tag]
+    declare(cluster, "iris", "2")
+    await settle(deps, "iris")
+    assert any(":2-" in t for t in builder.built)  # unknown to the registry: built
+
+    cluster.services.clear()
+    for config in list(cluster.configs.values()):
+        if config.labels.get(L.MODEL) == "iris":
+            cluster.remove_config(config.name)
+    builder.built.clear()
+    builder.pushed.clear()
+    cluster.registry_digests[tag] = f"localhost:5000/aiart/iris@sha256:{'a' * 64}"
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    config = cluster.config("iris-1")
+    assert config.labels[L.STATUS] == "Ready"
+    assert builder.built == [] and builder.pushed == [] and builder.runtimes
+    (service,) = cluster.services.values()
+    assert "@sha256:" in service.spec["TaskTemplate"]["ContainerSpec"]["Image"]
+
+
 async def test_a_declared_model_becomes_ready_and_a_second_pass_changes_nothing(world) -> None:
     deps, cluster, builder, _ = world
     declare(cluster, "iris", "1")
