@@ -190,6 +190,13 @@ class Models:
 def models(engine: docker.DockerClient, run_id: str) -> Iterator[Models]:
     declared = Models(engine, run_id)
     yield declared
+    remove_test_models(declared)
+
+
+def remove_test_models(declared: Models) -> None:
+    """Everything the tests declared through ``declared`` (and through the
+    API, for its models), their services, catalog records and images."""
+    engine, run_id = declared.engine, declared.run_id
     configs = engine.configs.list(filters={"label": f"{TEST_LABEL}={run_id}"})
     # Configs made through aiart's API carry no test label: find them by model.
     made_by_api = [c for c in engine.configs.list(filters={"label": "aiart.model"})

@@ -275,7 +275,14 @@ def openapi_document() -> dict[str, Any]:
                               "description": "a scalable version's replicas wanted and why "
                                              "(docs/scaling.md)",
                               "properties": {k: {"type": "string"} for k in (
-                                  "replicas", "status")}}}},
+                                  "replicas", "status")}},
+                    "package": {"type": "object", "nullable": True,
+                                "description": "imported from a model package: who signed "
+                                               "it and where it was built (docs/packages.md)",
+                                "properties": {k: {"type": "string"} for k in (
+                                    "signer", "keyName", "package", "image",
+                                    "artifactSha256", "sourceRun", "runtime", "libraries",
+                                    "declaredAt", "importedAt")}}}},
                 "Model": {"type": "object", "properties": {
                     "name": {"type": "string"}, "status": {"type": "string"},
                     "endpoint": {"type": "string"},

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from aiart.auth.access import KEY_NAME, ApiKey, Role
-from aiart.core import jobs, rollout
+from aiart.core import jobs, packages, rollout
 from aiart.core import labels as L
 from aiart.core.objects import ConfigObject
 from aiart.core.spec import Manifest, ManifestError, image_repository, parse_manifest
@@ -83,6 +83,8 @@ def version_view(config: ConfigObject) -> dict[str, Any]:
                   "status": labels.get(L.STATUS_SCALE, "")}
         if L.SCALE_REPLICAS in labels else None,
         "current": labels.get(L.STATUS_CURRENT) == "true",
+        # Imported from a model package: where it came from (docs/packages.md).
+        "package": packages.read_origin(labels.get(L.PACKAGE, "")),
         # As declared (the dashboard shows it); manifests hold no secrets.
         "manifest": config.data.decode("utf-8", "replace"),
         "alerts": [a for a in labels.get(L.STATUS_ALERTS, "").split(",") if a],

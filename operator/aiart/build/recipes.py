@@ -122,6 +122,7 @@ class RuntimeRecipe:
             base_image=self.base_image,
             python_version=self.python_version,
             requirements=" ".join(quote(r) for r in self.requirements),
+            libraries=" ".join(r.replace('"', "").replace("\\", "") for r in self.libraries),
             extra_files=bool(self.files),
         )
 

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from aiart.catalog.records import now
 from aiart.cli.store import _store
 from aiart.cli.table import table
 from aiart.core import labels as L
@@ -287,8 +288,11 @@ async def import_package(args: argparse.Namespace) -> int:
         raise PermanentError(f"{args.package}: {exc}") from None
     async with aiodocker.Docker() as docker:
         cluster = DockerCluster(docker)
-        trusted = [key for _, key in await trusted_keys(cluster)]
-        opened = P.open_package(files, trusted, allow_unsigned=args.allow_unsigned)
+        keys = await trusted_keys(cluster)
+        opened = P.open_package(files, [key for _, key in keys],
+                                allow_unsigned=args.allow_unsigned)
+        key_name = next((c.labels.get(L.PACKAGE_KEY_NAME, "") for c, key in keys
+                         if P.key_id(key) == opened.signer), "")
         contents = opened.contents
         try:
             manifest = parse_manifest(contents.manifest)
@@ -328,7 +332,9 @@ async def import_package(args: argparse.Namespace) -> int:
         if artifact is not None:
             await _restore_artifact(cluster, artifact.ref, name, version, contents)
         await cluster.create_config(f"{name}-{version}", contents.manifest, {
-            L.MODEL: name, L.CREATED_BY: f"package:{opened.signer or 'unsigned'}"})
+            L.MODEL: name, L.CREATED_BY: f"package:{opened.signer or 'unsigned'}",
+            L.PACKAGE: json.dumps(P.origin(opened, key_name=key_name, imported_at=now()),
+                                  sort_keys=True)})
     print(f"{name}:{version}")
     print(f"[aiart] {args.package}: {name}:{version} declared, {signed}; provenance "
           f"{json.dumps(dict(contents.provenance), sort_keys=True)}", file=sys.stderr)

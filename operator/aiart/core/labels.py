@@ -42,6 +42,9 @@ API_KEY_CONFIG_PREFIX: Final = "aiart-apikey-"
 # A public key whose model packages this swarm imports (cli/packages.py):
 # its id, with aiart.package-key.name beside it; the config's data is the
 # key in PEM, and its name this and the id.
+# On a version imported from a model package: where it came from, as JSON
+# (core/packages.py origin).
+PACKAGE: Final = "aiart.package"
 PACKAGE_KEY: Final = "aiart.package-key"
 PACKAGE_KEY_NAME: Final = "aiart.package-key.name"
 PACKAGE_KEY_CONFIG_PREFIX: Final = "aiart-package-key-"
@@ -91,3 +94,5 @@ STATUS_SCALE: Final = "aiart.status.scale"
 # inside it rather than by a name someone has to remember.
 RUNTIME: Final = "aiart.runtime"
 RUNTIME_RECIPE: Final = "aiart.runtime.recipe"
+# The libraries it runs models with, as pinned (runtime.Dockerfile.j2).
+RUNTIME_LIBRARIES: Final = "aiart.runtime.libraries"

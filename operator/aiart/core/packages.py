@@ -50,6 +50,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from aiart.core import labels as L
+
 OCI_LAYOUT = {"imageLayoutVersion": "1.0.0"}
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -390,3 +392,36 @@ def load_public_key(pem: bytes) -> Ed25519PublicKey:
     if not isinstance(key, Ed25519PublicKey):
         raise PackageError("the public key is not an Ed25519 key")
     return key
+
+
+def origin(opened: Opened, *, key_name: str, imported_at: str) -> dict[str, str]:
+    """What the importing site keeps of a package it imported, as the
+    version's label ``aiart.package`` (JSON; the API and the dashboard show
+    it): who signed it (checked at the import), where and from what it was
+    built, and the libraries its image runs the model with."""
+    contents = opened.contents
+    provenance = contents.provenance
+    image_labels = provenance.get("imageLabels")
+    libraries = image_labels.get(L.RUNTIME_LIBRARIES, "") \
+        if isinstance(image_labels, Mapping) else ""
+    return {
+        "signer": opened.signer, "keyName": key_name, "package": opened.model_manifest,
+        "image": str(provenance.get("image", "")),
+        "artifactSha256": str(provenance.get("artifactSha256", "")),
+        "sourceRun": str(provenance.get("sourceRun", "")),
+        "runtime": str(provenance.get("runtime", "")), "libraries": str(libraries),
+        "declaredAt": contents.created, "importedAt": imported_at,
+    }
+
+
+def read_origin(label: str) -> dict[str, str] | None:
+    """``origin`` back from its label; None when there is none or it is not
+    one (a label anyone with the engine could have written by hand)."""
+    try:
+        found = json.loads(label) if label else None
+    except ValueError:
+        return None
+    if not isinstance(found, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
+        return None
+    return found

@@ -144,9 +144,12 @@ class RegistryReader:
             if started.status_code != 202 or "location" not in started.headers:
                 raise TransientError(f"the registry answered {started.status_code} to an "
                                      f"upload into {repository}")
-            done = await self._client.put(started.headers["location"], params={
-                "digest": wanted}, content=data,
-                headers={"Content-Type": "application/octet-stream"})
+            # The upload's location carries its state in its query: the
+            # digest is added to it (``params=`` would replace it, and the
+            # registry then refuses the upload as invalid).
+            where = httpx.URL(started.headers["location"]).copy_add_param("digest", wanted)
+            done = await self._client.put(where, content=data,
+                                          headers={"Content-Type": "application/octet-stream"})
         except httpx.HTTPError as exc:
             raise TransientError(f"the registry cannot be reached: {exc}") from None
         if done.status_code != 201:

@@ -183,3 +183,20 @@ def test_signing_keys_round_trip_through_pem_and_others_are_refused() -> None:
     for loader in (P.load_private_key, P.load_public_key):
         with pytest.raises(P.PackageError, match="PEM"):
             loader(b"-----BEGIN NOTHING-----\n")  # type: ignore[operator]
+
+
+def test_the_importing_site_keeps_who_signed_it_and_what_it_was_built_from() -> None:
+    made = contents(provenance={
+        "image": "localhost:5000/aiart/iris@sha256:" + "a" * 64, "runtime": "sklearn",
+        "sourceRun": "run://iris/20261206-1", "artifactSha256": "b" * 64,
+        "imageLabels": {"aiart.runtime.libraries": "scikit-learn==1.5.2 numpy>=2,<3 joblib"}})
+    opened = P.open_package(P.from_tar(P.to_tar(P.build(made, KEY))), [KEY.public_key()])
+    kept = P.origin(opened, key_name="site-a", imported_at="2026-12-06T13:00:00Z")
+    assert kept["signer"] == P.key_id(KEY.public_key()) and kept["keyName"] == "site-a"
+    assert kept["libraries"] == "scikit-learn==1.5.2 numpy>=2,<3 joblib"
+    assert kept["sourceRun"] == "run://iris/20261206-1"
+    assert kept["image"].endswith("a" * 64) and kept["declaredAt"] == made.created
+    assert P.read_origin(json.dumps(kept)) == kept
+    # A label that is not one (written by hand): nothing shown.
+    for label in ("", "not json", "[1]", '{"signer": 1}'):
+        assert P.read_origin(label) is None

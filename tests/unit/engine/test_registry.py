@@ -30,8 +30,12 @@ class Memory:
         if request.method == "POST" and path.endswith("/blobs/uploads/"):
             upload = uuid.uuid4().hex
             self.uploads[upload] = path
-            return httpx.Response(202, headers={"Location": f"/v2/uploads/{upload}"})
+            # As the registry does: the upload's state in the location's query.
+            return httpx.Response(202, headers={
+                "Location": f"/v2/uploads/{upload}?_state=s-{upload}"})
         if request.method == "PUT" and path.startswith("/v2/uploads/"):
+            if request.url.params.get("_state") != f"s-{path.rpartition('/')[2]}":
+                return httpx.Response(404, json={"errors": [{"code": "BLOB_UPLOAD_INVALID"}]})
             wanted = request.url.params["digest"]
             if digest(request.content) != wanted:
                 return httpx.Response(400, json={"errors": [{"code": "DIGEST_INVALID"}]})

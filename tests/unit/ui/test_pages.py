@@ -5,6 +5,7 @@ the API calls the pages' scripts make (charts, the playground)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -361,3 +362,22 @@ def test_a_models_page_shows_its_events_escaped(world: World) -> None:
     events = page.text.split('id="events"')[1].split("</table>")[0]
     assert "Failed" in events and "2026-12-06 10:00:00" in events
     assert "&lt;script&gt;x()&lt;/script&gt;" in events and "<script>x()" not in page.text
+
+
+def test_a_version_imported_from_a_package_shows_where_it_came_from(world: World) -> None:
+    headers = world.key(Role.DEPLOYER)
+    assert deploy(world, headers, artifact=tiny_model()).status_code == 202
+    origin = {"signer": "0879e184aca1564c", "keyName": "site <a>", "package": "sha256:1",
+              "image": "registry.site-a:5000/aiart/iris@sha256:2", "artifactSha256": "3",
+              "sourceRun": "", "runtime": "sklearn", "libraries": "scikit-learn==1.5.2",
+              "declaredAt": "2026-12-06T09:00:00Z", "importedAt": "2026-12-06T10:00:00Z"}
+    config = world.cluster.config("iris-1")
+    world.client.portal.call(  # type: ignore[union-attr]
+        world.cluster.update_config_labels, config,
+        {**config.labels, L.PACKAGE: json.dumps(origin)})
+    (version,) = world.client.get("/api/v1/models/iris", headers=headers).json()["versions"]
+    assert version["package"] == origin
+    page = world.client.get("/ui/models/iris", headers=headers).text
+    versions = page.split('id="versions"')[1].split("</table>")[0]
+    assert "imported from a package" in versions and "0879e184aca1564c" in versions
+    assert "scikit-learn==1.5.2" in versions and "site &lt;a&gt;" in versions
