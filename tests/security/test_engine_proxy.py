@@ -19,6 +19,9 @@ from urllib.parse import quote
 import docker
 import pytest
 from aiart.auth.access import Role, new_key
+from aiart.core import packages as P
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.e2e.conftest import STACK, Models, aiart, wait_for
 
@@ -84,6 +87,15 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
     operator = engine.services.get(f"{STACK}_operator").id
     key = {"Name": f"t{models.run_id}-forged-key", "Data": "",
            "Labels": {"aiart.model": "x", "aiart.apikey": "forged", "aiart.apikey.role": "admin"}}
+    # A key to sign model packages with, made trusted by the swarm: a
+    # version's config that also carries the trusted key's labels and data.
+    evil = Ed25519PrivateKey.generate().public_key()
+    evil_id = P.key_id(evil)
+    package_key = {"Name": f"aiart-package-key-{evil_id}",
+                   "Data": base64.b64encode(evil.public_bytes(
+                       Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)).decode(),
+                   "Labels": {"aiart.model": models.name("pkgkey"), "aiart.package-key": evil_id,
+                              "aiart.package-key.name": "evil"}}
     # Key records as the dashboard's keys page writes them: a deployer's it
     # may write and remove; an admin's, well formed or disguised, it may not.
     deployer, admin = record(Role.DEPLOYER), record(Role.ADMIN)
@@ -113,6 +125,7 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
         ["containers", "GET", "/v1.41/containers/json", None],
         ["hidden path", "GET", "/v1.41/configs/..%2Fcontainers%2Fjson", None],
         ["key record", "POST", "/v1.41/configs/create", key],
+        ["a trusted package key", "POST", "/v1.41/configs/create", package_key],
         ["an admin's key record", "POST", "/v1.41/configs/create", admin],
         ["a deployer's label on an admin's record", "POST", "/v1.41/configs/create", disguised],
         ["a deployer's key record", "POST", "/v1.41/configs/create", deployer],
@@ -136,7 +149,7 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
     ])
     assert seen["engine socket"] is False
     for call in ("host disk", "service", "exec", "secrets", "containers", "hidden path",
-                 "key record", "an admin's key record", "a deployer's label on an admin's record",
+                 "key record", "a trusted package key", "an admin's key record", "a deployer's label on an admin's record",
                  "an admin's record removed", "bystander", "every config", "every service", "operator's logs",
                  "its status", "its rollout", "a label of its own", "bystander's labels"):
         status, text = seen[call]
@@ -152,6 +165,7 @@ def test_a_taken_over_api_cannot_become_root_or_touch_what_is_not_a_deployment(
     assert victim.attrs["Spec"]["Data"] == version.attrs["Spec"]["Data"]
     engine.configs.get(bystander.id)  # still there
     assert not engine.configs.list(filters={"name": key["Name"]})
+    assert not engine.configs.list(filters={"name": package_key["Name"]})
     assert seen["a deployer's key record"][0] == 201, seen["a deployer's key record"]
     assert seen["the deployer's record removed"][0] == 204, seen["the deployer's record removed"]
     for made in (admin, disguised, deployer):

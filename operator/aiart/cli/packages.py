@@ -34,6 +34,7 @@ from aiart.core.settings import CLISettings, OperatorSettings, environment_with
 from aiart.core.spec import DNS_LABEL, ManifestError, parse_manifest
 from aiart.core.store_layout import ConfigRef, RunRef, S3Ref, bucket_for, run_prefix
 from aiart.engine.adapter import DockerCluster
+from aiart.engine.policy import DEPLOYMENT_LABELS
 from aiart.engine.registry import RegistryReader
 from aiart.store.artifacts import fetch_artifact
 from aiart.store.runs import read_run, store_run
@@ -123,13 +124,20 @@ def list_keys() -> int:
 
 
 async def trusted_keys(cluster: DockerCluster) -> list[tuple[ConfigObject, Ed25519PublicKey]]:
-    """The keys this swarm trusts; a config that is no key is left out."""
+    """The keys this swarm trusts, as ``aiart trust add`` keeps them: a config
+    named for the key's id, labelled with it, holding the key, and nothing
+    else (no model version that also carries the label)."""
     found = []
     for config in await cluster.list_configs(L.PACKAGE_KEY):
         try:
-            found.append((config, P.load_public_key(config.data)))
+            key = P.load_public_key(config.data)
         except P.PackageError:
             continue
+        key_id = P.key_id(key)
+        if (config.name, config.labels.get(L.PACKAGE_KEY)) == (
+                f"{L.PACKAGE_KEY_CONFIG_PREFIX}{key_id}", key_id) and not any(
+                label in config.labels for label in DEPLOYMENT_LABELS):
+            found.append((config, key))
     return found
 
 

@@ -247,6 +247,10 @@ def _creation(body: bytes) -> Verdict:
             return Verdict(False,
                            f"the api service may not create this key record: {key_problem}")
         return Verdict(True)
+    if any(str(k) == L.PACKAGE_KEY or str(k).startswith(f"{L.PACKAGE_KEY}.") for k in labels):
+        # A key the swarm trusts model packages from: a manager's CLI alone
+        # adds one (aiart trust), even on a config that is also a deployment.
+        return Verdict(False, "the api service may not create a trusted package key")
     foreign = sorted(str(k) for k in labels if not str(k).startswith("aiart."))
     if problem := _deployment_problem(labels) or (
             foreign and f"labels outside aiart.*: {', '.join(foreign)}"):

@@ -96,6 +96,10 @@ def test_the_api_creates_deployment_configs_only() -> None:
     refused = {
         "a key record": {"aiart.model": "iris", "aiart.apikey": "k1",
                          "aiart.apikey.role": "admin"},
+        "a trusted package key on a version": {"aiart.model": "iris",
+                                               "aiart.package-key": "0879e184aca1564c",
+                                               "aiart.package-key.name": "evil"},
+        "a trusted package key": {"aiart.package-key": "0879e184aca1564c"},
         "no deployment label": {"aiart.managed-by": "aiart"},
         "a foreign label": {"aiart.model": "iris", "com.example.run-as": "root"},
         "no labels": {},
