@@ -15,10 +15,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 from aiart.core import packages as P
 
-from tests.e2e.conftest import TLS_DIR, Models
+from tests.e2e.conftest import TLS_DIR, Models, aiart, wait_for
+from tests.e2e.test_model_lifecycle import ROWS, infer_body
 
 pytestmark = pytest.mark.e2e
 
@@ -109,3 +111,64 @@ def statuses(models: Models, model: str, labels: dict[str, str]) -> list[str]:
             found += [e["status"] for e in json.loads(spec_labels["aiart.catalog.history"])]
     assert found, f"no catalog record of {model}-1"
     return found
+
+
+def test_the_api_exports_a_version_and_imports_it_back_with_its_image(
+        models: Models, iris_pickle: bytes, tmp_path: Path, gateway: httpx.Client,
+        run_id: str) -> None:
+    """Through the gateway, as the dashboard calls it: a version deployed
+    through the API exported by its deployer (unsigned: this stack gives the
+    API no signing key), then removed with its image; imported back (an
+    unsigned package needs an admin who says so), it is served by the very
+    image the package carries, with no build."""
+    deployer = aiart("keys", "create", f"t{run_id}-pkgapi", "--role", "deployer")
+    admin = aiart("keys", "create", f"t{run_id}-pkgapi-admin", "--role", "admin")
+    model = models.name("pkgapi")
+    try:
+        made = gateway.post("/api/v1/models", headers={"X-API-Key": deployer}, files={
+            "manifest": ("manifest.yaml", f"apiVersion: aiart/v1\nkind: Model\nmetadata: "
+                         f"{{name: {model}, version: '1'}}\nspec:\n  runtime: sklearn\n"
+                         "  auth: {mode: none}\n"),
+            "artifact": ("model.pkl", iris_pickle)})
+        assert made.status_code == 202, made.text
+        models.wait_status(f"{model}-1", "Ready", timeout=300)
+        before = gateway.post(f"/v2/models/{model}/infer", json=infer_body(ROWS)).json()
+        (service,) = models.services(model)
+        running = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        exported = gateway.get(f"/api/v1/models/{model}/package?version=1",
+                               headers={"X-API-Key": deployer}, timeout=120)
+        assert exported.status_code == 200, exported.text
+        assert exported.headers["x-aiart-package-signer"] == "unsigned"
+        package = exported.content
+        image = P.open_package(P.from_tar(package), [], allow_unsigned=True).contents.image
+        assert image is not None and running.endswith(f"@{P.digest(image.manifest)}")
+
+        gone = gateway.delete(f"/api/v1/models/{model}", headers={"X-API-Key": deployer})
+        assert gone.status_code == 200, gone.text
+        wait_for(lambda: not models.services(model), 120, "the version's service to go")
+        digest = P.digest(image.manifest)
+        wait_for(lambda: gateway.delete(f"/api/v1/models/{model}/images/{digest}",
+                                        headers={"X-API-Key": deployer}).status_code == 200,
+                 60, "its image to be removed")
+
+        def post(key: str, query: str = "") -> httpx.Response:
+            return gateway.post(f"/api/v1/packages{query}", content=package, timeout=120,
+                                headers={"X-API-Key": key, "Content-Type": "application/x-tar"})
+        refused = post(deployer)
+        assert refused.status_code == 400 and "not signed" in refused.text, refused.text
+        assert post(deployer, "?allowUnsigned=true").status_code == 403
+        done = post(admin, "?allowUnsigned=true")
+        assert done.status_code == 201, done.text
+        labels = models.wait_status(f"{model}-1", "Ready", timeout=300)
+        (service,) = models.services(model)
+        assert service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].endswith(
+            f"@{digest}")
+        assert "Building" not in statuses(models, model, labels), labels
+        after = gateway.post(f"/v2/models/{model}/infer", json=infer_body(ROWS)).json()
+        assert after["outputs"] == before["outputs"]
+        again = post(admin, "?allowUnsigned=true")
+        assert again.status_code == 200 and "nothing to do" in again.text
+    finally:
+        for name in (f"t{run_id}-pkgapi", f"t{run_id}-pkgapi-admin"):
+            subprocess.run([sys.executable, "-m", "aiart.cli", "keys", "revoke", name],
+                           capture_output=True, timeout=60)

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import httpx
 import yaml
 from aiart_runtime.settings import BATCH_FORMATS as FORMATS
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
@@ -60,6 +61,7 @@ from aiart.core.images import DIGEST as IMAGE_DIGEST
 from aiart.core.images import image_views, model_repository
 from aiart.core.images import in_use as images_in_use
 from aiart.core.objects import ConfigObject, ServiceObject
+from aiart.core.packages import PackageError, load_private_key
 from aiart.core.render import service_name
 from aiart.core.settings import ServiceSettings
 from aiart.core.spec import DNS_LABEL, MAX_MANIFEST_BYTES, ManifestError
@@ -67,6 +69,7 @@ from aiart.core.store_layout import ConfigRef, bucket_for, run_prefix
 from aiart.engine.registry import RegistryReader
 from aiart.store.client import ObjectTooLarge, Store
 from aiart.store.runs import RunError, list_runs, store_run
+from aiart.transfer import packages as transfer
 
 log = logging.getLogger("aiart.api")
 PREFIX = "/api/v1"
@@ -133,6 +136,8 @@ class ApiContext:
     passer: GatewayPasser | None = None  # where the dashboard's inference calls go
     catalog: Catalog | None = None  # the operator's records: a model's events
     registry: RegistryReader | None = None  # where a model's images are listed
+    # The site's key that signs exported model packages; None: unsigned.
+    package_key: Ed25519PrivateKey | None = None
 
 
 def context(request: Request) -> ApiContext:
@@ -692,6 +697,92 @@ async def remove_image(request: Request) -> Response:
     return JSONResponse({"removed": digest})
 
 
+class _ReadableConfigs:
+    """The engine as the API's proxy lets it read configs: one named alone
+    comes back without its data, a list filtered by an aiart label with it.
+    A model's artifact config (uploaded through aiart, labelled with the
+    model) is read from the list of the model's artifacts; any other
+    config's data the API cannot read."""
+
+    def __init__(self, cluster: ApiCluster) -> None:
+        self.cluster = cluster
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cluster, name)
+
+    async def get_config(self, name: str) -> ConfigObject | None:
+        found = await self.cluster.get_config(name)
+        if found is None or found.data:
+            return found
+        model = found.labels.get(L.ARTIFACT_OF, "")
+        listed = [c for c in await self.cluster.list_configs(f"{L.ARTIFACT_OF}={model}")
+                  if c.name == name] if model else []
+        if not listed:
+            raise ApiError(409, f"the API may not read config {name}'s data (only model files "
+                                "uploaded through aiart): use aiart export or aiart import "
+                                "on a manager")
+        return listed[0]
+
+
+async def export_package(request: Request) -> Response:
+    """One version of the model (``?version=``; the one serving without it)
+    as a model package, signed with the site's key when it has one
+    (docs/packages.md): for the model's deployers, since it holds the model
+    file."""
+    ctx = context(request)
+    who = await principal(request)
+    name = model_name(request)
+    allow(who, Role.DEPLOYER, name)
+    version = request.query_params.get("version", "")
+
+    def store() -> Store:
+        return _store(request)
+    made = await transfer.export_version(
+        _ReadableConfigs(ctx.cluster), _registry(ctx), store, name, version, ctx.package_key)
+    log.info("%s:%s exported by %s (%s)", made.name, made.version, who.subject,
+             f"signed {made.signer}" if made.signer else "unsigned")
+    return Response(made.data, media_type="application/x-tar", headers={
+        "Content-Disposition": f'attachment; filename="{made.name}-{made.version}.aiart"',
+        "X-Aiart-Package-Signer": made.signer or "unsigned"})
+
+
+async def import_package(request: Request) -> Response:
+    """A model package (the request's body) checked and its version declared
+    here with its image and model file: for the deployers of the model it
+    holds; an unsigned one only for admins who say so (``?allowUnsigned=true``)."""
+    ctx = context(request)
+    who = await principal(request)
+    allow(who, Role.DEPLOYER)
+    unsigned = request.query_params.get("allowUnsigned", "").lower() == "true"
+    if unsigned:
+        allow(who, Role.ADMIN)
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > ctx.max_upload_bytes:
+        raise ApiError(413, f"the package is larger than {ctx.max_upload_bytes} bytes")
+    data = b"".join([chunk async for chunk in Request(
+        request.scope, _limited_receive(request.receive, ctx.max_upload_bytes)).stream()])
+
+    def authorize(model: str) -> None:
+        allow(who, Role.DEPLOYER, model)
+
+    def store() -> Store:
+        return _store(request)
+    try:
+        done = await transfer.import_package(
+            _ReadableConfigs(ctx.cluster), _registry(ctx), store, data,
+            allow_unsigned=unsigned, created_by=who.subject, authorize=authorize)
+    except PackageError as exc:
+        raise ApiError(400, f"the package is refused: {exc}") from None
+    answer = {"name": done.name, "version": done.version, "signer": done.signer,
+              "declared": done.declared, "image": done.image, "package": dict(done.origin)}
+    if not done.declared:
+        return JSONResponse({**answer, "message": "declared here already, as the package "
+                                                  "has it: nothing to do"})
+    log.info("%s:%s imported by %s (%s)", done.name, done.version, who.subject,
+             f"signed by {done.signer}" if done.signer else "unsigned")
+    return JSONResponse(answer, status_code=201)
+
+
 async def list_keys(request: Request) -> Response:
     """Every API key's record (admins): names, roles, models, never a secret."""
     ctx = context(request)
@@ -785,6 +876,8 @@ ROUTES = [
     Route(f"{PREFIX}/models/{{name}}/images", guarded(list_images), methods=["GET"]),
     Route(f"{PREFIX}/models/{{name}}/images/{{digest}}", guarded(remove_image),
           methods=["DELETE"]),
+    Route(f"{PREFIX}/models/{{name}}/package", guarded(export_package), methods=["GET"]),
+    Route(f"{PREFIX}/packages", guarded(import_package), methods=["POST"]),
     Route(f"{PREFIX}/keys", guarded(list_keys), methods=["GET"]),
     Route(f"{PREFIX}/keys", guarded(create_key), methods=["POST"]),
     Route(f"{PREFIX}/keys/{{id}}", guarded(revoke_key), methods=["DELETE"]),
@@ -804,6 +897,7 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
                max_upload_bytes: int = 512 * 1024**2,
                charts: PrometheusCharts | None = None, passer: GatewayPasser | None = None,
                catalog: Catalog | None = None, registry: RegistryReader | None = None,
+               package_key: Ed25519PrivateKey | None = None,
                pages: Sequence[BaseRoute] = ()) -> Starlette:
     """The API; with ``pages``, the dashboard's (aiart/ui) beside it, which
     call these same handlers."""
@@ -812,7 +906,7 @@ def create_app(cluster: ApiCluster, store: Store | None, keys: KeyCache,
     app.state.api = ApiContext(cluster=cluster, store=store, keys=keys, verifier=verifier,
                                max_upload_bytes=max_upload_bytes, charts=charts,
                                passer=passer, catalog=catalog or DockerCatalog(cluster),
-                               registry=registry)
+                               registry=registry, package_key=package_key)
     return app
 
 
@@ -830,4 +924,6 @@ def from_settings(settings: ServiceSettings) -> dict[str, Any]:
                                    secret(settings.api_registry_password_file),
                                    settings.api_registry_ca_file or None)
         if settings.api_registry_url else None,
+        "package_key": load_private_key(Path(settings.api_package_key_file).read_bytes())
+        if settings.api_package_key_file else None,
     }

@@ -14,6 +14,13 @@ def _error(description: str) -> dict[str, Any]:
 
 ERRORS = {"401": _error("no credential, or one that is unknown, revoked or invalid"),
           "403": _error("the credential's role or models do not allow this")}
+PACKAGE_IMPORT = {"type": "object", "properties": {
+    "name": {"type": "string"}, "version": {"type": "string"},
+    "signer": {"type": "string", "description": "the key id that signed it; empty: unsigned"},
+    "declared": {"type": "boolean"},
+    "image": {"type": "string", "description": "where its image was put"},
+    "package": {"type": "object", "description": "where it came from (the version's package)"},
+    "message": {"type": "string"}}}
 NAME = {"name": "name", "in": "path", "required": True,
         "schema": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}}
 
@@ -176,6 +183,42 @@ def openapi_document() -> dict[str, Any]:
                            "responses": {"200": {"description": "removed"},
                                          "404": _error("the model has no such image"),
                                          "409": _error("in use"), **ERRORS}},
+            },
+            "/models/{name}/package": {
+                "parameters": [NAME, {"name": "version", "in": "query",
+                                      "schema": {"type": "string"},
+                                      "description": "default: the version serving"}],
+                "get": {"summary": "One version as a model package (docs/packages.md), signed "
+                                   "with the site's key when it has one (deployers of the "
+                                   "model)",
+                        "responses": {"200": {
+                            "description": "the package; X-Aiart-Package-Signer: its key id, "
+                                           "or unsigned",
+                            "content": {"application/x-tar": {"schema": {
+                                "type": "string", "format": "binary"}}}},
+                            "409": _error("the API may not read the version's model file"),
+                            "503": _error("the registry or the object store is away"),
+                            **ERRORS}},
+            },
+            "/packages": {
+                "post": {"summary": "Import a model package: checked against the swarm's "
+                                    "trusted keys, its image put in aiart's registry, its "
+                                    "version declared (deployers of the model it holds)",
+                         "parameters": [{"name": "allowUnsigned", "in": "query",
+                                         "schema": {"type": "boolean"},
+                                         "description": "take an unsigned package (admins)"}],
+                         "requestBody": {"required": True, "content": {"application/x-tar": {
+                             "schema": {"type": "string", "format": "binary"}}}},
+                         "responses": {
+                             "201": {"description": "declared", "content": {
+                                 "application/json": {"schema": PACKAGE_IMPORT}}},
+                             "200": {"description": "declared so already: nothing to do",
+                                     "content": {"application/json": {
+                                         "schema": PACKAGE_IMPORT}}},
+                             "400": _error("a changed, unsigned or untrusted package, or a "
+                                           "version declared here with another manifest"),
+                             "413": _error("larger than AIART_API_MAX_UPLOAD_BYTES"),
+                             **ERRORS}},
             },
             "/models/{name}/rollout/{action}": {
                 "parameters": [NAME, {"name": "action", "in": "path", "required": True,

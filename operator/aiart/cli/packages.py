@@ -1,10 +1,8 @@
-"""``aiart export``, ``aiart packages key``, ``aiart trust``: model packages
-(docs/packages.md), on a manager, as ``aiart keys`` and ``aiart runs``.
-
-A package is made from what the swarm holds of a version: its manifest (the
-config the operator served it from), its artifact (a config, the object
-store, a training run), the run's metrics and parameters, and the image its
-service runs, read from aiart's registry by digest, byte for byte."""
+"""``aiart export``, ``aiart import``, ``aiart packages key``, ``aiart trust``:
+model packages (docs/packages.md) on a manager, as ``aiart keys`` and ``aiart
+runs``: the signing keys on this machine, the keys the swarm trusts, and
+the moves themselves (transfer/packages.py, which the API's package calls
+use too)."""
 
 from __future__ import annotations
 
@@ -18,26 +16,18 @@ from typing import Any
 import aiodocker
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
-    Ed25519PublicKey,
 )
 
-from aiart.catalog.records import now
 from aiart.cli.store import _store
 from aiart.cli.table import table
 from aiart.core import labels as L
 from aiart.core import packages as P
-from aiart.core.errors import ObjectMissing, PermanentError
-from aiart.core.images import model_repository
-from aiart.core.objects import ConfigObject
-from aiart.core.render import service_name
+from aiart.core.errors import PermanentError
 from aiart.core.settings import CLISettings, OperatorSettings, environment_with
-from aiart.core.spec import DNS_LABEL, ManifestError, parse_manifest
-from aiart.core.store_layout import ConfigRef, RunRef, S3Ref, bucket_for, run_prefix
+from aiart.core.spec import DNS_LABEL
 from aiart.engine.adapter import DockerCluster
-from aiart.engine.policy import DEPLOYMENT_LABELS
 from aiart.engine.registry import RegistryReader
-from aiart.store.artifacts import fetch_artifact
-from aiart.store.runs import read_run, store_run
+from aiart.transfer import packages as T
 
 
 def add_commands(commands: Any) -> None:
@@ -123,24 +113,6 @@ def list_keys() -> int:
     return 0
 
 
-async def trusted_keys(cluster: DockerCluster) -> list[tuple[ConfigObject, Ed25519PublicKey]]:
-    """The keys this swarm trusts, as ``aiart trust add`` keeps them: a config
-    named for the key's id, labelled with it, holding the key, and nothing
-    else (no model version that also carries the label)."""
-    found = []
-    for config in await cluster.list_configs(L.PACKAGE_KEY):
-        try:
-            key = P.load_public_key(config.data)
-        except P.PackageError:
-            continue
-        key_id = P.key_id(key)
-        if (config.name, config.labels.get(L.PACKAGE_KEY)) == (
-                f"{L.PACKAGE_KEY_CONFIG_PREFIX}{key_id}", key_id) and not any(
-                label in config.labels for label in DEPLOYMENT_LABELS):
-            found.append((config, key))
-    return found
-
-
 async def trust(args: argparse.Namespace) -> int:
     async with aiodocker.Docker() as docker:
         cluster = DockerCluster(docker)
@@ -153,7 +125,7 @@ async def trust(args: argparse.Namespace) -> int:
             except OSError as exc:
                 raise PermanentError(f"{args.public_key}: {exc}") from None
             key_id = P.key_id(public)
-            if any(P.key_id(k) == key_id for _, k in await trusted_keys(cluster)):
+            if any(P.key_id(k) == key_id for _, k in await T.trusted_keys(cluster)):
                 print(f"[aiart] key {key_id} is trusted already", file=sys.stderr)
                 return 0
             await cluster.create_config(
@@ -162,7 +134,7 @@ async def trust(args: argparse.Namespace) -> int:
                  L.MANAGED_BY: L.MANAGED_BY_VALUE})
             print(f"trusted {args.name} ({key_id})")
             return 0
-        keys = await trusted_keys(cluster)
+        keys = await T.trusted_keys(cluster)
         if args.trust_command == "ls":
             print(table([["NAME", "ID", "ADDED"]] + [
                 [c.labels.get(L.PACKAGE_KEY_NAME, ""), P.key_id(k), c.created_at]
@@ -191,186 +163,51 @@ def _registry() -> RegistryReader:
                           str(ca) if ca.is_file() else None)
 
 
-def _declared(config: ConfigObject) -> str:
-    try:
-        return parse_manifest(config.data).metadata.version
-    except ManifestError:
-        return config.labels.get(L.VERSION, "")
-
-
-def _version(configs: list[ConfigObject], name: str, version: str) -> ConfigObject:
-    if not configs:
-        raise PermanentError(f"no model {name!r} is declared")
-    if version:
-        chosen = [c for c in configs if _declared(c) == version]
-    else:
-        chosen = [c for c in configs if c.labels.get(L.STATUS_CURRENT) == "true"]
-    if not chosen:
-        versions = ", ".join(sorted(map(_declared, configs)))
-        raise PermanentError(f"model {name} has no version {version!r} (it has {versions})"
-                             if version else f"no version of {name} serves; say which "
-                             f"({versions})")
-    return chosen[0]
-
-
 async def export(args: argparse.Namespace) -> int:
     name, _, version = args.model.partition(":")
     key, key_name = (None, "") if args.unsigned else _signing_key(args.key)
-    async with aiodocker.Docker() as docker:
-        cluster = DockerCluster(docker)
-        config = _version(await cluster.list_model_configs(name), name, version)
-        try:
-            manifest = parse_manifest(config.data)
-        except ManifestError as exc:
-            raise PermanentError(f"{config.name} is not a valid manifest: {exc}") from None
-        version = manifest.metadata.version
-        services = [s for s in await cluster.list_services(name)
-                    if s.name == service_name(name, version)]
-        image = str(((services[0].spec.get("TaskTemplate") or {}).get("ContainerSpec") or {})
-                    .get("Image", "")) if services else ""
-        # The tag it was built as (the service runs it by digest).
-        tag = services[0].labels.get(L.IMAGE_TAG, "") if services else ""
-        if "@sha256:" not in image:
-            raise PermanentError(f"{name}:{version} runs no image aiart built and pinned yet "
-                                 f"(status {config.labels.get(L.STATUS, 'Pending')})")
-        store = None
-        artifact = manifest.spec.artifact
-        if artifact is not None and not artifact.uri.startswith("config://"):
-            store = _store()
-        fetched = await fetch_artifact(cluster, store, artifact) if artifact else None
-    print(f"[aiart] {name}:{version}: image {image}", file=sys.stderr)
-    run: dict[str, Any] | None = None
-    artifact_name = artifact.uri.rsplit("/", 1)[-1] if artifact else ""
-    if fetched is not None and fetched.run_id and store is not None and artifact is not None:
-        assert isinstance(artifact.ref, RunRef)
-        artifact_name = (await read_run(store, artifact.ref)).model_file
-        found_run: dict[str, Any] = {"runId": fetched.run_id}
-        for part in ("metrics", "params"):
-            try:
-                found_run[part] = json.loads(await store.get(
-                    bucket_for(name), f"{run_prefix(fetched.run_id)}{part}.json"))
-            except ObjectMissing:
-                found_run[part] = None
-        run = found_run
     registry = _registry()
     try:
-        digest = image.partition("@")[2]
-        repository = model_repository(name)
-        manifest_bytes, media_type, found = await registry.manifest(repository, digest)
-        descriptors = json.loads(manifest_bytes)
-        parts = [descriptors["config"], *descriptors.get("layers", [])]
-        blobs = {d["digest"]: await registry.blob(repository, d["digest"]) for d in parts}
+        async with aiodocker.Docker() as docker:
+            made = await T.export_version(DockerCluster(docker), registry, _store, name,
+                                          version, key)
     finally:
         await registry.aclose()
-    labels = json.loads(blobs[parts[0]["digest"]]).get("config", {}).get("Labels") or {}
-    contents = P.Contents(
-        name=name, version=version, manifest=config.data,
-        artifact_name=artifact_name,
-        artifact=fetched.data if fetched else None, run=run,
-        provenance={"image": image, "imageTag": tag, "artifact": artifact.uri if artifact else "",
-                    "artifactSha256": fetched.sha256 if fetched else "",
-                    "sourceRun": f"run://{name}/{fetched.run_id}"
-                    if fetched and fetched.run_id else "",
-                    "runtime": manifest.spec.runtime.value,
-                    "imageLabels": {k: v for k, v in labels.items()
-                                    if k.startswith("aiart.")}},
-        image=P.Image(manifest=manifest_bytes, media_type=media_type, blobs=blobs),
-        created=config.created_at, format=manifest.spec.runtime.value)
-    data = P.to_tar(P.build(contents, key))
-    args.output.write_bytes(data)
+    print(f"[aiart] {made.name}:{made.version}: image {made.image}", file=sys.stderr)
+    args.output.write_bytes(made.data)
     print(args.output)
-    signed = f"signed with {key_name} ({P.key_id(key.public_key())})" if key else "unsigned"
-    print(f"[aiart] {args.output}: {name}:{version}, {len(data):,} bytes, image {found}, "
-          f"{signed}", file=sys.stderr)
+    signed = f"signed with {key_name} ({made.signer})" if key else "unsigned"
+    print(f"[aiart] {args.output}: {made.name}:{made.version}, {len(made.data):,} bytes, "
+          f"image {made.image.partition('@')[2]}, {signed}", file=sys.stderr)
     return 0
 
 
 async def import_package(args: argparse.Namespace) -> int:
-    """Check the package, put its image into this swarm's registry byte for
-    byte (its digest unchanged) and its model file where its manifest says,
-    and declare the version: the operator finds the image in the registry
-    under the tag it would build, and builds nothing."""
+    """Check the package and declare its version here, with its image and
+    model file (transfer/packages.py)."""
     try:
-        files = P.from_tar(args.package.read_bytes())
+        data = args.package.read_bytes()
     except OSError as exc:
         raise PermanentError(f"{args.package}: {exc}") from None
-    async with aiodocker.Docker() as docker:
-        cluster = DockerCluster(docker)
-        keys = await trusted_keys(cluster)
-        opened = P.open_package(files, [key for _, key in keys],
-                                allow_unsigned=args.allow_unsigned)
-        key_name = next((c.labels.get(L.PACKAGE_KEY_NAME, "") for c, key in keys
-                         if P.key_id(key) == opened.signer), "")
-        contents = opened.contents
-        try:
-            manifest = parse_manifest(contents.manifest)
-        except ManifestError as exc:
-            raise PermanentError(f"the package's manifest is not valid here: {exc}") from None
-        name, version = manifest.metadata.name, manifest.metadata.version
-        if (name, version) != (contents.name, contents.version):
-            raise PermanentError(f"the package is {contents.name}:{contents.version} but its "
-                                 f"manifest declares {name}:{version}")
-        signed = f"signed by {opened.signer}" if opened.signer else "unsigned"
-        existing = [c for c in await cluster.list_model_configs(name) if _declared(c) == version]
-        if existing:
-            if existing[0].data == contents.manifest:
-                print(f"[aiart] {name}:{version} is declared here already, as the package has "
-                      "it: nothing to do", file=sys.stderr)
-                return 0
-            raise PermanentError(f"{name}:{version} is declared here with another manifest; "
-                                 "remove it first or import another version")
-        if contents.image is not None:
-            # The tag the operator builds the image as: its recipe's, the same here.
-            built_as = str(contents.provenance.get("imageTag", ""))
-            tag = built_as.rpartition(":")[2] if ":" in built_as.rpartition("/")[2] else ""
-            if not tag:
-                raise PermanentError("the package names no tag for its image")
-            registry = _registry()
-            try:
-                for blob in contents.image.blobs.values():
-                    await registry.push_blob(model_repository(name), blob)
-                pushed = await registry.push_manifest(model_repository(name), tag,
-                                                      contents.image.manifest,
-                                                      contents.image.media_type)
-            finally:
-                await registry.aclose()
-            print(f"[aiart] image {model_repository(name)}:{tag} in this swarm's registry "
-                  f"({pushed})", file=sys.stderr)
-        artifact = manifest.spec.artifact
-        if artifact is not None:
-            await _restore_artifact(cluster, artifact.ref, name, version, contents)
-        await cluster.create_config(f"{name}-{version}", contents.manifest, {
-            L.MODEL: name, L.CREATED_BY: f"package:{opened.signer or 'unsigned'}",
-            L.PACKAGE: json.dumps(P.origin(opened, key_name=key_name, imported_at=now()),
-                                  sort_keys=True)})
-    print(f"{name}:{version}")
-    print(f"[aiart] {args.package}: {name}:{version} declared, {signed}; provenance "
-          f"{json.dumps(dict(contents.provenance), sort_keys=True)}", file=sys.stderr)
+    registry = _registry()
+    try:
+        async with aiodocker.Docker() as docker:
+            done = await T.import_package(
+                DockerCluster(docker), registry, _store, data,
+                allow_unsigned=args.allow_unsigned)
+    finally:
+        await registry.aclose()
+    if not done.declared:
+        print(f"[aiart] {done.name}:{done.version} is declared here already, as the package "
+              "has it: nothing to do", file=sys.stderr)
+        return 0
+    if done.image:
+        print(f"[aiart] image {done.image} in this swarm's registry", file=sys.stderr)
+    signed = f"signed by {done.signer}" if done.signer else "unsigned"
+    print(f"{done.name}:{done.version}")
+    print(f"[aiart] {args.package}: {done.name}:{done.version} declared, {signed}; provenance "
+          f"{json.dumps(dict(done.origin), sort_keys=True)}", file=sys.stderr)
     return 0
-
-
-async def _restore_artifact(cluster: DockerCluster, ref: Any, name: str, version: str,
-                            contents: P.Contents) -> None:
-    data = contents.artifact
-    if data is None:
-        raise PermanentError("the package's manifest names a model file the package lacks")
-    if isinstance(ref, ConfigRef):
-        found = await cluster.get_config(ref.name)
-        if found is None:
-            await cluster.create_config(ref.name, data, {
-                L.ARTIFACT_OF: name, L.VERSION: version, L.MANAGED_BY: L.MANAGED_BY_VALUE})
-        elif found.data != data:
-            raise PermanentError(f"a config {ref.name} exists here with other contents")
-        return
-    store = _store()
-    if isinstance(ref, S3Ref):
-        await store.ensure_bucket(ref.bucket)
-        await store.put(ref.bucket, ref.key, data)
-        return
-    run = dict(contents.run or {})
-    await store_run(store, name, contents.artifact_name or "model", data,
-                    metrics=run.get("metrics"), params=run.get("params"),
-                    run_id=str(run.get("runId") or ref.run_id))
 
 
 async def run_command(args: argparse.Namespace) -> int:

@@ -376,6 +376,11 @@ class ServiceSettings(EnvSettings):
         "AIART_API_REGISTRY_CA_FILE", "",
         "The CA the registry's certificate is checked against (aiart's internal CA); "
         "empty: the system's.")
+    api_package_key_file: str = setting(
+        "AIART_API_PACKAGE_KEY_FILE", "",
+        "The site's Ed25519 private key (PEM, aiart packages key create) that signs the "
+        "model packages exported through the API and the dashboard; empty: they are "
+        "exported unsigned.")
 
     def internal_tls(self) -> tuple[str | None, str | None]:
         """The certificate and key files for uvicorn: both, or neither."""

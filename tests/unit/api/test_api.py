@@ -28,9 +28,9 @@ spec:
 
 
 class World:
-    def __init__(self, **extra: Any) -> None:
+    def __init__(self, cluster: FakeCluster | None = None, **extra: Any) -> None:
         """``extra``: create_app's charts, passer and pages."""
-        self.cluster = FakeCluster()
+        self.cluster = cluster or FakeCluster()
         self.store = FakeStore()
         self.stored: dict[str, ApiKey] = {}
         self.keys = KeyCache(self._load)

@@ -139,7 +139,10 @@ def test_a_deployer_is_offered_its_own_models_actions(world: World) -> None:
     sign_in(world, deployer)
     page = world.client.get("/ui/models/iris").text
     assert 'data-remove="1"' in page and 'href="/ui/deploy"' in page
-    assert world.client.get("/ui/deploy").status_code == 200
+    assert 'href="/api/v1/models/iris/package?version=1">Export' in page
+    deploy_page = world.client.get("/ui/deploy")
+    assert deploy_page.status_code == 200
+    assert 'id="import"' in deploy_page.text and 'data-action="/api/v1/packages"' in deploy_page.text
 
 
 def test_a_revoked_key_is_sent_back_to_sign_in(world: World) -> None:

@@ -72,6 +72,30 @@ function setUpDeploy() {
   });
 }
 
+// A model package's file, sent whole as the body (POST /api/v1/packages).
+function setUpImport() {
+  const form = document.getElementById("import");
+  if (!form) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button");
+    button.disabled = true;
+    say("import-outcome", "Uploading and checking…");
+    try {
+      const file = form.querySelector("input[type=file]").files[0];
+      const answer = await api(form.dataset.action, {
+        method: "POST", body: file, headers: {"Content-Type": "application/x-tar"}});
+      if (answer.status === 201 || answer.status === 200) {
+        location.assign(`/ui/models/${encodeURIComponent(answer.body.name)}`);
+        return;
+      }
+      say("import-outcome", problemText(answer.body), true);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
 function setUpRunUpload() {
   const form = document.getElementById("run-upload");
   if (!form) return;
@@ -299,6 +323,7 @@ function setUpKeys() {
 document.addEventListener("DOMContentLoaded", () => {
   setUpFilter();
   setUpDeploy();
+  setUpImport();
   setUpKeys();
   const page = document.getElementById("model");
   if (page) {

@@ -3,9 +3,9 @@ them: only what ``aiart trust add`` writes counts."""
 
 from __future__ import annotations
 
-from aiart.cli.packages import trusted_keys
 from aiart.core import labels as L
 from aiart.core import packages as P
+from aiart.transfer.packages import trusted_keys
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
