@@ -71,7 +71,7 @@ def test_a_served_version_is_exported_signed_with_the_image_it_runs(
     assert contents.image is not None
     assert running.endswith(f"@{P.digest(contents.image.manifest)}"), running
     assert contents.provenance["image"] == running
-    assert sum(len(b) for b in contents.image.blobs.values()) > 10_000_000
+    assert sum(b.size for b in contents.image.blobs.values()) > 10_000_000
     # The same version exported again: the same bytes.
     again = tmp_path / "again.aiart"
     assert cli(tmp_path, "export", model, "-o", str(again)).returncode == 0

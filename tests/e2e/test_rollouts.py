@@ -55,14 +55,20 @@ def test_a_canary_promoted_a_bad_one_rolled_back_and_a_shadow(
         # Sampled for 150 answers or 9 s, whichever comes first (the step
         # lasts 15 s): on a loaded machine the caller gets fewer answers a
         # second, and Traefik's weighted round robin is exact over any run.
-        time.sleep(3)
+        # Timed from the step's own start (aiart.rollout.since), not from
+        # when this test saw it: on a loaded machine it sees it late, and
+        # the step may be over by the time it reads the labels again.
+        begun = models.labels(v2)
+        assert "step 1 of 2" in begun["aiart.status.rollout"], begun
+        since = float(begun["aiart.rollout.since"])
+        time.sleep(max(0.0, since + 3 - time.time()))
         start = len(hammer.versions)
-        until = time.monotonic() + 9
+        until = time.monotonic() + min(9.0, since + 14 - time.time())
         while len(hammer.versions) - start < 150 and time.monotonic() < until:
             time.sleep(0.1)
         first_step = hammer.versions[start:]
-        labels = models.labels(v2)
-        assert "step 1 of 2" in labels["aiart.status.rollout"], labels
+        # Every answer sampled came before the second step could begin.
+        assert time.time() < since + 15, (time.time() - since, models.labels(v2))
         assert len(first_step) >= 50 and abs(share(first_step, "2") - 30) <= 5, (
             Counter(first_step))
         assert models.labels(v1)["aiart.status.current"] == "true"

@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import httpx
 import yaml
@@ -25,7 +26,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive
 
@@ -412,10 +413,13 @@ async def pass_to_model(request: Request, path: str) -> Response:
 
 
 def _store(request: Request) -> Store:
-    store = context(request).store
-    if store is None:
+    return _store_of(context(request))
+
+
+def _store_of(ctx: ApiContext) -> Store:
+    if ctx.store is None:
         raise ApiError(503, "no object store is configured for the API")
-    return store
+    return ctx.store
 
 
 async def model_runs(request: Request) -> Response:
@@ -697,6 +701,11 @@ async def remove_image(request: Request) -> Response:
     return JSONResponse({"removed": digest})
 
 
+# A model package up to this size stays in memory on its way through the
+# API; a larger one goes to a temporary file.
+SPOOL_BYTES = 16 * 1024 * 1024
+
+
 class _ReadableConfigs:
     """The engine as the API's proxy lets it read configs: one named alone
     comes back without its data, a list filtered by an aiart label with it.
@@ -737,12 +746,27 @@ async def export_package(request: Request) -> Response:
 
     def store() -> Store:
         return _store(request)
-    made = await transfer.export_version(
-        _ReadableConfigs(ctx.cluster), _registry(ctx), store, name, version, ctx.package_key)
+    # Made into a temporary file (in memory while small) and sent from it: an
+    # image of gigabytes is never held whole.
+    spooled = tempfile.SpooledTemporaryFile(SPOOL_BYTES)
+    try:
+        made = await transfer.export_version(
+            _ReadableConfigs(ctx.cluster), _registry(ctx), store, name, version,
+            ctx.package_key, spooled)
+    except BaseException:
+        spooled.close()
+        raise
+    spooled.seek(0)
     log.info("%s:%s exported by %s (%s)", made.name, made.version, who.subject,
              f"signed {made.signer}" if made.signer else "unsigned")
-    return Response(made.data, media_type="application/x-tar", headers={
+
+    def chunks() -> Iterator[bytes]:
+        with spooled:
+            while part := spooled.read(1 << 20):
+                yield part
+    return StreamingResponse(chunks(), media_type="application/x-tar", headers={
         "Content-Disposition": f'attachment; filename="{made.name}-{made.version}.aiart"',
+        "Content-Length": str(made.size),
         "X-Aiart-Package-Signer": made.signer or "unsigned"})
 
 
@@ -759,17 +783,28 @@ async def import_package(request: Request) -> Response:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > ctx.max_upload_bytes:
         raise ApiError(413, f"the package is larger than {ctx.max_upload_bytes} bytes")
-    data = b"".join([chunk async for chunk in Request(
-        request.scope, _limited_receive(request.receive, ctx.max_upload_bytes)).stream()])
+    # Kept in a temporary file as it arrives (in memory while small), and
+    # read where it is: an image of gigabytes is never held whole.
+    package = tempfile.SpooledTemporaryFile(SPOOL_BYTES)
+    with package:
+        async for chunk in Request(request.scope, _limited_receive(
+                request.receive, ctx.max_upload_bytes)).stream():
+            package.write(chunk)
+        package.seek(0)
+        return await _import(ctx, who, package, unsigned)
+
+
+async def _import(ctx: ApiContext, who: Principal, package: IO[bytes],
+                  unsigned: bool) -> Response:
 
     def authorize(model: str) -> None:
         allow(who, Role.DEPLOYER, model)
 
     def store() -> Store:
-        return _store(request)
+        return _store_of(ctx)
     try:
         done = await transfer.import_package(
-            _ReadableConfigs(ctx.cluster), _registry(ctx), store, data,
+            _ReadableConfigs(ctx.cluster), _registry(ctx), store, package,
             allow_unsigned=unsigned, created_by=who.subject, authorize=authorize)
     except PackageError as exc:
         raise ApiError(400, f"the package is refused: {exc}") from None

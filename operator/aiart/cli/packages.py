@@ -167,17 +167,24 @@ async def export(args: argparse.Namespace) -> int:
     name, _, version = args.model.partition(":")
     key, key_name = (None, "") if args.unsigned else _signing_key(args.key)
     registry = _registry()
+    # Written beside the output and renamed once whole: an export that fails
+    # or is stopped half way leaves no file that looks like a package.
+    partial = args.output.with_name(f".{args.output.name}.partial")
     try:
         async with aiodocker.Docker() as docker:
-            made = await T.export_version(DockerCluster(docker), registry, _store, name,
-                                          version, key)
+            with partial.open("wb") as out:
+                made = await T.export_version(DockerCluster(docker), registry, _store, name,
+                                              version, key, out)
+        partial.replace(args.output)
+    except OSError as exc:
+        raise PermanentError(f"{args.output}: {exc}") from None
     finally:
+        partial.unlink(missing_ok=True)
         await registry.aclose()
     print(f"[aiart] {made.name}:{made.version}: image {made.image}", file=sys.stderr)
-    args.output.write_bytes(made.data)
     print(args.output)
     signed = f"signed with {key_name} ({made.signer})" if key else "unsigned"
-    print(f"[aiart] {args.output}: {made.name}:{made.version}, {len(made.data):,} bytes, "
+    print(f"[aiart] {args.output}: {made.name}:{made.version}, {made.size:,} bytes, "
           f"image {made.image.partition('@')[2]}, {signed}", file=sys.stderr)
     return 0
 
@@ -185,16 +192,15 @@ async def export(args: argparse.Namespace) -> int:
 async def import_package(args: argparse.Namespace) -> int:
     """Check the package and declare its version here, with its image and
     model file (transfer/packages.py)."""
-    try:
-        data = args.package.read_bytes()
-    except OSError as exc:
-        raise PermanentError(f"{args.package}: {exc}") from None
     registry = _registry()
     try:
-        async with aiodocker.Docker() as docker:
-            done = await T.import_package(
-                DockerCluster(docker), registry, _store, data,
-                allow_unsigned=args.allow_unsigned)
+        with args.package.open("rb") as package:
+            async with aiodocker.Docker() as docker:
+                done = await T.import_package(
+                    DockerCluster(docker), registry, _store, package,
+                    allow_unsigned=args.allow_unsigned)
+    except OSError as exc:
+        raise PermanentError(f"{args.package}: {exc}") from None
     finally:
         await registry.aclose()
     if not done.declared:

@@ -4,8 +4,11 @@ image) in one signed file, as an OCI image layout in a tar archive, so that
 ``oras``, ``skopeo`` or a registry can hold and move what is in it
 (docs/packages.md maps it out).
 
-Pure: no I/O. The files' bytes come in and go out as bytes: ``aiart
-export`` and ``aiart import`` (cli/packages.py) write and read them.
+Pure: no I/O of its own. Small files (manifests, the model file, the run)
+come and go as bytes; an image's layers as ``Blob``s, read a chunk at a
+time from where they are (a package's tar member, a download), so that an
+image of gigabytes never has to fit in memory: transfer/packages.py opens
+the files and the registry, and writes the tar archive as it is made.
 
     oci-layout                 {"imageLayoutVersion": "1.0.0"}
     index.json                 the package's manifests, by reference name
@@ -39,9 +42,9 @@ import io
 import json
 import re
 import tarfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -87,6 +90,54 @@ def digest(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
+# How much of a blob is read at a time.
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Blob:
+    """A blob's bytes where they are: in memory, or a stretch of an open
+    file read a chunk at a time whenever they are wanted (``chunks`` reads
+    them afresh on each call). Two blobs are equal when their bytes are."""
+
+    size: int
+    chunks: Callable[[], Iterator[bytes]]
+
+    @classmethod
+    def of(cls, data: bytes) -> Blob:
+        return cls(len(data), lambda: iter((data,) if data else ()))
+
+    @classmethod
+    def in_file(cls, file: IO[bytes], offset: int, size: int) -> Blob:
+        """``size`` bytes of ``file`` from ``offset``: the file is read
+        where it is, and may be shared (each chunk is sought for)."""
+        def chunks() -> Iterator[bytes]:
+            done = 0
+            while done < size:
+                file.seek(offset + done)
+                part = file.read(min(CHUNK, size - done))
+                if not part:
+                    raise PackageError("the package ends before its blob does: it is cut short")
+                done += len(part)
+                yield part
+        return cls(size, chunks)
+
+    def read(self) -> bytes:
+        return b"".join(self.chunks())
+
+    def digest(self) -> str:
+        hashed = hashlib.sha256()
+        for part in self.chunks():
+            hashed.update(part)
+        return f"sha256:{hashed.hexdigest()}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Blob) and self.size == other.size and \
+            self.digest() == other.digest()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
@@ -111,7 +162,7 @@ class Image:
 
     manifest: bytes
     media_type: str
-    blobs: Mapping[str, bytes]  # digest -> bytes
+    blobs: Mapping[str, Blob]  # digest -> its bytes
 
     def descriptors(self) -> list[dict[str, Any]]:
         parsed = json.loads(self.manifest)
@@ -145,14 +196,14 @@ class Opened:
     size: int
 
 
-def build(contents: Contents, key: Ed25519PrivateKey | None) -> dict[str, bytes]:
+def build(contents: Contents, key: Ed25519PrivateKey | None) -> dict[str, Blob]:
     """The package's files (path -> bytes), signed with ``key`` (None: unsigned)."""
     if not contents.name or not contents.version:
         raise PackageError("a package needs the model's name and version")
-    files: dict[str, bytes] = {"oci-layout": _canonical(OCI_LAYOUT)}
+    files: dict[str, Blob] = {"oci-layout": Blob.of(_canonical(OCI_LAYOUT))}
 
     def blob(data: bytes) -> None:
-        files[f"blobs/sha256/{hashlib.sha256(data).hexdigest()}"] = data
+        files[f"blobs/sha256/{hashlib.sha256(data).hexdigest()}"] = Blob.of(data)
 
     layers: list[dict[str, Any]] = []
     parts: list[tuple[str, bytes, str]] = [(MODEL_WEIGHT_CONFIG, contents.manifest, MANIFEST_FILE)]
@@ -178,11 +229,14 @@ def build(contents: Contents, key: Ed25519PrivateKey | None) -> dict[str, bytes]
     if contents.image is not None:
         image = contents.image
         for descriptor in image.descriptors():
-            part = image.blobs.get(descriptor["digest"])
-            if part is None or digest(part) != descriptor["digest"]:
-                raise PackageError(f"the image's blob {descriptor['digest']} is missing or "
-                                   "does not match its digest")
-            blob(part)
+            wanted = str(descriptor["digest"])
+            part = image.blobs.get(wanted)
+            # Its digest was checked as it was read from the registry; its
+            # size is checked here (reading a layer again costs its size).
+            if part is None or not DIGEST.match(wanted) or part.size != descriptor["size"]:
+                raise PackageError(f"the image's blob {wanted} is missing or not the size "
+                                   "its manifest says")
+            files[f"blobs/sha256/{wanted.removeprefix('sha256:')}"] = part
         blob(image.manifest)
         annotations[IMAGE_ANNOTATION] = digest(image.manifest)
         annotations[IMAGE_TYPE_ANNOTATION] = image.media_type
@@ -213,29 +267,62 @@ def build(contents: Contents, key: Ed25519PrivateKey | None) -> dict[str, bytes]
         manifests.append({**_descriptor(OCI_MANIFEST, signed), "artifactType": SIGNATURE_ARTIFACT,
                           "annotations": {
                               REF_NAME: f"{contents.name}:{contents.version}-signature"}})
-    files["index.json"] = _canonical({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                                      "manifests": manifests})
+    files["index.json"] = Blob.of(_canonical({"schemaVersion": 2, "mediaType": OCI_INDEX,
+                                              "manifests": manifests}))
     return files
 
 
-def to_tar(files: Mapping[str, bytes]) -> bytes:
+class _Reader:
+    """A blob as the file object tarfile copies from."""
+
+    def __init__(self, blob: Blob) -> None:
+        self._chunks = blob.chunks()
+        self._buffer, self._at = b"", 0
+
+    def read(self, size: int = -1) -> bytes:
+        taken: list[bytes] = []
+        while size != 0:
+            if self._at >= len(self._buffer):
+                part = next(self._chunks, None)
+                if part is None:
+                    break
+                self._buffer, self._at = part, 0
+            # Slicing copies what is taken only, not what is left.
+            piece = self._buffer[self._at:] if size < 0 else \
+                self._buffer[self._at:self._at + size]
+            self._at += len(piece)
+            size = size - len(piece) if size > 0 else size
+            taken.append(piece)
+        return b"".join(taken)
+
+
+def write_tar(files: Mapping[str, Blob], out: IO[bytes]) -> None:
     """The files as one tar archive (``skopeo``'s and ``oras``' oci-archive),
-    in a fixed order and with fixed times: the same package, the same bytes."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as archive:
+    written to ``out`` a chunk at a time, in a fixed order and with fixed
+    times: the same package, the same bytes."""
+    with tarfile.TarFile(fileobj=out, mode="w", format=tarfile.PAX_FORMAT,
+                         copybufsize=CHUNK) as archive:
         for path in sorted(files, key=lambda p: (p != "oci-layout", p != "index.json", p)):
             info = tarfile.TarInfo(path)
-            info.size, info.mode, info.mtime = len(files[path]), 0o644, 0
-            archive.addfile(info, io.BytesIO(files[path]))
+            info.size, info.mode, info.mtime = files[path].size, 0o644, 0
+            archive.addfile(info, _Reader(files[path]))
+
+
+def to_tar(files: Mapping[str, Blob]) -> bytes:
+    """``write_tar`` into memory."""
+    out = io.BytesIO()
+    write_tar(files, out)
     return out.getvalue()
 
 
-def from_tar(data: bytes) -> dict[str, bytes]:
-    """A package's files; PackageError for anything that is not a package's
-    (links, devices, paths outside it, a blob not named by its digest)."""
-    files: dict[str, bytes] = {}
+def read_tar(package: IO[bytes]) -> dict[str, Blob]:
+    """A package's files, each left where it is in ``package`` (a seekable
+    file: an uncompressed tar archive); PackageError for anything that is not
+    a package's (links, devices, paths outside it, a blob not named by its
+    digest)."""
+    files: dict[str, Blob] = {}
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+        with tarfile.open(fileobj=package, mode="r:") as archive:
             for member in archive:
                 if member.isdir():
                     continue
@@ -244,36 +331,49 @@ def from_tar(data: bytes) -> dict[str, bytes]:
                 path = member.name.removeprefix("./")
                 if path not in ("oci-layout", "index.json") and not BLOB_PATH.match(path):
                     raise PackageError(f"{member.name}: not a file of an OCI image layout")
-                read = archive.extractfile(member)
-                files[path] = read.read() if read else b""
+                files[path] = Blob.in_file(package, member.offset_data, member.size)
     except tarfile.TarError as exc:
-        raise PackageError(f"not a package (a tar archive of an OCI image layout): {exc}") \
-            from None
+        raise PackageError(f"not a package (an uncompressed tar archive of an OCI image "
+                           f"layout): {exc}") from None
     return files
 
 
-def _json(files: Mapping[str, bytes], path: str) -> Any:
+def from_tar(data: bytes) -> dict[str, Blob]:
+    """``read_tar`` of a package in memory."""
+    return read_tar(io.BytesIO(data))
+
+
+def _json(files: Mapping[str, Blob], path: str) -> Any:
     try:
-        return json.loads(files[path])
+        return json.loads(files[path].read())
     except KeyError:
         raise PackageError(f"the package has no {path}") from None
     except ValueError:
         raise PackageError(f"{path} is not JSON") from None
 
 
-def _blob(files: Mapping[str, bytes], wanted: str) -> bytes:
+def _checked(files: Mapping[str, Blob], wanted: str) -> Blob:
+    """The blob ``wanted`` names, read once through to check its digest."""
     if not isinstance(wanted, str) or not DIGEST.match(wanted):
         raise PackageError(f"{wanted!r} is not a sha256 digest")
-    data = files.get(f"blobs/sha256/{wanted.removeprefix('sha256:')}")
-    if data is None:
+    found = files.get(f"blobs/sha256/{wanted.removeprefix('sha256:')}")
+    if found is None:
         raise PackageError(f"the package lacks the blob {wanted}")
-    if digest(data) != wanted:
+    if found.digest() != wanted:
         raise PackageError(f"the blob {wanted} does not match its digest: the package was "
                            "changed or damaged")
+    return found
+
+
+def _blob(files: Mapping[str, Blob], wanted: str) -> bytes:
+    """A small blob's bytes (a manifest, the model file), checked."""
+    data = _checked(files, wanted).read()
+    if digest(data) != wanted:  # read again: a file changed between the two reads
+        raise PackageError(f"the blob {wanted} changed while it was read")
     return data
 
 
-def open_package(files: Mapping[str, bytes], trusted: Iterable[Ed25519PublicKey], *,
+def open_package(files: Mapping[str, Blob], trusted: Iterable[Ed25519PublicKey], *,
                  allow_unsigned: bool = False) -> Opened:
     """The package's contents, once every blob matches its digest and the
     model's manifest is signed by a trusted key (or unsigned, where allowed).
@@ -309,7 +409,7 @@ def open_package(files: Mapping[str, bytes], trusted: Iterable[Ed25519PublicKey]
         descriptors = [parsed["config"], *parsed.get("layers", [])]
         image = Image(manifest=manifest, media_type=annotations.get(IMAGE_TYPE_ANNOTATION,
                                                                     OCI_MANIFEST),
-                      blobs={d["digest"]: _blob(files, d["digest"]) for d in descriptors})
+                      blobs={d["digest"]: _checked(files, d["digest"]) for d in descriptors})
     run = json.loads(_blob(files, layers[RUN_FILE]["digest"])) if RUN_FILE in layers else None
     descriptor = config.get("descriptor") or {}
     contents = Contents(
@@ -321,10 +421,10 @@ def open_package(files: Mapping[str, bytes], trusted: Iterable[Ed25519PublicKey]
         image=image, created=str(descriptor.get("createdAt", "")),
         format=str((config.get("config") or {}).get("format", "")))
     return Opened(contents=contents, signer=signer, model_manifest=model_digest,
-                  size=sum(len(v) for v in files.values()))
+                  size=sum(v.size for v in files.values()))
 
 
-def _signer(files: Mapping[str, bytes], listed: list[Any], model_digest: str,
+def _signer(files: Mapping[str, Blob], listed: list[Any], model_digest: str,
             model: Mapping[str, Any], trusted: list[Ed25519PublicKey]) -> str:
     """The id of the trusted key whose signature covers the model's manifest
     and the image it names; "" when none is there. A signature that does not

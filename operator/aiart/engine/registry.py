@@ -13,12 +13,14 @@ import hashlib
 import json
 import logging
 import ssl
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import IO, Any
 
 import httpx
 
 from aiart.core.errors import ObjectMissing, PermanentError, TransientError
 from aiart.core.images import ACCEPT, Tagged, manifest_size
+from aiart.core.packages import CHUNK, Blob
 
 log = logging.getLogger("aiart.api")
 USER = "aiart"
@@ -134,9 +136,31 @@ class RegistryReader:
             raise PermanentError(f"the registry's blob {wanted} does not match its digest")
         return answer.content
 
-    async def push_blob(self, repository: str, data: bytes) -> str:
-        """Put a blob (one upload, unless the registry has it already); its digest."""
-        wanted = digest(data)
+    async def blob_into(self, repository: str, wanted: str, out: IO[bytes]) -> int:
+        """A blob written to ``out`` as it arrives, checked against its
+        digest; its size. (A layer of gigabytes never sits in memory.)"""
+        hashed, size = hashlib.sha256(), 0
+        try:
+            async with self._client.stream("GET", f"/v2/{repository}/blobs/{wanted}") as answer:
+                if answer.status_code == 404:
+                    raise ObjectMissing(f"the registry has no blob {wanted} in {repository}")
+                if answer.status_code != 200:
+                    raise TransientError(f"the registry answered {answer.status_code} for the "
+                                         f"blob {wanted}")
+                async for part in answer.aiter_bytes(CHUNK):
+                    hashed.update(part)
+                    out.write(part)
+                    size += len(part)
+        except httpx.HTTPError as exc:
+            raise TransientError(f"the registry cannot be reached: {exc}") from None
+        if f"sha256:{hashed.hexdigest()}" != wanted:
+            raise PermanentError(f"the registry's blob {wanted} does not match its digest")
+        return size
+
+    async def push_blob(self, repository: str, blob: Blob, wanted: str) -> str:
+        """Put a blob whose digest is ``wanted`` (one upload, streamed from
+        where it is, unless the registry has it already); its digest. The
+        registry checks the digest of what it receives."""
         try:
             if (await self._client.head(f"/v2/{repository}/blobs/{wanted}")).status_code == 200:
                 return wanted
@@ -148,8 +172,12 @@ class RegistryReader:
             # digest is added to it (``params=`` would replace it, and the
             # registry then refuses the upload as invalid).
             where = httpx.URL(started.headers["location"]).copy_add_param("digest", wanted)
-            done = await self._client.put(where, content=data,
-                                          headers={"Content-Type": "application/octet-stream"})
+
+            async def body() -> AsyncIterator[bytes]:
+                for part in blob.chunks():
+                    yield part
+            done = await self._client.put(where, content=body(), headers={
+                "Content-Type": "application/octet-stream", "Content-Length": str(blob.size)})
         except httpx.HTTPError as exc:
             raise TransientError(f"the registry cannot be reached: {exc}") from None
         if done.status_code != 201:

@@ -14,10 +14,12 @@ operator finds the image in the registry and builds nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -31,11 +33,11 @@ from aiart.core.errors import ObjectMissing, PermanentError
 from aiart.core.images import model_repository
 from aiart.core.objects import ConfigObject, ServiceObject
 from aiart.core.render import service_name
-from aiart.core.spec import ManifestError, parse_manifest
+from aiart.core.spec import Manifest, ManifestError, parse_manifest
 from aiart.core.store_layout import ConfigRef, RunRef, S3Ref, bucket_for, run_prefix
 from aiart.engine.policy import DEPLOYMENT_LABELS
 from aiart.engine.registry import RegistryReader
-from aiart.store.artifacts import fetch_artifact
+from aiart.store.artifacts import Fetched, fetch_artifact
 from aiart.store.client import Store
 from aiart.store.runs import read_run, store_run
 
@@ -50,6 +52,8 @@ class Engine(Protocol):
     async def list_services(self, model: str | None = None) -> list[ServiceObject]: ...
 
 
+# Blobs pushed at once on an import.
+PARALLEL_PUSHES = 4
 # The object store, asked for only when a version needs it (a model file in
 # a bucket or a run); raises PermanentError where none is configured.
 StoreFor = Callable[[], Store]
@@ -99,7 +103,7 @@ def pick_version(configs: list[ConfigObject], name: str, version: str) -> Config
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Exported:
-    data: bytes  # the package (a tar of its OCI layout)
+    size: int  # the package's bytes written
     name: str
     version: str
     image: str  # as its service runs it: repository@sha256:...
@@ -107,8 +111,11 @@ class Exported:
 
 
 async def export_version(engine: Engine, registry: RegistryReader, store_for: StoreFor,
-                         name: str, version: str, key: Ed25519PrivateKey | None) -> Exported:
-    """One version of a model as a package, signed with ``key`` (None: unsigned)."""
+                         name: str, version: str, key: Ed25519PrivateKey | None,
+                         out: IO[bytes]) -> Exported:
+    """One version of a model as a package written to ``out``, signed with
+    ``key`` (None: unsigned). The image's layers go through a temporary
+    file, a chunk at a time: memory holds the small parts only."""
     config = pick_version(await engine.list_model_configs(name), name, version)
     try:
         manifest = parse_manifest(config.data)
@@ -146,9 +153,31 @@ async def export_version(engine: Engine, registry: RegistryReader, store_for: St
     manifest_bytes, media_type, _ = await registry.manifest(repository, digest)
     descriptors = json.loads(manifest_bytes)
     parts = [descriptors["config"], *descriptors.get("layers", [])]
-    blobs = {d["digest"]: await registry.blob(repository, d["digest"]) for d in parts}
-    labels = json.loads(blobs[parts[0]["digest"]]).get("config", {}).get("Labels") or {}
-    contents = P.Contents(
+    with tempfile.TemporaryFile() as layers:
+        blobs: dict[str, P.Blob] = {}
+        for part in parts:
+            offset = layers.tell()
+            size = await registry.blob_into(repository, part["digest"], layers)
+            blobs[part["digest"]] = P.Blob.in_file(layers, offset, size)
+        labels = json.loads(blobs[parts[0]["digest"]].read()).get("config", {}).get(
+            "Labels") or {}
+        contents = _contents(name, version, config, manifest, image, tag, fetched,
+                             artifact_name, run, labels,
+                             P.Image(manifest=manifest_bytes, media_type=media_type,
+                                     blobs=blobs))
+        start = out.tell()
+        P.write_tar(P.build(contents, key), out)
+        size = out.tell() - start
+    return Exported(size=size, name=name, version=version, image=image,
+                    signer=P.key_id(key.public_key()) if key else "")
+
+
+def _contents(name: str, version: str, config: ConfigObject, manifest: Manifest, image: str,
+              tag: str, fetched: Fetched | None, artifact_name: str,
+              run: dict[str, Any] | None, labels: Mapping[str, str],
+              built: P.Image) -> P.Contents:
+    artifact = manifest.spec.artifact
+    return P.Contents(
         name=name, version=version, manifest=config.data,
         artifact_name=artifact_name,
         artifact=fetched.data if fetched else None, run=run,
@@ -159,10 +188,7 @@ async def export_version(engine: Engine, registry: RegistryReader, store_for: St
                     "runtime": manifest.spec.runtime.value,
                     "imageLabels": {k: v for k, v in labels.items()
                                     if k.startswith("aiart.")}},
-        image=P.Image(manifest=manifest_bytes, media_type=media_type, blobs=blobs),
-        created=config.created_at, format=manifest.spec.runtime.value)
-    return Exported(data=P.to_tar(P.build(contents, key)), name=name, version=version,
-                    image=image, signer=P.key_id(key.public_key()) if key else "")
+        image=built, created=config.created_at, format=manifest.spec.runtime.value)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,18 +202,19 @@ class Imported:
 
 
 async def import_package(
-    engine: Engine, registry: RegistryReader, store_for: StoreFor, data: bytes, *,
+    engine: Engine, registry: RegistryReader, store_for: StoreFor, package: IO[bytes], *,
     allow_unsigned: bool, created_by: str = "",
     authorize: Callable[[str], None] = lambda _: None,
 ) -> Imported:
-    """Check the package, put its image into this swarm's registry byte for
+    """Check the package (a seekable file, read where it is), put its image
+    into this swarm's registry byte for
     byte (its digest unchanged) and its model file where its manifest says,
     and declare the version. ``authorize`` is given the model's name once the
     package is checked, before anything is written (the API's caller must be
     one of its deployers). ``created_by``: who declared it (by default
     ``package:<the signer's key id>``)."""
     keys = await trusted_keys(engine)
-    opened = P.open_package(P.from_tar(data), [key for _, key in keys],
+    opened = P.open_package(P.read_tar(package), [key for _, key in keys],
                             allow_unsigned=allow_unsigned)
     contents = opened.contents
     try:
@@ -217,8 +244,13 @@ async def import_package(
         tag = built_as.rpartition(":")[2] if ":" in built_as.rpartition("/")[2] else ""
         if not tag:
             raise PermanentError("the package names no tag for its image")
-        for blob in contents.image.blobs.values():
-            await registry.push_blob(model_repository(name), blob)
+        # A few at a time: most of an upload is waiting on the registry.
+        limit = asyncio.Semaphore(PARALLEL_PUSHES)
+
+        async def push(wanted: str, blob: P.Blob) -> None:
+            async with limit:
+                await registry.push_blob(model_repository(name), blob, wanted)
+        await asyncio.gather(*(push(d, b) for d, b in contents.image.blobs.items()))
         await registry.push_manifest(model_repository(name), tag, contents.image.manifest,
                                      contents.image.media_type)
         pushed = f"{model_repository(name)}:{tag}"

@@ -68,7 +68,7 @@ def served(site: Site) -> str:
     headers = site.world.key(Role.DEPLOYER, "iris")
     assert deploy(site.world, headers, MANIFEST, artifact=tiny_model()).status_code == 202
     built = image()
-    site.registry.blobs.update(built.blobs)
+    site.registry.blobs.update({d: b.read() for d, b in built.blobs.items()})
     digest = P.digest(built.manifest)
     site.registry.manifests[digest] = site.registry.manifests["1-0123456789abcdef"] = (
         built.manifest, built.media_type)

@@ -5,10 +5,12 @@ the model. Tampering of every kind is refused with a reason."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 from aiart.core import packages as P
@@ -28,7 +30,16 @@ def image() -> P.Image:
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
                     "digest": P.digest(x), "size": len(x)} for x in layers]}).encode()
     return P.Image(manifest=manifest, media_type=P.OCI_MANIFEST,
-                   blobs={P.digest(b): b for b in (config, *layers)})
+                   blobs={P.digest(b): P.Blob.of(b) for b in (config, *layers)})
+
+
+def raw(files: dict[str, P.Blob]) -> dict[str, bytes]:
+    """A package's files as bytes, to change them as a forger would."""
+    return {path: blob.read() for path, blob in files.items()}
+
+
+def blobs(files: dict[str, bytes]) -> dict[str, P.Blob]:
+    return {path: P.Blob.of(data) for path, data in files.items()}
 
 
 def contents(**changes: object) -> P.Contents:
@@ -54,7 +65,7 @@ def test_a_package_reads_back_as_it_was_made_and_says_who_signed_it() -> None:
 
 
 def test_it_is_an_oci_image_layout_with_a_modelpack_model() -> None:
-    files = P.build(contents(), KEY)
+    files = raw(P.build(contents(), KEY))
     assert json.loads(files["oci-layout"]) == {"imageLayoutVersion": "1.0.0"}
     index = json.loads(files["index.json"])
     assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
@@ -86,20 +97,21 @@ def blob_path(files: dict[str, bytes], data: bytes) -> str:
 
 def test_a_changed_byte_anywhere_is_refused() -> None:
     made = contents()
-    for part in (made.artifact, MANIFEST, next(iter(image().blobs.values())), image().manifest):
+    for part in (made.artifact, MANIFEST, next(iter(image().blobs.values())).read(),
+                 image().manifest):
         assert part is not None
-        files = P.build(made, KEY)
+        files = raw(P.build(made, KEY))
         path = blob_path(files, part)
         files[path] = bytes([part[0] ^ 1]) + part[1:]
         with pytest.raises(P.PackageError, match="does not match its digest"):
-            P.open_package(files, [KEY.public_key()])
+            P.open_package(blobs(files), [KEY.public_key()])
 
 
 def test_a_manifest_changed_with_its_digests_redone_is_refused() -> None:
     # A careful forger: a new aiart.yaml under its own digest, the model's
     # manifest and the index rewritten to name it. The signature no longer
     # covers the model's manifest.
-    files = P.build(contents(), KEY)
+    files = raw(P.build(contents(), KEY))
     index = json.loads(files["index.json"])
     entry = next(m for m in index["manifests"] if m.get("artifactType") == P.MODEL_ARTIFACT)
     model = json.loads(files.pop(f"blobs/sha256/{entry['digest'][7:]}"))
@@ -111,7 +123,7 @@ def test_a_manifest_changed_with_its_digests_redone_is_refused() -> None:
     entry.update(digest=P.digest(manifest), size=len(manifest))
     files["index.json"] = json.dumps(index).encode()
     with pytest.raises(P.PackageError, match="another model manifest"):
-        P.open_package(files, [KEY.public_key()])
+        P.open_package(blobs(files), [KEY.public_key()])
 
 
 def test_a_package_signed_again_by_another_key_or_not_at_all() -> None:
@@ -124,8 +136,8 @@ def test_a_package_signed_again_by_another_key_or_not_at_all() -> None:
     allowed = P.open_package(unsigned, [], allow_unsigned=True)
     assert allowed.signer == "" and allowed.contents == contents()
     # A signature that does not verify is never taken for "unsigned".
-    files = P.build(contents(), KEY)
-    other = P.build(contents(), stranger)
+    files = raw(P.build(contents(), KEY))
+    other = raw(P.build(contents(), stranger))
     index = json.loads(files["index.json"])
     signed = next(m for m in index["manifests"] if m.get("artifactType") == P.SIGNATURE_ARTIFACT)
     manifest = json.loads(files[f"blobs/sha256/{signed['digest'][7:]}"])
@@ -137,7 +149,7 @@ def test_a_package_signed_again_by_another_key_or_not_at_all() -> None:
     signed.update(digest=P.digest(data), size=len(data))
     files["index.json"] = json.dumps(index).encode()
     with pytest.raises(P.PackageError, match="does not verify"):
-        P.open_package(files, [KEY.public_key()], allow_unsigned=True)
+        P.open_package(blobs(files), [KEY.public_key()], allow_unsigned=True)
 
 
 def test_a_model_without_an_image_or_a_run_packs_too() -> None:
@@ -200,3 +212,25 @@ def test_the_importing_site_keeps_who_signed_it_and_what_it_was_built_from() -> 
     # A label that is not one (written by hand): nothing shown.
     for label in ("", "not json", "[1]", '{"signer": 1}'):
         assert P.read_origin(label) is None
+
+
+def test_a_package_is_read_where_it_lies_and_one_cut_short_is_refused(tmp_path: Path) -> None:
+    made = contents()
+    path = tmp_path / "iris-1.aiart"
+    with path.open("wb") as out:
+        P.write_tar(P.build(made, KEY), out)
+    assert path.read_bytes() == P.to_tar(P.build(made, KEY))
+    with path.open("rb") as package:
+        opened = P.open_package(P.read_tar(package), [KEY.public_key()])
+        assert opened.contents == made
+        # The image's layers stay in the file, read when wanted.
+        assert opened.contents.image is not None
+        for wanted, blob in opened.contents.image.blobs.items():
+            assert P.digest(blob.read()) == wanted
+    whole = path.read_bytes()
+    cut = tmp_path / "cut.aiart"
+    cut.write_bytes(whole[:len(whole) // 2])
+    with cut.open("rb") as package, pytest.raises(P.PackageError):
+        P.open_package(P.read_tar(package), [KEY.public_key()])
+    with pytest.raises(P.PackageError, match="not a package"):
+        P.read_tar(io.BytesIO(gzip.compress(whole)))

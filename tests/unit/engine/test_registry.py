@@ -7,12 +7,14 @@ project's does (the upload protocol's POST, then PUT with the digest)."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import uuid
 
 import httpx
 import pytest
-from aiart.core.errors import ObjectMissing, PermanentError
+from aiart.core.errors import ObjectMissing, PermanentError, TransientError
+from aiart.core.packages import Blob
 from aiart.engine.registry import RegistryReader, digest
 
 MEDIA = "application/vnd.docker.distribution.manifest.v2+json"
@@ -79,13 +81,17 @@ async def test_an_image_copied_between_registries_keeps_its_digest() -> None:
     assert (data, media, found) == (manifest, MEDIA, "sha256:" + hashlib.sha256(
         manifest).hexdigest())
     for blob in (config, layer):
-        copied = await reader.blob("aiart/iris", digest(blob))
-        assert await writer.push_blob("aiart/iris", copied) == digest(blob)
+        # Streamed through a file, as an export and an import move a layer.
+        spool = io.BytesIO()
+        assert await reader.blob_into("aiart/iris", digest(blob), spool) == len(blob)
+        copied = Blob.in_file(spool, 0, len(blob))
+        assert await writer.push_blob("aiart/iris", copied, digest(blob)) == digest(blob)
+        assert target.blobs[digest(blob)] == blob
     assert await writer.push_manifest("aiart/iris", "1-abc", data, media) == found
     assert (await writer.manifest("aiart/iris", found))[2] == found
     # A blob the target has is not sent again.
     before = dict(target.uploads)
-    await writer.push_blob("aiart/iris", layer)
+    await writer.push_blob("aiart/iris", Blob.of(layer), digest(layer))
     assert target.uploads == before
 
 
@@ -96,7 +102,14 @@ async def test_what_does_not_match_its_digest_is_refused() -> None:
     source.corrupt = True
     with pytest.raises(PermanentError, match="does not match its digest"):
         await client(source).blob("aiart/iris", digest(layer))
+    with pytest.raises(PermanentError, match="does not match its digest"):
+        await client(source).blob_into("aiart/iris", digest(layer), io.BytesIO())
     with pytest.raises(ObjectMissing):
         await client(source).manifest("aiart/iris", "nope")
     with pytest.raises(ObjectMissing):
         await client(source).blob("aiart/iris", digest(b"absent"))
+    with pytest.raises(ObjectMissing):
+        await client(source).blob_into("aiart/iris", digest(b"absent"), io.BytesIO())
+    # What the registry receives is checked against the digest it is sent with.
+    with pytest.raises(TransientError, match="answered 400"):
+        await client(Memory()).push_blob("aiart/iris", Blob.of(layer), digest(b"other"))
