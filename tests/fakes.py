@@ -280,7 +280,8 @@ class FakeGateway:
         self.down = False
         self.broken_images: set[str] = set()
 
-    async def contract_problems(self, name: str, version: str) -> list[str] | None:
+    async def contract_problems(self, name: str, version: str, *,
+                                settled: bool = True) -> list[str] | None:
         for s in self.cluster.services.values():
             if s.labels.get(L.MODEL) == name and s.labels.get(L.VERSION) == version:
                 image = s.spec["TaskTemplate"]["ContainerSpec"]["Image"]

@@ -22,7 +22,10 @@ from aiart.core import packages as P
 from tests.e2e.conftest import TLS_DIR, Models, aiart, wait_for
 from tests.e2e.test_model_lifecycle import ROWS, infer_body
 
-pytestmark = pytest.mark.e2e
+# Alone: each test moves a 184 MB image through the registry, the gateway
+# and the API several times; beside timing-sensitive tests (rollouts,
+# scaling) that load made them fail in CI.
+pytestmark = [pytest.mark.e2e, pytest.mark.alone]
 
 
 def cli(tmp_path: Path, *args: str, site: dict[str, str] | None = None,

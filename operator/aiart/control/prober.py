@@ -56,12 +56,17 @@ class Gateway:
             f"/models/{name}/versions/{version}/v2/models/{name}/ready")
         return status == 200 and isinstance(body, dict) and body.get("ready") is True
 
-    async def contract_problems(self, name: str, version: str) -> list[str] | None:
+    async def contract_problems(self, name: str, version: str, *,
+                                settled: bool = True) -> list[str] | None:
         """What a version's server gets wrong of the inference contract; None
-        while it does not answer at all (starting, or no route yet)."""
+        while it does not answer at all (starting, or no route yet). A 404
+        to every call is also what the gateway answers before it has read
+        the version's route (seconds late on a busy host): until ``settled``
+        that is None too, not a verdict."""
         base = f"/models/{name}/versions/{version}"
         probe = self._probe_headers(name, [version])
         problems = []
+        statuses = []
         checks = [
             ("GET", "/v2/health/live", None),
             ("GET", "/v2/health/ready", None),
@@ -72,6 +77,7 @@ class Gateway:
             status, body = await self._get(base + path, method, payload, probe)
             if status == 0 or status in (502, 503, 504):
                 return None
+            statuses.append(status)
             if method == "POST":
                 # An empty request must be refused as a bad request, not as an
                 # unknown path: that proves the infer path exists.
@@ -84,6 +90,8 @@ class Gateway:
                 missing = [k for k in ("name", "platform", "inputs", "outputs") if k not in body]
                 if missing:
                     problems.append(f"model metadata lacks {', '.join(missing)}")
+        if not settled and set(statuses) == {404}:
+            return None
         return problems
 
     async def current_version(self, name: str, versions: Sequence[str]) -> str | None:

@@ -47,6 +47,10 @@ log = logging.getLogger("aiart.reconcile")
 POLL_SECONDS = 1.0
 DEPENDENCY_RETRY_SECONDS = 10.0
 CONTRACT_GRACE_SECONDS = 10.0
+# A ready image answered 404 to every contract call: the gateway may not
+# have read its route yet (a CI run saw two such versions judged Failed
+# after 10 s on a loaded machine); only past this is it the image's answer.
+UNROUTED_GRACE_SECONDS = 45.0
 
 
 def asleep(plan: VersionPlan) -> bool:
@@ -384,7 +388,8 @@ async def reconcile_version(
     # Judge a ready image only once it has run long enough for the gateway
     # to route to it: a 404 before that is the gateway's, not the image's.
     if manifest.spec.runtime is Runtime.IMAGE and tasks.running_for > CONTRACT_GRACE_SECONDS:
-        problems = await deps.gateway.contract_problems(name, version)
+        problems = await deps.gateway.contract_problems(
+            name, version, settled=tasks.running_for > UNROUTED_GRACE_SECONDS)
         if problems:
             change_trace.settled(deps.traces, config.id)
             await set_status(deps, key, config, Status(

@@ -322,6 +322,21 @@ async def test_the_operator_probes_under_the_gateway_host() -> None:
     assert seen == ["aiart.factory.example"]
 
 
+async def test_a_404_to_every_contract_call_is_no_route_until_the_version_settles() -> None:
+    # What the gateway answers before it has read a new version's route, and
+    # what an image that serves nothing of the contract answers: the same.
+    async def missing(_: web.Request) -> web.Response:
+        return web.Response(status=404, text="404 page not found")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", missing)
+    async with TestServer(app) as server, aiohttp.ClientSession() as session:
+        gateway = Gateway(str(server.make_url("")), session)
+        assert await gateway.contract_problems("m", "1", settled=False) is None
+        problems = await gateway.contract_problems("m", "1", settled=True)
+    assert problems is not None and "GET /v2/health/live answered 404" in problems
+
+
 def test_traefik_checks_the_auth_services_certificate_against_the_internal_ca() -> None:
     guard = Guard(auth_url="https://auth:8000", auth_ca="/etc/traefik/internal-ca.crt",
                   mode="oidc")
