@@ -229,9 +229,11 @@ def remove_test_models(declared: Models) -> None:
                     pass
         # The test models' images (a few hundred MB each, one per model and
         # content): left behind, a few runs fill the disk.
-        for image in engine.images.list(filters={"label": "aiart.model"}):
-            if (image.labels or {}).get("aiart.model") in declared.names:
-                for tag in image.tags or [image.id]:
+        # Listed without inspecting each (images.list does): another test
+        # worker's clean-up may remove one between the list and its look.
+        for image in engine.api.images(filters={"label": "aiart.model"}):
+            if (image.get("Labels") or {}).get("aiart.model") in declared.names:
+                for tag in image.get("RepoTags") or [image["Id"]]:
                     try:
                         engine.images.remove(tag, force=True)
                     except docker.errors.APIError:
