@@ -8,6 +8,7 @@ killed while a model sleeps: tests/e2e/test_operator_restarts.py.)"""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -104,7 +105,9 @@ def test_sleeps_wakes_on_held_requests_and_follows_the_load(
         # the operator also slow to remove services at teardown).
         wait_for(lambda: replicas(models, model) >= 2, 120, f"{model} to grow under load")
         grown = models.labels(config)["aiart.status.scale"]
-        assert grown.startswith(("burst", "2 replicas", "3 replicas", "4 replicas")), grown
+        # The load asked for more replicas (a burst, or the stable figure,
+        # which may ask past the bound and be held there).
+        assert re.match(r"(burst|\d+ replicas for )", grown), grown
         time.sleep(6)  # the new replicas start and take traffic
     finally:
         for hammer in hammers:
