@@ -9,6 +9,7 @@ another swarm: tests/chaos/test_packages.py."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import subprocess
@@ -123,7 +124,8 @@ def test_the_api_exports_a_version_and_imports_it_back_with_its_image(
     through the API exported by its deployer (unsigned: this stack gives the
     API no signing key), then removed with its image; imported back (an
     unsigned package needs an admin who says so), it is served by the very
-    image the package carries, with no build."""
+    image the package carries, with no build, though the package names a tag
+    this site's aiart would not build it as (another aiart version's)."""
     deployer = aiart("keys", "create", f"t{run_id}-pkgapi", "--role", "deployer")
     admin = aiart("keys", "create", f"t{run_id}-pkgapi-admin", "--role", "admin")
     model = models.name("pkgapi")
@@ -142,9 +144,15 @@ def test_the_api_exports_a_version_and_imports_it_back_with_its_image(
                                headers={"X-API-Key": deployer}, timeout=120)
         assert exported.status_code == 200, exported.text
         assert exported.headers["x-aiart-package-signer"] == "unsigned"
-        package = exported.content
-        image = P.open_package(P.from_tar(package), [], allow_unsigned=True).contents.image
+        opened = P.open_package(P.from_tar(exported.content), [], allow_unsigned=True)
+        image = opened.contents.image
         assert image is not None and running.endswith(f"@{P.digest(image.manifest)}")
+        # As another aiart version would have exported it: built under a tag
+        # this site's recipe does not compute. It must run all the same.
+        built_as = str(opened.contents.provenance["imageTag"])
+        package = P.to_tar(P.build(dataclasses.replace(opened.contents, provenance={
+            **opened.contents.provenance,
+            "imageTag": f"{built_as.rpartition(':')[0]}:1-elsewhere"}), None))
 
         gone = gateway.delete(f"/api/v1/models/{model}", headers={"X-API-Key": deployer})
         assert gone.status_code == 200, gone.text
@@ -166,6 +174,7 @@ def test_the_api_exports_a_version_and_imports_it_back_with_its_image(
         (service,) = models.services(model)
         assert service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"].endswith(
             f"@{digest}")
+        assert service.attrs["Spec"]["Labels"]["aiart.image-tag"].endswith(":1-elsewhere")
         assert "Building" not in statuses(models, model, labels), labels
         after = gateway.post(f"/v2/models/{model}/infer", json=infer_body(ROWS)).json()
         assert after["outputs"] == before["outputs"]

@@ -15,6 +15,8 @@ from aiart.build.recipes import (
 from aiart.control.deps import Deps
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError
+from aiart.core.images import model_repository
+from aiart.core.packages import imported_image
 from aiart.core.plan import VersionPlan
 from aiart.core.render import (
     StoreAccess,
@@ -33,9 +35,10 @@ class Prepared:
 
     image: str
     inputs: str  # a hash of everything the image is made from
-    recipe: ModelRecipe | None = None  # None: a ready image, nothing to build
+    recipe: ModelRecipe | None = None  # None: a ready or imported image, nothing to build
     runtime: RuntimeRecipe | None = None
     artifact: Fetched | None = None
+    pinned: str = ""  # the digest it must run (an imported package's image); "" none
 
 
 async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
@@ -50,6 +53,15 @@ async def prepare(deps: Deps, plan: VersionPlan) -> Prepared:
     artifact_ref = manifest.spec.artifact
     assert artifact_ref is not None
     artifact = await fetch_artifact(deps.cluster, deps.store, artifact_ref)
+    imported = imported_image(plan.config.labels.get(L.PACKAGE, ""))
+    if imported is not None:
+        # The image the package brought, as it is: no runtime is chosen and
+        # nothing is built, so that another aiart version (another recipe,
+        # another tag) runs the same bytes as the exporting site.
+        tag, pinned = imported
+        image = f"{deps.settings.registry}/{model_repository(manifest.metadata.name)}:{tag}"
+        inputs = hashlib.sha256(f"{plan.config.id}\0{image}@{pinned}".encode()).hexdigest()[:16]
+        return Prepared(image=image, inputs=inputs, artifact=artifact, pinned=pinned)
     kind = kind_of(manifest)
     runtime = kind.serve_with(deps.settings, manifest, artifact.data, artifact.name)
     runtime_tag = runtime if isinstance(runtime, str) else runtime.tag

@@ -39,7 +39,7 @@ from aiart.core.render import (
 )
 from aiart.core.scaling import wanted_replicas
 from aiart.core.settings import OperatorSettings
-from aiart.core.spec import Runtime
+from aiart.core.spec import Runtime, image_repository
 from aiart.core.status import Phase, Status, read_status, status_from_labels
 from aiart.core.store_layout import bucket_for
 
@@ -204,6 +204,12 @@ async def pin_image(deps: Deps, desired: dict[str, Any], prepared: Prepared,
     the tag. Hashes stay those of the rendered spec (by tag), so a digest
     never makes a difference of its own."""
     tag = prepared.image
+    if prepared.pinned:
+        # An imported package's image: the digest it carried, nothing else.
+        desired["TaskTemplate"]["ContainerSpec"]["Image"] = \
+            f"{image_repository(tag)}@{prepared.pinned}"
+        desired["Labels"][L.IMAGE_TAG] = tag
+        return
     if "@sha256:" in tag:
         return  # pinned by the manifest itself
     ref = ""
@@ -233,14 +239,21 @@ async def apply_change(
     with change_trace.change(deps.traces, model=model, version=version, config_id=config.id,
                              started_ns=started_ns, parsed_ns=parsed_ns):
         try:
-            # An image the registry holds under the recipe's tag already (a
-            # model package imported here, or another manager's build) is
-            # what this one would build: none is built or pushed.
+            # An image the registry holds under the recipe's tag already
+            # (another manager's build) is what this one would build: none
+            # is built or pushed.
             build = not same_tasks
             if build and prepared.recipe is not None and \
                     await deps.cluster.registry_digest(prepared.recipe.tag):
                 log.info("image %s is in the registry already: not built", image)
                 build = False
+            if build and prepared.pinned and not await deps.cluster.registry_digest(
+                    f"{image_repository(image)}@{prepared.pinned}"):
+                # Retried: the registry may be down for a while; or the image
+                # was removed since the import, which only a new import mends.
+                raise TransientError(f"the image its package brought ({prepared.pinned}) is "
+                                     "not in the registry: is the registry up? (if the image "
+                                     "was removed, import the package again)")
             if build:
                 config = await set_status(deps, key, config, Status(
                     phase=Phase.BUILDING, message=f"building image {image}", image=image,

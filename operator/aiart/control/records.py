@@ -85,7 +85,8 @@ async def record_deployment(deps: Deps, key: str, plan: VersionPlan, prepared: P
         return
     artifact = prepared.artifact
     try:
-        digest = await deps.cluster.image_digest(prepared.image) if prepared.recipe else ""
+        digest = prepared.pinned or (
+            await deps.cluster.image_digest(prepared.image) if prepared.recipe else "")
         await deps.catalog.record_deployment(Deployment(
             model=manifest.metadata.name, version=manifest.metadata.version,
             config_id=plan.config.id, runtime=manifest.spec.runtime.value,

@@ -494,19 +494,37 @@ def load_public_key(pem: bytes) -> Ed25519PublicKey:
     return key
 
 
+# A registry tag (the distribution spec's grammar).
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+def image_tag(contents: Contents) -> str:
+    """The tag the package's image was built as on its site (``1-3f2a…``),
+    which the import pushes it under; "" when it names none."""
+    built_as = str(contents.provenance.get("imageTag", ""))
+    repository, _, tag = built_as.rpartition(":")
+    return tag if "/" not in tag and repository and _TAG.match(tag) else ""
+
+
 def origin(opened: Opened, *, key_name: str, imported_at: str) -> dict[str, str]:
     """What the importing site keeps of a package it imported, as the
     version's label ``aiart.package`` (JSON; the API and the dashboard show
     it): who signed it (checked at the import), where and from what it was
-    built, and the libraries its image runs the model with."""
+    built, and the libraries its image runs the model with; and the image
+    the version runs here (``imageTag``, ``imageDigest``: see
+    ``imported_image``)."""
     contents = opened.contents
     provenance = contents.provenance
     image_labels = provenance.get("imageLabels")
     libraries = image_labels.get(L.RUNTIME_LIBRARIES, "") \
         if isinstance(image_labels, Mapping) else ""
+    image = contents.image
     return {
         "signer": opened.signer, "keyName": key_name, "package": opened.model_manifest,
         "image": str(provenance.get("image", "")),
+        "imageTag": image_tag(contents) if image is not None else "",
+        "imageDigest": digest(image.manifest) if image is not None else "",
         "artifactSha256": str(provenance.get("artifactSha256", "")),
         "sourceRun": str(provenance.get("sourceRun", "")),
         "runtime": str(provenance.get("runtime", "")), "libraries": str(libraries),
@@ -525,3 +543,20 @@ def read_origin(label: str) -> dict[str, str] | None:
             isinstance(k, str) and isinstance(v, str) for k, v in found.items()):
         return None
     return found
+
+
+def imported_image(label: str) -> tuple[str, str] | None:
+    """The tag and digest of the image a version imported from a package
+    runs (its ``aiart.package`` label), in its model's own repository: the
+    image the package carried, never one this site's aiart would build
+    (another aiart version computes another tag). None: not imported with
+    an image, or a label that is not one. A label written by hand names at
+    most an image of the model's own repository, which its deployers can
+    run anyway (``runtime: image``)."""
+    found = read_origin(label)
+    if found is None:
+        return None
+    tag, pinned = found.get("imageTag", ""), found.get("imageDigest", "")
+    if not _TAG.match(tag) or not _DIGEST.match(pinned):
+        return None
+    return tag, pinned

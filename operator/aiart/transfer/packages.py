@@ -239,9 +239,9 @@ async def import_package(
                              "remove it first or import another version")
     pushed = ""
     if contents.image is not None:
-        # The tag the operator builds the image as: its recipe's, the same here.
-        built_as = str(contents.provenance.get("imageTag", ""))
-        tag = built_as.rpartition(":")[2] if ":" in built_as.rpartition("/")[2] else ""
+        # The tag it was built as; the version runs it by digest, whatever
+        # this site's aiart would build (control/prepare.py).
+        tag = P.image_tag(contents)
         if not tag:
             raise PermanentError("the package names no tag for its image")
         # A few at a time: most of an upload is waiting on the registry.

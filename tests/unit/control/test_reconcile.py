@@ -4,6 +4,7 @@ recovery, version hand-over, garbage collection."""
 from __future__ import annotations
 
 import hashlib
+import json
 
 import pytest
 from aiart.auth.access import gateway_token, probe_token
@@ -72,6 +73,38 @@ async def test_an_image_the_registry_holds_under_the_recipes_tag_is_not_built(wo
     assert builder.built == [] and builder.pushed == [] and builder.runtimes
     (service,) = cluster.services.values()
     assert "@sha256:" in service.spec["TaskTemplate"]["ContainerSpec"]["Image"]
+
+
+async def test_an_imported_version_runs_its_packages_image_whatever_this_site_would_build(
+        world) -> None:
+    # Exported by another aiart version: its recipe's tag is not this one's.
+    deps, cluster, builder, _ = world
+    pinned = f"sha256:{'c' * 64}"
+    origin = json.dumps({"imageTag": "1-elsewhere", "imageDigest": pinned})
+    cluster.add_config("iris-model-1", tiny_model())
+    cluster.add_config("iris-1", manifest_yaml("iris", "1", "iris-model-1"),
+                       {L.MODEL: "iris", L.PACKAGE: origin})
+    # The image is not in the registry (removed since the import): retried,
+    # and the status says what would mend it.
+    await reconcile_model(deps, "iris")
+    config = cluster.config("iris-1")
+    assert config.labels[L.STATUS] == "Pending", config.labels
+    assert "import the package again" in config.labels[L.STATUS_MESSAGE]
+    assert not cluster.services
+    repository = "localhost:5000/aiart/iris"
+    cluster.registry_digests[f"{repository}@{pinned}"] = f"{repository}@{pinned}"
+    await settle(deps, "iris")
+    config = cluster.config("iris-1")
+    assert config.labels[L.STATUS] == "Ready", config.labels
+    assert builder.built == [] and builder.pushed == [] and builder.runtimes == []
+    (service,) = cluster.services.values()
+    assert service.spec["TaskTemplate"]["ContainerSpec"]["Image"] == f"{repository}@{pinned}"
+    assert service.labels[L.IMAGE_TAG] == f"{repository}:1-elsewhere"
+    # A label that names no image (or not one): built as any version is.
+    cluster.add_config("iris-2", manifest_yaml("iris", "2", "iris-model-1"),
+                       {L.MODEL: "iris", L.PACKAGE: json.dumps({"imageDigest": "latest"})})
+    await settle(deps, "iris")
+    assert [t for t in builder.built if ":2-" in t]
 
 
 async def test_a_declared_model_becomes_ready_and_a_second_pass_changes_nothing(world) -> None:

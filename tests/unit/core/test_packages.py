@@ -214,6 +214,28 @@ def test_the_importing_site_keeps_who_signed_it_and_what_it_was_built_from() -> 
         assert P.read_origin(label) is None
 
 
+def test_an_imported_version_runs_the_image_its_package_carried() -> None:
+    made = contents(provenance={"imageTag": "registry.a:5000/aiart/iris:1-3f2a9c"})
+    opened = P.open_package(P.from_tar(P.to_tar(P.build(made, KEY))), [KEY.public_key()])
+    kept = P.origin(opened, key_name="", imported_at="2026-12-06T13:00:00Z")
+    assert made.image is not None
+    assert P.imported_image(json.dumps(kept)) == ("1-3f2a9c", P.digest(made.image.manifest))
+    # No image in the package, or a label whose tag or digest is not one
+    # (written by hand): nothing pinned, the version is built as any other.
+    bare = P.open_package(P.from_tar(P.to_tar(P.build(contents(image=None), KEY))),
+                          [KEY.public_key()])
+    assert P.imported_image(json.dumps(P.origin(bare, key_name="", imported_at=""))) is None
+    for tag, pinned in (("1-3f2a9c", "sha256:" + "A" * 64), ("../other:1", kept["imageDigest"]),
+                        ("", kept["imageDigest"]), ("1-3f2a9c", "latest")):
+        assert P.imported_image(json.dumps({**kept, "imageTag": tag,
+                                            "imageDigest": pinned})) is None
+    assert P.imported_image("") is None
+    # The tag the image was built as: a registry's port is not a tag.
+    for built_as, tag in (("registry.a:5000/aiart/iris:1-3f", "1-3f"), ("registry.a:5000/x", ""),
+                          ("", ""), ("iris:bad/tag", "")):
+        assert P.image_tag(contents(provenance={"imageTag": built_as})) == tag
+
+
 def test_a_package_is_read_where_it_lies_and_one_cut_short_is_refused(tmp_path: Path) -> None:
     made = contents()
     path = tmp_path / "iris-1.aiart"
