@@ -3,8 +3,9 @@ they cannot rot between the runs that make docs/benchmarks.md (their
 figures are not looked at here). wrk stops a benchmark on any answer that
 is not a 2xx, so each run also says that every request it sent succeeded:
 through the gateway public, closed by the key plugin and by forwardAuth;
-to a model server with batching off and on; and the model-server
-benchmark's setups (but MLServer's), over HTTP and gRPC."""
+to a model server with batching off and on; the model-server
+benchmark's setups (but MLServer's), over HTTP and gRPC; and a model
+package written and read back (no stack)."""
 
 from __future__ import annotations
 
@@ -50,3 +51,11 @@ def test_the_model_server_benchmark_runs(tmp_path: Path) -> None:
     for setup in ("bare ASGI + orjson, same predict", "aiart direct, tracing on",
                   "aiart via Traefik", "aiart via Traefik, tracing on", "aiart direct, gRPC"):
         assert f"| {setup} | sklearn | 1 | " in text, text
+
+
+def test_the_package_benchmark_writes_and_reads_back_a_package() -> None:
+    # No stack: a 4 MB layer, in a process of its own as each size is.
+    out = bench("package_io.py", "--megabytes", "4")
+    (row,) = [line for line in out.splitlines() if line.startswith("| 4 MB |")]
+    written = int(row.split("|")[2].replace(",", ""))
+    assert written > 4 << 20, row

@@ -19,7 +19,9 @@ from aiart.auth.access import Role
 from aiart.core import labels as L
 from aiart.core import packages as P
 from aiart.core.objects import ConfigObject, ServiceObject
+from aiart.core.store_layout import RunRef, bucket_for, run_prefix
 from aiart.engine.registry import RegistryReader
+from aiart.store.runs import fetch_run_model, store_run
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -62,11 +64,13 @@ def sites() -> Iterator[tuple[Site, Site]]:
         yield here, there
 
 
-def served(site: Site) -> str:
+def served(site: Site, manifest: bytes = MANIFEST) -> str:
     """iris 1 deployed through the API and served as the operator leaves it:
     its image in the registry, its service running it by digest."""
     headers = site.world.key(Role.DEPLOYER, "iris")
-    assert deploy(site.world, headers, MANIFEST, artifact=tiny_model()).status_code == 202
+    artifact = None if b"artifact:" in manifest else tiny_model()
+    answer = deploy(site.world, headers, manifest, artifact=artifact)
+    assert answer.status_code == 202, answer.text
     built = image()
     site.registry.blobs.update({d: b.read() for d, b in built.blobs.items()})
     digest = P.digest(built.manifest)
@@ -157,3 +161,38 @@ def test_an_unsigned_package_is_taken_only_when_an_admin_says_so(
     done = post(there.world.key(Role.ADMIN), "?allowUnsigned=true")
     assert done.status_code == 201, done.text
     assert json.loads(there.cluster.config("iris-1").labels[L.PACKAGE])["signer"] == ""
+
+
+async def test_a_version_from_a_training_run_takes_its_run_along(
+        sites: tuple[Site, Site]) -> None:
+    """A version whose model file is a run's (``run://``): the package holds
+    the run's metrics and parameters, and the import puts the run back in
+    the model's bucket on the other site under the same id, so that the
+    manifest, unchanged, finds its model file there."""
+    here, there = sites
+    run = await store_run(here.world.store, "iris", "model.pkl", tiny_model(),
+                          metrics={"accuracy": 0.97}, params={"C": 1.0, "data": "sha256:ab"})
+    manifest = MANIFEST + f"  artifact: {{uri: run://iris/{run.run_id}}}\n".encode()
+    served(here, manifest=manifest)
+    exported = here.world.client.get("/api/v1/models/iris/package?version=1",
+                                     headers=here.world.key(Role.DEPLOYER, "iris"))
+    assert exported.status_code == 200, exported.text
+    contents = P.open_package(P.from_tar(exported.content), [SITE_KEY.public_key()]).contents
+    assert contents.run == {"runId": run.run_id, "metrics": {"accuracy": 0.97},
+                            "params": {"C": 1.0, "data": "sha256:ab"}}
+    assert contents.provenance["sourceRun"] == f"run://iris/{run.run_id}"
+
+    there.trust(SITE_KEY)
+    done = there.world.client.post("/api/v1/packages", content=exported.content, headers={
+        **there.world.key(Role.DEPLOYER, "iris"), "Content-Type": "application/x-tar"})
+    assert done.status_code == 201, done.text
+    assert there.cluster.config("iris-1").data == contents.manifest
+    data, record = await fetch_run_model(there.world.store, RunRef("iris", run.run_id))
+    assert data == tiny_model() and record.model_file == "model.pkl"
+    for part, kept in (("metrics", {"accuracy": 0.97}),
+                       ("params", {"C": 1.0, "data": "sha256:ab"})):
+        stored = await there.world.store.get(bucket_for("iris"),
+                                             f"{run_prefix(run.run_id)}{part}.json")
+        assert json.loads(stored) == kept
+    assert json.loads(there.cluster.config("iris-1").labels[L.PACKAGE])["sourceRun"] == (
+        f"run://iris/{run.run_id}")
