@@ -239,33 +239,31 @@ async def apply_change(
     with change_trace.change(deps.traces, model=model, version=version, config_id=config.id,
                              started_ns=started_ns, parsed_ns=parsed_ns):
         try:
-            # An image the registry holds under the recipe's tag already
-            # (another manager's build) is what this one would build: none
-            # is built or pushed.
-            build = not same_tasks
-            if build and prepared.recipe is not None and \
-                    await deps.cluster.registry_digest(prepared.recipe.tag):
+            # A ready image or an imported one has no recipe: nothing to
+            # build. An image the registry holds under the recipe's tag
+            # already (another manager's build) is what this one would
+            # build: none is built or pushed.
+            recipe = None if same_tasks else prepared.recipe
+            if recipe is not None and await deps.cluster.registry_digest(recipe.tag):
                 log.info("image %s is in the registry already: not built", image)
-                build = False
-            if build and prepared.pinned and not await deps.cluster.registry_digest(
+                recipe = None
+            if not same_tasks and prepared.pinned and not await deps.cluster.registry_digest(
                     f"{image_repository(image)}@{prepared.pinned}"):
                 # Retried: the registry may be down for a while; or the image
                 # was removed since the import, which only a new import mends.
                 raise TransientError(f"the image its package brought ({prepared.pinned}) is "
                                      "not in the registry: is the registry up? (if the image "
                                      "was removed, import the package again)")
-            if build:
+            if recipe is not None:
                 config = await set_status(deps, key, config, Status(
                     phase=Phase.BUILDING, message=f"building image {image}", image=image,
                     extra={"inputs": prepared.inputs}))
                 with change_trace.tracer.start_as_current_span("build"):
                     if prepared.runtime is not None:
                         await deps.builder.ensure_runtime(prepared.runtime)
-                    if prepared.recipe is not None:
-                        await deps.builder.ensure_model_image(prepared.recipe, push=False)
-                if prepared.recipe is not None:
-                    with change_trace.tracer.start_as_current_span("push"):
-                        await deps.builder.push_image(prepared.recipe.tag)
+                    await deps.builder.ensure_model_image(recipe, push=False)
+                with change_trace.tracer.start_as_current_span("push"):
+                    await deps.builder.push_image(recipe.tag)
             with change_trace.tracer.start_as_current_span("deploy"):
                 await pin_image(deps, desired, prepared, service)
                 if service is None:
@@ -350,9 +348,12 @@ async def reconcile_version(
             service.labels.get(L.TASK_HASH) == desired["Labels"][L.TASK_HASH])
         if phase is Phase.FAILED and failed_inputs == prepared.inputs and not same_tasks:
             return None  # this exact input failed before: wait for the user
-        if same_tasks and phase is Phase.READY and service is not None:
-            # Only its labels (routes) change: the tasks go on serving, and
-            # the status below stays true to that instead of "Deploying".
+        if same_tasks and service is not None:
+            # Only its labels (routes, a rollout's role) change: the tasks go
+            # on as they were, and the status below, written in this same
+            # pass, stays true to them: a Ready one is not shown Deploying,
+            # and a rollout that begins now says so at once (on a busy
+            # operator the next pass may come many seconds later).
             log.info("updating the routes or replicas of %s", desired["Name"])
             await pin_image(deps, desired, prepared, service)
             await cluster.update_service(service, desired)

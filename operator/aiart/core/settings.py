@@ -135,7 +135,12 @@ class OperatorSettings(EnvSettings):
                            "that the auth service's certificate chains to.")
     resync_seconds: float = setting("AIART_RESYNC_SECONDS", 30.0,
                                     "How often every model is looked at without an event.")
-    workers: int = setting("AIART_WORKERS", 4, "Models reconciled at once.")
+    # A pass that builds an image holds its worker for the build (seconds to
+    # minutes): with 4, four builds at once left every other model's pass
+    # (a rollout's step, a status) waiting; the other passes mostly wait on
+    # the engine's API, so more of them cost little.
+    workers: int = setting("AIART_WORKERS", 8, "Models reconciled at once (a pass that builds "
+                           "an image holds one for the build).")
     default_sklearn: str = setting(
         "AIART_DEFAULT_SKLEARN", "1.9.1",
         "The scikit-learn version for a pickle that does not say its own.")

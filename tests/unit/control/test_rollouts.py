@@ -13,7 +13,7 @@ from aiart.control.reconcile import reconcile_model
 from aiart.control.traffic_feed import splits_of
 from aiart.core import labels as L
 from aiart.core.render import carries_current_route
-from aiart.core.rollout import COMMAND, SINCE, STEP, Figures
+from aiart.core.rollout import COMMAND, PHASE, SINCE, STEP, Figures
 from aiart.core.settings import OperatorSettings
 
 from tests.fakes import FakeBuilder, FakeCluster, FakeGateway
@@ -171,3 +171,23 @@ async def test_a_first_version_with_a_rollout_is_served_at_once(world) -> None:
     await settle(deps, "iris")
     assert current(cluster, "iris-1") and split(cluster, deps) is None
     assert "nothing to roll out from" in cluster.config("iris-1").labels[L.STATUS_ROLLOUT]
+
+
+async def test_the_pass_that_begins_a_rollout_says_so_in_the_status(world) -> None:
+    # The version answers before its status says Ready: the same pass begins
+    # its rollout, gives its service the canary's role, and writes the step
+    # (a busy operator's next pass may come many seconds later; it once
+    # wrote "service created" there, and the step only a pass after).
+    deps, cluster, _ = world
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    declare(cluster, "iris", "2", rollout=CANARY)
+    for _ in range(6):
+        await reconcile_model(deps, "iris")
+        if cluster.config("iris-2").labels.get(PHASE):
+            break
+    labels = cluster.config("iris-2").labels
+    assert labels[PHASE] == "Progressing", labels
+    assert "step 1 of 3" in labels.get(L.STATUS_ROLLOUT, ""), labels
+    assert labels[L.STATUS] == "Ready", labels
+    assert role(cluster, "2") == "canary"

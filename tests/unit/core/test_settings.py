@@ -28,11 +28,11 @@ ROOT = Path(aiart.__file__).parents[2]
 
 def test_values_are_parsed_and_bad_ones_named() -> None:
     settings = OperatorSettings.from_env({
-        "AIART_RESYNC_SECONDS": "2.5", "AIART_WORKERS": "8",
+        "AIART_RESYNC_SECONDS": "2.5", "AIART_WORKERS": "3",
         "AIART_MODEL_CONSTRAINTS": "node.role==worker, zone==a,",
         "AIART_PUBLIC_URL": "https://aiart.example/", "AIART_GATEWAY_HOST": "AIART.example",
         "AIART_S3_MODEL_SECURE": "yes", "AIART_UNKNOWN": "ignored"})
-    assert (settings.resync_seconds, settings.workers) == (2.5, 8)
+    assert (settings.resync_seconds, settings.workers) == (2.5, 3)
     assert settings.model_constraints == ("node.role==worker", "zone==a")
     # No gateway URL of its own: the operator probes where users call.
     assert settings.public_url == settings.gateway_url == "https://aiart.example"
@@ -44,7 +44,7 @@ def test_values_are_parsed_and_bad_ones_named() -> None:
 
 
 def test_empty_is_unset_except_for_text() -> None:
-    assert OperatorSettings.from_env({"AIART_WORKERS": " "}).workers == 4
+    assert OperatorSettings.from_env({"AIART_WORKERS": " "}).workers == 8
     # An empty role prefix is a value: roles without a prefix.
     assert OIDCSettings.from_env({"AIART_OIDC_ROLE_PREFIX": ""}).role_prefix == ""
     assert OIDCSettings.from_env({}).role_prefix == "aiart:"
