@@ -6,7 +6,9 @@ is sent to sign in, signs in with the key made for one model, deploys that
 model through the form and watches it become Ready with its events, calls
 it in the playground and sees its requests counted on the chart, stores a
 training run through the page and downloads its model file from the
-bucket's list, filters the table, removes the version with its button;
+bucket's list, exports it and imports it back from the deploy page
+(unsigned: refused on its page, taken on an admin's that ticks the box),
+filters the table, removes the version with its button;
 and once the admin revokes the key through the API, the next page sends
 the browser back to sign in. The main pages' screenshots go to docs/img/
 (shown in the README)."""
@@ -181,6 +183,40 @@ def test_a_deployer_deploys_calls_and_removes_a_model_in_the_browser(
             "fetch(arguments[0]).then(r => r.arrayBuffer().then(b => done([r.status, b.byteLength])))",
             link.get_attribute("href"))
         assert (status, size) == (200, len(iris_pickle))
+
+        # Exported through the API by its deployer (unsigned: this stack
+        # gives the API no signing key) and imported back from the deploy
+        # page: the deployer's page has no box to take it unsigned, and the
+        # API refuses it; the admin's takes it with the box ticked (declared
+        # so already: nothing to do, and the model's page again).
+        exported = gateway.get(f"/api/v1/models/{model}/package?version=1",
+                               headers={"X-API-Key": key}, timeout=120)
+        assert exported.status_code == 200, exported.text
+        package = tmp_path / f"{model}-1.aiart"
+        package.write_bytes(exported.content)
+
+        def import_package(unsigned: bool) -> None:
+            browser.get(f"{GATEWAY}/ui/deploy")
+            browser.find_element(By.ID, "package").send_keys(str(package))
+            boxes = browser.find_elements(By.ID, "allow-unsigned")
+            assert len(boxes) == int(unsigned)
+            if boxes:
+                boxes[0].click()
+            browser.find_element(By.CSS_SELECTOR, "#import button").click()
+
+        import_package(unsigned=False)
+        wait.until(lambda b: "not signed" in text_of(b, "import-outcome"))
+        browser.delete_all_cookies()
+        sign_in(browser, wait, admin, "/ui/deploy")
+        import_package(unsigned=True)
+        WebDriverWait(browser, 180, ignored_exceptions=[StaleElementReferenceException]).until(
+            lambda b: b.current_url == f"{GATEWAY}/ui/models/{model}"
+            or "problem" in (b.find_element(By.ID, "import-outcome").get_attribute("class")
+                             or ""))
+        assert browser.current_url == f"{GATEWAY}/ui/models/{model}", text_of(
+            browser, "import-outcome")
+        browser.delete_all_cookies()
+        sign_in(browser, wait, key, "/ui/")
 
         # The table and its filter.
         browser.get(f"{GATEWAY}/ui/")

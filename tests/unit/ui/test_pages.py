@@ -143,6 +143,10 @@ def test_a_deployer_is_offered_its_own_models_actions(world: World) -> None:
     deploy_page = world.client.get("/ui/deploy")
     assert deploy_page.status_code == 200
     assert 'id="import"' in deploy_page.text and 'data-action="/api/v1/packages"' in deploy_page.text
+    # Taking a package unsigned is an admin's choice: only its page offers it.
+    assert 'id="allow-unsigned"' not in deploy_page.text
+    sign_in(world, world.key(Role.ADMIN))
+    assert 'id="allow-unsigned"' in world.client.get("/ui/deploy").text
 
 
 def test_a_revoked_key_is_sent_back_to_sign_in(world: World) -> None:
