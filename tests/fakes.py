@@ -46,6 +46,9 @@ class FakeCluster:
         self.services: dict[str, ServiceObject] = {}
         self.calls: list[str] = []
         self.failing_services: set[str] = set()
+        # Services whose tasks have not started yet (the gateway may still
+        # reach a task of a service they replaced).
+        self.starting_services: set[str] = set()
         self.running_for = 60.0
         self.secrets: dict[str, str] = {}  # name -> id
         self.secret_data: dict[str, tuple[bytes, dict[str, str]]] = {}
@@ -129,6 +132,8 @@ class FakeCluster:
         desired = service.spec["Mode"]["Replicated"]["Replicas"]
         if service.name in self.failing_services:
             return TaskSummary(desired=desired, running=0, failed=5, last_error="exit code 1")
+        if service.name in self.starting_services:
+            return TaskSummary(desired=desired, running=0, failed=0, last_error="")
         return TaskSummary(desired=desired, running=desired, failed=0, last_error="",
                            running_for=self.running_for)
 

@@ -380,7 +380,10 @@ async def reconcile_version(
             "stays with the version it had, and this one answers only at its versioned "
             "route", image=image, endpoint=endpoint, extra={**extra, "rollout": "aborted"}))
         return None
-    if ready:
+    # What answered may be a task of the service this one replaced (the same
+    # version removed and declared again): still draining, it answers the
+    # probe; Ready waits for a task of this service.
+    if ready and (tasks.running > 0 or asleep(plan)):
         change_trace.settled(deps.traces, config.id)
         await archive(deps, plan, prepared)
         where = "the model's route" if current else (

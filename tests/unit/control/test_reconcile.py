@@ -125,6 +125,26 @@ async def test_a_declared_model_becomes_ready_and_a_second_pass_changes_nothing(
     assert cluster.calls == before, "a pass over a settled model must not act"
 
 
+async def test_a_version_declared_again_is_ready_only_once_a_task_of_its_own_runs(
+        world) -> None:
+    # Removed and declared again at once: the old service's task, draining,
+    # still answers the gateway's probe; the new one is not Ready for that.
+    deps, cluster, _, _ = world
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    cluster.starting_services.add("aiart-iris-1")
+    cluster.remove_config("iris-1")
+    cluster.services.clear()
+    declare(cluster, "iris", "1")
+    await settle(deps, "iris")
+    labels = cluster.config("iris-1").labels
+    assert labels[L.STATUS] == "Deploying", labels
+    assert labels[L.STATUS_MESSAGE].startswith("0 of 1 replicas running"), labels
+    cluster.starting_services.clear()
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Ready"
+
+
 async def test_invalid_manifest_is_reported_and_fixing_it_recovers(world) -> None:
     deps, cluster, _, _ = world
     cluster.add_config("bad-1", b"apiVersion: aiart/v1\nkind: Model\nmetadata: {name: bad}\n",
