@@ -365,10 +365,13 @@ async def reconcile_version(
                 started_ns=started_ns, parsed_ns=parsed_ns)
 
     tasks = await cluster.task_summary(service)
+    answering = ready and (tasks.running > 0 or asleep(plan))
+    answered = answering or config.labels.get(L.STATUS_ANSWERED) == "true"
     extra = {
         "inputs": prepared.inputs,
         "replicas": f"{tasks.running}/{tasks.desired}",
         "current": "true" if current else "false",
+        **({"answered": "true"} if answered else {}),
     }
     if rollout_note:
         extra["rollout"] = rollout_note
@@ -383,7 +386,7 @@ async def reconcile_version(
     # What answered may be a task of the service this one replaced (the same
     # version removed and declared again): still draining, it answers the
     # probe; Ready waits for a task of this service.
-    if ready and (tasks.running > 0 or asleep(plan)):
+    if answering:
         change_trace.settled(deps.traces, config.id)
         await archive(deps, plan, prepared)
         where = "the model's route" if current else (
@@ -403,8 +406,11 @@ async def reconcile_version(
             endpoint=endpoint, extra=extra))
         return None if tasks.running >= tasks.desired else POLL_SECONDS * 5
     # Judge a ready image only once it has run long enough for the gateway
-    # to route to it: a 404 before that is the gateway's, not the image's.
-    if manifest.spec.runtime is Runtime.IMAGE and tasks.running_for > CONTRACT_GRACE_SECONDS:
+    # to route to it, and never once it has answered: a 404 then is the
+    # gateway's, not the image's (a CI run saw one judged Failed as the
+    # gateway rebuilt its routes the moment the version became current).
+    if (manifest.spec.runtime is Runtime.IMAGE and not answered
+            and tasks.running_for > CONTRACT_GRACE_SECONDS):
         problems = await deps.gateway.contract_problems(
             name, version, settled=tasks.running_for > UNROUTED_GRACE_SECONDS)
         if problems:

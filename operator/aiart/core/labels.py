@@ -79,6 +79,11 @@ STATUS_ENDPOINT: Final = "aiart.status.endpoint"
 STATUS_REPLICAS: Final = "aiart.status.replicas"
 STATUS_CURRENT: Final = "aiart.status.current"
 STATUS_INPUTS: Final = "aiart.status.inputs"
+# "true" once the version's present tasks answered through the gateway (a
+# new deploy's status drops it): a ready image is judged against the
+# inference contract only before, so that the gateway's 404s while it
+# rebuilds its routes are never taken for the image's.
+STATUS_ANSWERED: Final = "aiart.status.answered"
 # Where a version's rollout stands, in words (core/rollout.py keeps its state
 # in aiart.rollout.* labels).
 STATUS_ROLLOUT: Final = "aiart.status.rollout"

@@ -364,6 +364,16 @@ async def test_a_ready_image_is_deployed_as_is_and_checked(world) -> None:
     assert cluster.status("bad-1") == "Failed"
     message = cluster.config("bad-1").labels[L.STATUS_MESSAGE]
     assert "does not honour the inference contract" in message and "404" in message
+    # One that answered, then 404 everywhere (the gateway rebuilding its
+    # routes): waiting for the gateway, never judged for the gateway's 404s.
+    gateway.broken_images.add("team/good:1")
+    await settle(deps, "byo")
+    labels = cluster.config("byo-1").labels
+    assert labels[L.STATUS] == "Deploying" and "waiting for the gateway" in labels[
+        L.STATUS_MESSAGE], labels
+    gateway.broken_images.discard("team/good:1")
+    await settle(deps, "byo")
+    assert cluster.status("byo-1") == "Ready"
 
 
 async def test_a_ready_image_runs_by_the_digest_its_registry_gave_and_keeps_it(world) -> None:
