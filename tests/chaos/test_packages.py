@@ -60,7 +60,7 @@ def test_a_package_exported_here_is_served_there_by_the_same_image(
             done = cli(tmp_path, "export", model, "-o", str(path), *extra)
             assert done.returncode == 0, done.stderr
     finally:
-        remove_test_models(here)
+        remove_test_models(here, set(here.names))
     public = tmp_path / "config/aiart/signing/site-a.pub"
     image = P.open_package(P.from_tar(package.read_bytes()),
                            [P.load_public_key(public.read_bytes())]).contents.image

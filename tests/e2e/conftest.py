@@ -146,6 +146,9 @@ class Models:
         self.engine = engine
         self.run_id = run_id
         self.names: set[str] = set()
+        # Ids of the configs made through config(), in order: a module's
+        # clean-up removes those its tests made.
+        self.made: list[str] = []
 
     def name(self, stem: str) -> str:
         model = f"t{self.run_id}-{stem}"
@@ -153,8 +156,10 @@ class Models:
         return model
 
     def config(self, name: str, data: bytes, **labels: str) -> Config:
-        return self.engine.configs.create(
+        config = self.engine.configs.create(
             name=name, data=data, labels={TEST_LABEL: self.run_id, **labels})
+        self.made.append(config.id)
+        return config
 
     def declare(self, model: str, version: str, artifact: bytes | None,
                 manifest_data: bytes | None = None, **spec: str) -> str:
@@ -171,8 +176,12 @@ class Models:
         return dict(self.engine.configs.get(config).attrs["Spec"]["Labels"] or {})
 
     def wait_status(self, config: str, wanted: str, timeout: float = 180) -> dict[str, str]:
+        seen: dict[str, str] = {}
+
         def check() -> dict[str, str] | None:
             labels = self.labels(config)
+            seen.clear()
+            seen.update(labels)
             status = labels.get("aiart.status")
             if status == wanted:
                 return labels
@@ -180,7 +189,15 @@ class Models:
                 raise AssertionError(f"{config} is {status}: {labels.get('aiart.status.message')}")
             return None
 
-        return wait_for(check, timeout, f"{config} to be {wanted}")
+        try:
+            return wait_for(check, timeout, f"{config} to be {wanted}")
+        except AssertionError as timed_out:
+            # Where it stood says which part lagged: no status at all (the
+            # operator never took it up), Building, or Deploying.
+            raise AssertionError(
+                f"{timed_out}; it is {seen.get('aiart.status')!r} since "
+                f"{seen.get('aiart.status.since')!r}: {seen.get('aiart.status.message')!r}"
+            ) from None
 
     def services(self, model: str) -> list[Any]:
         return self.engine.services.list(filters={"label": f"aiart.model={model}"})
@@ -190,19 +207,34 @@ class Models:
 def models(engine: docker.DockerClient, run_id: str) -> Iterator[Models]:
     declared = Models(engine, run_id)
     yield declared
-    remove_test_models(declared)
+    remove_test_models(declared, set(declared.names))
 
 
-def remove_test_models(declared: Models) -> None:
-    """Everything the tests declared through ``declared`` (and through the
-    API, for its models), their services, catalog records and images."""
+@pytest.fixture(scope="module", autouse=True)
+def module_models(models: Models) -> Iterator[None]:
+    """The models a test file declared go when the file is done, not at the
+    end of the run: each model's tasks are probed every two seconds, and a
+    worker that kept every file's models ran a few dozen of them, enough to
+    starve a two-core CI machine."""
+    names, made = set(models.names), len(models.made)
+    yield
+    remove_test_models(models, models.names - names, set(models.made[made:]))
+
+
+def remove_test_models(declared: Models, names: set[str],
+                       made: set[str] | None = None) -> None:
+    """Everything the tests declared through ``declared`` for the models
+    ``names`` (and through the API, for those models), their services,
+    catalog records and images; of the configs made through
+    ``declared.config``, those in ``made`` (all when None)."""
     engine, run_id = declared.engine, declared.run_id
-    configs = engine.configs.list(filters={"label": f"{TEST_LABEL}={run_id}"})
+    configs = [c for c in engine.configs.list(filters={"label": f"{TEST_LABEL}={run_id}"})
+               if made is None or c.id in made]
     # Configs made through aiart's API carry no test label: find them by model.
     made_by_api = [c for c in engine.configs.list(filters={"label": "aiart.model"})
                    + engine.configs.list(filters={"label": "aiart.artifact-of"})
                    if {c.attrs["Spec"]["Labels"].get("aiart.model"),
-                       c.attrs["Spec"]["Labels"].get("aiart.artifact-of")} & declared.names]
+                       c.attrs["Spec"]["Labels"].get("aiart.artifact-of")} & names]
     known = {c.id for c in configs}
     configs += [c for c in made_by_api if c.id not in known]
     # Model configs first, so that the operator removes their services.
@@ -214,15 +246,15 @@ def remove_test_models(declared: Models) -> None:
     try:
         # Generous: on a loaded CI machine the operator's passes lag (seen:
         # over 30 s); what it has not removed by then is removed below.
-        wait_for(lambda: not any(declared.services(m) for m in declared.names), 90,
+        wait_for(lambda: not any(declared.services(m) for m in names), 90,
                  "the operator to remove the test services")
     finally:
-        for model in declared.names:
+        for model in names:
             for service in declared.services(model):
                 service.remove()
         # The catalog's records of the test models (it keeps them on purpose).
         for config in engine.configs.list(filters={"label": "aiart.catalog"}):
-            if config.attrs["Spec"]["Labels"].get("aiart.catalog.model") in declared.names:
+            if config.attrs["Spec"]["Labels"].get("aiart.catalog.model") in names:
                 try:
                     config.remove()
                 except docker.errors.APIError:
@@ -232,12 +264,13 @@ def remove_test_models(declared: Models) -> None:
         # Listed without inspecting each (images.list does): another test
         # worker's clean-up may remove one between the list and its look.
         for image in engine.api.images(filters={"label": "aiart.model"}):
-            if (image.get("Labels") or {}).get("aiart.model") in declared.names:
+            if (image.get("Labels") or {}).get("aiart.model") in names:
                 for tag in image.get("RepoTags") or [image["Id"]]:
                     try:
                         engine.images.remove(tag, force=True)
                     except docker.errors.APIError:
                         pass  # in use by a container still stopping: left, as before
+        declared.names -= names
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from tests.e2e.conftest import (  # noqa: F401  (fixtures, found by name)
     gateway,
     iris_pickle,
     models,
+    module_models,
     operator_service,
     run_id,
 )
