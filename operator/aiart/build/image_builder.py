@@ -78,10 +78,16 @@ async def fill_wheelhouse(
 
 
 class ImageBuilder:
-    def __init__(self, cluster: DockerCluster, *, cache_dir: Path, timeout: float) -> None:
+    def __init__(self, cluster: DockerCluster, *, cache_dir: Path, timeout: float,
+                 builds: int = 2) -> None:
         self.cluster = cluster
         self.cache_dir = cache_dir
         self.timeout = timeout
+        # Builds run a few at a time, first come first served: each loads
+        # its model to check it (seconds of CPU), and a burst of them side
+        # by side on a small manager finished all late rather than the
+        # first ones soon; the passes waiting behind them cost nothing.
+        self._builds = asyncio.Semaphore(builds)
         # model image tag -> the runtime image it is built on, and the runtime
         # images whose layers one push of this process has put in the registry.
         self._runtime_of: dict[str, str] = {}
@@ -103,12 +109,9 @@ class ImageBuilder:
                 files[f"wheels/{wheel.name}"] = wheel.read_bytes()
             for name, data in recipe.files:
                 files[f"extra/{name}"] = data
-            log.info("building runtime image %s", tag)
-            await self.cluster.build_image(
-                context=tar_context(files), tag=tag, timeout=self.timeout,
-                labels={L.RUNTIME: recipe.runtime, L.RUNTIME_RECIPE: recipe.recipe_hash,
-                        L.MANAGED_BY: L.MANAGED_BY_VALUE},
-            )
+            await self._build("runtime", tag, files, {
+                L.RUNTIME: recipe.runtime, L.RUNTIME_RECIPE: recipe.recipe_hash,
+                L.MANAGED_BY: L.MANAGED_BY_VALUE})
             return tag
 
     async def ensure_model_image(self, recipe: ModelRecipe, *, push: bool = True) -> str:
@@ -121,14 +124,10 @@ class ImageBuilder:
                     "model/model.json": recipe.settings_json,
                     f"model/{recipe.artifact_name}": recipe.artifact,
                 }
-                log.info("building model image %s", tag)
                 # No network: the build's check step loads the user's pickle or code.
-                await self.cluster.build_image(
-                    context=tar_context(files), tag=tag, timeout=self.timeout,
-                    labels={L.MANAGED_BY: L.MANAGED_BY_VALUE, L.MODEL: recipe.name,
-                            L.VERSION: recipe.version},
-                    network=False,
-                )
+                await self._build("model", tag, files, {
+                    L.MANAGED_BY: L.MANAGED_BY_VALUE, L.MODEL: recipe.name,
+                    L.VERSION: recipe.version}, network=False)
         if push:
             await self.push_image(tag)
         return tag
@@ -145,12 +144,17 @@ class ImageBuilder:
                 files = {"Dockerfile": recipe.dockerfile().encode()}
                 for wheel in sorted(wheels.glob("*.whl")):
                     files[f"wheels/{wheel.name}"] = wheel.read_bytes()
-                log.info("building batch image %s", tag)
-                await self.cluster.build_image(
-                    context=tar_context(files), tag=tag, timeout=self.timeout,
-                    labels={L.MANAGED_BY: L.MANAGED_BY_VALUE}, network=False)
+                await self._build("batch", tag, files, {L.MANAGED_BY: L.MANAGED_BY_VALUE},
+                                  network=False)
         await self.push_image(tag)
         return tag
+
+    async def _build(self, kind: str, tag: str, files: dict[str, bytes],
+                     labels: dict[str, str], *, network: bool = True) -> None:
+        async with self._builds:  # its turn
+            log.info("building %s image %s", kind, tag)
+            await self.cluster.build_image(context=tar_context(files), tag=tag,
+                                           timeout=self.timeout, labels=labels, network=network)
 
     async def push_image(self, tag: str) -> None:
         async with _lock(tag):

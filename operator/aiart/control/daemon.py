@@ -88,7 +88,8 @@ async def serve(settings: OperatorSettings, stop: asyncio.Event) -> None:
         deps = Deps(
             cluster=cluster,
             builder=ImageBuilder(cluster, cache_dir=Path(settings.cache_dir),
-                                 timeout=settings.build_timeout_seconds),
+                                 timeout=settings.build_timeout_seconds,
+                                 builds=settings.builds),
             gateway=Gateway(settings.gateway_url, session, probe_key=probe_key,
                             host=settings.gateway_host),
             probe_key=probe_key,

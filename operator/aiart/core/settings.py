@@ -141,6 +141,8 @@ class OperatorSettings(EnvSettings):
     # the engine's API, so more of them cost little.
     workers: int = setting("AIART_WORKERS", 8, "Models reconciled at once (a pass that builds "
                            "an image holds one for the build).")
+    builds: int = setting("AIART_BUILDS", 2, "Images built at once; a pass whose image waits "
+                          "for its turn holds its worker meanwhile.")
     default_sklearn: str = setting(
         "AIART_DEFAULT_SKLEARN", "1.9.1",
         "The scikit-learn version for a pickle that does not say its own.")
@@ -235,6 +237,14 @@ class OperatorSettings(EnvSettings):
     @classmethod
     def _no_trailing_slash(cls, value: str) -> str:
         return value.strip().rstrip("/")
+
+    @field_validator("workers", "builds")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        # None would never reconcile or never build: a typo, not a choice.
+        if value < 1:
+            raise ValueError(f"must be at least 1, not {value}")
+        return value
 
     @field_validator("gateway_host")
     @classmethod

@@ -113,3 +113,34 @@ async def test_what_a_pushed_image_was_built_on_is_not_kept(tmp_path: Path) -> N
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(pytest.main([__file__]))
+
+
+class BuildRecorder(PushRecorder):
+    """An engine where no image is built yet: notes how many builds ran at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.building = 0
+        self.most_building = 0
+        self.built: list[str] = []
+
+    async def image_exists(self, tag: str) -> bool:
+        return tag in self.built
+
+    async def build_image(self, *, tag: str, **_: Any) -> None:
+        self.building += 1
+        self.most_building = max(self.most_building, self.building)
+        try:
+            await asyncio.sleep(0.02)
+            self.built.append(tag)
+        finally:
+            self.building -= 1
+
+
+async def test_builds_run_a_few_at_a_time_in_the_order_they_came(tmp_path: Path) -> None:
+    engine = BuildRecorder()
+    images = ImageBuilder(cast(DockerCluster, engine), cache_dir=tmp_path, timeout=60, builds=2)
+    recipes = [recipe(f"m{i}") for i in range(6)]
+    await asyncio.gather(*(images.ensure_model_image(r, push=False) for r in recipes))
+    assert engine.most_building == 2, "more builds ran at once than allowed (or fewer)"
+    assert engine.built == [r.tag for r in recipes], "a later build overtook an earlier one"

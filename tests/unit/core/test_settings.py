@@ -39,6 +39,8 @@ def test_values_are_parsed_and_bad_ones_named() -> None:
     assert settings.gateway_host == "aiart.example" and settings.model_store_secure
     with pytest.raises(SettingsError, match=r"AIART_WORKERS: .*integer"):
         OperatorSettings.from_env({"AIART_WORKERS": "many"})
+    with pytest.raises(SettingsError, match=r"AIART_BUILDS: .*at least 1, not 0"):
+        OperatorSettings.from_env({"AIART_BUILDS": "0"})
     with pytest.raises(SettingsError, match=r"AIART_GATEWAY_HOST: .*DNS name"):
         OperatorSettings.from_env({"AIART_GATEWAY_HOST": "a b`) || Host(`x"})
 
