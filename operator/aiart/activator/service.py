@@ -47,6 +47,11 @@ ASK_AGAIN_SECONDS = 1.0
 # gateway takes up its task within about a second).
 READY_FOR_SECONDS = 2.0
 RETRY_AFTER_SECONDS = 5
+# How long one readiness check waits for its answer. A task that is not
+# there refuses at once; one that is there, on a busy node, may take more
+# than the half second this once was to say it is ready (a CI machine at a
+# load of dozens woke a model in 60 s, its callers' whole wait).
+READY_CHECK_SECONDS = 2.0
 ADDRESS = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")  # the model network's (IPv4)
 
 
@@ -177,7 +182,8 @@ class Activator:
     async def _says_ready(self, base: str) -> str | None:
         try:
             async with self.passing.get(f"{base}/v2/health/ready",
-                                        timeout=aiohttp.ClientTimeout(total=0.5)) as answer:
+                                        timeout=aiohttp.ClientTimeout(
+                                            total=READY_CHECK_SECONDS)) as answer:
                 return base if answer.status == 200 else None
         except (aiohttp.ClientError, TimeoutError):
             return None  # no task yet (no name, no address), or one still starting
