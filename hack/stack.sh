@@ -340,9 +340,19 @@ deploy_stack() {
   AIART_ALERT_RULES_HASH=$(sha256sum "$AIART_ALERT_RULES" | cut -c1-12)
   export AIART_CA_HASH AIART_PROMETHEUS_CONFIG_HASH AIART_ALERT_RULES_HASH
   log "deploying the stack '$AIART_STACK'"
-  local out
-  out=$(docker stack deploy --resolve-image never -c "$AIART_ROOT/stack.yml" "$AIART_STACK" 2>&1) \
-    || { echo "$out" >&2; die "docker stack deploy failed"; }
+  local out attempt
+  for attempt in 1 2 3 4 5; do
+    out=$(docker stack deploy --resolve-image never -c "$AIART_ROOT/stack.yml" "$AIART_STACK" 2>&1) \
+      && break
+    # Swarm refuses an update made from a service's older version: the
+    # service changed between the deploy's read and its write (a rolling
+    # update still under way records its progress in the service). The
+    # deploy is idempotent: the next one reads the new version.
+    grep -q "update out of sequence" <<<"$out" && [ "$attempt" -lt 5 ] \
+      || { echo "$out" >&2; die "docker stack deploy failed"; }
+    log "a service changed under the deploy (update out of sequence): deploying again"
+    sleep 1
+  done
   wait_published "https:$AIART_REGISTRY_PORT" "v2/" 120 --cacert "$AIART_INTERNAL_CA" \
     || die "the registry did not come up"
   wait_published "$AIART_GATEWAY_PORT" "" 120 || die "the gateway (Traefik) did not come up"
