@@ -52,18 +52,23 @@ def test_a_canary_promoted_a_bad_one_rolled_back_and_a_shadow(
             f"{{strategy: canary, steps: [30, 100], interval: {INTERVAL}, "
             "gate: {maxErrorRate: 0.01, maxP99Ms: 1000, minRequests: 5}}"))
         # The first step: 30 % of the model's traffic, as Traefik counts it.
-        # Sampled for 150 answers or 9 s, whichever comes first (the step
-        # lasts 15 s): on a loaded machine the caller gets fewer answers a
-        # second, and Traefik's weighted round robin is exact over any run.
-        # Timed from the step's own start (aiart.rollout.since), not from
-        # when this test saw it: on a loaded machine it sees it late, and
-        # the step may be over by the time it reads the labels again.
+        # Sampled for 150 answers or until the step's 14th second, whichever
+        # comes first (the step lasts 15 s): on a loaded machine the caller
+        # gets fewer answers a second, and Traefik's weighted round robin is
+        # exact over any run. Timed from the step's own start
+        # (aiart.rollout.since), not from when this test saw it: on a loaded
+        # machine it sees it late, and the step may be over by the time it
+        # reads the labels again. The sample begins with version 2's first
+        # answer, the first the split sent it (before the step it had none):
+        # a loaded gateway took the split up seconds after the step began,
+        # and answers from before then are not the split's.
         begun = models.labels(v2)
         assert "step 1 of 2" in begun["aiart.status.rollout"], begun
         since = float(begun["aiart.rollout.since"])
-        time.sleep(max(0.0, since + 3 - time.time()))
-        start = len(hammer.versions)
-        until = time.monotonic() + min(9.0, since + 14 - time.time())
+        start = wait_for(lambda: next(
+            (i + 1 for i, version in enumerate(hammer.versions) if version == "2"), None),
+            max(1.0, since + 10 - time.time()), "the gateway to send version 2 its share") - 1
+        until = time.monotonic() + since + 14 - time.time()
         while len(hammer.versions) - start < 150 and time.monotonic() < until:
             time.sleep(0.1)
         first_step = hammer.versions[start:]
