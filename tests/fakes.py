@@ -278,12 +278,14 @@ class FakeBuilder:
 class FakeGateway:
     """Routes as Traefik would: a running service answers its versioned route;
     the unversioned route goes to the highest-priority service carrying it.
-    Services whose image is in ``broken_images`` answer 404 everywhere."""
+    Services whose image is in ``broken_images`` answer 404 everywhere;
+    versions in ``unrouted`` (name, version) run but are not routed yet."""
 
     def __init__(self, cluster: FakeCluster) -> None:
         self.cluster = cluster
         self.down = False
         self.broken_images: set[str] = set()
+        self.unrouted: set[tuple[str, str]] = set()
 
     async def contract_problems(self, name: str, version: str, *,
                                 settled: bool = True) -> list[str] | None:
@@ -300,7 +302,7 @@ class FakeGateway:
                 and s.spec["Mode"]["Replicated"]["Replicas"] > 0)
 
     async def version_ready(self, name: str, version: str) -> bool:
-        return any(s.labels.get(L.MODEL) == name and s.labels.get(L.VERSION) == version
+        return (name, version) not in self.unrouted and any(s.labels.get(L.MODEL) == name and s.labels.get(L.VERSION) == version
                    and self._answering(s) for s in self.cluster.services.values())
 
     async def current_version(self, name: str, versions: Sequence[str]) -> str | None:

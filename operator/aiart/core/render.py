@@ -56,8 +56,9 @@ RETRY_ATTEMPTS = 3
 # A scalable version's task told to stop answers until no request has come
 # for DRAIN_SECONDS, at most DRAIN_LIMIT_SECONDS (runtimes/aiart_runtime/
 # __main__.py): the gateway reads the swarm every second (stack.yml,
-# refreshSeconds) and applies what it read within two more, later on a busy
-# host, and whatever it sends the task until then must be answered. The
+# refreshSeconds) and applies what it read soon after (its provider
+# throttle), later on a busy host, and whatever it sends the task until then
+# must be answered. The
 # engine kills a task STOP_GRACE_SECONDS after it told it to stop: a
 # scalable version's then finishes its last answers after its drain.
 DRAIN_SECONDS = 4

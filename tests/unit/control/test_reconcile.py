@@ -9,7 +9,7 @@ import json
 import pytest
 from aiart.auth.access import gateway_token, probe_token
 from aiart.control.deps import Deps
-from aiart.control.reconcile import reconcile_model
+from aiart.control.reconcile import POLL_SECONDS, ROUTE_POLL_SECONDS, reconcile_model
 from aiart.core import labels as L
 from aiart.core.errors import PermanentError, TransientError
 from aiart.core.render import GATEWAY_HEADER, carries_current_route
@@ -141,6 +141,29 @@ async def test_a_version_declared_again_is_ready_only_once_a_task_of_its_own_run
     assert labels[L.STATUS] == "Deploying", labels
     assert labels[L.STATUS_MESSAGE].startswith("0 of 1 replicas running"), labels
     cluster.starting_services.clear()
+    await settle(deps, "iris")
+    assert cluster.status("iris-1") == "Ready"
+
+
+async def test_a_running_task_the_gateway_does_not_route_yet_is_looked_at_soon(world) -> None:
+    # Its route comes within about a second: the next look is sooner than a
+    # pass's usual second, so that Ready follows the route closely; a task
+    # still starting is looked at at the usual pace.
+    deps, cluster, _, gateway = world
+    declare(cluster, "iris", "1")
+    cluster.starting_services.add("aiart-iris-1")
+    outcome = await reconcile_model(deps, "iris")
+    assert outcome.requeue_after == POLL_SECONDS
+    outcome = await reconcile_model(deps, "iris")
+    assert cluster.status("iris-1") == "Deploying"
+    assert outcome.requeue_after == POLL_SECONDS, "nothing runs yet: the usual pace"
+    cluster.starting_services.clear()
+    gateway.unrouted.add(("iris", "1"))
+    outcome = await reconcile_model(deps, "iris")
+    message = cluster.config("iris-1").labels[L.STATUS_MESSAGE]
+    assert message.startswith("1 of 1 replicas running; waiting for the gateway"), message
+    assert outcome.requeue_after == ROUTE_POLL_SECONDS < POLL_SECONDS
+    gateway.unrouted.clear()
     await settle(deps, "iris")
     assert cluster.status("iris-1") == "Ready"
 
