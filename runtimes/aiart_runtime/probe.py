@@ -11,16 +11,36 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 
 REQUEST = b"GET /v2/health/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
 MAX_ANSWER = 64 * 1024
+# The server listens only once its model is loaded, so a refused connection
+# at start means "not yet". The engine's first check comes 2 s after the
+# container starts, the next 2 s after that: a model that loads in 2.1 s
+# waits 1.9 s more to be found healthy (and so routed, and Ready). The check
+# waits for the server to listen instead, this long at most: well within
+# the check's 6 s timeout, and short enough that a server gone for good is
+# still found unhealthy after a few checks.
+WAIT_FOR_LISTENING_SECONDS = 3.0
+RETRY_SECONDS = 0.05
 
 
-def ready(port: int = 8080, timeout: float = 5.0) -> bool:
-    """Whether the server on this port answers 200 with ``{"ready":true}``."""
+def ready(port: int = 8080, timeout: float = 5.0, wait: float = 0.0) -> bool:
+    """Whether the server on this port answers 200 with ``{"ready":true}``;
+    a refused connection is tried again for ``wait`` seconds."""
+    give_up = time.monotonic() + wait
     answer = b""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+                break
+            except ConnectionRefusedError:
+                if time.monotonic() >= give_up:
+                    raise
+                time.sleep(RETRY_SECONDS)
+        with conn:
             conn.sendall(REQUEST)
             # HTTP/1.0: the server closes the connection after its answer.
             while len(answer) < MAX_ANSWER and (chunk := conn.recv(4096)):
@@ -33,4 +53,4 @@ def ready(port: int = 8080, timeout: float = 5.0) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if ready() else 1)
+    sys.exit(0 if ready(wait=WAIT_FOR_LISTENING_SECONDS) else 1)

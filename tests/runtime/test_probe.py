@@ -59,6 +59,10 @@ def test_nothing_listening_is_not_ready() -> None:
 
 
 def serve(status: int, body: bytes) -> ThreadingHTTPServer:
+    return serve_on(0, status, body)
+
+
+def serve_on(port: int, status: int, body: bytes) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             self.send_response(status)
@@ -69,7 +73,7 @@ def serve(status: int, body: bytes) -> ThreadingHTTPServer:
         def log_message(self, *_: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -96,3 +100,28 @@ def test_a_server_that_never_answers_is_not_ready_after_the_timeout() -> None:
         started = time.monotonic()
         assert not ready(listener.getsockname()[1], timeout=0.5)
         assert time.monotonic() - started < 5
+
+
+def test_a_server_about_to_listen_is_waited_for_and_one_gone_is_not_ready() -> None:
+    # A model still loading: its server listens only once the model is in.
+    port = free_port()
+    server: list[ThreadingHTTPServer] = []
+
+    def listen_later() -> None:
+        time.sleep(1.0)
+        server.append(serve_on(port, 200, b'{"ready":true}'))
+
+    threading.Thread(target=listen_later, daemon=True).start()
+    started = time.monotonic()
+    try:
+        assert not ready(port, timeout=2), "nothing listened yet, and it did not wait"
+        assert ready(port, timeout=2, wait=5), "it did not wait for the server to listen"
+        assert time.monotonic() - started >= 1.0
+    finally:
+        for running in server:
+            running.shutdown()
+            running.server_close()
+    # Nothing comes: not ready once the wait is over, not before.
+    started = time.monotonic()
+    assert not ready(free_port(), timeout=2, wait=0.5)
+    assert 0.5 <= time.monotonic() - started < 3
