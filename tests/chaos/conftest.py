@@ -30,6 +30,7 @@ import docker
 import httpx
 import pytest
 import requests
+from aiart.core import labels as L
 from docker.models.configs import Config
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
@@ -114,9 +115,12 @@ class ChaosModels(Models):
 
 
 def remove_model(models: Models, model: str) -> None:
-    """Remove every config that declares a model, as a user removes it."""
+    """Remove every config that declares a model, as a user removes it, and
+    the model files an import put in configs."""
     def remove() -> None:
-        for config in models.engine.configs.list(filters={"label": f"aiart.model={model}"}):
+        for config in [*models.engine.configs.list(filters={"label": f"aiart.model={model}"}),
+                       *models.engine.configs.list(
+                           filters={"label": f"{L.ARTIFACT_OF}={model}"})]:
             try:
                 config.remove()
             except docker.errors.NotFound:

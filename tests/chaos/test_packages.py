@@ -6,12 +6,15 @@ the only thing that goes from one to the other. The harness's swarm never
 saw the model nor its image: imported, it is served by the very image the
 package carries (the same digest), built nowhere, and answers as it did
 where it came from; an untrusted, unsigned or changed package is refused
-and declares nothing; a second import does nothing."""
+and declares nothing; a second import does nothing. A second model on the
+same runtime, imported once the harness holds that runtime (its registry,
+its workers), sends only its own layers and is Ready soonest: the
+import-to-Ready of a cached base."""
 
 from __future__ import annotations
 
-import base64
 import os
+import re
 import time
 import uuid
 from pathlib import Path
@@ -20,9 +23,10 @@ import docker
 import httpx
 from aiart.core import labels as L
 from aiart.core import packages as P
+from aiart.core.images import repository_of
 
 from tests.chaos.conftest import CLUSTER, Cluster, node_ip, record, remove_model
-from tests.e2e.conftest import GATEWAY, Models, remove_test_models, wait_for
+from tests.e2e.conftest import GATEWAY, Models, remove_test_models
 from tests.e2e.test_model_lifecycle import ROWS, infer_body
 from tests.e2e.test_packages import cli, statuses
 
@@ -45,19 +49,23 @@ def test_a_package_exported_here_is_served_there_by_the_same_image(
     # This machine's stack: the model declared, served, exported (signed,
     # and once unsigned), then removed from it altogether.
     here = Models(docker.from_env(), uuid.uuid4().hex[:6])
-    model = here.name("carried")
+    model, sibling = here.name("carried"), here.name("sibling")
     package, unsigned = tmp_path / "carried-1.aiart", tmp_path / "unsigned.aiart"
+    sibling_package = tmp_path / "sibling-1.aiart"
     try:
         config = here.declare(model, "1", iris_pickle)
+        sibling_config = here.declare(sibling, "1", iris_pickle)
         here.wait_status(config, "Ready", timeout=300)
+        here.wait_status(sibling_config, "Ready", timeout=300)
         with httpx.Client(base_url=GATEWAY, timeout=30) as gateway:
             before = gateway.post(f"/v2/models/{model}/infer", json=infer_body(ROWS))
         assert before.status_code == 200, before.text
         (service,) = here.services(model)
         running = service.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
         assert cli(tmp_path, "packages", "key", "create", "site-a").returncode == 0
-        for path, extra in ((package, ()), (unsigned, ("--unsigned",))):
-            done = cli(tmp_path, "export", model, "-o", str(path), *extra)
+        for name, path, extra in ((model, package, ()), (model, unsigned, ("--unsigned",)),
+                                  (sibling, sibling_package, ())):
+            done = cli(tmp_path, "export", name, "-o", str(path), *extra)
             assert done.returncode == 0, done.stderr
     finally:
         remove_test_models(here, set(here.names))
@@ -108,20 +116,37 @@ def test_a_package_exported_here_is_served_there_by_the_same_image(
         again = cli(tmp_path, "import", str(package), site=site)
         assert again.returncode == 0 and "nothing to do" in again.stderr, again.stderr
 
-        # Beside it, the floor under import-to-Ready: the same version
-        # declared again by hand (no package), its image in the registry
-        # already, so that nothing is built either: what any deploy of an
-        # image that exists takes on this swarm.
-        manifest = base64.b64decode(models.engine.configs.get(config).attrs["Spec"]["Data"])
-        models.engine.configs.get(config).remove()
-        wait_for(lambda: not models.services(model), 120, "the imported version's service to go")
+        # The runtime is here now: in the registry (the first model's
+        # layers) and, pulled as a site's admin would pull a base, on every
+        # worker. The second model sends only its own layers, links the
+        # rest, and its task starts with nothing to pull but them.
+        running_there = served.attrs["Spec"]["TaskTemplate"]["ContainerSpec"]["Image"]
+        registry = site["AIART_REGISTRY"]
+        repository = f"{registry}/{repository_of(running_there, registry)}"
+        registry_env = dict(line.split("=", 1) for line in Path(
+            site["AIART_REGISTRY_ENV"]).read_text().split() if "=" in line)
+        login = {"username": registry_env["AIART_REGISTRY_USER"],
+                 "password": registry_env["AIART_REGISTRY_PASSWORD"]}
+        for worker in (n for n, a in cluster.nodes().items() if a["Spec"]["Role"] == "worker"):
+            with cluster.node_engine(worker) as node:
+                node.images.pull(repository, tag=P.digest(image.manifest), auth_config=login)
         started = time.monotonic()
-        models.engine.configs.create(name=config, data=manifest, labels={L.MODEL: model})
-        models.wait_status(config, "Ready", timeout=300)
+        done = cli(tmp_path, "import", str(sibling_package), site=site)
+        assert done.returncode == 0, done.stderr
+        cached_import = time.monotonic() - started
+        models.wait_status(f"{sibling}-1", "Ready", timeout=300)
+        cached_ready = time.monotonic() - started
+        moved = re.search(r"([\d.]+) MB sent, ([\d.]+) MB linked", done.stderr)
+        assert moved, done.stderr
+        sent, linked = float(moved[1]), float(moved[2])
+        assert sent < 1 < linked, f"the runtime's layers were sent again: {done.stderr}"
         record("package carried between swarms", import_seconds=round(imported, 1),
                ready_seconds=round(ready, 1), package_bytes=package.stat().st_size,
-               redeclared_ready_seconds=round(time.monotonic() - started, 1))
+               cached_import_seconds=round(cached_import, 1),
+               cached_ready_seconds=round(cached_ready, 1), cached_sent_mb=sent,
+               cached_linked_mb=linked)
     finally:
         cli(tmp_path, "trust", "rm", "site-a", site=site)
         remove_model(models, model)
+        remove_model(models, sibling)
 

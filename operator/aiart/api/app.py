@@ -809,7 +809,8 @@ async def _import(ctx: ApiContext, who: Principal, package: IO[bytes],
     except PackageError as exc:
         raise ApiError(400, f"the package is refused: {exc}") from None
     answer = {"name": done.name, "version": done.version, "signer": done.signer,
-              "declared": done.declared, "image": done.image, "package": dict(done.origin)}
+              "declared": done.declared, "image": done.image, "package": dict(done.origin),
+              "imageBytes": dict(done.moved)}
     if not done.declared:
         return JSONResponse({**answer, "message": "declared here already, as the package "
                                                   "has it: nothing to do"})

@@ -26,7 +26,7 @@ from aiart.core.errors import PermanentError
 from aiart.core.settings import CLISettings, OperatorSettings, environment_with
 from aiart.core.spec import DNS_LABEL
 from aiart.engine.adapter import DockerCluster
-from aiart.engine.registry import RegistryReader
+from aiart.engine.registry import Pushed, RegistryReader
 from aiart.transfer import packages as T
 
 
@@ -208,7 +208,10 @@ async def import_package(args: argparse.Namespace) -> int:
               "has it: nothing to do", file=sys.stderr)
         return 0
     if done.image:
-        print(f"[aiart] image {done.image} in this swarm's registry", file=sys.stderr)
+        moved = ", ".join(f"{done.moved.get(how.value, 0) / 1e6:.1f} MB {what}" for how, what in (
+            (Pushed.SENT, "sent"), (Pushed.LINKED, "linked from other models' images"),
+            (Pushed.THERE, "there already")))
+        print(f"[aiart] image {done.image} in this swarm's registry: {moved}", file=sys.stderr)
     signed = f"signed by {done.signer}" if done.signer else "unsigned"
     print(f"{done.name}:{done.version}")
     print(f"[aiart] {args.package}: {done.name}:{done.version} declared, {signed}; provenance "

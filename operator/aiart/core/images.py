@@ -34,6 +34,24 @@ def digest_of(image: str) -> str | None:
     return digest if DIGEST.match(digest) else None
 
 
+def repository_of(image: str, registry: str) -> str | None:
+    """``registry/aiart/m:1-abc@sha256:…`` -> ``aiart/m``; None for an image
+    of another registry."""
+    prefix = f"{registry}/"
+    if not image.startswith(prefix):
+        return None
+    name = image[len(prefix):].partition("@")[0]
+    folder, _, last = name.rpartition("/")
+    last = last.partition(":")[0]
+    return f"{folder}/{last}" if folder else (last or None)
+
+
+def manifest_blobs(manifest: Mapping[str, Any]) -> list[str]:
+    """The digests of an image's config and layers, from its manifest."""
+    parts = [manifest.get("config") or {}, *(manifest.get("layers") or [])]
+    return [str(part["digest"]) for part in parts if isinstance(part, dict) and part.get("digest")]
+
+
 def manifest_size(manifest: Mapping[str, Any]) -> int | None:
     """An image's bytes in the registry (its config and layers, compressed),
     from its manifest; None for a list of images, whose size is theirs."""

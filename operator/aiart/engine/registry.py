@@ -9,6 +9,7 @@ another's). Which images are in use is core/images.py's."""
 from __future__ import annotations
 
 import asyncio
+import enum
 import hashlib
 import json
 import logging
@@ -31,6 +32,14 @@ MAX_TAGS = 500
 
 def digest(data: bytes) -> str:
     return f"sha256:{hashlib.sha256(data).hexdigest()}"
+
+
+class Pushed(enum.Enum):
+    """How a pushed blob came to be in its repository."""
+
+    THERE = "there"  # it was already
+    LINKED = "linked"  # from another repository of the same registry
+    SENT = "sent"  # its bytes uploaded
 
 
 class RegistryReader:
@@ -157,14 +166,27 @@ class RegistryReader:
             raise PermanentError(f"the registry's blob {wanted} does not match its digest")
         return size
 
-    async def push_blob(self, repository: str, blob: Blob, wanted: str) -> str:
-        """Put a blob whose digest is ``wanted`` (one upload, streamed from
-        where it is, unless the registry has it already); its digest. The
-        registry checks the digest of what it receives."""
+    @property
+    def host(self) -> str:
+        """The registry as image references name it (``host:port``)."""
+        return self._client.base_url.netloc.decode()
+
+    async def push_blob(self, repository: str, blob: Blob, wanted: str, *,
+                        mount_from: str | None = None) -> Pushed:
+        """Put a blob whose digest is ``wanted`` into ``repository``: one
+        upload, streamed from where it is, unless the repository has it
+        already. The registry checks the digest of what it receives.
+        ``mount_from``: another repository of this registry that holds the
+        blob: it is linked from there, no byte sent (the registry answers
+        with an upload instead when it cannot)."""
         try:
             if (await self._client.head(f"/v2/{repository}/blobs/{wanted}")).status_code == 200:
-                return wanted
-            started = await self._client.post(f"/v2/{repository}/blobs/uploads/")
+                return Pushed.THERE
+            started = await self._client.post(
+                f"/v2/{repository}/blobs/uploads/",
+                params={"mount": wanted, "from": mount_from} if mount_from else None)
+            if mount_from and started.status_code == 201:
+                return Pushed.LINKED
             if started.status_code != 202 or "location" not in started.headers:
                 raise TransientError(f"the registry answered {started.status_code} to an "
                                      f"upload into {repository}")
@@ -183,7 +205,7 @@ class RegistryReader:
         if done.status_code != 201:
             raise TransientError(f"the registry answered {done.status_code} to the blob "
                                  f"{wanted}")
-        return wanted
+        return Pushed.SENT
 
     async def push_manifest(self, repository: str, tag: str, data: bytes,
                             media_type: str) -> str:

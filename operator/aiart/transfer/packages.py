@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -29,14 +29,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from aiart.catalog.records import now
 from aiart.core import labels as L
 from aiart.core import packages as P
-from aiart.core.errors import ObjectMissing, PermanentError
-from aiart.core.images import model_repository
+from aiart.core.errors import ObjectMissing, PermanentError, TransientError
+from aiart.core.images import digest_of, manifest_blobs, model_repository, repository_of
 from aiart.core.objects import ConfigObject, ServiceObject
 from aiart.core.render import service_name
 from aiart.core.spec import Manifest, ManifestError, parse_manifest
 from aiart.core.store_layout import ConfigRef, RunRef, S3Ref, bucket_for, run_prefix
 from aiart.engine.policy import DEPLOYMENT_LABELS
-from aiart.engine.registry import RegistryReader
+from aiart.engine.registry import Pushed, RegistryReader
 from aiart.store.artifacts import Fetched, fetch_artifact
 from aiart.store.client import Store
 from aiart.store.runs import read_run, store_run
@@ -54,6 +54,9 @@ class Engine(Protocol):
 
 # Blobs pushed at once on an import.
 PARALLEL_PUSHES = 4
+# Images read to find layers this registry holds already: a swarm's models
+# mostly share a few runtimes, so a handful of images covers them.
+MAX_SOURCE_IMAGES = 32
 # The object store, asked for only when a version needs it (a model file in
 # a bucket or a run); raises PermanentError where none is configured.
 StoreFor = Callable[[], Store]
@@ -199,6 +202,9 @@ class Imported:
     declared: bool  # False: the version was declared so already, nothing done
     image: str  # repository:tag it was put in this swarm's registry as; "" none
     origin: Mapping[str, str]  # what the version's aiart.package label says
+    # The image's bytes by how they came into the model's repository: sent,
+    # linked from another model's (a runtime's layers), or there already.
+    moved: Mapping[str, int] = field(default_factory=dict)
 
 
 async def import_package(
@@ -237,19 +243,26 @@ async def import_package(
                             image="", origin=origin)
         raise PermanentError(f"{name}:{version} is declared here with another manifest; "
                              "remove it first or import another version")
-    pushed = ""
+    pushed, moved = "", {}
     if contents.image is not None:
         # The tag it was built as; the version runs it by digest, whatever
         # this site's aiart would build (control/prepare.py).
         tag = P.image_tag(contents)
         if not tag:
             raise PermanentError("the package names no tag for its image")
+        # Layers this registry holds already for another model (a runtime's,
+        # most of an image) are linked, not sent again.
+        sources = await blob_sources(engine, registry, contents.image.blobs)
         # A few at a time: most of an upload is waiting on the registry.
         limit = asyncio.Semaphore(PARALLEL_PUSHES)
 
+        moved = dict.fromkeys((p.value for p in Pushed), 0)
+
         async def push(wanted: str, blob: P.Blob) -> None:
             async with limit:
-                await registry.push_blob(model_repository(name), blob, wanted)
+                how = await registry.push_blob(model_repository(name), blob, wanted,
+                                               mount_from=sources.get(wanted))
+            moved[how.value] += blob.size
         await asyncio.gather(*(push(d, b) for d, b in contents.image.blobs.items()))
         await registry.push_manifest(model_repository(name), tag, contents.image.manifest,
                                      contents.image.media_type)
@@ -261,7 +274,39 @@ async def import_package(
         L.MODEL: name, L.CREATED_BY: created_by or f"package:{opened.signer or 'unsigned'}",
         L.PACKAGE: json.dumps(origin, sort_keys=True)})
     return Imported(name=name, version=version, signer=opened.signer, declared=True,
-                    image=pushed, origin=origin)
+                    image=pushed, origin=origin, moved=moved)
+
+
+async def blob_sources(engine: Engine, registry: RegistryReader,
+                       wanted: Iterable[str]) -> dict[str, str]:
+    """Which repository of this registry holds each ``wanted`` blob, as far
+    as the images this swarm's models run tell (their manifests: a request
+    each, a few at a time, MAX_SOURCE_IMAGES at most). Only blobs whose bytes
+    the package carries, checked, are ever asked for, so linking one gives
+    the importer nothing it did not have."""
+    missing = set(wanted)
+    images: dict[tuple[str, str], None] = {}
+    for service in await engine.list_services():
+        image = str(service.spec.get("TaskTemplate", {}).get("ContainerSpec", {}).get("Image"))
+        repository, pinned = repository_of(image, registry.host), digest_of(image)
+        if repository and pinned:
+            images[(repository, pinned)] = None
+    found: dict[str, str] = {}
+    limit = asyncio.Semaphore(PARALLEL_PUSHES)
+
+    async def read(repository: str, pinned: str) -> None:
+        async with limit:
+            if not missing - found.keys():
+                return
+            try:
+                data, _, _ = await registry.manifest(repository, pinned)
+            except (ObjectMissing, TransientError, PermanentError):
+                return  # removed meanwhile, or unreadable: the bytes are sent instead
+        for blob in manifest_blobs(json.loads(data)):
+            if blob in missing:
+                found.setdefault(blob, repository)
+    await asyncio.gather(*(read(r, d) for r, d in list(images)[:MAX_SOURCE_IMAGES]))
+    return found
 
 
 async def _restore_artifact(engine: Engine, store_for: StoreFor, ref: Any, name: str,

@@ -72,7 +72,8 @@ def served(site: Site, manifest: bytes = MANIFEST) -> str:
     answer = deploy(site.world, headers, manifest, artifact=artifact)
     assert answer.status_code == 202, answer.text
     built = image()
-    site.registry.blobs.update({d: b.read() for d, b in built.blobs.items()})
+    for blob in built.blobs.values():
+        site.registry.put("aiart/iris", blob.read())
     digest = P.digest(built.manifest)
     site.registry.manifests[digest] = site.registry.manifests["1-0123456789abcdef"] = (
         built.manifest, built.media_type)
@@ -134,6 +135,9 @@ def test_a_version_goes_from_one_site_to_another_through_the_api(
     # The image byte for byte, under the tag it was built as.
     assert there.registry.manifests["1-0123456789abcdef"][0] == opened.contents.image.manifest
     assert set(there.registry.blobs) == set(opened.contents.image.blobs)
+    # A registry that held none of it: every byte sent, none linked.
+    assert done.json()["imageBytes"] == {"sent": sum(
+        b.size for b in opened.contents.image.blobs.values()), "linked": 0, "there": 0}
     (shown,) = there.world.client.get("/api/v1/models/iris",
                                       headers=deployer).json()["versions"]
     assert shown["package"]["signer"] == P.key_id(SITE_KEY.public_key())

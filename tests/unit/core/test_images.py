@@ -8,8 +8,10 @@ from aiart.core.images import (
     digest_of,
     image_views,
     in_use,
+    manifest_blobs,
     manifest_size,
     model_repository,
+    repository_of,
 )
 
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
@@ -26,6 +28,21 @@ def test_digests_of_pinned_references_only() -> None:
     assert digest_of("localhost:5000/aiart/iris:1-abc") is None
     assert digest_of("x@sha256:short") is None
     assert in_use([f"h/aiart/iris@{A}", "h/aiart/iris:1", "", f"h/aiart/iris:2@{A}"]) == {A}
+
+
+def test_the_repository_of_an_image_of_this_registry_only() -> None:
+    assert repository_of(f"localhost:5000/aiart/iris:1-abc@{A}", "localhost:5000") == "aiart/iris"
+    assert repository_of(f"localhost:5000/aiart/iris@{A}", "localhost:5000") == "aiart/iris"
+    assert repository_of("localhost:5000/aiart/iris:1", "localhost:5000") == "aiart/iris"
+    assert repository_of("localhost:5000/solo:1", "localhost:5000") == "solo"
+    assert repository_of(f"localhost:5001/aiart/iris:1@{A}", "localhost:5000") is None
+    assert repository_of("team/image:1", "localhost:5000") is None
+
+
+def test_an_images_blobs_are_its_config_and_layers() -> None:
+    manifest = {"config": {"digest": A, "size": 1}, "layers": [{"digest": B}, {"size": 3}]}
+    assert manifest_blobs(manifest) == [A, B]
+    assert manifest_blobs({"manifests": [{"digest": A}]}) == []
 
 
 def test_an_images_size_is_its_config_and_layers() -> None:
