@@ -107,6 +107,17 @@ def test_a_changed_byte_anywhere_is_refused() -> None:
             P.open_package(blobs(files), [KEY.public_key()])
 
 
+def test_an_image_layer_the_package_does_not_carry_is_refused() -> None:
+    # What an import links from another model's repository (the registry's
+    # mount) is only ever a layer the package carries: one it names but
+    # lacks, to borrow another model's layer by its digest, is refused.
+    files = raw(P.build(contents(), KEY))
+    layer = next(iter(image().blobs.values())).read()
+    del files[blob_path(files, layer)]
+    with pytest.raises(P.PackageError, match="the package lacks the blob"):
+        P.open_package(blobs(files), [KEY.public_key()])
+
+
 def test_a_manifest_changed_with_its_digests_redone_is_refused() -> None:
     # A careful forger: a new aiart.yaml under its own digest, the model's
     # manifest and the index rewritten to name it. The signature no longer
