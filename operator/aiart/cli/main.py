@@ -10,9 +10,7 @@ from pathlib import Path
 
 import aiodocker
 
-from aiart.build.image_builder import ImageBuilder
 from aiart.build.kinds import KINDS
-from aiart.build.recipes import h2o_runtime, onnx_runtime, sklearn_runtime
 from aiart.cli import api as cli_api
 from aiart.cli import keys as cli_keys
 from aiart.cli import packages as cli_packages
@@ -23,6 +21,11 @@ from aiart.engine.adapter import DockerCluster
 
 
 async def _build_runtime(args: argparse.Namespace) -> str:
+    # Here rather than with the module: the builder and its templates are
+    # this command's alone, and every other command would pay for them.
+    from aiart.build.image_builder import ImageBuilder
+    from aiart.build.recipes import h2o_runtime, onnx_runtime, sklearn_runtime
+
     settings = OperatorSettings.from_env()
     base = args.base_image or settings.base_image
     if args.runtime == "onnx":

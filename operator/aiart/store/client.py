@@ -13,17 +13,19 @@ import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import anyio.to_thread
-import certifi
-import urllib3
-from minio import Minio
-from minio.deleteobjects import DeleteObject
-from minio.error import MinioException, S3Error
 
 from aiart.core.errors import ObjectMissing, PermanentError, StoreUnavailable
 from aiart.core.settings import StoreSettings
+
+# The SDK (and urllib3, certifi) is imported where a store is opened or
+# called, not with this module: importing it takes about 0.1 s (its admin
+# API's cryptography), which every CLI command paid, those that never reach
+# the store too (``aiart import`` of a model whose file is a config).
+if TYPE_CHECKING:
+    from minio import Minio
 
 T = TypeVar("T")
 MISSING_CODES = {"NoSuchKey", "NoSuchBucket", "NoSuchObject"}
@@ -57,6 +59,10 @@ class ObjectStore:
     CACHE_BYTES = 256 * 1024**2
 
     def __init__(self, settings: StoreSettings) -> None:
+        import certifi
+        import urllib3
+        from minio import Minio
+
         self.settings = settings
         self.endpoint = settings.endpoint
         http = urllib3.PoolManager(
@@ -65,15 +71,18 @@ class ObjectStore:
             retries=urllib3.Retry(total=0), maxsize=16,
             cert_reqs="CERT_REQUIRED", ca_certs=settings.ca_file or certifi.where(),
         )
-        self.client = Minio(settings.endpoint, access_key=settings.access_key,
-                            secret_key=settings.secret_key, secure=settings.secure,
-                            region=settings.region, http_client=http)
+        self.client: Minio = Minio(
+            settings.endpoint, access_key=settings.access_key, secret_key=settings.secret_key,
+            secure=settings.secure, region=settings.region, http_client=http)
         self._cache: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
         self._cache_size = 0
         self._lock = threading.Lock()
         self._buckets: set[str] = set()
 
     async def _run(self, what: str, call: Callable[[], T]) -> T:
+        import urllib3
+        from minio.error import MinioException, S3Error
+
         def guarded() -> T:
             try:
                 return call()
@@ -95,6 +104,8 @@ class ObjectStore:
         """Create the bucket if missing; True when it was created now."""
         if bucket in self._buckets:
             return False
+
+        from minio.error import S3Error
 
         def make() -> bool:
             if self.client.bucket_exists(bucket):
@@ -174,6 +185,8 @@ class ObjectStore:
 
     async def remove_bucket(self, bucket: str) -> None:
         """Delete a bucket and everything in it (S3 deletes only empty buckets)."""
+        from minio.deleteobjects import DeleteObject
+
         def remove() -> None:
             if not self.client.bucket_exists(bucket):
                 return
