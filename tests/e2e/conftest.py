@@ -8,6 +8,7 @@ any left behind by label.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -85,6 +86,28 @@ def aiart(*args: str) -> str:
                           text=True, timeout=60)
     assert done.returncode == 0, f"aiart {' '.join(args)}: {done.stderr}"
     return done.stdout.strip()
+
+
+def gateway_lines(engine: docker.DockerClient, since: float) -> list[str]:
+    """The gateway's log since ``since`` (epoch seconds): its own lines and
+    its access log's, one JSON object each (stack.yml)."""
+    logs = engine.services.get(f"{STACK}_traefik").logs(
+        stdout=True, stderr=True, since=int(since))
+    return b"".join(logs).decode(errors="replace").splitlines()
+
+
+def gateway_errors(engine: docker.DockerClient, since: float) -> list[dict[str, Any]]:
+    """The gateway's access-log records since ``since``: its answers of 500
+    or more, with the router, the service and the upstream's status."""
+    found = []
+    for line in gateway_lines(engine, since):
+        try:
+            record = json.loads(line[line.find("{"):])
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "DownstreamStatus" in record:
+            found.append(record)
+    return found
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.25) -> Any:

@@ -3,7 +3,9 @@
 An ``image`` model that records every request's headers is deployed public
 and closed, called anonymously and with keys, cookies and tokens, and handed
 over to a new version (which makes the operator probe the model's current
-route with its probe tokens). Then it tells what it saw: no credential.
+route with its probe tokens). Then it tells what it saw: no credential, and
+no alias of a header the gateway sets (``X.Aiart.Subject``), which a
+CGI-style backend would read as the gateway's own.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tarfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +23,7 @@ import docker
 import httpx
 import pytest
 
-from tests.e2e.conftest import Models, aiart, wait_for
+from tests.e2e.conftest import Models, aiart, gateway_errors, gateway_lines, wait_for
 
 # A server of the inference contract that keeps every request's headers and
 # shows them at GET /seen. Standard library only: it runs on the base image.
@@ -48,6 +52,8 @@ class Handler(BaseHTTPRequestHandler):
                      "headers": {k.lower(): v for k, v in self.headers.items()}})
         if path in ("/v2/health/live", "/v2/health/ready"):
             return self.answer(200, {"live": True, "ready": True})
+        if path.endswith("/fail"):
+            return self.answer(500, {"error": "failed on purpose"})
         match = re.fullmatch(r"/v2/models/([^/]+)(/ready|/infer)?", path)
         if not match:
             return self.answer(404, {"error": "not found"})
@@ -105,11 +111,25 @@ def leaked(seen: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     return [(r["method"], r["path"], h) for r in seen for h in CREDENTIALS if h in r["headers"]]
 
 
+def as_cgi(name: str) -> str:
+    """A header's name as CGI, WSGI, PHP and nginx backends read it: every
+    character but a letter or a digit an underscore."""
+    return "HTTP_" + re.sub(r"[^A-Za-z0-9]", "_", name).upper()
+
+
+def aliases(seen: list[dict[str, Any]], header: str) -> list[tuple[str, str]]:
+    """Headers a request reached the model with that such a backend would
+    read as ``header``, other than ``header`` itself."""
+    return [(r["path"], name) for r in seen for name in r["headers"]
+            if as_cgi(name) == as_cgi(header) and name != header.lower()]
+
+
 def test_no_credential_reaches_a_public_or_closed_model(
         models: Models, gateway: httpx.Client, recorder_image: str, run_id: str) -> None:
     public, closed = models.name("rec-public"), models.name("rec-closed")
     key_name = f"t{run_id}-recorder"
     key = aiart("keys", "create", key_name, "--model", closed)
+    started = time.time()
     try:
         for model, auth in ((public, "none"), (closed, "apikey")):
             config = models.declare(model, "1", None,
@@ -118,13 +138,31 @@ def test_no_credential_reaches_a_public_or_closed_model(
         sent = {"X-API-Key": key, "Authorization": f"Bearer {key}",
                 "Cookie": "session=secret", "Proxy-Authorization": "Basic c2VjcmV0",
                 "X-Aiart-Probe": "forged", "X-Aiart-Subject": "apikey:admin"}
+        # The gateway's own headers spelt as aliases (Go tells X_Aiart_Subject
+        # from X-Aiart-Subject; a CGI-style backend does not, and may read
+        # the caller's value for the gateway's).
+        spoofed = {f"X{sep}Aiart{sep}{name}": value for sep in "_.~" for name, value in (
+            ("Subject", "apikey:admin"), ("Gateway", "forged"))}
         body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP64", "data": [1]}]}
         for model in (public, closed):
-            for headers in ({}, sent, {"X-API-Key": key}, {"Authorization": f"Bearer {key}"}):
+            for headers in ({}, sent, {"X-API-Key": key}, {"Authorization": f"Bearer {key}"},
+                            {"X-API-Key": key, **spoofed}):
                 gateway.post(f"/v2/models/{model}/infer", json=body, headers=headers)
                 gateway.get(f"/models/{model}/versions/1/v2/models/{model}", headers=headers)
         assert gateway.post(f"/v2/models/{closed}/infer", json=body,
                             headers={"X-API-Key": key}).status_code == 200
+        # A model's failure is in the gateway's log of 5xx answers, which
+        # keeps no header and no path (a key, a token, an OIDC code).
+        failed = gateway.post(f"/v2/models/{closed}/fail?token=query-secret", json=body,
+                              headers={**sent, "X-API-Key": key})
+        assert failed.status_code == 500, failed.text
+        logged = wait_for(lambda: [e for e in gateway_errors(models.engine, started)
+                                   if f"aiart_{closed}_" in e.get("RouterName", "")], 60,
+                          "the gateway to log the model's 500")
+        assert logged[0]["DownstreamStatus"] == 500 and logged[0]["OriginStatus"] == 500
+        gateway_log = "\n".join(gateway_lines(models.engine, started))
+        for secret in (key, "query-secret", "session=secret", "/fail"):
+            assert secret not in gateway_log, f"{secret!r} is in the gateway's log"
         # A second version of each: the hand-over makes the operator ask each
         # model's current route which version answers, with its probe tokens.
         for model, auth in ((public, "none"), (closed, "apikey")):
@@ -143,6 +181,8 @@ def test_no_credential_reaches_a_public_or_closed_model(
                 seen = answer.json()
                 assert seen, f"{model} v{version} recorded nothing"
                 assert not leaked(seen), leaked(seen)
+                for header in ("X-Aiart-Subject", "X-Aiart-Gateway"):
+                    assert not aliases(seen, header), aliases(seen, header)
             # Who called, as the gateway says: never what a caller claimed.
             subjects = {r["headers"].get("x-aiart-subject") for r in seen}
             assert "apikey:admin" not in subjects, subjects
