@@ -67,11 +67,16 @@ def test_a_managed_service_without_config_is_removed(models: Models,
     model = models.name("orphan")
     image = os.environ.get("AIART_BASE_IMAGE", "")
     assert image, "AIART_BASE_IMAGE is set by ./hack/test.sh"
-    engine.services.create(
-        image, ["sleep", "600"], name=f"aiart-{model}-1",
+    # The low-level call: the high-level one reads the service back after
+    # creating it, and a CI run saw the operator remove it in between (404).
+    created = engine.api.create_service(
+        docker.types.TaskTemplate(container_spec=docker.types.ContainerSpec(
+            image, command=["sleep", "600"])),
+        name=f"aiart-{model}-1",
         labels={"aiart.managed-by": "aiart", "aiart.model": model, "aiart.version": "1",
                 "aiart.owner": "gone"},
     )
+    assert created["ID"]
     wait_for(lambda: not models.services(model), 60, "the orphan to be removed")
 
 
