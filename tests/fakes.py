@@ -47,8 +47,11 @@ class FakeCluster:
         self.calls: list[str] = []
         self.failing_services: set[str] = set()
         # Services whose tasks have not started yet (the gateway may still
-        # reach a task of a service they replaced).
+        # reach a task of a service they replaced): their image still being
+        # pulled, or (started_services) their container started and its
+        # first health check not passed yet.
         self.starting_services: set[str] = set()
+        self.started_services: set[str] = set()
         self.running_for = 60.0
         self.secrets: dict[str, str] = {}  # name -> id
         self.secret_data: dict[str, tuple[bytes, dict[str, str]]] = {}
@@ -134,6 +137,9 @@ class FakeCluster:
             return TaskSummary(desired=desired, running=0, failed=5, last_error="exit code 1")
         if service.name in self.starting_services:
             return TaskSummary(desired=desired, running=0, failed=0, last_error="")
+        if service.name in self.started_services:
+            return TaskSummary(desired=desired, running=0, failed=0, last_error="",
+                               starting=desired)
         return TaskSummary(desired=desired, running=desired, failed=0, last_error="",
                            running_for=self.running_for)
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import aiodocker
 import pytest
 from aiart.core import labels as L
+from aiart.core.objects import ServiceObject
 from aiart.engine.adapter import DockerCluster, tar_context
 
 pytestmark = pytest.mark.docker
@@ -78,6 +79,39 @@ async def test_events_name_the_config_that_changed(cluster: DockerCluster) -> No
     event = await asyncio.wait_for(ours(), 10)
     assert event["Type"] == "config" and event["Actor"]["ID"] == cid
     await events.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_task_whose_first_health_check_has_not_passed_is_starting(
+        cluster: DockerCluster) -> None:
+    # The operator looks again soon at a version whose container waits for
+    # its first health check (control/reconcile.py): the engine's task state
+    # must say so, and say "running" once the check passes.
+    run = cluster.run  # type: ignore[attr-defined]
+    images = await cluster.docker.images.list(filters={"reference": ["aiart/operator"]})
+    assert images, "no aiart/operator image: hack/images.sh builds it"
+    image = images[0]["RepoTags"][0]
+    created = await cluster.docker.services.create(name=f"t{run}-health", labels={
+        "aiart.test": run}, task_template={"ContainerSpec": {
+            "Image": image, "Command": ["sh", "-c", "sleep 3; touch /tmp/ok; exec sleep 600"],
+            "Healthcheck": {"Test": ["CMD", "test", "-f", "/tmp/ok"],
+                            "Interval": 200_000_000, "Retries": 3,
+                            "StartPeriod": 30_000_000_000}}})
+    try:
+        raw = await cluster.docker.services.inspect(created["ID"])
+        service = ServiceObject(id=raw["ID"], name=raw["Spec"]["Name"],
+                                index=raw["Version"]["Index"], labels={}, spec=raw["Spec"])
+        seen = []
+        deadline = asyncio.get_running_loop().time() + 60
+        while asyncio.get_running_loop().time() < deadline:
+            tasks = await cluster.task_summary(service)
+            seen.append((tasks.starting, tasks.running))
+            if tasks.running:
+                break
+            await asyncio.sleep(0.2)
+        assert (1, 0) in seen, f"never seen starting: {seen}"
+        assert seen[-1] == (0, 1), f"never seen running: {seen}"
+    finally:
+        await cluster.docker.services.delete(created["ID"])
 
 
 def test_build_contexts_are_deterministic() -> None:

@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -102,26 +103,55 @@ def test_a_server_that_never_answers_is_not_ready_after_the_timeout() -> None:
         assert time.monotonic() - started < 5
 
 
-def test_a_server_about_to_listen_is_waited_for_and_one_gone_is_not_ready() -> None:
-    # A model still loading: its server listens only once the model is in.
+@contextmanager
+def ready_server_after(seconds: float) -> Iterator[int]:
+    """The port of a ready server that listens only after this long, as a
+    model's server does once its model is loaded."""
     port = free_port()
     server: list[ThreadingHTTPServer] = []
 
     def listen_later() -> None:
-        time.sleep(1.0)
+        time.sleep(seconds)
         server.append(serve_on(port, 200, b'{"ready":true}'))
 
     threading.Thread(target=listen_later, daemon=True).start()
-    started = time.monotonic()
     try:
-        assert not ready(port, timeout=2), "nothing listened yet, and it did not wait"
-        assert ready(port, timeout=2, wait=5), "it did not wait for the server to listen"
-        assert time.monotonic() - started >= 1.0
+        yield port
     finally:
         for running in server:
             running.shutdown()
             running.server_close()
+
+
+def test_a_server_about_to_listen_is_waited_for_and_one_gone_is_not_ready() -> None:
+    with ready_server_after(1.0) as port:
+        started = time.monotonic()
+        assert not ready(port, timeout=2), "nothing listened yet, and it did not wait"
+        assert ready(port, timeout=2, wait=5), "it did not wait for the server to listen"
+        assert time.monotonic() - started >= 1.0
     # Nothing comes: not ready once the wait is over, not before.
     started = time.monotonic()
     assert not ready(free_port(), timeout=2, wait=0.5)
     assert 0.5 <= time.monotonic() - started < 3
+
+
+def test_an_answer_that_came_at_once_is_held_until_the_pace() -> None:
+    # The engine times the next check from the end of the last one: holding
+    # the answer spaces the checks of a running model out (probe.py).
+    for status, body, expected in ((200, b'{"ready":true}', True), (503, b"", False)):
+        server = serve(status, body)
+        try:
+            started = time.monotonic()
+            assert ready(server.server_address[1], timeout=2, wait=3, pace=1.0) is expected
+            assert time.monotonic() - started >= 1.0, f"a {status} was not held"
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def test_a_server_that_starts_listening_is_reported_at_once_not_at_the_pace() -> None:
+    # A new model: found healthy (so routed) as soon as it listens.
+    with ready_server_after(0.3) as port:
+        started = time.monotonic()
+        assert ready(port, timeout=2, wait=3, pace=2.0)
+        assert time.monotonic() - started < 1.5, "the first answer waited for the pace"

@@ -50,6 +50,9 @@ POLL_SECONDS = 1.0
 # applies what changed at once), and each look is one probe through it.
 # Looking four times a second lets Ready follow the route by a quarter of a
 # second, not by up to a whole one; the wait is short, so is the extra work.
+# So too while a started container waits for its first health check, which
+# comes half a second after its start (core/render.py): the swarm runs it the
+# moment it is healthy, and a pass a second later would make Ready wait.
 ROUTE_POLL_SECONDS = 0.25
 DEPENDENCY_RETRY_SECONDS = 10.0
 CONTRACT_GRACE_SECONDS = 10.0
@@ -454,4 +457,4 @@ async def reconcile_version(
         message=f"{tasks.running} of {tasks.desired} replicas running; "
                 "waiting for the gateway to route to it",
         image=image, extra=extra))
-    return ROUTE_POLL_SECONDS if tasks.running else POLL_SECONDS
+    return ROUTE_POLL_SECONDS if tasks.running or tasks.starting else POLL_SECONDS

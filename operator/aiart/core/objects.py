@@ -34,6 +34,9 @@ class TaskSummary:
     last_error: str
     # Seconds since the longest-running task started running (0: none runs).
     running_for: float = 0.0
+    # Tasks whose container has started and waits to be found healthy: they
+    # run (or fail) within seconds. Tasks still pulling their image are not.
+    starting: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -314,6 +314,8 @@ class DockerCluster:
         now = datetime.now(UTC)
         running_for = max((now - _timestamp(t["Status"].get("Timestamp", ""))).total_seconds()
                           for t in alive) if alive else 0.0
+        starting = sum(1 for t in current if t["Status"]["State"] == "starting"
+                       and t.get("DesiredState") == "running")
         failed = [t for t in current if t["Status"]["State"] in ("failed", "rejected")]
         failed.sort(key=lambda t: t["Status"].get("Timestamp", ""))
         last_error = ""
@@ -322,7 +324,8 @@ class DockerCluster:
             last_error = status.get("Err") or status.get("Message") or ""
         desired = int(service.spec.get("Mode", {}).get("Replicated", {}).get("Replicas", 1))
         return TaskSummary(desired=desired, running=running, failed=len(failed),
-                           last_error=last_error, running_for=max(0.0, running_for))
+                           last_error=last_error, running_for=max(0.0, running_for),
+                           starting=starting)
 
     async def task_states(self, service: ServiceObject) -> list[TaskState]:
         """A service's tasks, oldest first."""

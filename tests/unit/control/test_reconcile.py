@@ -147,8 +147,10 @@ async def test_a_version_declared_again_is_ready_only_once_a_task_of_its_own_run
 
 async def test_a_running_task_the_gateway_does_not_route_yet_is_looked_at_soon(world) -> None:
     # Its route comes within about a second: the next look is sooner than a
-    # pass's usual second, so that Ready follows the route closely; a task
-    # still starting is looked at at the usual pace.
+    # pass's usual second, so that Ready follows the route closely; so is
+    # the look at a task whose container waits for its first health check
+    # (it runs within a second). A task still pulling its image is looked
+    # at at the usual pace.
     deps, cluster, _, gateway = world
     declare(cluster, "iris", "1")
     cluster.starting_services.add("aiart-iris-1")
@@ -158,6 +160,11 @@ async def test_a_running_task_the_gateway_does_not_route_yet_is_looked_at_soon(w
     assert cluster.status("iris-1") == "Deploying"
     assert outcome.requeue_after == POLL_SECONDS, "nothing runs yet: the usual pace"
     cluster.starting_services.clear()
+    cluster.started_services.add("aiart-iris-1")
+    outcome = await reconcile_model(deps, "iris")
+    assert cluster.status("iris-1") == "Deploying"
+    assert outcome.requeue_after == ROUTE_POLL_SECONDS, "a started container: soon"
+    cluster.started_services.clear()
     gateway.unrouted.add(("iris", "1"))
     outcome = await reconcile_model(deps, "iris")
     message = cluster.config("iris-1").labels[L.STATUS_MESSAGE]
