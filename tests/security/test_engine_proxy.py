@@ -254,8 +254,11 @@ def test_a_taken_over_gateway_or_prometheus_reads_the_swarm_without_secrets(
     for call in ("services", "tasks", "networks", "nodes", "tasks of a gone service"):
         assert seen[call][0] == 200, (call, seen[call])
     assert seen["tasks of a gone service"][1]["text"] == "[]", seen["tasks of a gone service"]
-    # What the gateway reads names the operator's service, not its settings.
-    assert seen["services"][1]["operator"] and seen["tasks"][1]["operator"], seen
+    # What it reads names the operator's service (its tasks; for Prometheus,
+    # the service too), not its settings. The gateway's list of services
+    # holds only those it routes (engine/policy.py): not the operator's.
+    assert seen["tasks"][1]["operator"], seen
+    assert seen["services"][1]["operator"] is (service == "prometheus"), seen["services"]
     for call in ("services", "tasks"):
         assert not seen[call][1]["Env"] and not seen[call][1]["AIART_"], (call, seen[call])
     if service == "prometheus":

@@ -81,10 +81,11 @@ class EngineProxy:
             return refuse(403, f"aiart's engine proxy: {verdict.reason}")
         headers = {"Content-Type": request.headers["Content-Type"]} \
             if "Content-Type" in request.headers else {}
+        target = verdict.path or raw
         if verdict.rewrite:
-            return await self.rewritten(raw, client)
+            return await self.rewritten(target, client)
         try:
-            async with self.session.request(request.method, f"http://engine{raw}",
+            async with self.session.request(request.method, f"http://engine{target}",
                                             data=body or None, headers=headers,
                                             timeout=TIMEOUT) as upstream:
                 answer = web.StreamResponse(status=upstream.status, reason=upstream.reason)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import json
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode
 
 import pytest
 from aiart.auth.access import Role, new_key
@@ -303,3 +303,44 @@ def test_the_tasks_of_a_service_gone_since_are_none_not_an_error() -> None:
     assert not vanished("/tasks", 500) and not vanished("/tasks", 200)
     assert not vanished("/services", 404)
     assert not vanished("/configs/x", 404)
+
+
+def sent_filters(path: str) -> tuple[str, dict[str, list[str]], dict[str, object]]:
+    """The path the engine is sent for ``path``, its other parameters and its filters."""
+    head, _, query = path.partition("?")
+    params = parse_qs(query)
+    filters = json.loads(params.pop("filters", ["{}"])[0])
+    return head, params, filters
+
+
+@pytest.mark.parametrize("asked", [
+    "/v1.41/services",
+    "/v1.41/services?status=true",
+    listed("/v1.41/services", "team=a", other={"mode": ["replicated"]}),
+    "/v1.41/services?" + urlencode({"filters": json.dumps({"label": {"team=a": True}})}),
+])
+def test_the_gateway_lists_only_the_services_it_may_route(asked: str) -> None:
+    # Traefik reads every service each second, then each one's tasks; the
+    # engine is asked for the routed ones only (exposedByDefault=false).
+    verdict = decide(GATEWAY, "GET", asked, b"")
+    assert verdict.allowed and verdict.rewrite and verdict.path is not None
+    head, params, filters = sent_filters(verdict.path)
+    _, asked_params, asked_filters = sent_filters(asked)
+    assert head == "/v1.41/services" and params == asked_params
+    labels = asked_filters.get("label", [])
+    assert filters["label"] == [*(labels if isinstance(labels, list) else list(labels)),
+                                "traefik.enable=true"]
+    assert {k: v for k, v in filters.items() if k != "label"} == {
+        k: v for k, v in asked_filters.items() if k != "label"}
+    # Its other reads, and Prometheus's (it watches every service), go as asked.
+    for client, path in ((GATEWAY, "/v1.41/tasks"), (GATEWAY, "/v1.41/networks"),
+                         (MONITORING, asked)):
+        other = decide(client, "GET", path, b"")
+        assert other.allowed and other.path is None, (client, path)
+
+
+def test_the_gateway_s_list_with_filters_the_engine_cannot_read_is_refused() -> None:
+    for filters in ("[1]", "{\"label\": [1]}", "not json"):
+        verdict = decide(GATEWAY, "GET", "/v1.41/services?" + urlencode({"filters": filters}),
+                         b"")
+        assert not verdict.allowed and "filters" in verdict.reason, filters
