@@ -209,7 +209,16 @@ class PayloadLog:
         self.batch_records, self.batch_bytes = batch_records, batch_bytes
         self.flush_seconds, self.retry_seconds = flush_seconds, retry_seconds
         self._draw = draw
-        self._pending: deque[tuple[Exchange, int]] = deque()
+        # Each exchange queued as one plain tuple, its fields and then its
+        # size: the collector stops tracking a plain tuple of plain values
+        # (bytes, numbers, strings) at its first pass, but never a named tuple
+        # (nor, at once, a tuple that holds a tuple it still tracks). Queued
+        # named tuples, thousands at a time, went through every younger
+        # generation's pass: 5.5 us of collection a request at one connection
+        # against 2.5 us queued so (the collector's own callbacks, timed, in a
+        # server whose log has no writer). A gRPC exchange holds its messages,
+        # which the collector tracks whatever holds them.
+        self._pending: deque[tuple[Any, ...]] = deque()
         self._offered_bytes = 0
         self._taken_bytes = 0
         self._wake = threading.Event()
@@ -239,7 +248,7 @@ class PayloadLog:
             self.dropped += 1
             return
         self._offered_bytes += size
-        self._pending.append((item, size))
+        self._pending.append((*item, size))
         if self._full() and not self._wake.is_set():
             self._wake.set()
 
@@ -279,8 +288,8 @@ class PayloadLog:
         batch: list[Exchange] = []
         size = 0
         while self._pending and len(batch) < self.batch_records and size < self.batch_bytes:
-            item, n = self._pending.popleft()
-            batch.append(item)
+            *fields, n = self._pending.popleft()
+            batch.append(Exchange._make(fields))
             size += n
         self._taken_bytes += size
         return batch

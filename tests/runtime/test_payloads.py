@@ -6,6 +6,7 @@ and the real writer putting objects into a real S3 server (moto's)."""
 from __future__ import annotations
 
 import base64
+import gc
 import gzip
 import json
 import threading
@@ -371,3 +372,21 @@ def test_the_real_writer_gives_up_on_a_store_that_does_not_answer() -> None:
         write("payloads/x.jsonl.gz", gzip.compress(b"{}\n"))
     assert time.monotonic() - started < 5
     listener.close()
+
+
+def test_a_queued_http_exchange_is_not_left_to_the_collector() -> None:
+    # Thousands wait for their batch: tracked, each pass of the collector
+    # walks them all, on the answer path's time (payloads.py).
+    log = PayloadLog(lambda key, data: None, sample=1.0, model="m", version="1",
+                     flush_seconds=3600)
+    try:
+        for _ in range(100):
+            log.offer(lambda: Exchange(at=time.time(), protocol="http", endpoint="infer",
+                                       status=200, seconds=0.001, request=b'{"inputs":[]}',
+                                       response=b'{"outputs":[]}'))
+        gc.collect(0)
+        queued = list(log._pending)
+        assert len(queued) == 100 and not any(gc.is_tracked(entry) for entry in queued)
+    finally:
+        log.close()
+    assert log.written == 100, "queued so, they are still written whole"
