@@ -10,6 +10,13 @@
 # integration tests against in-process servers).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$AIART_ROOT/hack/stack.sh"
+# One thread each for the numeric libraries the tests load in their own
+# processes (scikit-learn's OpenMP, OpenBLAS): the tests run two at a time
+# beside the stack on every core, and a pool sized to the machine's cores
+# spins against them. scikit-learn's 117 predictors fitted and loaded took
+# 3.3 s alone, 8.6 s beside two busy loops, 3.7 s so with one thread, and
+# 55 s in a CI run. What runs in containers is not touched.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
 if [ "${1:-}" = unit ]; then
   shift
